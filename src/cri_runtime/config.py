@@ -1,0 +1,379 @@
+"""Configuration: TOML file, defaults, and validation with clear errors.
+
+Each section is a dataclass that validates itself: unknown keys, wrong types
+and out-of-range values fail at start-up with the file, the key and what is
+wrong, before anything is created. `render_default()` prints the commented
+defaults (`cri-runtime config default`) from the same field declarations, so
+documentation and code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+DEFAULT_CONFIG_PATH = "/etc/cri-runtime/config.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the operator (file, key, cause)."""
+
+
+def _doc(text: str, **kwargs: Any) -> Any:
+    """A dataclass field carrying the comment printed by `config default`."""
+    return field(metadata={"doc": text}, **kwargs)
+
+
+class Section:
+    """Base of all config sections: typed construction from a TOML table."""
+
+    name: ClassVar[str]
+
+    def validate(self, where: str) -> None:
+        """Semantic checks beyond types; raise ConfigError naming `where`."""
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], where: str) -> Any:
+        hints = typing.get_type_hints(cls)
+        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        kwargs: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in known:
+                raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
+            kwargs[key] = _coerce(hints[key], value, f"{where}.{key}")
+        obj = cls(**kwargs)
+        obj.validate(where)
+        return obj
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "table"
+    if isinstance(tp, type) and issubclass(tp, Section):
+        return "table"
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp))
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`; build nested sections."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(options[0], value, where)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__}")
+        return [_coerce(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return {k: _coerce(val_tp, v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, Section):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return tp.from_table(value, where)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected integer, got boolean")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _require_abs(path: str, where: str) -> None:
+    if not path or not os.path.isabs(path):
+        raise ConfigError(f"{where}: must be an absolute path, got {path!r}")
+
+
+@dataclass
+class ServerConfig(Section):
+    name = "server"
+    socket: str = _doc("Unix socket the CRI gRPC server listens on.", default="/run/cri-runtime/cri-runtime.sock")
+    root_dir: str = _doc("Persistent state (pod and container records that must survive reboots).",
+                         default="/var/lib/cri-runtime")
+    state_dir: str = _doc("Volatile state (status files, fifos, CNI results); survives restarts of "
+                          "cri-runtime, not of the machine.", default="/run/cri-runtime/state")
+    log_level: str = _doc("debug, info, warning or error.", default="info")
+    recovery_timeout_seconds: float = _doc("Time allowed per object while recovering state at start-up.",
+                                           default=10.0)
+    metrics_address: str = _doc("host:port for Prometheus metrics of the server itself; empty = off.",
+                                default="")
+
+    def validate(self, where: str) -> None:
+        _require_abs(self.socket, f"{where}.socket")
+        if len(self.socket.encode()) > 107:
+            raise ConfigError(f"{where}.socket: unix socket paths are limited to 107 bytes")
+        _require_abs(self.root_dir, f"{where}.root_dir")
+        _require_abs(self.state_dir, f"{where}.state_dir")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"{where}.log_level: must be debug, info, warning or error, got {self.log_level!r}")
+        if self.recovery_timeout_seconds <= 0:
+            raise ConfigError(f"{where}.recovery_timeout_seconds: must be positive")
+        if self.metrics_address:
+            _split_host_port(self.metrics_address, f"{where}.metrics_address")
+
+
+@dataclass
+class ContainerdConfig(Section):
+    name = "containerd"
+    address: str = _doc("containerd's gRPC socket.", default="/run/containerd/containerd.sock")
+    namespace: str = _doc("containerd namespace for every object we create.", default="k8s.io")
+    snapshotter: str = _doc("Snapshotter for image layers and container root filesystems.",
+                            default="overlayfs")
+    connect_timeout_seconds: float = _doc("How long start-up waits for containerd to answer.",
+                                          default=10.0)
+
+    def validate(self, where: str) -> None:
+        _require_abs(self.address.removeprefix("unix://"), f"{where}.address")
+        if not self.namespace:
+            raise ConfigError(f"{where}.namespace: must not be empty")
+        if not self.snapshotter:
+            raise ConfigError(f"{where}.snapshotter: must not be empty")
+        if self.connect_timeout_seconds <= 0:
+            raise ConfigError(f"{where}.connect_timeout_seconds: must be positive")
+
+
+@dataclass
+class RuntimeHandlerConfig(Section):
+    name = "handler"
+    runtime_type: str = _doc("containerd runtime (shim) name.", default="io.containerd.runc.v2")
+    binary_name: str = _doc("runc binary the shim runs; empty = runc from PATH.", default="")
+    privileged_without_host_devices: bool = _doc(
+        "Privileged containers of this handler do not get the host's devices.", default=False)
+
+    def validate(self, where: str) -> None:
+        if not self.runtime_type.startswith("io.containerd."):
+            raise ConfigError(f"{where}.runtime_type: expected a containerd runtime name such as "
+                              f"io.containerd.runc.v2, got {self.runtime_type!r}")
+
+
+def _default_handlers() -> dict[str, RuntimeHandlerConfig]:
+    return {"runc": RuntimeHandlerConfig()}
+
+
+@dataclass
+class RuntimeConfig(Section):
+    name = "runtime"
+    default_handler: str = _doc("Handler used when a pod names none (RuntimeHandler \"\").", default="runc")
+    cgroup_driver: str = _doc("cgroupfs or systemd; must match kubelet's cgroupDriver.", default="cgroupfs")
+    restrict_oom_score_adj: str = _doc(
+        "Clamp oom_score_adj to our own value: \"auto\" (on when we lack CAP_SYS_RESOURCE), "
+        "\"true\" or \"false\".", default="auto")
+    handlers: dict[str, RuntimeHandlerConfig] = _doc("Runtime handlers by name ([runtime.handlers.NAME]).",
+                                                     default_factory=_default_handlers)
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], where: str) -> Any:
+        # Handlers named in the file are added to (or replace) the built-in
+        # ones, so declaring an extra handler does not silently drop runc.
+        merged = dict(table)
+        if isinstance(table.get("handlers"), dict):
+            merged["handlers"] = {"runc": {}, **table["handlers"]}
+        return super().from_table(merged, where)
+
+    def validate(self, where: str) -> None:
+        if self.cgroup_driver not in ("cgroupfs", "systemd"):
+            raise ConfigError(f"{where}.cgroup_driver: must be cgroupfs or systemd, got {self.cgroup_driver!r}")
+        if self.restrict_oom_score_adj not in ("auto", "true", "false"):
+            raise ConfigError(f"{where}.restrict_oom_score_adj: must be auto, true or false")
+        if self.default_handler not in self.handlers:
+            raise ConfigError(f"{where}.default_handler: {self.default_handler!r} is not among "
+                              f"the handlers ({', '.join(sorted(self.handlers)) or 'none'})")
+
+
+@dataclass
+class ImageConfig(Section):
+    name = "image"
+    sandbox_image: str = _doc("Image of the pause container that holds a pod's namespaces.",
+                              default="registry.k8s.io/pause:3.10")
+    registry_config_path: str = _doc(
+        "Directory of per-registry hosts.toml files (containerd's certs.d format); empty = none.",
+        default="/etc/containerd/certs.d")
+    max_concurrent_downloads: int = _doc("Layers downloaded in parallel per pull.", default=3)
+    image_pull_progress_timeout_seconds: float = _doc(
+        "Cancel a pull when no byte arrives for this long; 0 = never.", default=300.0)
+
+    def validate(self, where: str) -> None:
+        if not self.sandbox_image:
+            raise ConfigError(f"{where}.sandbox_image: must not be empty")
+        if self.registry_config_path:
+            _require_abs(self.registry_config_path, f"{where}.registry_config_path")
+        if not 1 <= self.max_concurrent_downloads <= 64:
+            raise ConfigError(f"{where}.max_concurrent_downloads: must be between 1 and 64")
+        if self.image_pull_progress_timeout_seconds < 0:
+            raise ConfigError(f"{where}.image_pull_progress_timeout_seconds: must not be negative")
+
+
+@dataclass
+class NetworkConfig(Section):
+    name = "network"
+    cni_bin_dirs: list[str] = _doc("Directories searched for CNI plugin binaries, in order.",
+                                   default_factory=lambda: ["/usr/lib/cni", "/opt/cni/bin"])
+    cni_conf_dir: str = _doc("Directory of CNI network configs; the first file in lexical order wins.",
+                             default="/etc/cni/net.d")
+    cni_conf_template: str = _doc(
+        "A CNI config template rendered with the pod CIDR from UpdateRuntimeConfig; empty = off.",
+        default="")
+    cni_plugin_timeout_seconds: float = _doc("Upper bound for one CNI ADD/DEL call.", default=60.0)
+
+    def validate(self, where: str) -> None:
+        if not self.cni_bin_dirs:
+            raise ConfigError(f"{where}.cni_bin_dirs: needs at least one directory")
+        for i, d in enumerate(self.cni_bin_dirs):
+            _require_abs(d, f"{where}.cni_bin_dirs[{i}]")
+        _require_abs(self.cni_conf_dir, f"{where}.cni_conf_dir")
+        if self.cni_conf_template:
+            _require_abs(self.cni_conf_template, f"{where}.cni_conf_template")
+        if self.cni_plugin_timeout_seconds <= 0:
+            raise ConfigError(f"{where}.cni_plugin_timeout_seconds: must be positive")
+
+
+@dataclass
+class StreamingConfig(Section):
+    name = "streaming"
+    address: str = _doc("Address of the streaming (exec/attach/port-forward) server.", default="127.0.0.1")
+    port: int = _doc("Port of the streaming server; 0 = a free port.", default=0)
+    tls_cert_file: str = _doc("PEM certificate for TLS; empty = plain HTTP.", default="")
+    tls_key_file: str = _doc("PEM key for TLS.", default="")
+    idle_timeout_seconds: float = _doc("Close a stream with no traffic after this long.", default=14400.0)
+
+    def validate(self, where: str) -> None:
+        try:
+            ipaddress.ip_address(self.address)
+        except ValueError:
+            raise ConfigError(f"{where}.address: must be an IP address, got {self.address!r}") from None
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"{where}.port: must be between 0 and 65535, got {self.port}")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError(f"{where}: tls_cert_file and tls_key_file go together")
+        if self.idle_timeout_seconds <= 0:
+            raise ConfigError(f"{where}.idle_timeout_seconds: must be positive")
+
+
+@dataclass
+class LogsConfig(Section):
+    name = "logs"
+    max_container_log_line_size: int = _doc(
+        "Longer lines are split into partial (P) records of this many bytes; -1 = no limit.",
+        default=16384)
+
+    def validate(self, where: str) -> None:
+        if self.max_container_log_line_size == 0 or self.max_container_log_line_size < -1:
+            raise ConfigError(f"{where}.max_container_log_line_size: must be positive or -1")
+
+
+@dataclass
+class Config:
+    """The whole configuration; every section has complete defaults."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    containerd: ContainerdConfig = field(default_factory=ContainerdConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for `Status(verbose)` and logs."""
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        return data
+
+
+SECTIONS: dict[str, type[Section]] = {
+    s.name: s
+    for s in (ServerConfig, ContainerdConfig, RuntimeConfig, ImageConfig, NetworkConfig, StreamingConfig,
+              LogsConfig)
+}
+
+
+def parse(text: str, source: str) -> Config:
+    """Build a Config from TOML text; errors name `source` and the key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        section = SECTIONS.get(key)
+        if section is None:
+            raise ConfigError(f"{source}: unknown section [{key}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a table")
+        try:
+            kwargs[key] = section.from_table(value, key)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return Config(source=source, **kwargs)
+
+
+def load(path: str | None) -> Config:
+    """Load `path`; with no path, the default file if it exists, else defaults."""
+    if path is None:
+        if not os.path.exists(DEFAULT_CONFIG_PATH):
+            return Config(source="(defaults)")
+        path = DEFAULT_CONFIG_PATH
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse(text, path)
+
+
+def _split_host_port(value: str, where: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: expected host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def _render_section(lines: list[str], header: str, obj: Any) -> None:
+    lines.append(f"[{header}]")
+    nested: list[tuple[str, Any, str]] = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        doc = f.metadata.get("doc", "")
+        if isinstance(value, dict):
+            nested.append((f.name, value, doc))
+            continue
+        lines.append(f"# {doc}")
+        lines.append(f"{f.name} = {_toml_value(value)}")
+    lines.append("")
+    for name, table, doc in nested:
+        lines.append(f"# {doc}")
+        for key, sub in table.items():
+            _render_section(lines, f"{header}.{name}.{key}", sub)
+
+
+def render_default() -> str:
+    """The default configuration as commented TOML."""
+    lines = ["# cri-runtime configuration (defaults). Every key is optional.", ""]
+    cfg = Config()
+    for name in SECTIONS:
+        _render_section(lines, name, getattr(cfg, name))
+    return "\n".join(lines)

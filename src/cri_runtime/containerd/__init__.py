@@ -1,0 +1,1 @@
+"""Typed async access to containerd's gRPC API (namespace, leases, error mapping)."""

@@ -1,0 +1,38 @@
+"""Turn containerd's gRPC failures into domain errors.
+
+containerd reports most conditions with a precise status code (NotFound for a
+missing container, AlreadyExists for a taken ID, FailedPrecondition for a task
+in the wrong state). Business code branches on those, so the code must survive
+the hop; the message is prefixed so an operator sees where it came from.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from cri_runtime import errors
+
+_BY_CODE: dict[grpc.StatusCode, type[errors.CriError]] = {
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    grpc.StatusCode.UNIMPLEMENTED: errors.Unimplemented,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
+    grpc.StatusCode.ABORTED: errors.Aborted,
+    grpc.StatusCode.DATA_LOSS: errors.DataLoss,
+    grpc.StatusCode.CANCELLED: errors.DeadlineExceeded,
+}
+
+
+def from_rpc_error(exc: grpc.aio.AioRpcError, action: str) -> errors.CriError:
+    """Map a containerd RPC failure to the domain error of the same meaning."""
+    cls = _BY_CODE.get(exc.code(), errors.Internal)
+    detail = exc.details() or exc.code().name.lower()
+    if cls is errors.Unavailable:
+        return cls(f"containerd is unavailable ({action}): {detail}")
+    return cls(f"{action}: {detail}")

@@ -1,0 +1,141 @@
+"""The one place where domain errors become gRPC status codes.
+
+Every servicer method is wrapped with `@unary` (or `@server_stream`). The
+wrapper waits for start-up recovery to finish, runs the handler, and maps
+`cri_runtime.errors` classes to their codes. Anything else is a bug: it is
+logged with its traceback and reported as INTERNAL naming the RPC, never as
+UNKNOWN (which kubelet cannot act on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import grpc
+
+from cri_runtime import errors
+
+log = logging.getLogger("cri_runtime.rpc")
+
+CODES: dict[type[errors.CriError], grpc.StatusCode] = {
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.DataLoss: grpc.StatusCode.DATA_LOSS,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    errors.Internal: grpc.StatusCode.INTERNAL,
+    errors.Aborted: grpc.StatusCode.ABORTED,
+}
+
+
+def code_for(exc: errors.CriError) -> grpc.StatusCode:
+    """Status code of a domain error (the nearest mapped base class wins)."""
+    for cls in type(exc).__mro__:
+        code = CODES.get(cls)  # type: ignore[call-overload]
+        if code is not None:
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+class Gate(Protocol):
+    """What a servicer exposes so calls wait for start-up recovery."""
+
+    async def wait_recovered(self) -> None: ...
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+S = TypeVar("S", bound=Gate)
+
+UnaryHandler = Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+StreamHandler = Callable[[S, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def unary(fn: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> Any:
+    """Wrap a unary servicer method: recovery gate, error mapping, access log."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    async def wrapper(self: Gate, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.monotonic()
+        code, message = grpc.StatusCode.OK, ""
+        try:
+            await self.wait_recovered()
+            return await fn(self, request, context)
+        except errors.CriError as exc:
+            code, message = code_for(exc), exc.message
+        except asyncio.CancelledError:
+            log.debug("%s cancelled by the caller", name)
+            raise
+        except Exception as exc:
+            log.exception("%s failed unexpectedly", name)
+            code, message = grpc.StatusCode.INTERNAL, f"{name}: internal error: {_describe(exc)}"
+        finally:
+            elapsed_ms = (time.monotonic() - started) * 1000
+            log.debug("rpc %s code=%s %.1fms", name, code.name, elapsed_ms)
+        await context.abort(code, message)
+
+    return wrapper
+
+
+def server_stream(fn: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[Any]]) -> Any:
+    """Wrap a server-streaming servicer method with the same mapping as `unary`."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    async def wrapper(
+        self: Gate, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        code, message = grpc.StatusCode.OK, ""
+        try:
+            await self.wait_recovered()
+            async for item in fn(self, request, context):
+                yield item
+            return
+        except errors.CriError as exc:
+            code, message = code_for(exc), exc.message
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("%s failed unexpectedly", name)
+            code, message = grpc.StatusCode.INTERNAL, f"{name}: internal error: {_describe(exc)}"
+        await context.abort(code, message)
+
+    return wrapper
+
+
+def unimplemented(name: str, why: str = "not implemented by cri-runtime yet") -> Any:
+    """A servicer method that answers UNIMPLEMENTED, naming the RPC."""
+
+    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {why}")
+
+    handler.__name__ = name
+    return handler
+
+
+def unimplemented_stream(name: str, why: str = "not implemented by cri-runtime yet") -> Any:
+    """Server-streaming variant of `unimplemented`."""
+
+    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {why}")
+        yield  # pragma: no cover  (makes this an async generator)
+
+    handler.__name__ = name
+    return handler
