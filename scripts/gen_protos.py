@@ -5,8 +5,8 @@
     python scripts/gen_protos.py --check   # exit 1 (naming the files) if the committed stubs are stale
 
 Every .proto under api/ is compiled with grpcio-tools' bundled protoc (message
-modules plus .pyi type stubs; gRPC modules only for files that declare a
-service). Import paths are relative to api/, so `cri_protos/x/y.proto` becomes
+modules plus .pyi type stubs; gRPC modules, with a small .pyi of our own, only
+for files that declare a service). Import paths are relative to api/, so `cri_protos/x/y.proto` becomes
 the Python module `cri_protos.x.y_pb2`. Output is built in a temporary
 directory first and then mirrored into src/cri_protos/, so files whose .proto
 disappeared are removed and a failed compile leaves the tree untouched.
@@ -21,6 +21,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from google.protobuf.descriptor_pb2 import DescriptorProto, FileDescriptorProto, FileDescriptorSet
 
 REPO = Path(__file__).resolve().parent.parent
 API_DIR = REPO / "api"
@@ -50,15 +54,72 @@ def protoc(args: list[str]) -> None:
         sys.exit(f"protoc failed ({' '.join(cmd[3:])}):\n{result.stderr}")
 
 
-def files_with_services(protos: list[Path], scratch: Path) -> list[Path]:
-    """The subset of protos that declare at least one service (they get *_pb2_grpc.py)."""
+def load_descriptors(protos: list[Path], scratch: Path) -> FileDescriptorSet:
+    """Compile protos (and everything they import) into a descriptor set."""
     from google.protobuf import descriptor_pb2
 
     out = scratch / "descriptors.pb"
-    protoc([f"--descriptor_set_out={out}", *map(str, protos)])
-    fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
-    with_services = {f.name for f in fds.file if f.service}
-    return [p for p in protos if p.as_posix() in with_services]
+    protoc(["--include_imports", f"--descriptor_set_out={out}", *map(str, protos)])
+    return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+
+
+def python_module(proto_name: str) -> str:
+    """Module protoc generates for a .proto path: a/b/c.proto -> a.b.c_pb2."""
+    return proto_name.removesuffix(".proto").replace("/", ".") + "_pb2"
+
+
+def message_index(fds: FileDescriptorSet) -> dict[str, tuple[str, str]]:
+    """Fully qualified message name -> (python module, attribute path inside it)."""
+    index: dict[str, tuple[str, str]] = {}
+
+    def walk(module: str, prefix: str, scope: str, message: DescriptorProto) -> None:
+        full, attr = f"{prefix}.{message.name}", f"{scope}{message.name}"
+        index[full] = (module, attr)
+        for nested in message.nested_type:
+            walk(module, full, attr + ".", nested)
+
+    for file in fds.file:
+        for message in file.message_type:
+            walk(python_module(file.name), file.package, "", message)
+    return index
+
+
+def grpc_stub_types(file: FileDescriptorProto, index: dict[str, tuple[str, str]]) -> str:
+    """Type stub (.pyi) for one *_pb2_grpc module.
+
+    grpcio-tools emits untyped gRPC modules; without this, strict mypy rejects every
+    call to a generated Stub. Channels and contexts stay Any (grpc ships no types);
+    servicer request types are exact so a handler taking the wrong message is caught.
+    """
+    aliases: dict[str, str] = {}
+
+    def ref(type_name: str) -> str:
+        module, attr = index[type_name.lstrip(".")]
+        if module not in aliases:
+            short = "_" + module.rpartition(".")[2]
+            taken = short in aliases.values()
+            aliases[module] = "_" + module.replace(".", "_") if taken else short
+        return f"{aliases[module]}.{attr}"
+
+    body: list[str] = []
+    for service in file.service:
+        name = service.name
+        body += ["", f"class {name}Stub:", "    def __init__(self, channel: Any) -> None: ..."]
+        body += [f"    {m.name}: Any" for m in service.method]
+        body += ["", f"class {name}Servicer:"]
+        for m in service.method:
+            arg = "request_iterator: Any" if m.client_streaming else f"request: {ref(m.input_type)}"
+            body.append(f"    def {m.name}(self, {arg}, context: Any) -> Any: ...")
+        body += ["", f"def add_{name}Servicer_to_server(servicer: {name}Servicer, server: Any) -> None: ..."]
+        body += ["", f"class {name}:"]
+        for m in service.method:
+            body += ["    @staticmethod", f"    def {m.name}(*args: Any, **kwargs: Any) -> Any: ..."]
+    head = [f'"""Types of {python_module(file.name)}_grpc; written by scripts/gen_protos.py."""', ""]
+    head += ["from typing import Any", ""]
+    for module, alias in sorted(aliases.items()):
+        package, _, leaf = module.rpartition(".")
+        head.append(f"from {package} import {leaf} as {alias}")
+    return "\n".join(head + body) + "\n"
 
 
 def generate(dest: Path) -> None:
@@ -70,10 +131,16 @@ def generate(dest: Path) -> None:
     if stray:
         sys.exit(f"every .proto must live under api/{PACKAGE}/ (found {', '.join(map(str, stray))})")
     with tempfile.TemporaryDirectory() as scratch:
-        grpc_protos = files_with_services(protos, Path(scratch))
+        fds = load_descriptors(protos, Path(scratch))
     protoc([f"--python_out={dest}", f"--pyi_out={dest}", *map(str, protos)])
-    if grpc_protos:
-        protoc([f"--grpc_python_out={dest}", *map(str, grpc_protos)])
+    ours = {p.as_posix() for p in protos}
+    with_services = [f for f in fds.file if f.service and f.name in ours]
+    if with_services:
+        protoc([f"--grpc_python_out={dest}", *(f.name for f in with_services)])
+        index = message_index(fds)
+        for file in with_services:
+            stub = dest / (file.name.removesuffix(".proto") + "_pb2_grpc.pyi")
+            stub.write_text(grpc_stub_types(file, index))
     root = dest / PACKAGE
     packages = {root}
     for module in root.rglob("*.py"):

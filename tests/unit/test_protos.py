@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from google.protobuf import any_pb2, timestamp_pb2
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,6 +20,34 @@ def test_committed_stubs_are_fresh() -> None:
         cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+API_FACTS_CHECKER = REPO.parent / "shared" / "api-facts" / "check.py"
+
+
+@pytest.mark.skipif(not API_FACTS_CHECKER.exists(), reason="api-facts checker not beside the repo")
+def test_protos_match_wire_facts() -> None:
+    """Wrong field numbers compile fine and fail only at the far end; the checker catches them."""
+    result = subprocess.run(
+        [sys.executable, str(API_FACTS_CHECKER), str(REPO / "api")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 mismatches" in result.stdout
+
+
+def test_cri_service_stubs_import() -> None:
+    from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
+
+    assert callable(api_pb2_grpc.RuntimeServiceStub)
+    assert callable(api_pb2_grpc.ImageServiceStub)
+    assert api_pb2.DESCRIPTOR.package == "runtime.v1"
+    assert {s.full_name for s in api_pb2.DESCRIPTOR.services_by_name.values()} == {
+        "runtime.v1.RuntimeService",
+        "runtime.v1.ImageService",
+    }
 
 
 def test_containerd_service_stubs_import() -> None:

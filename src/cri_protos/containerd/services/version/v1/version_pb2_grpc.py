@@ -27,7 +27,8 @@ if _version_not_supported:
 
 
 class VersionStub:
-    """Missing associated documentation comment in .proto file."""
+    """Reports which containerd build is serving.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -43,7 +44,8 @@ class VersionStub:
 
 
 class VersionServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Reports which containerd build is serving.
+    """
 
     def Version(self, request, context):
         """Daemon version and git revision.
@@ -69,7 +71,8 @@ def add_VersionServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Version:
-    """Missing associated documentation comment in .proto file."""
+    """Reports which containerd build is serving.
+    """
 
     @staticmethod
     def Version(request,

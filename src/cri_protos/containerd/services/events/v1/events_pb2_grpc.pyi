@@ -1,0 +1,26 @@
+"""Types of cri_protos.containerd.services.events.v1.events_pb2_grpc; written by scripts/gen_protos.py."""
+
+from typing import Any
+
+from cri_protos.containerd.services.events.v1 import events_pb2 as _events_pb2
+
+class EventsStub:
+    def __init__(self, channel: Any) -> None: ...
+    Publish: Any
+    Forward: Any
+    Subscribe: Any
+
+class EventsServicer:
+    def Publish(self, request: _events_pb2.PublishRequest, context: Any) -> Any: ...
+    def Forward(self, request: _events_pb2.ForwardRequest, context: Any) -> Any: ...
+    def Subscribe(self, request: _events_pb2.SubscribeRequest, context: Any) -> Any: ...
+
+def add_EventsServicer_to_server(servicer: EventsServicer, server: Any) -> None: ...
+
+class Events:
+    @staticmethod
+    def Publish(*args: Any, **kwargs: Any) -> Any: ...
+    @staticmethod
+    def Forward(*args: Any, **kwargs: Any) -> Any: ...
+    @staticmethod
+    def Subscribe(*args: Any, **kwargs: Any) -> Any: ...
