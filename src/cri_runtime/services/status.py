@@ -42,7 +42,7 @@ CODES: dict[type[errors.CriError], grpc.StatusCode] = {
 def code_for(exc: errors.CriError) -> grpc.StatusCode:
     """Status code of a domain error (the nearest mapped base class wins)."""
     for cls in type(exc).__mro__:
-        code = CODES.get(cls)  # type: ignore[call-overload]
+        code = CODES.get(cls)
         if code is not None:
             return code
     return grpc.StatusCode.INTERNAL

@@ -1,0 +1,1 @@
+"""Node-level runtime facts: readiness conditions, version, runtime config."""

@@ -1,0 +1,232 @@
+"""The cri-runtime process: socket, gRPC server, recovery, signals.
+
+Start-up order matters for kubelet: we fail fast (one line, non-zero exit)
+when the socket cannot be ours or containerd does not answer; otherwise the
+socket appears at once and RPCs wait for recovery. SIGTERM/SIGINT stop the
+gRPC server gracefully; containers are never touched on the way out — they
+belong to their shims, which outlive us by design.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import signal
+import socket
+import stat
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
+from cri_runtime import __version__, errors
+from cri_runtime.config import Config
+from cri_runtime.containerd.connection import Containerd
+from cri_runtime.runtime.conditions import Probe
+from cri_runtime.runtime.containerd_probe import ContainerdProbe
+from cri_runtime.runtime.recovery import Recovery
+from cri_runtime.services import unimplemented
+from cri_runtime.services.runtime import RuntimeServicer
+
+log = logging.getLogger(__name__)
+
+# kubelet's CRI client accepts 16 MiB messages; so do we, both ways.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SOCKET_MODE = 0o660
+
+
+class StartupError(Exception):
+    """The server cannot start; the message is the one line the operator sees."""
+
+
+class SocketGuard:
+    """Owns the listening socket path: one server per path, stale files replaced.
+
+    An flock on `<socket>.lock` proves ownership. Only the lock holder may
+    remove a leftover socket file, so two servers never steal each other's
+    socket, and a socket left by a killed server is replaced safely.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock_fd: int | None = None
+
+    def acquire(self) -> None:
+        directory = Path(self.path).parent
+        if not directory.exists():
+            if not directory.parent.is_dir():
+                raise StartupError(f"socket directory {directory} does not exist "
+                                   f"(nor its parent {directory.parent})")
+            try:
+                directory.mkdir(mode=0o711)
+            except OSError as exc:
+                raise StartupError(f"cannot create socket directory {directory}: {exc.strerror}") from None
+        if not directory.is_dir():
+            raise StartupError(f"socket directory {directory} is not a directory")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StartupError(f"socket directory {directory} is not writable")
+        lock_path = f"{self.path}.lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StartupError(f"cannot open lock file {lock_path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StartupError(f"another cri-runtime is already serving on {self.path}") from None
+            raise StartupError(f"cannot lock {lock_path}: {exc.strerror}") from None
+        self._lock_fd = fd
+        self._remove_stale()
+
+    def _remove_stale(self) -> None:
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            self.release()
+            raise StartupError(f"{self.path} exists and is not a socket; refusing to replace it")
+        if _socket_answers(self.path):
+            self.release()
+            raise StartupError(f"another server is already listening on {self.path}")
+        os.unlink(self.path)
+        log.info("replaced stale socket", extra={"fields": {"path": self.path}})
+
+    def secure(self) -> None:
+        """Restrict the socket to root and its group (kubelet runs as root)."""
+        os.chmod(self.path, SOCKET_MODE)
+
+    def release(self, remove_socket: bool = False) -> None:
+        if remove_socket:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _socket_answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+class NoNetworkProbe:
+    """Placeholder until the CNI manager is wired: reports NetworkReady false."""
+
+    def __init__(self, conf_dir: str) -> None:
+        self._conf_dir = conf_dir
+
+    async def readiness(self) -> tuple[bool, str, str]:
+        return False, "NetworkPluginNotReady", f"no CNI support yet (conf dir {self._conf_dir})"
+
+
+def _image_servicer(config: Config, ctd: Containerd, recovery: Recovery) -> Any:
+    """The ImageService implementation; all-UNIMPLEMENTED until images land."""
+
+    class ImageServicer(api_pb2_grpc.ImageServiceServicer):
+        async def wait_recovered(self) -> None:
+            await recovery.wait_recovered()
+
+    return unimplemented.fill(ImageServicer, api_pb2.DESCRIPTOR.services_by_name["ImageService"])()
+
+
+class CriServer:
+    """Everything one cri-runtime process runs."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.guard = SocketGuard(config.server.socket)
+        self.ctd = Containerd(config.containerd.address, config.containerd.namespace,
+                              connect_timeout=config.containerd.connect_timeout_seconds)
+        self.recovery = Recovery(config.server.recovery_timeout_seconds)
+        self._grpc: grpc.aio.Server | None = None
+        self._stopping = asyncio.Event()
+        self._recovery_task: asyncio.Task[None] | None = None
+
+    def network_probe(self) -> Probe:
+        return NoNetworkProbe(self.config.network.cni_conf_dir)
+
+    async def start(self) -> None:
+        """Take the socket, check containerd, start serving, begin recovery."""
+        self.guard.acquire()
+        try:
+            await self._check_containerd()
+            for d in (self.config.server.root_dir, self.config.server.state_dir):
+                os.makedirs(d, mode=0o711, exist_ok=True)
+            server = grpc.aio.server(
+                options=[
+                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ]
+            )
+            runtime = RuntimeServicer(self.config, self.recovery, ContainerdProbe(self.ctd),
+                                      self.network_probe())
+            api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
+            api_pb2_grpc.add_ImageServiceServicer_to_server(
+                _image_servicer(self.config, self.ctd, self.recovery), server)
+            try:
+                server.add_insecure_port(f"unix://{self.config.server.socket}")
+            except RuntimeError as exc:
+                raise StartupError(f"cannot listen on {self.config.server.socket}: {exc}") from None
+            await server.start()
+            self.guard.secure()
+            self._grpc = server
+        except BaseException:
+            self.guard.release()
+            await self.ctd.close()
+            raise
+        log.info("serving", extra={"fields": {"socket": self.config.server.socket, "version": __version__,
+                                              "containerd": self.config.containerd.address}})
+        self._recovery_task = asyncio.create_task(self.recovery.run(), name="recovery")
+
+    async def _check_containerd(self) -> None:
+        timeout = self.config.containerd.connect_timeout_seconds
+        try:
+            await self.ctd.wait_ready(timeout)
+        except errors.CriError as exc:
+            raise StartupError(f"containerd at {self.config.containerd.address} is not usable: {exc}") from None
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def wait(self) -> None:
+        await self._stopping.wait()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop serving; in-flight RPCs get `grace` seconds to finish."""
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+            self._grpc = None
+        if self._recovery_task is not None and not self._recovery_task.done():
+            self._recovery_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery_task
+        await self.ctd.close()
+        self.guard.release(remove_socket=True)
+        log.info("stopped")
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGTERM/SIGINT."""
+    server = CriServer(config)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.request_stop)
+    try:
+        await server.wait()
+    finally:
+        log.info("shutting down")
+        await server.stop()

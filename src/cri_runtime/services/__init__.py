@@ -1,0 +1,1 @@
+"""gRPC servicers: thin adapters from CRI messages to the business layer."""

@@ -1,0 +1,37 @@
+"""The RuntimeService servicer, composed of one mixin per RPC family.
+
+Each family (runtime info, pod sandboxes, containers, streaming, stats …)
+lives in its own module; this class only wires them to their dependencies.
+RPCs no family implements yet answer UNIMPLEMENTED naming the RPC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
+from cri_runtime.config import Config
+from cri_runtime.runtime.conditions import Probe
+from cri_runtime.runtime.recovery import Recovery
+from cri_runtime.services import unimplemented
+from cri_runtime.services.runtime_info import RuntimeInfoRpcs
+
+
+class RuntimeServicer(RuntimeInfoRpcs, api_pb2_grpc.RuntimeServiceServicer):
+    """runtime.v1.RuntimeService backed by containerd."""
+
+    def __init__(self, config: Config, recovery: Recovery, runtime_probe: Probe, network_probe: Probe) -> None:
+        self.config = config
+        self.recovery = recovery
+        self.runtime_probe = runtime_probe
+        self.network_probe = network_probe
+
+    async def wait_recovered(self) -> None:
+        await self.recovery.wait_recovered()
+
+    def extra_info(self) -> dict[str, Any]:
+        return {"recovery": asdict(self.recovery.report)}
+
+
+unimplemented.fill(RuntimeServicer, api_pb2.DESCRIPTOR.services_by_name["RuntimeService"])

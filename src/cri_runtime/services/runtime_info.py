@@ -1,0 +1,73 @@
+"""RuntimeService RPCs about the runtime itself: Version, Status, RuntimeConfig."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+
+from cri_protos.runtime.v1 import api_pb2
+from cri_runtime import RUNTIME_NAME, __version__
+from cri_runtime.config import Config
+from cri_runtime.runtime.conditions import Probe, collect
+from cri_runtime.services.status import unary
+
+# The CRI "kubelet API version" this runtime speaks (VersionResponse.version).
+KUBE_API_VERSION = "0.1.0"
+CRI_API_VERSION = "v1"
+
+_CGROUP_DRIVERS = {"systemd": api_pb2.SYSTEMD, "cgroupfs": api_pb2.CGROUPFS}
+
+
+class RuntimeInfoRpcs:
+    """Mixin for the runtime servicer; needs `config`, probes and `extra_info`."""
+
+    config: Config
+    runtime_probe: Probe
+    network_probe: Probe
+
+    async def wait_recovered(self) -> None:
+        raise NotImplementedError
+
+    def extra_info(self) -> dict[str, Any]:
+        """More verbose Status info contributed by the composed servicer."""
+        return {}
+
+    @unary
+    async def Version(
+        self, request: api_pb2.VersionRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.VersionResponse:
+        return api_pb2.VersionResponse(
+            version=KUBE_API_VERSION,
+            runtime_name=RUNTIME_NAME,
+            runtime_version=__version__,
+            runtime_api_version=CRI_API_VERSION,
+        )
+
+    @unary
+    async def Status(
+        self, request: api_pb2.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.StatusResponse:
+        conditions = await collect(self.runtime_probe, self.network_probe)
+        status = api_pb2.RuntimeStatus(
+            conditions=[
+                api_pb2.RuntimeCondition(type=c.type, status=c.status, reason=c.reason, message=c.message)
+                for c in conditions
+            ]
+        )
+        response = api_pb2.StatusResponse(status=status)
+        if request.verbose:
+            info: dict[str, Any] = {"config": self.config.to_dict(), "configSource": self.config.source}
+            info.update(self.extra_info())
+            response.info.update({key: json.dumps(value) for key, value in info.items()})
+        return response
+
+    @unary
+    async def RuntimeConfig(
+        self, request: api_pb2.RuntimeConfigRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.RuntimeConfigResponse:
+        driver = _CGROUP_DRIVERS[self.config.runtime.cgroup_driver]
+        return api_pb2.RuntimeConfigResponse(
+            linux=api_pb2.LinuxRuntimeConfiguration(cgroup_driver=driver)
+        )

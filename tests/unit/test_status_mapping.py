@@ -1,0 +1,116 @@
+"""The servicer wrappers: domain errors map to codes, bugs become INTERNAL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+
+from cri_runtime import errors
+from cri_runtime.services import status
+
+
+class Aborted(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class FakeContext:
+    """Stands in for grpc.aio.ServicerContext: abort raises like the real one."""
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise Aborted(code, details)
+
+
+class Servicer:
+    def __init__(self) -> None:
+        self.recovered = asyncio.Event()
+        self.recovered.set()
+
+    async def wait_recovered(self) -> None:
+        await self.recovered.wait()
+
+    @status.unary
+    async def Raise(self, request: Any, context: Any) -> Any:
+        raise request
+
+    @status.unary
+    async def Echo(self, request: Any, context: Any) -> Any:
+        return request
+
+    @status.server_stream
+    async def Stream(self, request: Any, context: Any) -> Any:
+        yield 1
+        raise request
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (errors.NotFound("x"), grpc.StatusCode.NOT_FOUND),
+        (errors.InvalidArgument("x"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.FailedPrecondition("x"), grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.AlreadyExists("x"), grpc.StatusCode.ALREADY_EXISTS),
+        (errors.Unavailable("x"), grpc.StatusCode.UNAVAILABLE),
+        (errors.Unauthenticated("x"), grpc.StatusCode.UNAUTHENTICATED),
+        (errors.PermissionDenied("x"), grpc.StatusCode.PERMISSION_DENIED),
+        (errors.DataLoss("x"), grpc.StatusCode.DATA_LOSS),
+        (errors.DeadlineExceeded("x"), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (errors.ResourceExhausted("x"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (errors.Unimplemented("x"), grpc.StatusCode.UNIMPLEMENTED),
+        (errors.Aborted("x"), grpc.StatusCode.ABORTED),
+        (errors.Internal("x"), grpc.StatusCode.INTERNAL),
+    ],
+)
+async def test_domain_errors_map_to_codes(exc: errors.CriError, code: grpc.StatusCode) -> None:
+    with pytest.raises(Aborted) as info:
+        await Servicer().Raise(exc, FakeContext())
+    assert info.value.code == code
+    assert info.value.details == "x"
+
+
+async def test_every_domain_error_class_has_a_code() -> None:
+    for cls in errors.CriError.__subclasses__():
+        assert cls in status.CODES, cls
+
+
+async def test_unexpected_exception_is_internal_naming_the_rpc() -> None:
+    with pytest.raises(Aborted) as info:
+        await Servicer().Raise(KeyError("boom"), FakeContext())
+    assert info.value.code == grpc.StatusCode.INTERNAL
+    assert info.value.details == "Raise: internal error: KeyError: 'boom'"
+
+
+async def test_success_passes_through() -> None:
+    assert await Servicer().Echo("hello", FakeContext()) == "hello"
+
+
+async def test_calls_wait_for_recovery() -> None:
+    servicer = Servicer()
+    servicer.recovered.clear()
+    call = asyncio.ensure_future(servicer.Echo("x", FakeContext()))
+    await asyncio.sleep(0.01)
+    assert not call.done()
+    servicer.recovered.set()
+    assert await call == "x"
+
+
+async def test_stream_errors_after_items() -> None:
+    items = []
+    with pytest.raises(Aborted) as info:
+        async for item in Servicer().Stream(errors.NotFound("gone"), FakeContext()):
+            items.append(item)
+    assert items == [1]
+    assert info.value.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_unimplemented_names_the_rpc() -> None:
+    handler = status.unimplemented("Frobnicate")
+    with pytest.raises(Aborted) as info:
+        await handler(None, None, FakeContext())
+    assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
+    assert info.value.details.startswith("Frobnicate:")
