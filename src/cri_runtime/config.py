@@ -151,6 +151,8 @@ class RuntimeHandlerConfig(Section):
     name = "handler"
     runtime_type: str = _doc("containerd runtime (shim) name.", default="io.containerd.runc.v2")
     binary_name: str = _doc("runc binary the shim runs; empty = runc from PATH.", default="")
+    root: str = _doc("runc state directory (runc --root); empty = the shim's default "
+                     "/run/containerd/runc/<namespace>.", default="")
     privileged_without_host_devices: bool = _doc(
         "Privileged containers of this handler do not get the host's devices.", default=False)
 
@@ -158,6 +160,8 @@ class RuntimeHandlerConfig(Section):
         if not self.runtime_type.startswith("io.containerd."):
             raise ConfigError(f"{where}.runtime_type: expected a containerd runtime name such as "
                               f"io.containerd.runc.v2, got {self.runtime_type!r}")
+        if self.root:
+            _require_abs(self.root, f"{where}.root")
 
 
 def _default_handlers() -> dict[str, RuntimeHandlerConfig]:

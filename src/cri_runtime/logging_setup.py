@@ -48,5 +48,6 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
-    # grpc's own logger is chatty at debug and irrelevant to operators.
+    # grpc and asyncio are chatty at debug and irrelevant to operators.
     logging.getLogger("grpc").setLevel(max(LEVELS[level], logging.INFO))
+    logging.getLogger("asyncio").setLevel(max(LEVELS[level], logging.INFO))
