@@ -9,19 +9,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
-need_pkgs=()
-for pair in containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
-            iptables:iptables ip:iproute2; do
-  probe=${pair%%:*} pkg=${pair#*:}
-  if [[ $probe == /* ]]; then [[ -e $probe ]] || need_pkgs+=("$pkg")
-  else command -v "$probe" >/dev/null || need_pkgs+=("$pkg"); fi
-done
-python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
-if ((${#need_pkgs[@]})); then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q "${need_pkgs[@]}"
-fi
+bash scripts/install-deps.sh
 
 if [[ ! -x .venv/bin/cri-runtime ]]; then
   python3 -m venv .venv
@@ -30,11 +18,8 @@ fi
 
 sock=/run/containerd/containerd.sock
 if ! ctr --address "$sock" version >/dev/null 2>&1; then
-  cfg=/etc/containerd/config.toml
-  if [[ ! -s $cfg ]]; then
-    mkdir -p /etc/containerd
-    cp deploy/kubelet/containerd-config.toml "$cfg"
-  fi
+  # Our own config: containerd's built-in CRI plugin off (we serve CRI).
+  cfg=$repo/deploy/kubelet/containerd-config.toml
   echo "starting containerd (log: /var/log/containerd.log)" >&2
   nohup containerd --config "$cfg" >>/var/log/containerd.log 2>&1 &
   for _ in $(seq 1 50); do

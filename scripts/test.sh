@@ -5,6 +5,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+bash scripts/install-deps.sh --dev
 if [[ ! -x .venv/bin/pytest ]]; then
   python3 -m venv .venv
   .venv/bin/pip install -q -e '.[dev]'
