@@ -141,6 +141,20 @@ def test_tls_registry_with_self_signed_ca(
     assert _image_rows(containerd)[pushed.ref][2] == pushed.digest
 
 
+def test_chunked_push_round_trips_through_the_registry(registry: LocalRegistry) -> None:
+    img = busybox_image(compression="none")
+    pushed = img.push(registry, "test/chunked", "v1", chunk_size=256 * 1024)
+    client = registry.client()
+    resp = client.get_manifest("test/chunked", "v1")
+    assert resp.status == 200 and resp.body == img.manifest_blob.data
+    assert resp.headers["docker-content-digest"] == pushed.digest == img.digest
+    layer = img.layers[0].blob
+    got = client.request("GET", f"/v2/test/chunked/blobs/{layer.digest}")
+    assert got.status == 200 and got.body == layer.data
+    # A second push finds every blob present and uploads nothing but the manifest.
+    assert img.push(registry, "test/chunked", "v2").digest == pushed.digest
+
+
 def test_hosts_dir_mirror_redirects_a_registry_name(
     containerd: PrivateContainerd, test_images: TestImages, pulled: list[str]
 ) -> None:

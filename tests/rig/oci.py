@@ -330,9 +330,11 @@ class Image:
     def manifest_blob_media_type(self) -> str:
         return MediaType.OCI_MANIFEST if self.fmt == "oci" else MediaType.DOCKER_MANIFEST
 
-    def push(self, target: RegistryClient | LocalRegistry, repo: str, tag: str) -> PushResult:
+    def push(
+        self, target: RegistryClient | LocalRegistry, repo: str, tag: str, chunk_size: int | None = None
+    ) -> PushResult:
         """Upload this image as ``repo:tag`` (see :func:`push`)."""
-        return push(self, target, repo, tag)
+        return push(self, target, repo, tag, chunk_size=chunk_size)
 
     @property
     def digest(self) -> str:
@@ -381,9 +383,11 @@ class ImageIndex:
         }
         self.manifest_blob = Blob(media_type, canonical_json(body))
 
-    def push(self, target: RegistryClient | LocalRegistry, repo: str, tag: str) -> PushResult:
+    def push(
+        self, target: RegistryClient | LocalRegistry, repo: str, tag: str, chunk_size: int | None = None
+    ) -> PushResult:
         """Upload the members by digest and this index as ``repo:tag`` (see :func:`push`)."""
-        return push(self, target, repo, tag)
+        return push(self, target, repo, tag, chunk_size=chunk_size)
 
     @property
     def digest(self) -> str:
@@ -450,28 +454,31 @@ class PushResult:
         return f"{self.ref.rsplit(':', 1)[0]}@{self.digest}"
 
 
-def push(artifact: Artifact, target: RegistryClient | LocalRegistry, repo: str, tag: str) -> PushResult:
+def push(
+    artifact: Artifact,
+    target: RegistryClient | LocalRegistry,
+    repo: str,
+    tag: str,
+    *,
+    chunk_size: int | None = None,
+) -> PushResult:
     """Upload blobs and manifest(s) of ``artifact`` and tag it ``repo:tag``.
 
     ``target`` is a :class:`~tests.rig.registry.LocalRegistry` (its credentials are used)
-    or any :class:`~tests.rig.registry.RegistryClient`. For an index, member manifests
-    are pushed by digest first, then the index by tag.
+    or any :class:`~tests.rig.registry.RegistryClient`. Blobs already in the repository
+    are skipped; ``chunk_size`` switches from monolithic to chunked (PATCH) uploads. For
+    an index, member manifests are pushed by digest first, then the index by tag.
     """
     client = target.client() if isinstance(target, LocalRegistry) else target
-    if isinstance(artifact, ImageIndex):
-        for img in artifact.images:
-            _push_image_content(img, client, repo)
+    images = artifact.images if isinstance(artifact, ImageIndex) else [artifact]
+    for img in images:
+        for blob in img.blobs():
+            if not client.blob_exists(repo, blob.digest):
+                client.upload_blob(repo, blob.data, chunk_size=chunk_size)
+        if img is not artifact:
             client.put_manifest(repo, img.digest, img.manifest_blob.media_type, img.manifest_blob.data)
-    else:
-        _push_image_content(artifact, client, repo)
     client.put_manifest(repo, tag, artifact.manifest_blob.media_type, artifact.manifest_blob.data)
     return PushResult(f"{client.host}/{repo}:{tag}", repo, tag, artifact.digest, artifact.image_id)
-
-
-def _push_image_content(img: Image, client: RegistryClient, repo: str) -> None:
-    for blob in img.blobs():
-        if not client.blob_exists(repo, blob.digest):
-            client.upload_blob(repo, blob.data)
 
 
 def write_oci_layout(directory: Path, tagged: Mapping[str, Artifact]) -> Path:
