@@ -27,6 +27,7 @@ from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
 from cri_runtime import __version__, errors
 from cri_runtime.config import Config
 from cri_runtime.containerd.connection import Containerd
+from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.runtime.conditions import Probe
 from cri_runtime.runtime.containerd_probe import ContainerdProbe
 from cri_runtime.runtime.recovery import Recovery
@@ -122,14 +123,15 @@ def _socket_answers(path: str) -> bool:
     return True
 
 
-class NoNetworkProbe:
-    """Placeholder until the CNI manager is wired: reports NetworkReady false."""
+class NetworkProbe:
+    """`NetworkReady` is true only while a valid CNI config is loaded."""
 
-    def __init__(self, conf_dir: str) -> None:
-        self._conf_dir = conf_dir
+    def __init__(self, network: PodNetworkManager) -> None:
+        self._network = network
 
     async def readiness(self) -> tuple[bool, str, str]:
-        return False, "NetworkPluginNotReady", f"no CNI support yet (conf dir {self._conf_dir})"
+        cond = self._network.status()
+        return cond.ready, cond.reason, cond.message
 
 
 def _image_servicer(config: Config, ctd: Containerd, recovery: Recovery) -> Any:
@@ -151,12 +153,13 @@ class CriServer:
         self.ctd = Containerd(config.containerd.address, config.containerd.namespace,
                               connect_timeout=config.containerd.connect_timeout_seconds)
         self.recovery = Recovery(config.server.recovery_timeout_seconds)
+        self.network = PodNetworkManager(config.network, os.path.join(config.server.state_dir, "cni"))
         self._grpc: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
         self._recovery_task: asyncio.Task[None] | None = None
 
     def network_probe(self) -> Probe:
-        return NoNetworkProbe(self.config.network.cni_conf_dir)
+        return NetworkProbe(self.network)
 
     async def start(self) -> None:
         """Take the socket, check containerd, start serving, begin recovery."""

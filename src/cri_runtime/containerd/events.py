@@ -1,0 +1,144 @@
+"""Task exit and OOM events from containerd, delivered to one handler.
+
+The subscription is re-established whenever the stream breaks (containerd
+restarted, connection lost). Exits that happen while no stream is open would
+be lost, so after every (re)subscription `on_resubscribe` runs: the owner
+compares its records with containerd's task states and catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import any_pb2
+
+from cri_protos.containerd.events import task_pb2
+from cri_protos.containerd.services.events.v1 import events_pb2
+from cri_runtime.containerd.connection import Containerd
+
+log = logging.getLogger(__name__)
+
+TOPIC_EXIT = "/tasks/exit"
+TOPIC_OOM = "/tasks/oom"
+# containerd sends no response headers on Subscribe, so nothing tells us the
+# subscription is live. We publish a probe event on our own topic and treat
+# its arrival as the proof; only then do we resync with task states.
+TOPIC_PROBE = "/cri-runtime/subscription-probe"
+PROBE_TYPE_URL = "cri-runtime.SubscriptionProbe"
+
+
+@dataclass(frozen=True)
+class TaskExit:
+    container_id: str
+    exec_id: str
+    pid: int
+    exit_status: int
+    exited_at_ns: int
+
+
+@dataclass(frozen=True)
+class TaskOOM:
+    container_id: str
+
+
+TaskEvent = TaskExit | TaskOOM
+Handler = Callable[[TaskEvent], Awaitable[None]]
+Resync = Callable[[], Awaitable[None]]
+
+
+def decode(topic: str, type_url: str, value: bytes) -> TaskEvent | None:
+    """Decode an envelope's event; containerd's type_url has no URL prefix."""
+    name = type_url.rsplit("/", 1)[-1]
+    if topic == TOPIC_EXIT and name == "containerd.events.TaskExit":
+        ev = task_pb2.TaskExit.FromString(value)
+        exited = ev.exited_at.seconds * 1_000_000_000 + ev.exited_at.nanos
+        return TaskExit(ev.container_id, ev.id, ev.pid, ev.exit_status, exited)
+    if topic == TOPIC_OOM and name == "containerd.events.TaskOOM":
+        return TaskOOM(task_pb2.TaskOOM.FromString(value).container_id)
+    return None
+
+
+class EventMonitor:
+    """Runs the subscription loop as a background task."""
+
+    def __init__(self, ctd: Containerd, handler: Handler, on_resubscribe: Resync) -> None:
+        self._ctd = ctd
+        self._handler = handler
+        self._resync = on_resubscribe
+        self._task: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="containerd-events")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        ns = self._ctd.namespace
+        request = events_pb2.SubscribeRequest(filters=[
+            f'topic=="{TOPIC_EXIT}",namespace=="{ns}"',
+            f'topic=="{TOPIC_OOM}",namespace=="{ns}"',
+            f'topic=="{TOPIC_PROBE}",namespace=="{ns}"',
+        ])
+        backoff = 0.1
+        while True:
+            stream = self._ctd.events.Subscribe(request, metadata=self._ctd.metadata())
+            probe = uuid.uuid4().hex
+            prober = asyncio.create_task(self._publish_probe(probe))
+            try:
+                async for envelope in stream:
+                    if envelope.topic == TOPIC_PROBE:
+                        if envelope.event.value.decode(errors="replace") == probe and not self.subscribed.is_set():
+                            self.subscribed.set()
+                            await self._resync_safely()
+                            backoff = 0.1
+                        continue
+                    event = decode(envelope.topic, envelope.event.type_url, envelope.event.value)
+                    if event is not None:
+                        await self._dispatch(event)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("containerd event stream broke; resubscribing",
+                            extra={"fields": {"code": exc.code().name, "details": exc.details()}})
+            finally:
+                self.subscribed.clear()
+                prober.cancel()
+                stream.cancel()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _publish_probe(self, probe: str) -> None:
+        """Publish probes until one comes back through our subscription."""
+        request = events_pb2.PublishRequest(
+            topic=TOPIC_PROBE, event=any_pb2.Any(type_url=PROBE_TYPE_URL, value=probe.encode()))
+        delay = 0.02
+        while not self.subscribed.is_set():
+            try:
+                await self._ctd.events.Publish(request, metadata=self._ctd.metadata(), timeout=5)
+            except grpc.aio.AioRpcError as exc:
+                log.debug("probe publish failed: %s", exc.details())
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _dispatch(self, event: TaskEvent) -> None:
+        try:
+            await self._handler(event)
+        except Exception:
+            log.exception("handling %s failed", event)
+
+    async def _resync_safely(self) -> None:
+        try:
+            await self._resync()
+        except Exception:
+            log.exception("resync after (re)subscribing to events failed")

@@ -1,0 +1,1 @@
+"""In-memory indexes and on-disk state shared by pods and containers."""

@@ -1,0 +1,47 @@
+"""Crash-safe small files: write to a temp file, fsync, rename, fsync the dir.
+
+Status files are rewritten on every state change; a reader (or our own
+recovery after `kill -9`) must see either the old or the new content, never a
+torn write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_bytes(path: str | Path, data: bytes, mode: int = 0o600) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    write_bytes(path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+
+
+def read_json(path: str | Path) -> Any:
+    """The decoded file, or None when it does not exist."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        return None
