@@ -1,0 +1,246 @@
+"""containerd's content store over gRPC: info, read, labels, streamed ingest.
+
+`ingest` is the hot path of a pull. It opens a Content.Write stream under the
+pull's lease, asks (STAT) how much of this ingest ref containerd already has
+(a previous attempt that died mid-blob), asks the registry for the rest with a
+Range request, streams 1 MiB WRITE messages while hashing, and COMMITs with
+the expected digest/size and the blob's GC labels. A body cut short is
+resumed from the last byte containerd acknowledged. A blob that fails
+verification, or a pull that is cancelled, aborts the ingest so no partial
+data stays behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import field_mask_pb2
+
+from cri_protos.containerd.services.content.v1 import content_pb2
+from cri_protos.containerd.services.leases.v1 import leases_pb2
+from cri_runtime import errors
+from cri_runtime.containerd.connection import Containerd
+from cri_runtime.containerd.errors import from_rpc_error
+from cri_runtime.images.manifest import Descriptor
+
+log = logging.getLogger(__name__)
+
+WRITE_CHUNK = 1 << 20
+INGEST_ATTEMPTS = 3
+
+# Opens the blob at an offset: returns the body and the offset it starts at.
+BlobOpener = Callable[[int], Awaitable[tuple[AsyncIterator[bytes], int]]]
+
+
+def ingest_ref(kind: str, digest: str) -> str:
+    """The ingest key; same shape as containerd's client (``layer-sha256:…``)."""
+    return f"{kind}-{digest}"
+
+
+def _disk_error(exc: errors.CriError) -> errors.CriError:
+    if "no space left" in exc.message.lower() or "quota" in exc.message.lower():
+        return errors.ResourceExhausted(exc.message)
+    return exc
+
+
+class ContentStore:
+    def __init__(self, ctd: Containerd) -> None:
+        self.ctd = ctd
+
+    async def info(self, digest: str) -> Any | None:
+        """The blob's Info, or None when containerd does not have it."""
+        try:
+            resp = await self.ctd.call(self.ctd.content.Info, content_pb2.InfoRequest(digest=digest),
+                                       f"content info {digest}")
+        except errors.NotFound:
+            return None
+        return resp.info
+
+    async def read(self, digest: str, limit: int = 16 << 20) -> bytes:
+        """A whole (small) blob: manifests, indexes, configs."""
+        parts: list[bytes] = []
+        total = 0
+        try:
+            async for resp in self.ctd.content.Read(content_pb2.ReadContentRequest(digest=digest),
+                                                    metadata=self.ctd.metadata()):
+                total += len(resp.data)
+                if total > limit:
+                    raise errors.Internal(f"content {digest} is larger than {limit} bytes")
+                parts.append(resp.data)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc, f"read content {digest}") from None
+        return b"".join(parts)
+
+    async def set_labels(self, digest: str, labels: dict[str, str]) -> None:
+        """Add/replace labels on a committed blob (other labels are kept)."""
+        if not labels:
+            return
+        req = content_pb2.UpdateRequest(
+            info=content_pb2.Info(digest=digest, labels=labels),
+            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]))
+        await self.ctd.call(self.ctd.content.Update, req, f"label content {digest}")
+
+    async def add_to_lease(self, lease: str, digest: str) -> None:
+        """Protect an existing blob from GC until the lease ends."""
+        req = leases_pb2.AddResourceRequest(id=lease, resource=leases_pb2.Resource(id=digest, type="content"))
+        await self.ctd.call(self.ctd.leases.AddResource, req, f"add content {digest} to lease")
+
+    async def abort(self, ref: str) -> None:
+        with contextlib.suppress(errors.NotFound):
+            await self.ctd.call(self.ctd.content.Abort, content_pb2.AbortRequest(ref=ref),
+                                f"abort ingest {ref}")
+
+    async def ingest(self, ref: str, desc: Descriptor, opener: BlobOpener, labels: dict[str, str],
+                     lease: str, what: str, on_progress: Callable[[int], None] | None = None) -> None:
+        """Stream a blob into the content store and commit it, verified."""
+        ok = False
+        try:
+            await self._ingest(ref, desc, opener, labels, lease, what, on_progress)
+            ok = True
+        finally:
+            if not ok:
+                # Nothing half-written stays behind (shielded: we may be cancelled).
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.abort(ref))
+
+    async def _ingest(self, ref: str, desc: Descriptor, opener: BlobOpener, labels: dict[str, str],
+                      lease: str, what: str, on_progress: Callable[[int], None] | None) -> None:
+        writer = _Writer(self.ctd, ref, lease, what)
+        try:
+            offset = await writer.stat(desc)
+            if offset is None:
+                return  # committed meanwhile by someone else
+            hasher: Any = hashlib.sha256() if offset == 0 else None
+            attempt = 0
+            while True:
+                attempt += 1
+                body, start = await opener(offset)
+                if start != offset:
+                    # The registry ignored our Range: start over, verifying ourselves.
+                    offset, hasher = 0, hashlib.sha256()
+                try:
+                    async for chunk in body:
+                        if offset + len(chunk) > desc.size:
+                            raise errors.DataLoss(f"{what}: registry sent more than the {desc.size} "
+                                                  "bytes the manifest announces")
+                        await writer.write(offset, chunk)
+                        if hasher is not None:
+                            hasher.update(chunk)
+                        offset += len(chunk)
+                        if on_progress is not None:
+                            on_progress(len(chunk))
+                except errors.DataLoss as exc:
+                    if "registry sent more" in exc.message or attempt >= INGEST_ATTEMPTS:
+                        raise
+                    log.info("%s: %s; resuming at byte %d", what, exc, offset)
+                    continue
+                if offset < desc.size:
+                    if attempt >= INGEST_ATTEMPTS:
+                        raise errors.DataLoss(f"{what}: stream ended after {offset} of {desc.size} bytes")
+                    continue
+                break
+            if hasher is not None and "sha256:" + hasher.hexdigest() != desc.digest:
+                raise errors.DataLoss(f"{what}: content digest sha256:{hasher.hexdigest()} does not match "
+                                      f"the expected {desc.digest}")
+            await writer.commit(desc, labels)
+        finally:
+            await writer.close()
+
+
+class _Writer:
+    """One Content.Write stream: requests out, responses drained concurrently."""
+
+    def __init__(self, ctd: Containerd, ref: str, lease: str, what: str) -> None:
+        self.ctd = ctd
+        self.ref = ref
+        self.what = what
+        self.call = ctd.content.Write(metadata=ctd.metadata(lease))
+        self._pending = 0
+        self._reader: asyncio.Task[Any] | None = None
+        self._last: Any = None
+
+    def _map(self, exc: grpc.aio.AioRpcError, action: str) -> errors.CriError:
+        err = from_rpc_error(exc, f"{self.what}: {action}")
+        return _disk_error(err)
+
+    async def stat(self, desc: Descriptor) -> int | None:
+        """Open the ingest; the offset to continue from, or None if already committed."""
+        try:
+            await self.call.write(content_pb2.WriteContentRequest(
+                action=content_pb2.STAT, ref=self.ref, total=desc.size, expected=desc.digest))
+            resp = await self.call.read()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+                return None
+            raise self._map(exc, "open ingest") from None
+        if resp is grpc.aio.EOF:
+            raise errors.Internal(f"{self.what}: containerd closed the write stream")
+        offset = int(resp.offset)
+        if offset > desc.size or (resp.total and resp.total != desc.size):
+            offset = 0  # a stale ingest of different content: WRITE at 0 truncates it
+        self._reader = asyncio.ensure_future(self._drain())
+        return offset
+
+    async def _drain(self) -> None:
+        while True:
+            resp = await self.call.read()
+            if resp is grpc.aio.EOF:
+                return
+            self._last = resp
+
+    async def _check_reader(self) -> None:
+        if self._reader is not None and self._reader.done():
+            exc = self._reader.exception()
+            if isinstance(exc, grpc.aio.AioRpcError):
+                raise self._map(exc, "write")
+            if exc is not None:
+                raise exc
+
+    async def write(self, offset: int, data: bytes) -> None:
+        await self._check_reader()
+        try:
+            for i in range(0, len(data), WRITE_CHUNK):
+                piece = data[i:i + WRITE_CHUNK]
+                await self.call.write(content_pb2.WriteContentRequest(
+                    action=content_pb2.WRITE, ref=self.ref, offset=offset + i, data=piece))
+        except grpc.aio.AioRpcError as exc:
+            raise self._map(exc, "write") from None
+        except asyncio.InvalidStateError:
+            await self._check_reader()
+            raise
+
+    async def commit(self, desc: Descriptor, labels: dict[str, str]) -> None:
+        try:
+            await self.call.write(content_pb2.WriteContentRequest(
+                action=content_pb2.COMMIT, ref=self.ref, total=desc.size, expected=desc.digest,
+                # The offset matters: containerd truncates the ingest on offset 0.
+                offset=desc.size, labels=labels))
+            await self.call.done_writing()
+            assert self._reader is not None
+            await self._reader
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+                return
+            err = self._map(exc, "commit")
+            if isinstance(err, errors.FailedPrecondition) and "unexpected" in err.message:
+                raise errors.DataLoss(f"{self.what}: containerd rejected the content: {exc.details()}") from None
+            raise err from None
+        if self._last is None or self._last.action != content_pb2.COMMIT:
+            raise errors.Internal(f"{self.what}: containerd did not confirm the commit")
+
+    async def close(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self.call.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+        elif self._reader is not None:
+            with contextlib.suppress(BaseException):
+                self._reader.result()
+        if not self.call.done():
+            self.call.cancel()

@@ -1,0 +1,133 @@
+"""The image business layer behind CRI's ImageService (and CreateContainer).
+
+Pull → records → lookups. Callers pass references as users write them; the
+manager normalises, pulls under a lease, and names the result the way
+containerd's CRI plugin does (tag, repo digest, image ID). `ensure_image`
+pulls only when missing (the sandbox image); `resolve` finds an image by ID,
+ID prefix, tag or digest and exposes its config and chain IDs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from cri_runtime.config import ImageConfig as ImageSettings
+from cri_runtime.containerd.connection import Containerd
+from cri_runtime.images import reference
+from cri_runtime.images.auth import ANONYMOUS, Credentials
+from cri_runtime.images.content_store import ContentStore
+from cri_runtime.images.httpclient import HttpClient
+from cri_runtime.images.platform import Matcher, Platform, host_platform
+from cri_runtime.images.puller import Puller, PullResult
+from cri_runtime.images.store import (
+    LABEL_MANAGED,
+    LABEL_MANAGED_VALUE,
+    LABEL_PINNED,
+    LABEL_PINNED_VALUE,
+    ImageRecord,
+    ImageStore,
+    verbose_info,
+)
+from cri_runtime.images.unpack import FsUsage, Unpacker
+
+log = logging.getLogger(__name__)
+
+
+class ImageManager:
+    def __init__(self, ctd: Containerd, settings: ImageSettings, snapshotter: str,
+                 *, platform: Platform | None = None) -> None:
+        self.ctd = ctd
+        self.settings = settings
+        self.snapshotter = snapshotter
+        self.matcher = Matcher(platform or host_platform())
+        self.http = HttpClient()
+        self.content = ContentStore(ctd)
+        self.unpacker = Unpacker(ctd, snapshotter)
+        self.store = ImageStore(ctd, self.content, self.matcher, settings.sandbox_image)
+        self.puller = Puller(
+            self.content, self.unpacker, self.http, self.matcher,
+            registry_config_path=settings.registry_config_path,
+            max_concurrent_downloads=settings.max_concurrent_downloads,
+            progress_timeout=settings.image_pull_progress_timeout_seconds)
+        self.sandbox_ref = reference.normalize(settings.sandbox_image)
+
+    async def pull(self, ref_text: str, credentials: Credentials = ANONYMOUS, *,
+                   pinned: bool = False) -> ImageRecord:
+        """Pull `ref_text` (any docker-style spelling); returns the image."""
+        ref = reference.parse(ref_text)
+        pinned = pinned or str(ref) == self.sandbox_ref
+        log.info("pulling %s", ref)
+        async with self.ctd.lease("pull") as lease:
+            result = await self.puller.pull(ref, credentials, lease)
+            names = [result.config_digest]
+            if ref.tag:
+                names.append(str(ref))
+            names.append(f"{ref.name}@{result.target.digest}")
+            labels = {LABEL_MANAGED: LABEL_MANAGED_VALUE}
+            if pinned:
+                labels[LABEL_PINNED] = LABEL_PINNED_VALUE
+            await self._create_records(names, result, labels)
+        log.info("pulled %s as %s", ref, result.config_digest)
+        return await self.store.resolve(result.config_digest)
+
+    async def _create_records(self, names: list[str], result: PullResult, labels: dict[str, str]) -> None:
+        created: list[str] = []
+        ok = False
+        try:
+            for name in names:
+                if await self.store.put(name, result.target, labels):
+                    created.append(name)
+            ok = True
+        finally:
+            if not ok:
+                # A pull cut short here must not leave a half-named image visible.
+                for name in created:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self.store.delete(name))
+
+    async def ensure_image(self, ref_text: str, credentials: Credentials = ANONYMOUS) -> ImageRecord:
+        """The image if present, else pulled now (used for the sandbox image)."""
+        image = await self.store.find(ref_text)
+        if image is not None:
+            return image
+        return await self.pull(ref_text, credentials, pinned=reference.normalize(ref_text) == self.sandbox_ref)
+
+    async def resolve(self, ref_or_id: str) -> ImageRecord:
+        """The image by ID, ID prefix, tag or digest; NotFound otherwise."""
+        return await self.store.resolve(ref_or_id)
+
+    async def status(self, ref_or_id: str) -> ImageRecord | None:
+        return await self.store.find(ref_or_id)
+
+    async def list(self, ref_filter: str = "") -> list[ImageRecord]:
+        if ref_filter:
+            image = await self.store.find(ref_filter)
+            return [image] if image is not None else []
+        return await self.store.list()
+
+    async def remove(self, ref_or_id: str) -> None:
+        """Remove every name of the image; not found is success."""
+        image = await self.store.find(ref_or_id)
+        if image is None:
+            return
+        ids = [n for n in image.names if n == image.id]
+        others = [n for n in image.names if n != image.id]
+        for name in others:
+            await self.store.delete(name)
+        for name in ids:
+            # The last record goes synchronously, so its content and snapshots
+            # are collected before we answer (disk is free when rmi returns).
+            await self.store.delete(name, sync=True)
+        if not ids and others:
+            log.debug("image %s had no ID record", image.id)
+
+    async def fs_info(self) -> FsUsage:
+        return await self.unpacker.usage()
+
+    def verbose_info(self, image: ImageRecord) -> dict[str, str]:
+        return verbose_info(image, self.snapshotter)
+
+    async def close(self) -> None:
+        self.http.close()
