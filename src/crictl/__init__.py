@@ -1,0 +1,1 @@
+"""crictl-compatible command-line client for CRI runtimes."""

@@ -1,0 +1,5 @@
+"""`python -m crictl`."""
+
+from crictl.main import main
+
+main()

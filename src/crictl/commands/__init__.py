@@ -1,0 +1,1 @@
+"""Command modules: each exposes COMMANDS, parses flags and calls the ops layer."""

@@ -1,0 +1,101 @@
+"""`crictl config`: get, set and list the client config file, keeping its comments."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from crictl import log, settings
+from crictl.cmdutil import COMMAND_SETTINGS, split_slice
+from crictl.errors import CliError, ShowHelp
+from crictl.output import Table
+
+_EPILOG = """\b
+EXAMPLES:
+   # Set the key "debug" to "true"
+   crictl config --set debug=true
+
+   # Set the key "debug" to "true"
+   crictl config debug true
+
+   # Get the value of "debug"
+   crictl config --get debug
+
+   # Show the full configuration
+   crictl config --list
+
+\b
+CRICTL OPTIONS:
+   runtime-endpoint:     Container Runtime Interface (CRI) runtime endpoint (default: "")
+   image-endpoint:       Container Runtime Interface (CRI) image endpoint (default: "")
+   timeout:              Timeout of connecting to server (default: 2)
+   debug:                Enable debug output (default: false)
+   pull-image-on-create: Enable pulling image on create requests (default: false)
+   disable-pull-on-run:  Disable pulling image on run requests (default: false)
+   max-retries:          Max retries for connecting to an explicitly set endpoint
+                         (default: 3, 0 to disable, negative for infinite)
+"""
+
+
+@click.command(
+    "config",
+    context_settings=COMMAND_SETTINGS,
+    help="Get, set and list crictl configuration options",
+    epilog=_EPILOG,
+)
+@click.option("--get", "get_key", default=None, help="Show the option value")
+@click.option(
+    "--set",
+    "set_values",
+    multiple=True,
+    help="Set option (can specify multiple or separate values with commas: opt1=val1,opt2=val2)",
+)
+@click.option("--list", "list_all", is_flag=True, help="Show all option value")
+@click.argument("args", nargs=-1)
+@click.pass_context
+def config_command(
+    ctx: click.Context, get_key: str | None, set_values: tuple[str, ...], list_all: bool, args: tuple[str, ...]
+) -> None:
+    path = ctx.find_root().params["config"]
+    if not os.path.exists(path):
+        settings.write_config(settings.FileConfig(), path)
+    try:
+        config = settings.read_config(path)
+    except OSError as exc:
+        raise CliError(f"load config file: {exc.strerror}: {path}") from exc
+    if get_key is not None:
+        if get_key not in settings.KEYS:
+            raise CliError(f"no configuration option named {get_key}")
+        print(config.get(get_key))
+        return
+    if set_values:
+        for option in split_slice(set_values):
+            pair = option.split("=")
+            if len(pair) != 2:
+                raise CliError(f"incorrectly specified option: {option}")
+            settings.set_value(config, pair[0], pair[1])
+        settings.write_config(config, path)
+        return
+    if list_all:
+        table = Table()
+        table.add_row(["KEY", "VALUE"])
+        for key in settings.KEYS:
+            table.add_row([key, config.get(key)])
+        sys.stdout.write("\033[2J\033[H")  # crictl clears the screen before the table, always
+        table.flush()
+        return
+    if not args:
+        raise ShowHelp()
+    key = args[0]
+    value = args[1] if len(args) > 1 else ""
+    log.info(f'No --get, --set or --list provided, setting key "{key}" to value "{value}"')
+    try:
+        settings.set_value(config, key, value)
+    except CliError as exc:
+        raise CliError(f'set "{key}" to "{value}": {exc.message}') from exc
+    settings.write_config(config, path)
+
+
+COMMANDS = [config_command]

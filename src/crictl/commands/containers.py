@@ -1,0 +1,487 @@
+"""create, start, ps, inspect, stop, rm, update, run, checkpoint."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from typing import Any
+
+import click
+
+from crictl import log, ops
+from crictl.cmdutil import COMMAND_SETTINGS, DURATION, app, parse_labels, show_help, template_option
+from crictl.commands.images import get_auth, go_map_string, pull_options, pull_with_progress
+from crictl.configfiles import load_container_config, load_pod_config
+from crictl.errors import CliError
+from crictl.humanize import ago, go_zero_time_rfc3339, rfc3339nano, truncate_id
+from crictl.output import (
+    OUTPUT_JSON,
+    OUTPUT_TABLE,
+    OUTPUT_YAML,
+    Table,
+    print_labels_block,
+    print_message,
+    print_status_entries,
+    status_entry,
+)
+
+CONTAINER_STATES = {0: "Created", 1: "Running", 2: "Exited", 3: "Unknown"}
+_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
+
+
+def container_state_name(state: int) -> str:
+    name = CONTAINER_STATES.get(state)
+    if name is None:
+        raise CliError(f'unknown container state "{state}"')
+    return name
+
+
+def _container_pull_flags(no_pull_help: str, with_pull_help: str) -> Any:
+    def wrap(func: Any) -> Any:
+        func = pull_options(func)
+        func = click.option("-T", "--cancel-timeout", type=DURATION, default="0s",
+                            help="Seconds to wait for the request to complete before cancelling")(func)  # fmt: skip
+        func = click.option("--with-pull", is_flag=True, help=with_pull_help)(func)
+        func = click.option("--no-pull", is_flag=True, help=no_pull_help)(func)
+        return func
+
+    return wrap
+
+
+def _create(
+    a: Any, pod_id: str, config_path: str, pod_config_path: str, with_pull: bool, creds: str, auth: str,
+    username: str, pull_timeout: float, cancel_timeout: float,
+) -> str:  # fmt: skip
+    config = load_container_config(config_path)
+    pod_config = load_pod_config(pod_config_path) if pod_config_path else None
+    image = config.image.image
+    if not config.image.user_specified_image:
+        config.image.user_specified_image = image
+    if with_pull:
+        auth_config = get_auth(creds, auth, username)
+        images = [image]
+        log.info(f"Pulling container image: {image}")
+        for mount in config.mounts:
+            if mount.HasField("image") and mount.image.image:
+                log.info(f"Pulling image {image} to be mounted to container path: {mount.container_path}")
+                images.append(mount.image.image)
+        for ref in images:
+            pull_with_progress(a, ref, auth_config, pod_config, dict(config.image.annotations), pull_timeout)
+    return ops.create_container(a, pod_id, config, pod_config, cancel_timeout)
+
+
+@click.command("create", context_settings=COMMAND_SETTINGS, help="Create a new container")
+@_container_pull_flags(
+    "Do not pull the image on container creation (overrides pull-image-on-create=true in config)",
+    "Pull the image on container creation (overrides pull-image-on-create=false in config)",
+)
+@click.argument("args", nargs=-1)
+@click.pass_context
+def create_command(
+    ctx: click.Context, no_pull: bool, with_pull: bool, cancel_timeout: float, creds: str, auth: str,
+    username: str, pull_timeout: float, args: tuple[str, ...],
+) -> None:  # fmt: skip
+    """POD container-config.[json|yaml] pod-config.[json|yaml]"""
+    if len(args) != 3:
+        show_help()
+    if no_pull and with_pull:
+        raise CliError("conflict: no-pull and with-pull are both set")
+    a = app(ctx)
+    pull = (not no_pull and a.settings.pull_image_on_create) or with_pull
+    try:
+        ctr_id = _create(a, args[0], args[1], args[2], pull, creds, auth, username, pull_timeout, cancel_timeout)
+    except CliError as exc:
+        raise CliError(f"creating container: {exc.message}") from exc
+    print(ctr_id)
+
+
+@click.command("run", context_settings=COMMAND_SETTINGS, help="Run a new container inside a sandbox")
+@_container_pull_flags(
+    "Do not pull the image (overrides disable-pull-on-run=false in config)",
+    "Pull the image (overrides disable-pull-on-run=true in config)",
+)
+@click.option(
+    "-r",
+    "--runtime",
+    default="",
+    help="Runtime handler to use. Available options are defined by the container runtime.",
+)
+@click.argument("args", nargs=-1)
+@click.pass_context
+def run_command(
+    ctx: click.Context, no_pull: bool, with_pull: bool, cancel_timeout: float, creds: str, auth: str,
+    username: str, pull_timeout: float, runtime: str, args: tuple[str, ...],
+) -> None:  # fmt: skip
+    """container-config.[json|yaml] pod-config.[json|yaml]"""
+    if len(args) != 2:
+        show_help()
+    if no_pull and with_pull:
+        raise CliError("conflict: no-pull and with-pull are both set")
+    a = app(ctx)
+    pull = (not a.settings.disable_pull_on_run and not no_pull) or with_pull
+    try:
+        pod_config = load_pod_config(args[1])
+        try:
+            pod_id = ops.run_pod(a, pod_config, runtime, cancel_timeout)
+        except CliError as exc:
+            raise CliError(f"run pod sandbox: {exc.message}") from exc
+        try:
+            ctr_id = _create(a, pod_id, args[0], args[1], pull, creds, auth, username, pull_timeout, cancel_timeout)
+        except CliError as exc:
+            raise CliError(f"creating container failed: {exc.message}") from exc
+        try:
+            ops.start_container(a, ctr_id)
+        except CliError as exc:
+            raise CliError(f'starting the container "{ctr_id}": {exc.message}') from exc
+        print(ctr_id)
+    except CliError as exc:
+        raise CliError(f"running container: {exc.message}") from exc
+
+
+@click.command("start", context_settings=COMMAND_SETTINGS, help="Start one or more created containers")
+@click.argument("ids", nargs=-1)
+@click.pass_context
+def start_command(ctx: click.Context, ids: tuple[str, ...]) -> None:
+    """CONTAINER-ID [CONTAINER-ID...]"""
+    if not ids:
+        raise CliError("ID cannot be empty")
+    for ctr_id in ids:
+        try:
+            ops.start_container(app(ctx), ctr_id)
+        except CliError as exc:
+            raise CliError(f'starting the container "{ctr_id}": {exc.message}') from exc
+        print(ctr_id)
+
+
+@click.command("update", context_settings=COMMAND_SETTINGS, help="Update one or more running containers")
+@click.option("--cpu-count", type=int, default=0, help="(Windows only) Number of CPUs available to the container")
+@click.option(
+    "--cpu-maximum", type=int, default=0, help="(Windows only) Portion of CPU cycles specified as a percentage * 100"
+)
+@click.option(
+    "--cpu-period",
+    type=int,
+    default=0,
+    help="CPU CFS period to be used for hardcapping (in usecs). 0 to use system default",
+)
+@click.option(
+    "--cpu-quota", type=int, default=0, help="CPU CFS hardcap limit (in usecs). Allowed cpu time in a given period"
+)
+@click.option("--cpu-share", type=int, default=0, help="CPU shares (relative weight vs. other containers)")
+@click.option("--memory", type=int, default=0, help="Memory limit (in bytes)")
+@click.option("--cpuset-cpus", default="", help="CPU(s) to use")
+@click.option("--cpuset-mems", default="", help="Memory node(s) to use")
+@click.option("--oom-score-adj", type=int, default=0, help="OOM Killer score to use")
+@click.argument("ids", nargs=-1)
+@click.pass_context
+def update_command(
+    ctx: click.Context, cpu_count: int, cpu_maximum: int, cpu_period: int, cpu_quota: int, cpu_share: int,
+    memory: int, cpuset_cpus: str, cpuset_mems: str, oom_score_adj: int, ids: tuple[str, ...],
+) -> None:  # fmt: skip
+    """CONTAINER-ID [CONTAINER-ID...]"""
+    if not ids:
+        raise CliError("ID cannot be empty")
+    linux = ops.pb().LinuxContainerResources(
+        cpu_period=cpu_period, cpu_quota=cpu_quota, cpu_shares=cpu_share, cpuset_cpus=cpuset_cpus,
+        cpuset_mems=cpuset_mems, memory_limit_in_bytes=memory, oom_score_adj=oom_score_adj,
+    )  # fmt: skip
+    for ctr_id in ids:
+        try:
+            ops.update_container(app(ctx), ctr_id, linux)
+        except CliError as exc:
+            raise CliError(f'updating container resources for "{ctr_id}": {exc.message}') from exc
+        print(ctr_id)
+
+
+@click.command("stop", context_settings=COMMAND_SETTINGS, help="Stop one or more running containers")
+@click.option(
+    "-t",
+    "--timeout",
+    type=int,
+    default=0,
+    help="Seconds to wait to kill the container after a graceful stop is requested",
+)
+@click.option("-a", "--all", "all_", is_flag=True, help="Stop all running containers")
+@click.argument("ids", nargs=-1)
+@click.pass_context
+def stop_command(ctx: click.Context, timeout: int, all_: bool, ids: tuple[str, ...]) -> None:
+    """CONTAINER-ID [CONTAINER-ID...]"""
+    a = app(ctx)
+    if all_ and ids:
+        raise CliError("cannot specify CONTAINER-ID(s) when using --all")
+    if all_:
+        targets = [c.id for c in ops.list_containers(a, ops.ListOptions(state="running"), with_image_client=False)]
+        if not targets:
+            print("No running containers found.")
+            return
+    else:
+        if not ids:
+            raise CliError("you must specify at least one CONTAINER-ID or use --all")
+        targets = list(ids)
+    for ctr_id in targets:
+        try:
+            ops.stop_container(a, ctr_id, timeout)
+        except CliError as exc:
+            raise CliError(f'stopping the container "{ctr_id}": {exc.message}') from exc
+        print(ctr_id)
+
+
+@click.command("rm", context_settings=COMMAND_SETTINGS, help="Remove one or more containers")
+@click.option("-f", "--force", is_flag=True, help="Force removal of the container, disregarding if running")
+@click.option("-k", "--keep-logs", is_flag=True, help="Preserve the container log file and its rotations")
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all containers")
+@click.argument("ids", nargs=-1)
+@click.pass_context
+def rm_command(ctx: click.Context, force: bool, keep_logs: bool, all_: bool, ids: tuple[str, ...]) -> None:
+    """CONTAINER-ID [CONTAINER-ID...]"""
+    a = app(ctx)
+    targets = list(ids)
+    if all_:
+        targets = [c.id for c in a.runtime().call("ListContainers", ops.pb().ListContainersRequest()).containers]
+    if not targets:
+        if all_:
+            log.info("No containers to remove")
+            return
+        show_help()
+    errors = []
+    for ctr_id in targets:
+        try:
+            _remove_container(a, ctr_id, force, keep_logs)
+        except CliError as exc:
+            errors.append(exc.message)
+    if errors:
+        raise CliError("\n".join(errors))
+
+
+def _remove_container(a: Any, ctr_id: str, force: bool, keep_logs: bool) -> None:
+    try:
+        status = ops.container_status(a, ctr_id, False)
+    except CliError as exc:
+        raise CliError(f'getting container status "{ctr_id}": {exc.message}') from exc
+    if status.status.state == ops.pb().CONTAINER_RUNNING:
+        if not force:
+            raise CliError(f'container "{ctr_id}" is running, please stop it first')
+        try:
+            ops.stop_container(a, ctr_id, 0)
+        except CliError as exc:
+            raise CliError(f'stopping the container "{ctr_id}": {exc.message}') from exc
+        print(ctr_id)
+    try:
+        ops.remove_container(a, ctr_id)
+    except CliError as exc:
+        raise CliError(f'removing container "{ctr_id}": {exc.message}') from exc
+    print(ctr_id)
+    log_path = status.status.log_path
+    if keep_logs or not log_path:
+        return
+    for path in [*sorted(glob.glob(glob.escape(log_path) + ".*")), log_path]:
+        try:
+            os.remove(path)
+        except OSError as exc:
+            log.error(f'removing log file {path} for container "{ctr_id}" failed: {exc}')
+
+
+@click.command("checkpoint", context_settings=COMMAND_SETTINGS, help="Checkpoint one or more running containers")
+@click.option(
+    "-e",
+    "--export",
+    default="",
+    help="Specify the name of the tar archive (/path/to/checkpoint.tar) used to export the checkpoint image.",
+)
+@click.argument("ids", nargs=-1)
+@click.pass_context
+def checkpoint_command(ctx: click.Context, export: str, ids: tuple[str, ...]) -> None:
+    """CONTAINER-ID [CONTAINER-ID...]"""
+    if not ids:
+        raise CliError("ID cannot be empty")
+    if not export:
+        raise CliError(
+            "cannot checkpoint a container without specifying the checkpoint destination. "
+            "Use --export=/path/to/checkpoint.tar"
+        )
+    for ctr_id in ids:
+        try:
+            ops.checkpoint_container(app(ctx), ctr_id, export)
+        except CliError as exc:
+            raise CliError(f'checkpointing the container "{ctr_id}" failed: {exc.message}') from exc
+        print(ctr_id)
+
+
+def filter_flags(func: Any) -> Any:
+    """The filter flags of ps and inspect."""
+    func = click.option("--namespace", default="", help="Filter by pod namespace regular expression pattern")(func)
+    func = click.option("-n", "--last", type=int, default=0,
+                        help="Show last n recently created containers (includes all states). Set 0 for unlimited.")(func)  # fmt: skip
+    func = click.option("-l", "--latest", is_flag=True,
+                        help="Show the most recently created container (includes all states)")(func)  # fmt: skip
+    func = click.option("-a", "--all", "all_", is_flag=True, help="Show all containers")(func)
+    func = click.option("--label", multiple=True, help="Filter by key=value label")(func)
+    func = click.option("-s", "--state", default="", help="Filter by container state")(func)
+    func = click.option("--image", default="", help="Filter by container image")(func)
+    func = click.option("-p", "--pod", default="", help="Filter by pod id")(func)
+    func = click.option("--name", default="", help="Filter by container name regular expression pattern")(func)
+    return func
+
+
+@click.command("ps", context_settings=COMMAND_SETTINGS, help="List containers")
+@click.option("-v", "--verbose", is_flag=True, help="Show verbose information for containers")
+@click.option("--id", "ctr_id", default="", help="Filter by container id")
+@filter_flags
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
+@click.option("-o", "--output", default=OUTPUT_TABLE, help="Output format, One of: json|yaml|table")
+@click.option("--no-trunc", is_flag=True, help="Show output without truncating the ID")
+@click.option("-r", "--resolve-image-path", is_flag=True, help="Show image path instead of image id")
+@click.argument("args", nargs=-1)
+@click.pass_context
+def ps_command(
+    ctx: click.Context, verbose: bool, ctr_id: str, name: str, pod: str, image: str, state: str,
+    label: tuple[str, ...], all_: bool, latest: bool, last: int, namespace: str, quiet: bool, output: str,
+    no_trunc: bool, resolve_image_path: bool, args: tuple[str, ...],
+) -> None:  # fmt: skip
+    if args:
+        show_help()
+    opts = ops.ListOptions(
+        id=ctr_id, pod_id=pod, namespace_regexp=namespace, state=state, verbose=verbose, quiet=quiet,
+        output=output, all=all_, name_regexp=name, latest=latest, last=last, no_trunc=no_trunc, image=image,
+        resolve_image_path=resolve_image_path, labels=parse_labels(label),
+    )  # fmt: skip
+    a = app(ctx)
+    try:
+        containers = ops.list_containers(a, opts)
+        if output in (OUTPUT_JSON, OUTPUT_YAML):
+            print_message(ops.pb().ListContainersResponse(containers=containers), output)
+            return
+        if output != OUTPUT_TABLE:
+            raise CliError(f'unsupported output format "{output}"')
+        _ps_table(a, containers, opts)
+    except CliError as exc:
+        raise CliError(f"listing containers: {exc.message}") from exc
+
+
+def _ps_table(a: Any, containers: list[Any], opts: ops.ListOptions) -> None:
+    table = Table()
+    if not opts.verbose and not opts.quiet:
+        table.add_row(["CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD", "NAMESPACE"])
+    for ctr in containers:
+        if opts.quiet:
+            print(ctr.id)
+            continue
+        created = ago(ctr.created_at)
+        namespace = ops.label_value(ctr.labels, ops.POD_NAMESPACE_LABEL)
+        if not opts.verbose:
+            ctr_id, pod_id, image = ctr.id, ctr.pod_sandbox_id, ctr.image.image
+            if not opts.no_trunc:
+                ctr_id = truncate_id(ctr_id)
+                pod_id = truncate_id(pod_id)
+                if _DIGEST_RE.match(image):
+                    algorithm = image.split(":", 1)[0]
+                    image = truncate_id(image, algorithm + ":")
+            if opts.resolve_image_path:
+                try:
+                    image = ops.repo_image(a, image)
+                except CliError as exc:
+                    raise CliError(f"failed to fetch repo image {exc.message}") from exc
+            table.add_row([
+                ctr_id, image, created, container_state_name(ctr.state), ctr.metadata.name,
+                str(ctr.metadata.attempt), pod_id, ops.label_value(ctr.labels, ops.POD_NAME_LABEL), namespace,
+            ])  # fmt: skip
+            continue
+        print(f"ID: {ctr.id}")
+        print(f"PodID: {ctr.pod_sandbox_id}")
+        print(f"Namespace: {namespace}")
+        if ctr.HasField("metadata"):
+            if ctr.metadata.name:
+                print(f"Name: {ctr.metadata.name}")
+            print(f"Attempt: {ctr.metadata.attempt}")
+        print(f"State: {container_state_name(ctr.state)}")
+        if ctr.HasField("image"):
+            print(f"Image: {ctr.image.image}")
+        print(f"Created: {created}")
+        print_labels_block("Labels", dict(ctr.labels))
+        print_labels_block("Annotations", dict(ctr.annotations))
+        print()
+    table.flush()
+
+
+@click.command("inspect", context_settings=COMMAND_SETTINGS, help="Display the status of one or more containers")
+@click.option("-o", "--output", default="", help="Output format, One of: json|yaml|go-template|table")
+@click.option("-q", "--quiet", is_flag=True, help="Do not show verbose information")
+@template_option()
+@filter_flags
+@click.argument("ids", nargs=-1)
+@click.pass_context
+def inspect_command(
+    ctx: click.Context, output: str, quiet: bool, template: str, name: str, pod: str, image: str, state: str,
+    label: tuple[str, ...], all_: bool, latest: bool, last: int, namespace: str, ids: tuple[str, ...],
+) -> None:  # fmt: skip
+    """CONTAINER-ID [CONTAINER-ID...]"""
+    a = app(ctx)
+    targets = list(ids)
+    if not targets:
+        opts = ops.ListOptions(name_regexp=name, pod_id=pod, namespace_regexp=namespace, image=image, state=state,
+                               latest=latest, last=last, all=all_, labels=parse_labels(label))  # fmt: skip
+        try:
+            targets = [c.id for c in ops.list_containers(a, opts)]
+        except CliError as exc:
+            raise CliError(f"listing containers: {exc.message}") from exc
+    if not targets:
+        log.error("No IDs provided or nothing found per filter")
+        show_help()
+    try:
+        container_status_output(a, targets, output or OUTPUT_JSON, template, not quiet)
+    except CliError as exc:
+        raise CliError(f"get the status of containers: {exc.message}") from exc
+
+
+def container_status_output(a: Any, ids: list[str], output: str, template: str, verbose: bool) -> None:
+    from crictl.protojson import status_fields_in_struct_order
+
+    api = ops.pb()
+    entries = []
+    for ctr_id in ids:
+        try:
+            response = ops.container_status(a, ctr_id, verbose)
+        except CliError as exc:
+            raise CliError(f"get container status: {exc.message}") from exc
+        if output == OUTPUT_TABLE:
+            _container_status_table(response, verbose)
+            continue
+        st = response.status
+        data = status_fields_in_struct_order(st)
+        data["createdAt"] = rfc3339nano(st.created_at)
+        started = rfc3339nano(st.started_at) if st.state != api.CONTAINER_CREATED else go_zero_time_rfc3339()
+        exited = st.state == api.CONTAINER_EXITED or (st.state == api.CONTAINER_UNKNOWN and st.finished_at > 0)
+        data["startedAt"] = started
+        data["finishedAt"] = rfc3339nano(st.finished_at) if exited else go_zero_time_rfc3339()
+        entries.append(status_entry(data, dict(response.info)))
+    print_status_entries(entries, output, template)
+
+
+def _container_status_table(response: Any, verbose: bool) -> None:
+    api = ops.pb()
+    st = response.status
+    print(f"ID: {st.id}")
+    if st.HasField("metadata"):
+        if st.metadata.name:
+            print(f"Name: {st.metadata.name}")
+        if st.metadata.attempt:
+            print(f"Attempt: {st.metadata.attempt}")
+    print(f"State: {api.ContainerState.Name(st.state)}")
+    print(f"Created: {ago(st.created_at)}")
+    if st.state != api.CONTAINER_CREATED:
+        print(f"Started: {ago(st.started_at)}")
+    if st.state == api.CONTAINER_EXITED:
+        if st.finished_at > 0:
+            print(f"Finished: {ago(st.finished_at)}")
+        print(f"Exit Code: {st.exit_code}")
+    print_labels_block("Labels", dict(st.labels))
+    print_labels_block("Annotations", dict(st.annotations))
+    if verbose:
+        print(f"Info: {go_map_string(dict(response.info))}")
+
+
+COMMANDS = [
+    create_command, run_command, start_command, update_command, stop_command, rm_command, checkpoint_command,
+    ps_command, inspect_command,
+]  # fmt: skip

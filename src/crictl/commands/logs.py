@@ -1,0 +1,82 @@
+"""logs: reads the file named by ContainerStatus.log_path (the CLI must run on the node)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from crictl import log, ops
+from crictl.cmdutil import COMMAND_SETTINGS, app, is_set, show_help
+from crictl.errors import CliError
+from crictl.logreader import LogFormatError, LogOptions, read_logs
+from crictl.timeparse import parse_since
+
+
+@click.command("logs", context_settings=COMMAND_SETTINGS, help="Fetch the logs of a container")
+@click.option("-f", "--follow", is_flag=True, help="Follow log output")
+@click.option("-p", "--previous", is_flag=True,
+              help="Print the logs for the previous instance of the container in a pod if it exists")  # fmt: skip
+@click.option("-r", "--reopen", is_flag=True, help="Reopen the container logs for the provided container")
+@click.option("--tail", type=int, default=-1, help="Number of lines to show from the end of the logs. Defaults to all")
+@click.option("--limit-bytes", type=int, default=-1, help="Maximum bytes of logs to return. Defaults to no limit")
+@click.option("--since", default="",
+              help="Show logs since timestamp (e.g. 2013-01-02T13:23:37) or relative (e.g. 42m for 42 minutes)")  # fmt: skip
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
+@click.option("-s", "--stream", default="", help="Show specified stream (stdout or stderr). Defaults to both.")
+@click.argument("args", nargs=-1)
+@click.pass_context
+def logs_command(
+    ctx: click.Context, follow: bool, previous: bool, reopen: bool, tail: int, limit_bytes: int, since: str,
+    timestamps: bool, stream: str, args: tuple[str, ...],
+) -> None:  # fmt: skip
+    """CONTAINER-ID"""
+    if not args or not args[0]:
+        raise CliError("ID cannot be empty")
+    if len(args) > 1:
+        show_help()
+    container_id = args[0]
+    a = app(ctx)
+    if reopen:
+        try:
+            ops.reopen_container_log(a, container_id)
+        except CliError as exc:
+            raise CliError(f"reopen container logs: {exc.message}") from exc
+        log.info("Container logs reopened")
+    try:
+        since_ts = parse_since(since)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if stream not in ("", "stdout", "stderr"):
+        raise CliError(f'invalid stream "{stream}", must be "stdout" or "stderr"')
+    if is_set(ctx, "tail") and is_set(ctx, "stream"):
+        raise CliError("--tail and --stream are mutually exclusive")
+    status = ops.container_status(a, container_id, False).status
+    log_path = status.log_path
+    if not log_path:
+        raise CliError("the container has not set log path")
+    if previous:
+        attempt = status.metadata.attempt
+        if attempt == 0:
+            raise CliError(f"previous terminated container {status.metadata.name} not found")
+        slash = log_path.rfind("/") + 1
+        log_path = f"{log_path[:slash]}{attempt - 1}{log_path[log_path.rfind('.') :]}"
+    opts = LogOptions(follow=follow, timestamps=timestamps, since=since_ts, tail=tail, limit_bytes=limit_bytes,
+                      stream=stream)  # fmt: skip
+
+    def still_running() -> bool:
+        try:
+            current = ops.container_status(a, status.id, False).status
+        except CliError:
+            return False
+        return bool(current.state == ops.pb().CONTAINER_RUNNING)
+
+    try:
+        read_logs(log_path, opts, sys.stdout.buffer, sys.stderr.buffer, still_running)
+    except (OSError, LogFormatError) as exc:
+        raise CliError(str(exc)) from exc
+    except KeyboardInterrupt:
+        return
+
+
+COMMANDS = [logs_command]

@@ -1,0 +1,147 @@
+"""exec (ExecSync with -s; streaming otherwise), attach, port-forward.
+
+Streaming (SPDY/WebSocket framing) is shared with the server's streaming module, which is not
+written yet: those paths fail with a clear message instead of pretending.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from crictl import log, ops
+from crictl.cmdutil import COMMAND_SETTINGS, app, is_set, parse_labels, show_help
+from crictl.errors import CliError
+
+STREAMING_UNSUPPORTED = "not yet supported: streaming (SPDY/WebSocket exec, attach and port-forward)"
+_FILTERS = ("name", "pod", "image", "state", "label", "latest", "last")
+
+
+def _transport_flags(func: click.decorators.FC) -> click.decorators.FC:
+    func = click.option("--tls-key", default="", help="Path to the streaming TLS key")(func)
+    func = click.option("--tls-cert", default="", help="Path to the streaming TLS certificate")(func)
+    func = click.option("--tls-ca", default="", help="Path to the streaming TLS CA certificate")(func)
+    func = click.option("--tls-sni", "--tls-server-name", "tls_sni", default="localhost",
+                        help="Server name used in the TLS client to check server certificates against")(func)  # fmt: skip
+    func = click.option("-r", "--transport", default="spdy", help="Transport protocol to use, one of: spdy|websocket")(
+        func
+    )
+    return func
+
+
+@click.command(
+    "exec",
+    context_settings={**COMMAND_SETTINGS, "ignore_unknown_options": False},
+    help="Run a command in a running container",
+    epilog="The CONTAINER-ID is only required if none of the following filter flags are set:\n"
+    "--image, --label, --last, --latest, --name, --pod, --state",
+)
+@click.option("-s", "--sync", is_flag=True, help="Run the command synchronously")
+@click.option("--timeout", type=int, default=0, help="Timeout in seconds")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open")
+@_transport_flags
+@click.option(
+    "--name", default="", help="Exec command for all containers matching this name filter regular expression pattern"
+)
+@click.option("-p", "--pod", default="", help="Exec command for all containers matching this pod ID filter")
+@click.option("--image", default="", help="Exec command for all containers matching this container image filter")
+@click.option("--state", default="", help="Exec command for all containers matching this container state filter")
+@click.option("--label", multiple=True, help="Exec command for all containers matching this key=value label filter")
+@click.option("-l", "--latest", is_flag=True, help="Exec command for the most recently created container")
+@click.option(
+    "-n", "--last", type=int, default=0, help="Exec command for all last n containers, set to 0 for unlimited"
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not print the container ID if multiple containers are selected")
+@click.option("-e", "--ignore-errors", is_flag=True, help="Ignore errors during command execution")
+@click.option("-x", "--parallel", is_flag=True, help="Run the command in parallel if multiple containers are selected")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def exec_command(
+    ctx: click.Context, sync: bool, timeout: int, tty: bool, interactive: bool, transport: str, tls_sni: str,
+    tls_ca: str, tls_cert: str, tls_key: str, name: str, pod: str, image: str, state: str,
+    label: tuple[str, ...], latest: bool, last: int, quiet: bool, ignore_errors: bool, parallel: bool,
+    args: tuple[str, ...],
+) -> int:  # fmt: skip
+    """[CONTAINER-ID] COMMAND [ARG...]"""
+    if not args:
+        show_help()
+    a = app(ctx)
+    if ignore_errors and not quiet:
+        log.warning("The `--ignore-errors` option has been set all errors returned by the command will be ignored.")
+    ids = [args[0]]
+    cmd = list(args[1:])
+    print_ids = False
+    if any(is_set(ctx, f) for f in _FILTERS):
+        cmd = list(args)
+        print_ids = not quiet and not parallel
+        opts = ops.ListOptions(name_regexp=name, pod_id=pod, image=image, state=state, latest=latest, last=last,
+                               labels=parse_labels(label))  # fmt: skip
+        try:
+            ids = [c.id for c in ops.list_containers(a, opts)]
+        except CliError as exc:
+            raise CliError(f"listing containers: {exc.message}") from exc
+        if not ids:
+            log.error("No containers found per filter flags")
+            show_help()
+    elif len(args) < 2:
+        show_help()
+    if transport not in ("spdy", "websocket"):
+        raise CliError(f'unknown transport "{transport}", one of: spdy|websocket')
+    errors: list[str] = []
+    exit_code = 0
+    for ctr_id in ids:
+        if print_ids:
+            print(ctr_id + ":")
+        try:
+            if not sync:
+                raise CliError(f"execing command in container {ctr_id}: {STREAMING_UNSUPPORTED}; use -s/--sync")
+            response = ops.exec_sync(a, ctr_id, cmd, timeout)
+        except CliError as exc:
+            message = exc.message
+            if sync and not message.startswith("execing"):
+                message = f"execing command in container {ctr_id} synchronously: {message}"
+            errors.append(message)
+            continue
+        print(response.stdout.decode("utf-8", "replace"))
+        print(response.stderr.decode("utf-8", "replace"))
+        sys.stdout.flush()
+        if response.exit_code != 0:
+            exit_code = response.exit_code
+            errors.append("non-zero exit code")
+    if ignore_errors:
+        return 0
+    if errors:
+        raise CliError("\n".join(e for e in errors if e != "non-zero exit code") or "non-zero exit code",
+                       exit_code or 1)  # fmt: skip
+    return 0
+
+
+@click.command("attach", context_settings=COMMAND_SETTINGS, help="Attach to a running container")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
+@click.option("-i", "--stdin", is_flag=True, help="Keep STDIN open")
+@_transport_flags
+@click.argument("args", nargs=-1)
+@click.pass_context
+def attach_command(ctx: click.Context, tty: bool, stdin: bool, transport: str, tls_sni: str, tls_ca: str,
+                   tls_cert: str, tls_key: str, args: tuple[str, ...]) -> None:  # fmt: skip
+    """CONTAINER-ID"""
+    if len(args) != 1 or not args[0]:
+        raise CliError("ID cannot be empty")
+    raise CliError(f"attaching to container {args[0]}: {STREAMING_UNSUPPORTED}")
+
+
+@click.command("port-forward", context_settings=COMMAND_SETTINGS, help="Forward local port to a pod")
+@_transport_flags
+@click.argument("args", nargs=-1)
+@click.pass_context
+def port_forward_command(ctx: click.Context, transport: str, tls_sni: str, tls_ca: str, tls_cert: str,
+                         tls_key: str, args: tuple[str, ...]) -> None:  # fmt: skip
+    """POD-ID [LOCAL_PORT:]REMOTE_PORT"""
+    if len(args) < 2:
+        show_help()
+    raise CliError(f"port forward for pod {args[0]}: {STREAMING_UNSUPPORTED}")
+
+
+COMMANDS = [exec_command, attach_command, port_forward_command]

@@ -1,0 +1,258 @@
+"""crictl's client config file (/etc/crictl.yaml) and the flag > file > default precedence.
+
+The file is a flat YAML mapping of seven known keys. Reading validates every key; writing
+edits values in place so comments, ordering and quoting the user chose survive, and appends
+missing keys at the end (as crictl's yaml.v3 node editing does).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from crictl.errors import CliError
+
+DEFAULT_CONFIG_PATH = "/etc/crictl.yaml"
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_MAX_RETRIES = 3
+
+RUNTIME_ENDPOINT = "runtime-endpoint"
+IMAGE_ENDPOINT = "image-endpoint"
+TIMEOUT = "timeout"
+DEBUG = "debug"
+PULL_IMAGE_ON_CREATE = "pull-image-on-create"
+DISABLE_PULL_ON_RUN = "disable-pull-on-run"
+MAX_RETRIES = "max-retries"
+
+KEYS = (RUNTIME_ENDPOINT, IMAGE_ENDPOINT, TIMEOUT, DEBUG, PULL_IMAGE_ON_CREATE, DISABLE_PULL_ON_RUN, MAX_RETRIES)
+_INT_KEYS = (TIMEOUT, MAX_RETRIES)
+_BOOL_KEYS = (DEBUG, PULL_IMAGE_ON_CREATE, DISABLE_PULL_ON_RUN)
+
+_GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+@dataclass
+class FileConfig:
+    """Values of the config file (zero values for absent keys, like crictl's Config struct)."""
+
+    runtime_endpoint: str = ""
+    image_endpoint: str = ""
+    timeout: int = 0
+    debug: bool = False
+    pull_image_on_create: bool = False
+    disable_pull_on_run: bool = False
+    max_retries: int = 0
+    text: str = field(default="", repr=False)
+
+    def get(self, key: str) -> str:
+        value = getattr(self, key.replace("-", "_"))
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+
+def parse_go_bool(value: str) -> bool:
+    """strconv.ParseBool."""
+    if value in _GO_TRUE:
+        return True
+    if value in _GO_FALSE:
+        return False
+    raise ValueError(f'strconv.ParseBool: parsing "{value}": invalid syntax')
+
+
+def parse_go_int(value: str) -> int:
+    """strconv.Atoi."""
+    if not re.fullmatch(r"[-+]?[0-9]+", value):
+        raise ValueError(f'strconv.Atoi: parsing "{value}": invalid syntax')
+    return int(value)
+
+
+def read_config(path: str) -> FileConfig:
+    """Parse the config file; errors name the file and the offending key."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    return parse_config_text(text, path)
+
+
+def parse_config_text(text: str, path: str = "<config>") -> FileConfig:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise CliError(f"load config file: malformed YAML in {path}: {_one_line(str(exc))}") from exc
+    config = FileConfig(text=text)
+    if loaded is None:
+        return config
+    if not isinstance(loaded, dict):
+        raise CliError(f"load config file: {path}: expected a mapping of options, got {type(loaded).__name__}")
+    for key, raw in loaded.items():
+        name = str(key)
+        value = _scalar_text(raw)
+        try:
+            if name in (RUNTIME_ENDPOINT, IMAGE_ENDPOINT):
+                setattr(config, name.replace("-", "_"), value)
+            elif name in _INT_KEYS:
+                setattr(config, name.replace("-", "_"), parse_go_int(value))
+            elif name in _BOOL_KEYS:
+                setattr(config, name.replace("-", "_"), parse_go_bool(value))
+            else:
+                raise CliError(f"load config file: {path}: Config option '{name}' is not valid")
+        except ValueError as exc:
+            raise CliError(f"load config file: {path}: parsing config option '{name}': {exc}") from exc
+    return config
+
+
+def _scalar_text(raw: object) -> str:
+    if raw is None:
+        return ""
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return str(raw)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def set_value(config: FileConfig, key: str, value: str) -> None:
+    """crictl's setValue with its error texts."""
+    attr = key.replace("-", "_")
+    if key in (RUNTIME_ENDPOINT, IMAGE_ENDPOINT):
+        setattr(config, attr, value)
+        return
+    try:
+        if key in _INT_KEYS:
+            setattr(config, attr, parse_go_int(value))
+            return
+        if key in _BOOL_KEYS:
+            setattr(config, attr, parse_go_bool(value))
+            return
+    except ValueError as exc:
+        raise CliError(f"parse {key} value '{value}': {exc}") from exc
+    raise CliError(f"no configuration option named {key}")
+
+
+_KEY_LINE = re.compile(r"^(?P<key>[A-Za-z-]+)(?P<sep>\s*:\s*)(?P<value>.*?)(?P<comment>\s+#.*)?$")
+
+
+def render_config(config: FileConfig) -> str:
+    """New file text: existing lines edited in place, missing keys appended."""
+    lines = config.text.splitlines() if config.text.strip() else []
+    seen: set[str] = set()
+    for index, line in enumerate(lines):
+        match = _KEY_LINE.match(line)
+        if not match or match.group("key") not in KEYS:
+            continue
+        key = match.group("key")
+        seen.add(key)
+        new_value = _format_value(key, config.get(key), match.group("value"))
+        lines[index] = f"{key}{match.group('sep')}{new_value}{match.group('comment') or ''}"
+    for key in KEYS:
+        if key not in seen:
+            lines.append(f"{key}: {_format_value(key, config.get(key), '')}")
+    return "\n".join(lines) + "\n"
+
+
+def _format_value(key: str, value: str, old: str) -> str:
+    if key not in (RUNTIME_ENDPOINT, IMAGE_ENDPOINT):
+        return value
+    if old.startswith("'"):
+        return "'" + value.replace("'", "''") + "'"
+    if old.startswith('"') or value == "" or not re.fullmatch(r"[A-Za-z0-9_./:@+~-]+", value):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return value
+
+
+def write_config(config: FileConfig, path: str) -> None:
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    text = render_config(config)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    config.text = text
+
+
+@dataclass
+class Settings:
+    """The effective client settings after applying precedence."""
+
+    runtime_endpoint: str = ""
+    runtime_endpoint_set: bool = False
+    image_endpoint: str = ""
+    image_endpoint_set: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    debug: bool = False
+    pull_image_on_create: bool = False
+    disable_pull_on_run: bool = False
+    max_retries: int = DEFAULT_MAX_RETRIES
+    config_path: str = DEFAULT_CONFIG_PATH
+
+
+@dataclass
+class FlagValues:
+    """Global flags as given (None = not set on the command line or in the environment)."""
+
+    config: str | None = None
+    runtime_endpoint: str | None = None
+    image_endpoint: str | None = None
+    timeout: float | None = None
+    debug: bool | None = None
+    max_retries: int | None = None
+
+
+def load_file_config(config_path: str, explicitly_set: bool, command: str | None, executable: str) -> FileConfig | None:
+    """crictl's GetServerConfigFromFile, falling back to crictl.yaml beside the executable.
+
+    A missing file is only an error when -c/CRI_CONFIG_FILE named it (and not for `config`,
+    which creates it); a malformed file is always an error naming the file.
+    """
+    from crictl import log
+
+    path = config_path
+    if not os.path.exists(path):
+        fallback = os.path.join(os.path.dirname(executable), "crictl.yaml")
+        log.warning(f'Config "{config_path}" does not exist, trying next: "{fallback}"')
+        if not os.path.exists(fallback):
+            if explicitly_set and command != "config":
+                raise CliError(f"get server config: load config file: stat {fallback}: no such file or directory")
+            return None
+        path = fallback
+    try:
+        return read_config(path)
+    except OSError as exc:
+        raise CliError(f"get server config: load config file: {exc.strerror}: {path}") from exc
+
+
+def resolve(flags: FlagValues, file_config: FileConfig | None) -> Settings:
+    """Apply flag > config file > default, exactly as crictl's newCrictlConfig."""
+    settings = Settings(config_path=flags.config or DEFAULT_CONFIG_PATH)
+    fc = file_config
+    if flags.runtime_endpoint is not None:
+        settings.runtime_endpoint, settings.runtime_endpoint_set = flags.runtime_endpoint, True
+    elif fc is not None and fc.runtime_endpoint:
+        settings.runtime_endpoint, settings.runtime_endpoint_set = fc.runtime_endpoint, True
+    if flags.image_endpoint is not None:
+        settings.image_endpoint, settings.image_endpoint_set = flags.image_endpoint, True
+    elif fc is not None and fc.image_endpoint:
+        settings.image_endpoint, settings.image_endpoint_set = fc.image_endpoint, True
+    if flags.timeout is not None:
+        settings.timeout = flags.timeout if flags.timeout > 0 else DEFAULT_TIMEOUT
+    elif fc is not None and fc.timeout > 0:
+        settings.timeout = float(fc.timeout)
+    if flags.debug is not None:
+        settings.debug = flags.debug
+    elif fc is not None:
+        settings.debug = fc.debug
+    if flags.max_retries is not None:
+        settings.max_retries = flags.max_retries
+    elif fc is not None:
+        settings.max_retries = fc.max_retries
+    if fc is not None:
+        settings.pull_image_on_create = fc.pull_image_on_create
+        settings.disable_pull_on_run = fc.disable_pull_on_run
+    return settings
