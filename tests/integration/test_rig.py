@@ -4,15 +4,19 @@ containerd, registries enforce auth/TLS, cleanup leaves nothing behind."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import grpc
 import pytest
 
-from tests.rig import paths, system
+from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
+from tests.rig import cleanup, paths, system
 from tests.rig.containerd import PrivateContainerd
 from tests.rig.images import TestImage, TestImages
 from tests.rig.leaks import find_leaks, take_snapshot
@@ -178,6 +182,10 @@ def test_containerd_cri_fixture_answers(containerd_cri: PrivateContainerd) -> No
     assert cri and cri[0][-1] == "ok"
     config = containerd_cri.config_path.read_text()
     assert "restrict_oom_score_adj = true" in config and str(containerd_cri.hosts_dir) in config
+    # Its CRI endpoint is the same socket; answer a real CRI call.
+    with grpc.insecure_channel(f"unix://{containerd_cri.address}") as channel:
+        version = api_pb2_grpc.RuntimeServiceStub(channel).Version(api_pb2.VersionRequest(), timeout=10)
+    assert version.runtime_name == "containerd" and version.runtime_api_version == "v1"
 
 
 def _leftovers(ctrd: PrivateContainerd) -> list[str]:
@@ -231,3 +239,31 @@ def test_leak_check_sees_owned_process_and_mount() -> None:
         system.unmount_under(target)
         target.rmdir()
     assert find_leaks(before, take_snapshot(), session_dir=sdir, scope="session") == []
+
+
+def test_cleanup_removes_a_dead_sessions_processes_mounts_and_dir() -> None:
+    """What a SIGKILLed test run leaves is found by its dead owner and removed."""
+    dead_pid = subprocess.Popen(["true"])
+    dead_pid.wait()
+    session = Path("/run") / f"{paths.NAME_PREFIX}-{secrets.token_hex(3)}"
+    session.mkdir()
+    (session / paths.OWNER_FILE).write_text(f"{dead_pid.pid}\n")
+    (session / "mnt").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "deadsession", str(session / "mnt")], check=True)
+    orphan = subprocess.Popen(["sh", "-c", "sleep 600; true", str(session / "marker")], start_new_session=True)
+    try:
+        assert session in cleanup.dead_sessions()
+        assert paths.session_dir() not in cleanup.dead_sessions()
+        actions = cleanup.clean_session(session)
+        assert any(f"pid {orphan.pid} " in a for a in actions)
+        orphan.wait(timeout=10)  # already reaped by clean_session: only records it here
+        leftovers = [p for p in system.list_processes().values() if p.pid == orphan.pid or p.ppid == orphan.pid]
+        assert leftovers == []
+        assert not session.exists()
+        assert not [m for m in system.list_mounts() if system.is_under(m.mount_point, session)]
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
+        system.unmount_under(session)
+        shutil.rmtree(session, ignore_errors=True)

@@ -20,7 +20,6 @@ Two scopes:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -115,7 +114,7 @@ def _session_files() -> set[str]:
     """Entries of the session dir (each rig object owns one while it lives)."""
     sdir = paths.session_dir_if_created()
     try:
-        return {str(sdir / name) for name in os.listdir(sdir)} if sdir else set()
+        return {str(sdir / name) for name in os.listdir(sdir) if name != paths.OWNER_FILE} if sdir else set()
     except OSError:
         return set()
 
@@ -203,8 +202,6 @@ class LeakChecker:
         """Leaks since construction; then removes the session dir if it is empty."""
         session_dir = paths.session_dir_if_created()
         leaks = find_leaks(self.before, take_snapshot(), session_dir=session_dir, scope=self.scope)
-        if session_dir is not None:
-            # Non-empty means something leaked into it, which the list above already says.
-            with contextlib.suppress(OSError):
-                session_dir.rmdir()
+        # Fails if something leaked into it, which the list above already says.
+        paths.remove_session_dir()
         return leaks

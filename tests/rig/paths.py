@@ -13,6 +13,7 @@ Tests that create host-global things (CNI networks, bridges) should name them wi
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
@@ -21,6 +22,9 @@ from pathlib import Path
 
 #: Prefix of every session directory (``/run/crirt-<6 hex>``); also used in network names.
 NAME_PREFIX = "crirt"
+
+#: File in the session dir naming the pid of the process that created it.
+OWNER_FILE = ".owner"
 
 _session_dir: Path | None = None
 
@@ -44,7 +48,11 @@ def session_dir() -> Path:
                 candidate.mkdir(mode=0o755)
             except FileExistsError:
                 continue
+            # Who owns it: lets `python -m tests.rig.cleanup` tell a dead session's dir.
+            (candidate / OWNER_FILE).write_text(f"{os.getpid()}\n")
             _session_dir = candidate
+            # Rig objects used outside pytest (scripts) should not leave the dir behind.
+            atexit.register(remove_session_dir)
             break
         else:  # pragma: no cover - 100 collisions of 24 random bits
             raise RuntimeError(f"cannot create a session directory under {base}")
@@ -81,3 +89,19 @@ def remove_tree(path: Path) -> None:
 def session_dir_if_created() -> Path | None:
     """The session directory, or None if nothing in this process asked for one yet."""
     return _session_dir
+
+
+def remove_session_dir() -> bool:
+    """Remove this process's session dir if nothing but the owner file is left in it."""
+    global _session_dir
+    if _session_dir is None:
+        return True
+    try:
+        if any(name != OWNER_FILE for name in os.listdir(_session_dir)):
+            return False
+        (_session_dir / OWNER_FILE).unlink(missing_ok=True)
+        _session_dir.rmdir()
+    except OSError:
+        return False
+    _session_dir = None
+    return True
