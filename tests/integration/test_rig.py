@@ -3,6 +3,7 @@ containerd, registries enforce auth/TLS, cleanup leaves nothing behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -20,7 +21,7 @@ from tests.rig import cleanup, paths, system
 from tests.rig.containerd import PrivateContainerd
 from tests.rig.images import TestImage, TestImages
 from tests.rig.leaks import find_leaks, take_snapshot
-from tests.rig.oci import busybox_image
+from tests.rig.oci import ImageIndex, busybox_image, foreign_platform_image, write_oci_layout
 from tests.rig.registry import LocalRegistry, RegistryClient, RegistryError
 
 
@@ -267,3 +268,20 @@ def test_cleanup_removes_a_dead_sessions_processes_mounts_and_dir() -> None:
             orphan.wait()
         system.unmount_under(session)
         shutil.rmtree(session, ignore_errors=True)
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo")
+def test_oci_layout_is_readable_by_skopeo(tmp_path: Path) -> None:
+    img = busybox_image()
+    index = ImageIndex([busybox_image(), foreign_platform_image("arm64", "v8")])
+    write_oci_layout(tmp_path, {"busybox:latest": img, "multi:latest": index})
+    single = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", f"oci:{tmp_path}:busybox:latest"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert single["Digest"] == img.digest and single["Architecture"] == "amd64"
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci:{tmp_path}:multi:latest"], capture_output=True, check=True
+    ).stdout
+    assert raw == index.manifest_blob.data
