@@ -1,0 +1,69 @@
+"""Remove what dead test sessions left behind: ``python -m tests.rig.cleanup [--dry-run]``.
+
+A test run killed hard (SIGKILL, OOM, a lost terminal) never runs its teardown, so its
+containerd shims, containers, mounts and ``/run/crirt-*`` directory stay. A session dir
+whose owner process (pid in ``.owner``) is gone is dead: every process naming it (command
+line or container root mount) is killed with its descendants, everything mounted below it
+is unmounted and the directory removed. Live sessions are never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+from pathlib import Path
+
+from . import paths, system
+
+_DIR_RE = re.compile(rf"^{re.escape(paths.NAME_PREFIX)}-[0-9a-f]{{6}}$")
+
+
+def _owner_alive(session: Path) -> bool:
+    try:
+        pid = int((session / paths.OWNER_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return Path(f"/proc/{pid}").exists()
+
+
+def dead_sessions(base: Path = Path("/run")) -> list[Path]:
+    """Session dirs under ``base`` whose creating process no longer exists."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return []
+    return sorted(base / n for n in names if _DIR_RE.match(n) and not _owner_alive(base / n))
+
+
+def clean_session(session: Path, dry_run: bool = False) -> list[str]:
+    """Kill, unmount and remove everything of one dead session; returns what it did."""
+    text = str(session)
+    procs = system.list_processes()
+    named = {p.pid for p in procs.values() if p.pid != os.getpid() and (text in p.cmdline or text in p.root)}
+    victims = named | system.descendants(procs, named)
+    mounts = [m.mount_point for m in system.list_mounts() if system.is_under(m.mount_point, session)]
+    done = [f"kill {procs[pid].describe()}" for pid in sorted(victims)]
+    done += [f"unmount {m}" for m in mounts] + [f"remove {session}"]
+    if not dry_run:
+        cgroups = [cg for pid in victims for cg in system.cgroup_paths(pid)]
+        system.kill_and_reap(victims)
+        system.remove_cgroups(cgroups)
+        system.unmount_under(session)
+        shutil.rmtree(session, ignore_errors=True)
+    return done
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--dry-run", action="store_true", help="only print what would be done")
+    args = parser.parse_args()
+    for session in dead_sessions():
+        for action in clean_session(session, dry_run=args.dry_run):
+            print(action)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
