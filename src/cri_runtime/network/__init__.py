@@ -1,0 +1,1 @@
+"""Pod networking: pinned network namespaces and CNI (see `manager.PodNetworkManager`)."""

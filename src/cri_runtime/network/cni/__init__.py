@@ -1,0 +1,1 @@
+"""A CNI runtime library of our own: config loading, plugin execution, results, cache."""
