@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from crictl.connection import Clients
-from crictl.errors import CliError, ShowHelp
+from crictl.errors import CliError
 from crictl.settings import Settings
 from crictl.timeparse import parse_duration
 
@@ -77,7 +77,10 @@ def is_set(ctx: click.Context, name: str) -> bool:
 
 
 def show_help() -> None:
-    raise ShowHelp()
+    """crictl's ShowSubcommandHelp: print the current command's help and exit 0."""
+    ctx = click.get_current_context()
+    click.echo(ctx.get_help())
+    raise click.exceptions.Exit(0)
 
 
 def output_option(default: str | None, choices_help: str) -> Callable[[F], F]:

@@ -61,7 +61,7 @@ def _check_fields(data: Any, descriptor: Any, where: str) -> None:
                 if not isinstance(map_value, (str, int, float, bool)):
                     raise CliError(f"{path}.{map_key}: expected a scalar value, got {_kind(map_value)}")
             continue
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if field.is_repeated:
             if not isinstance(value, list):
                 raise CliError(f"{path}: expected a list, got {_kind(value)}")
             for index, item in enumerate(value):

@@ -182,5 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         log.error(str(exc))
         code = 1
+    except Exception as exc:  # never a traceback: one line naming the failure
+        log.error(f"{type(exc).__name__}: {exc}")
+        code = 1
     sys.stdout.flush()
     sys.exit(code)

@@ -33,7 +33,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
             entries = getattr(message, field.name)
             value_field = field.message_type.fields_by_name["value"]
             out[field.json_name] = {str(_map_key(k)): _scalar(value_field, entries[k]) for k in sorted(entries)}
-        elif field.label == FieldDescriptor.LABEL_REPEATED:
+        elif field.is_repeated:
             out[field.json_name] = [_scalar(field, v) for v in getattr(message, field.name)]
         elif field.has_presence:
             if message.HasField(field.name):
@@ -45,9 +45,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
 
 def _is_map(field: FieldDescriptor) -> bool:
     return (
-        field.type == FieldDescriptor.TYPE_MESSAGE
-        and field.message_type.GetOptions().map_entry
-        and field.label == FieldDescriptor.LABEL_REPEATED
+        field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry and field.is_repeated
     )
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import click
 
-from crictl.cmdutil import COMMAND_SETTINGS
-from crictl.errors import CliError, ShowHelp
+from crictl.cmdutil import COMMAND_SETTINGS, show_help
+from crictl.errors import CliError
 
 CONTAINER_ID_COMMANDS = ("attach", "checkpoint", "exec", "inspect", "logs", "rm", "start", "stats", "stop", "update")
 POD_ID_COMMANDS = ("inspectp", "port-forward", "rmp", "statsp", "stopp", "create")
@@ -255,7 +255,7 @@ Examples:
 @click.pass_context
 def completion_command(ctx: click.Context, shell: tuple[str, ...]) -> None:
     if len(shell) > 1:
-        raise ShowHelp()
+        show_help()
     which = shell[0] if shell else "bash"
     if which == "bash":
         print(bash_script(ctx))

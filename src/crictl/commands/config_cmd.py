@@ -8,8 +8,8 @@ import sys
 import click
 
 from crictl import log, settings
-from crictl.cmdutil import COMMAND_SETTINGS, split_slice
-from crictl.errors import CliError, ShowHelp
+from crictl.cmdutil import COMMAND_SETTINGS, show_help, split_slice
+from crictl.errors import CliError
 from crictl.output import Table
 
 _EPILOG = """\b
@@ -87,7 +87,7 @@ def config_command(
         table.flush()
         return
     if not args:
-        raise ShowHelp()
+        show_help()
     key = args[0]
     value = args[1] if len(args) > 1 else ""
     log.info(f'No --get, --set or --list provided, setting key "{key}" to value "{value}"')

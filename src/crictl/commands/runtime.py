@@ -77,7 +77,7 @@ def _go_struct_json(message: object) -> object:
     descriptor = message.DESCRIPTOR  # type: ignore[attr-defined]
     for field in descriptor.fields:
         value = getattr(message, field.name)
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if field.is_repeated:
             if len(value) == 0:
                 continue
             if field.type == FieldDescriptor.TYPE_MESSAGE and not field.message_type.GetOptions().map_entry:
