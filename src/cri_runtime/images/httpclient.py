@@ -189,6 +189,10 @@ class HttpClient:
             raise HttpTlsError(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}") from None
         except TimeoutError:
             raise HttpError(f"connecting to {host}:{port} timed out") from None
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            if scheme == "https":  # a plain-http server hanging up on our ClientHello
+                raise HttpTlsError(f"TLS handshake with {host}:{port} failed: {type(exc).__name__}") from None
+            raise HttpError(f"cannot connect to {host}:{port}: {type(exc).__name__}") from None
         except OSError as exc:
             why = exc.strerror or str(exc) or type(exc).__name__
             raise HttpError(f"cannot connect to {host}:{port}: {why}") from None

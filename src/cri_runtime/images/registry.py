@@ -163,10 +163,12 @@ class RegistryClient:
             raise errors.NotFound(f"{what}: no registry endpoint has the {'/'.join(sorted(needed))} "
                                   "capabilities")
         first: errors.CriError | None = None
+        not_found: errors.NotFound | None = None
         for host in candidates:
             try:
                 fetched = await self._get_manifest(host, self.ref.object, what)
-            except errors.NotFound:
+            except errors.NotFound as exc:
+                not_found = exc  # the next endpoint may have it
                 continue
             except errors.CriError as exc:
                 log.info("%s: %s; trying next host", what, exc)
@@ -183,7 +185,7 @@ class RegistryClient:
             return Descriptor(media_type, digest, len(fetched.data)), fetched.data
         if first is not None:
             raise first
-        raise errors.NotFound(f"{what}: not found")
+        raise not_found or errors.NotFound(f"{what}: not found")
 
     async def fetch_manifest(self, desc: Descriptor) -> bytes:
         """A child manifest of an index, by digest; verified."""
