@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
-from tests.rig import paths
+from tests.rig import paths, system
 
 CRI_RUNTIME = str(Path(sys.executable).with_name("cri-runtime"))
 
@@ -94,7 +94,9 @@ class CriServer:
             self._channel = None
 
     def cleanup(self) -> None:
+        """Stop the server and remove its dirs (incl. the netns pin mount it leaves for pods)."""
         self.stop()
+        system.unmount_under(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> CriServer:

@@ -19,19 +19,22 @@ import signal
 import socket
 import stat
 from pathlib import Path
-from typing import Any
 
 import grpc
 
-from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
+from cri_protos.runtime.v1 import api_pb2_grpc
 from cri_runtime import __version__, errors
 from cri_runtime.config import Config
 from cri_runtime.containerd.connection import Containerd
+from cri_runtime.containerd.events import EventMonitor, TaskEvent, TaskExit
+from cri_runtime.images.manager import ImageManager
 from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.runtime.conditions import Probe
 from cri_runtime.runtime.containerd_probe import ContainerdProbe
+from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.runtime.recovery import Recovery
-from cri_runtime.services import unimplemented
+from cri_runtime.sandbox.manager import SandboxManager
+from cri_runtime.services.images import ImageServicer
 from cri_runtime.services.runtime import RuntimeServicer
 
 log = logging.getLogger(__name__)
@@ -134,16 +137,6 @@ class NetworkProbe:
         return cond.ready, cond.reason, cond.message
 
 
-def _image_servicer(config: Config, ctd: Containerd, recovery: Recovery) -> Any:
-    """The ImageService implementation; all-UNIMPLEMENTED until images land."""
-
-    class ImageServicer(api_pb2_grpc.ImageServiceServicer):
-        async def wait_recovered(self) -> None:
-            await recovery.wait_recovered()
-
-    return unimplemented.fill(ImageServicer, api_pb2.DESCRIPTOR.services_by_name["ImageService"])()
-
-
 class CriServer:
     """Everything one cri-runtime process runs."""
 
@@ -154,6 +147,11 @@ class CriServer:
                               connect_timeout=config.containerd.connect_timeout_seconds)
         self.recovery = Recovery(config.server.recovery_timeout_seconds)
         self.network = PodNetworkManager(config.network, os.path.join(config.server.state_dir, "cni"))
+        self.images = ImageManager(self.ctd, config.image, config.containerd.snapshotter)
+        self.node = NodeFacts(config)
+        self.sandboxes = SandboxManager(config, self.ctd, self.network, self.images.ensure_image, self.node)
+        self.events = EventMonitor(self.ctd, self._on_task_event, self._resync)
+        self.recovery.register("pod sandboxes", self.sandboxes.recover)
         self._grpc: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
         self._recovery_task: asyncio.Task[None] | None = None
@@ -175,10 +173,9 @@ class CriServer:
                 ]
             )
             runtime = RuntimeServicer(self.config, self.recovery, ContainerdProbe(self.ctd),
-                                      self.network_probe())
+                                      self.network_probe(), self.network, self.sandboxes)
             api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
-            api_pb2_grpc.add_ImageServiceServicer_to_server(
-                _image_servicer(self.config, self.ctd, self.recovery), server)
+            api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(self.images, self.recovery), server)
             try:
                 server.add_insecure_port(f"unix://{self.config.server.socket}")
             except RuntimeError as exc:
@@ -192,7 +189,20 @@ class CriServer:
             raise
         log.info("serving", extra={"fields": {"socket": self.config.server.socket, "version": __version__,
                                               "containerd": self.config.containerd.address}})
-        self._recovery_task = asyncio.create_task(self.recovery.run(), name="recovery")
+        self._recovery_task = asyncio.create_task(self._recover_then_watch(), name="recovery")
+
+    async def _recover_then_watch(self) -> None:
+        """Recover state, then follow task events (whose resync catches up on gaps)."""
+        await self.recovery.run()
+        self.events.start()
+
+    async def _on_task_event(self, event: TaskEvent) -> None:
+        """Route a task event to the pod or container it belongs to."""
+        if isinstance(event, TaskExit) and event.is_init and event.container_id in self.sandboxes.index:
+            await self.sandboxes.on_task_exit(event.container_id, event.exited_at_ns)
+
+    async def _resync(self) -> None:
+        await self.sandboxes.resync()
 
     async def _check_containerd(self) -> None:
         timeout = self.config.containerd.connect_timeout_seconds
@@ -212,6 +222,7 @@ class CriServer:
         if self._grpc is not None:
             await self._grpc.stop(grace)
             self._grpc = None
+        await self.events.stop()
         if self._recovery_task is not None and not self._recovery_task.done():
             self._recovery_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

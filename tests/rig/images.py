@@ -10,6 +10,7 @@
 ``test/layers:latest``   3 layers: rootfs; ``/layer1``; ``/layer2`` plus a whiteout of
                          ``/etc/hostname``
 ``test/multi:latest``    OCI index: linux/amd64 (busybox) + linux/arm64/v8 (stand-in)
+``test/pause:latest``    a pause stand-in: sleeps until SIGTERM/SIGINT (the sandbox image)
 =====================  ==========================================================
 """
 
@@ -78,6 +79,7 @@ class TestImages:
     config: TestImage
     layers: TestImage
     multi: TestImage
+    pause: TestImage
 
     @property
     def by_name(self) -> dict[str, TestImage]:
@@ -92,6 +94,7 @@ class TestImages:
                 self.config,
                 self.layers,
                 self.multi,
+                self.pause,
             )
         }
 
@@ -101,6 +104,11 @@ def layered_image() -> Image:
     layer1 = LayerBuilder().file("layer1", "one\n")
     layer2 = LayerBuilder().file("layer2", "two\n").whiteout("etc/hostname")
     return busybox_image(ImageConfig(cmd=["sh"]), extra_layers=[layer1, layer2])
+
+
+PAUSE_IMAGE_CONFIG = ImageConfig(
+    entrypoint=["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"],
+)
 
 
 def multi_arch_index() -> ImageIndex:
@@ -128,4 +136,5 @@ def push_standard_images(registry: LocalRegistry) -> TestImages:
         config=_push(registry, busybox_image(CONFIG_IMAGE_CONFIG), "test/config:latest"),
         layers=_push(registry, layered_image(), "test/layers:latest"),
         multi=_push(registry, multi_arch_index(), "test/multi:latest"),
+        pause=_push(registry, busybox_image(PAUSE_IMAGE_CONFIG), "test/pause:latest"),
     )

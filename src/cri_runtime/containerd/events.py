@@ -41,6 +41,11 @@ class TaskExit:
     exit_status: int
     exited_at_ns: int
 
+    @property
+    def is_init(self) -> bool:
+        """The container's main process (not an exec) exited."""
+        return self.exec_id in ("", self.container_id)
+
 
 @dataclass(frozen=True)
 class TaskOOM:

@@ -10,6 +10,7 @@ import grpc
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import RUNTIME_NAME, __version__
 from cri_runtime.config import Config
+from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.runtime.conditions import Probe, collect
 from cri_runtime.services.status import unary
 
@@ -26,6 +27,7 @@ class RuntimeInfoRpcs:
     config: Config
     runtime_probe: Probe
     network_probe: Probe
+    network: PodNetworkManager
 
     async def wait_recovered(self) -> None:
         raise NotImplementedError
@@ -71,3 +73,12 @@ class RuntimeInfoRpcs:
         return api_pb2.RuntimeConfigResponse(
             linux=api_pb2.LinuxRuntimeConfiguration(cgroup_driver=driver)
         )
+
+    @unary
+    async def UpdateRuntimeConfig(
+        self, request: api_pb2.UpdateRuntimeConfigRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.UpdateRuntimeConfigResponse:
+        cidr = request.runtime_config.network_config.pod_cidr
+        if cidr:
+            self.network.update_pod_cidr(cidr)
+        return api_pb2.UpdateRuntimeConfigResponse()

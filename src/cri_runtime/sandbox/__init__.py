@@ -1,0 +1,1 @@
+"""Pod sandboxes: the pause container holding a pod's namespaces, its network and files."""

@@ -1,0 +1,475 @@
+"""Pod sandbox lifecycle: run, stop, remove, status, list, recovery.
+
+RunPodSandbox is a sequence of steps that each acquire something (a name, a
+netns, a CNI allocation, files, a shm mount, a snapshot, a containerd
+container, a task). Each step registers its undo; a failure at any point —
+including the caller's deadline passing — runs the undos in reverse, shielded
+from cancellation, so nothing leaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from cri_protos.containerd.services.containers.v1 import containers_pb2
+from cri_protos.containerd.services.tasks.v1 import tasks_pb2
+from cri_protos.runtime.v1 import api_pb2
+from cri_runtime import errors
+from cri_runtime.config import Config, RuntimeHandlerConfig
+from cri_runtime.containerd import objects
+from cri_runtime.containerd.connection import Containerd
+from cri_runtime.network import netns
+from cri_runtime.network.manager import Bandwidth, DNSConfig, PodNetworkManager, PortMapping
+from cri_runtime.oci import sandbox_spec
+from cri_runtime.oci.process import ImageConfig
+from cri_runtime.runtime.node import NodeFacts
+from cri_runtime.sandbox import files
+from cri_runtime.sandbox.model import (
+    METADATA_EXTENSION,
+    METADATA_TYPE,
+    METADATA_VERSION,
+    NOTREADY,
+    READY,
+    Sandbox,
+    SandboxMetadata,
+    SandboxStatus,
+    sandbox_name,
+)
+from cri_runtime.sandbox.validate import validate_run_request
+from cri_runtime.store.index import IdIndex, NameRegistry
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 10.0
+INGRESS_BANDWIDTH = "kubernetes.io/ingress-bandwidth"
+EGRESS_BANDWIDTH = "kubernetes.io/egress-bandwidth"
+
+ContainersHook = Callable[[str], Awaitable[None]]
+
+
+class Rollback:
+    """Undo actions registered as work proceeds; run in reverse on failure."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._undo: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+
+    def add(self, name: str, undo: Callable[[], Awaitable[None]]) -> None:
+        self._undo.append((name, undo))
+
+    async def run(self) -> None:
+        for name, undo in reversed(self._undo):
+            try:
+                await undo()
+            except Exception:
+                log.exception("rollback of %s: undoing %s failed", self.what, name)
+        self._undo.clear()
+
+
+def parse_bandwidth(value: str) -> int:
+    """Kubernetes quantity (e.g. 10M, 1Gi) in bits per second."""
+    units = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30,
+             "Ti": 2**40}
+    text = value.strip()
+    for suffix in sorted(units, key=len, reverse=True):
+        if text.endswith(suffix):
+            number = text[: -len(suffix)]
+            try:
+                return int(float(number) * units[suffix])
+            except ValueError:
+                break
+    try:
+        return int(float(text))
+    except ValueError:
+        raise errors.InvalidArgument(f"invalid bandwidth annotation value {value!r}") from None
+
+
+def _ts(ns: int) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(ns)
+    return ts
+
+
+class SandboxManager:
+    """All pod sandboxes of this runtime."""
+
+    def __init__(self, config: Config, ctd: Containerd, network: PodNetworkManager,
+                 ensure_image: Callable[[str], Awaitable[Any]], node: NodeFacts) -> None:
+        self.config = config
+        self.ctd = ctd
+        self.network = network
+        self.ensure_image = ensure_image
+        self.index: IdIndex[Sandbox] = IdIndex("pod sandbox")
+        self.names = NameRegistry("pod sandbox")
+        self.root = Path(config.server.root_dir) / "sandboxes"
+        self.state = Path(config.server.state_dir) / "sandboxes"
+        self.netns_dir = str(Path(config.server.state_dir) / "netns")
+        # Set by the container manager: stop / remove every container of a pod.
+        self.stop_containers: ContainersHook | None = None
+        self.remove_containers: ContainersHook | None = None
+        self.node = node
+
+    # ----------------------------------------------------------------- helpers
+
+    def handler(self, name: str) -> tuple[str, RuntimeHandlerConfig]:
+        name = name or self.config.runtime.default_handler
+        handler = self.config.runtime.handlers.get(name)
+        if handler is None:
+            raise errors.InvalidArgument(
+                f"unknown runtime handler {name!r} (configured: {', '.join(sorted(self.config.runtime.handlers))})")
+        return name, handler
+
+    def get(self, id_or_prefix: str) -> Sandbox:
+        return self.index.get(id_or_prefix)
+
+    def status_path(self, sandbox_id: str) -> Path:
+        return self.state / sandbox_id / "status.json"
+
+    # --------------------------------------------------------------------- run
+
+    async def run(self, request: api_pb2.RunPodSandboxRequest) -> str:
+        """RunPodSandbox; returns the new sandbox ID."""
+        validate_run_request(request)
+        cfg = request.config
+        handler_name, handler = self.handler(request.runtime_handler)
+        name = sandbox_name(cfg.metadata)
+        sandbox_id = secrets.token_hex(32)
+        host_network = cfg.linux.security_context.namespace_options.network == api_pb2.NODE
+        if not host_network:
+            cond = self.network.status()
+            if not cond.ready:
+                raise errors.FailedPrecondition(f"network is not ready: {cond.message}")
+        self.names.reserve(name, sandbox_id)
+        undo = Rollback(f"pod sandbox {sandbox_id}")
+        undo.add("name reservation", self._release_name(name))
+        work = asyncio.ensure_future(self._run(sandbox_id, name, request, handler_name, handler, undo))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # The caller gave up (deadline); finish or undo in the background.
+            work.add_done_callback(lambda t: t.cancelled() or t.exception())
+            raise
+        except BaseException:
+            raise
+
+    def _release_name(self, name: str) -> Callable[[], Awaitable[None]]:
+        async def release() -> None:
+            self.names.release(name)
+        return release
+
+    async def _run(self, sandbox_id: str, name: str, request: api_pb2.RunPodSandboxRequest,
+                   handler_name: str, handler: RuntimeHandlerConfig, undo: Rollback) -> str:
+        try:
+            return await self._run_steps(sandbox_id, name, request, handler_name, handler, undo)
+        except BaseException:
+            await undo.run()
+            raise
+
+    async def _run_steps(self, sandbox_id: str, name: str, request: api_pb2.RunPodSandboxRequest,
+                         handler_name: str, handler: RuntimeHandlerConfig, undo: Rollback) -> str:
+        cfg = request.config
+        ns_opts = cfg.linux.security_context.namespace_options
+        host_network = ns_opts.network == api_pb2.NODE
+        host_ipc = ns_opts.ipc == api_pb2.NODE
+        created_at = time.time_ns()
+
+        image = await self.ensure_image(self.config.image.sandbox_image)
+
+        netns_path = ""
+        network_status = None
+        if not host_network:
+            netns_path = await netns.create(self.netns_dir, f"cri-{sandbox_id[:16]}")
+            undo.add("netns", lambda: netns.remove(netns_path))
+            network_status = await self.network.setup(
+                sandbox_id, netns_path, pod_name=cfg.metadata.name, pod_namespace=cfg.metadata.namespace,
+                pod_uid=cfg.metadata.uid, port_mappings=_port_mappings(cfg),
+                bandwidth=_bandwidth(cfg), dns=_dns(cfg), cgroup_parent=cfg.linux.cgroup_parent,
+                annotations=dict(cfg.annotations))
+            undo.add("CNI", lambda: self.network.teardown(sandbox_id, netns_path))
+
+        pod_dir = str(self.root / sandbox_id)
+        undo.add("pod files", _async(files.remove_pod_dir, pod_dir))
+        hostname = cfg.hostname or (os.uname().nodename if host_network else "")
+        dns = None
+        if cfg.HasField("dns_config"):
+            dns = (list(cfg.dns_config.servers), list(cfg.dns_config.searches), list(cfg.dns_config.options))
+        hostname_path, hosts_path, resolv_path = files.write_pod_files(
+            pod_dir, hostname=hostname, host_network=host_network, dns=dns)
+        shm_path = ""
+        if not host_ipc:
+            shm_path = str(self.state / sandbox_id / "shm")
+            undo.add("shm", _async(files.unmount_shm, shm_path))
+            files.mount_shm(shm_path)
+
+        metadata = SandboxMetadata(
+            id=sandbox_id, name=name, config=cfg.SerializeToString(), runtime_handler=handler_name,
+            created_at=created_at, netns_path=netns_path, pod_dir=pod_dir, shm_path=shm_path,
+            hostname_path=hostname_path, hosts_path=hosts_path, resolv_conf_path=resolv_path,
+            cgroup_parent=cfg.linux.cgroup_parent, image=image.id,
+            ip=network_status.ip if network_status else "",
+            additional_ips=list(network_status.additional_ips) if network_status else [])
+
+        spec = sandbox_spec.build_sandbox_spec(
+            sandbox_id, cfg, ImageConfig.from_json(image.config), options=self.node.spec_options(handler),
+            netns_path=netns_path, shm_path=shm_path, resolv_conf_path=resolv_path)
+
+        snapshotter = self.config.containerd.snapshotter
+        status = SandboxStatus(state=NOTREADY)
+        sandbox = Sandbox(metadata, status, self.status_path(sandbox_id))
+        undo.add("status dir", _async(_remove_dir, str(self.state / sandbox_id)))
+        sandbox.save_status()
+
+        async with self.ctd.lease(f"sandbox-{sandbox_id[:12]}", expire_seconds=600) as lease:
+            mounts = await objects.prepare_snapshot(self.ctd, snapshotter, sandbox_id, image.chain_id, lease)
+            undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, snapshotter, sandbox_id))
+            container = containers_pb2.Container(
+                id=sandbox_id,
+                labels={objects.KIND_LABEL: objects.KIND_SANDBOX,
+                        f"{objects.LABEL_PREFIX}.pod.name": cfg.metadata.name,
+                        f"{objects.LABEL_PREFIX}.pod.namespace": cfg.metadata.namespace,
+                        f"{objects.LABEL_PREFIX}.pod.uid": cfg.metadata.uid},
+                image=image.names[0] if image.names else image.id,
+                runtime=containers_pb2.Container.Runtime(
+                    name=handler.runtime_type,
+                    options=objects.runc_options_any(
+                        binary_name=handler.binary_name, root=handler.root,
+                        systemd_cgroup=self.config.runtime.cgroup_driver == "systemd")),
+                spec=objects.spec_any(spec), snapshotter=snapshotter, snapshot_key=sandbox_id,
+                extensions={METADATA_EXTENSION: objects.json_extension(METADATA_TYPE, METADATA_VERSION,
+                                                                       metadata.to_json())})
+            await objects.create_container(self.ctd, container, lease)
+            undo.add("containerd container", lambda: objects.delete_container(self.ctd, sandbox_id))
+
+        created = await self.ctd.call(
+            self.ctd.tasks.Create, tasks_pb2.CreateTaskRequest(container_id=sandbox_id, rootfs=mounts),
+            f"create pause task of pod {sandbox_id}")
+        undo.add("task", lambda: self._kill_and_delete_task(sandbox_id))
+        await self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=sandbox_id),
+                            f"start pause task of pod {sandbox_id}")
+        status.state = READY
+        status.pid = created.pid
+        sandbox.save_status()
+        self.index.add(sandbox_id, sandbox)
+        log.info("pod sandbox ready", extra={"fields": {"id": sandbox_id, "name": name, "ip": metadata.ip}})
+        return sandbox_id
+
+    async def _kill_and_delete_task(self, sandbox_id: str) -> None:
+        await objects.kill_task(self.ctd, sandbox_id, signal.SIGKILL, all_processes=True)
+        await objects.wait_task(self.ctd, sandbox_id, timeout=STOP_TIMEOUT)
+        await objects.delete_task(self.ctd, sandbox_id)
+
+    # -------------------------------------------------------------------- stop
+
+    async def stop(self, id_or_prefix: str) -> None:
+        """StopPodSandbox: idempotent; an unknown ID is success."""
+        try:
+            sandbox = self.index.get(id_or_prefix)
+        except errors.NotFound:
+            return
+        if self.stop_containers is not None:
+            await self.stop_containers(sandbox.id)
+        async with sandbox.lock:
+            await self._stop_locked(sandbox)
+
+    async def _stop_locked(self, sandbox: Sandbox) -> None:
+        md = sandbox.metadata
+        await self._kill_and_delete_task(sandbox.id)
+        if sandbox.status.state != NOTREADY or not sandbox.status.exited_at:
+            sandbox.status.exited_at = time.time_ns()
+        sandbox.status.state = NOTREADY
+        sandbox.save_status()
+        if md.netns_path and not sandbox.status.network_torn_down:
+            await self.network.teardown(sandbox.id, md.netns_path)
+            await netns.remove(md.netns_path)
+            sandbox.status.network_torn_down = True
+            sandbox.save_status()
+        files.unmount_shm(md.shm_path)
+
+    # ------------------------------------------------------------------ remove
+
+    async def remove(self, id_or_prefix: str) -> None:
+        """RemovePodSandbox: removes containers, sandbox and files; unknown is success."""
+        try:
+            sandbox = self.index.get(id_or_prefix)
+        except errors.NotFound:
+            return
+        if self.remove_containers is not None:
+            await self.remove_containers(sandbox.id)
+        async with sandbox.lock:
+            await self._stop_locked(sandbox)
+            md = sandbox.metadata
+            await objects.delete_container(self.ctd, sandbox.id)
+            await objects.remove_snapshot(self.ctd, self.config.containerd.snapshotter, sandbox.id)
+            files.remove_pod_dir(md.pod_dir)
+            _remove_dir(str(self.state / sandbox.id))
+            self.index.remove(sandbox.id)
+            self.names.release_id(sandbox.id)
+        log.info("pod sandbox removed", extra={"fields": {"id": sandbox.id}})
+
+    # ------------------------------------------------------------ status, list
+
+    def status(self, id_or_prefix: str, verbose: bool) -> api_pb2.PodSandboxStatusResponse:
+        sandbox = self.index.get(id_or_prefix)
+        resp = api_pb2.PodSandboxStatusResponse(status=self.to_status(sandbox))
+        if verbose:
+            resp.info["info"] = self._verbose_info(sandbox)
+        return resp
+
+    def to_status(self, sandbox: Sandbox) -> api_pb2.PodSandboxStatus:
+        md, cfg = sandbox.metadata, sandbox.config
+        ns = cfg.linux.security_context.namespace_options
+        status = api_pb2.PodSandboxStatus(
+            id=sandbox.id, metadata=cfg.metadata,
+            state=api_pb2.SANDBOX_READY if sandbox.ready else api_pb2.SANDBOX_NOTREADY,
+            created_at=md.created_at,
+            labels=dict(cfg.labels), annotations=dict(cfg.annotations), runtime_handler=md.runtime_handler,
+            linux=api_pb2.LinuxPodSandboxStatus(namespaces=api_pb2.Namespace(options=api_pb2.NamespaceOption(
+                network=ns.network, pid=ns.pid, ipc=ns.ipc, target_id=ns.target_id,
+                userns_options=ns.userns_options if ns.HasField("userns_options") else None))))
+        if md.ip and not sandbox.host_network:
+            status.network.ip = md.ip
+            status.network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in md.additional_ips)
+        return status
+
+    def _verbose_info(self, sandbox: Sandbox) -> str:
+        import json
+
+        from google.protobuf import json_format
+
+        md = sandbox.metadata
+        cni = self.network.cached_status(sandbox.id)
+        info = {
+            "pid": sandbox.status.pid,
+            "processStatus": "running" if sandbox.ready else "stopped",
+            "netNamespacePath": md.netns_path,
+            "runtimeHandler": md.runtime_handler,
+            "image": md.image,
+            "podDir": md.pod_dir,
+            "config": json.loads(json_format.MessageToJson(sandbox.config)),
+            "cniResult": dict(cni.results) if cni is not None else None,
+        }
+        return json.dumps(info)
+
+    def list(self, flt: api_pb2.PodSandboxFilter | None) -> list[api_pb2.PodSandbox]:
+        out = []
+        candidates: list[Sandbox]
+        if flt is not None and flt.id:
+            found = self._find_quietly(flt.id)
+            candidates = [found] if found is not None else []
+        else:
+            candidates = list(self.index)
+        for sandbox in candidates:
+            cfg = sandbox.config
+            state = api_pb2.SANDBOX_READY if sandbox.ready else api_pb2.SANDBOX_NOTREADY
+            if flt is not None:
+                if flt.HasField("state") and flt.state.state != state:
+                    continue
+                if any(cfg.labels.get(k) != v for k, v in flt.label_selector.items()):
+                    continue
+            out.append(api_pb2.PodSandbox(
+                id=sandbox.id, metadata=cfg.metadata, state=state, created_at=sandbox.metadata.created_at,
+                labels=dict(cfg.labels), annotations=dict(cfg.annotations),
+                runtime_handler=sandbox.metadata.runtime_handler))
+        out.sort(key=lambda p: p.created_at)
+        return out
+
+    def _find_quietly(self, id_or_prefix: str) -> Sandbox | None:
+        try:
+            return self.index.get(id_or_prefix)
+        except errors.CriError:
+            return None
+
+    # ---------------------------------------------------------------- recovery
+
+    async def recover(self, per_object_timeout: float) -> None:
+        """Rebuild the index from containerd records and status files."""
+        records = await objects.list_containers(self.ctd, objects.KIND_SANDBOX)
+        for record in records:
+            try:
+                await asyncio.wait_for(self._recover_one(record), per_object_timeout)
+            except Exception as exc:
+                log.error("could not recover pod sandbox %s: %s", record.id, exc)
+
+    async def _recover_one(self, record: containers_pb2.Container) -> None:
+        version, data = objects.read_json_extension(record, METADATA_EXTENSION, METADATA_TYPE)
+        md = SandboxMetadata.from_json(version, data)
+        status_path = self.status_path(md.id)
+        status = SandboxStatus.load(status_path) or SandboxStatus(state=NOTREADY)
+        sandbox = Sandbox(md, status, status_path)
+        task = await objects.task_state(self.ctd, md.id)
+        if task is not None and task.running:
+            status.state, status.pid = READY, task.pid
+        else:
+            if status.state == READY:
+                status.exited_at = task.exited_at_ns if task is not None and task.exited_at_ns else time.time_ns()
+            status.state = NOTREADY
+        sandbox.save_status()
+        self.index.add(md.id, sandbox)
+        self.names.reserve(md.name, md.id)
+        log.info("recovered pod sandbox", extra={"fields": {"id": md.id, "state": status.state}})
+
+    async def on_task_exit(self, sandbox_id: str, exited_at_ns: int) -> None:
+        """The pause process died: the pod is no longer ready."""
+        sandbox = self.index.find(sandbox_id)
+        if sandbox is None:
+            return
+        async with sandbox.lock:
+            if sandbox.status.state == READY:
+                sandbox.status.state = NOTREADY
+                sandbox.status.exited_at = exited_at_ns or time.time_ns()
+                sandbox.save_status()
+                log.info("pause task exited; pod sandbox not ready", extra={"fields": {"id": sandbox_id}})
+
+    async def resync(self) -> None:
+        """After (re)subscribing to events: catch pause exits we may have missed."""
+        for sandbox in self.index:
+            if not sandbox.ready:
+                continue
+            task = await objects.task_state(self.ctd, sandbox.id)
+            if task is None or not task.running:
+                await self.on_task_exit(sandbox.id, task.exited_at_ns if task else 0)
+
+
+def _port_mappings(cfg: api_pb2.PodSandboxConfig) -> list[PortMapping]:
+    names = {api_pb2.TCP: "tcp", api_pb2.UDP: "udp", api_pb2.SCTP: "sctp"}
+    return [PortMapping(host_port=p.host_port, container_port=p.container_port,
+                        protocol=names.get(p.protocol, "tcp"), host_ip=p.host_ip)
+            for p in cfg.port_mappings if p.host_port > 0]
+
+
+def _bandwidth(cfg: api_pb2.PodSandboxConfig) -> Bandwidth | None:
+    ingress = cfg.annotations.get(INGRESS_BANDWIDTH)
+    egress = cfg.annotations.get(EGRESS_BANDWIDTH)
+    if not ingress and not egress:
+        return None
+    return Bandwidth(ingress_rate=parse_bandwidth(ingress) if ingress else 0,
+                     egress_rate=parse_bandwidth(egress) if egress else 0)
+
+
+def _dns(cfg: api_pb2.PodSandboxConfig) -> DNSConfig | None:
+    if not cfg.HasField("dns_config"):
+        return None
+    d = cfg.dns_config
+    return DNSConfig(servers=tuple(d.servers), searches=tuple(d.searches), options=tuple(d.options))
+
+
+def _async(fn: Callable[..., Any], *args: Any) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        fn(*args)
+    return run
+
+
+def _remove_dir(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,101 @@
+"""Pod sandboxes end to end: real containerd, runc, pause image and CNI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from cri_protos.runtime.v1 import api_pb2
+from tests.integration.pods.conftest import PodRig
+
+
+def pod_config(name: str | None = None, **kwargs: object) -> api_pb2.PodSandboxConfig:
+    name = name or f"pod-{uuid.uuid4().hex[:8]}"
+    cfg = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name=name, namespace="testns", uid=uuid.uuid4().hex, attempt=0),
+        hostname=name, log_directory=f"/tmp/{name}", labels={"app": name, "tier": "test"},
+        annotations={"note": "kept exactly", "empty": ""}, **kwargs)  # type: ignore[arg-type]
+    return cfg
+
+
+class Pods:
+    """Runs pods and removes whatever a test left behind."""
+
+    def __init__(self, rig: PodRig) -> None:
+        self.rig = rig
+        self.rt = rig.server.runtime()
+        self.ids: list[str] = []
+
+    def run(self, cfg: api_pb2.PodSandboxConfig, handler: str = "") -> str:
+        pod_id: str = self.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=cfg, runtime_handler=handler),
+                                            timeout=60).pod_sandbox_id
+        self.ids.append(pod_id)
+        return pod_id
+
+    def status(self, pod_id: str, verbose: bool = False) -> api_pb2.PodSandboxStatusResponse:
+        return self.rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=verbose),
+                                        timeout=10)
+
+    def cleanup(self) -> None:
+        for pod_id in self.ids:
+            self.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+            self.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+
+
+@pytest.fixture
+def pods(pod_rig: PodRig) -> Iterator[Pods]:
+    p = Pods(pod_rig)
+    yield p
+    p.cleanup()
+
+
+def in_netns(path: str, *argv: str) -> str:
+    return subprocess.run(["nsenter", f"--net={path}", *argv], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def test_run_status_stop_remove(pods: Pods, pod_rig: PodRig) -> None:
+    cfg = pod_config()
+    pod_id = pods.run(cfg)
+    assert len(pod_id) == 64
+    st = pods.status(pod_id, verbose=True)
+    assert st.status.state == api_pb2.SANDBOX_READY
+    assert st.status.metadata == cfg.metadata
+    assert dict(st.status.labels) == dict(cfg.labels)
+    assert dict(st.status.annotations) == dict(cfg.annotations)
+    assert st.status.network.ip.startswith(pod_rig.network.subnet.rsplit(".", 2)[0])
+    assert st.status.created_at > 0
+    info = json.loads(st.info["info"])
+    netns_path = info["netNamespacePath"]
+    assert os.path.exists(netns_path)
+    assert info["pid"] > 0
+    # Inside the pod's network namespace: eth0 carries the reported IP, lo is up.
+    addrs = in_netns(netns_path, "ip", "-o", "addr")
+    assert f"inet {st.status.network.ip}/" in addrs
+    assert "lo " in addrs or "lo\\" in addrs
+    assert pod_rig.network.allocations() == [st.status.network.ip]
+    # The pause process runs in that namespace with the pod's hostname.
+    pid = info["pid"]
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(netns_path).st_ino
+    host = subprocess.run(["nsenter", "-t", str(pid), "--uts", "hostname"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert host == cfg.hostname
+
+    listed = pods.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+    assert pod_id in [p.id for p in listed]
+
+    pods.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert pods.status(pod_id).status.state == api_pb2.SANDBOX_NOTREADY
+    assert pod_rig.network.allocations() == []
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    pods.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    with pytest.raises(grpc.RpcError) as info_err:
+        pods.status(pod_id)
+    assert info_err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert not os.path.exists(netns_path)
