@@ -12,11 +12,9 @@ import functools
 import re
 from typing import Any
 
-_INT_RE = re.compile(r"^[-+]?(0b[01_]+|0[0-7_]+|(0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+|[1-9][0-9_]*(:[0-5]?[0-9])+)$")
-_FLOAT_RE = re.compile(
-    r"^([-+]?([0-9][0-9_]*)?\.[0-9.]*([eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*([eE][-+]?[0-9]+)"
-    r"|[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN))$"
-)
+# yaml.v2 resolves with strconv.ParseInt(base 0) and this float pattern (after removing "_").
+_INT_RE = re.compile(r"^[-+]?(0[xX][0-9a-fA-F]+|0[oO]?[0-7]+|0[bB][01]+|[1-9][0-9]*|0)$")
+_FLOAT_RE = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 _TIMESTAMP_RE = re.compile(
     r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
     r"([Tt ][0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]+)?(Z|[-+][0-9]{2}:[0-9]{2})?)?$"
@@ -25,7 +23,7 @@ _SPECIAL_WORDS = {
     "", "~", "null", "Null", "NULL",
     "y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE",
     "n", "N", "no", "No", "NO", "off", "Off", "OFF", "false", "False", "FALSE",
-    "<<",
+    "<<", ".inf", "-.inf", "+.inf", ".Inf", "-.Inf", "+.Inf", ".INF", "-.INF", "+.INF", ".nan", ".NaN", ".NAN",
 }  # fmt: skip
 
 
@@ -40,9 +38,10 @@ def _resolves_to_non_string(text: str) -> bool:
     if text in _SPECIAL_WORDS:
         return True
     if text[:1] in "0123456789+-.":
-        if _INT_RE.match(text) or _FLOAT_RE.match(text):
+        plain = text.replace("_", "")
+        if _INT_RE.match(plain) or _FLOAT_RE.match(plain):
             return True
-        if _TIMESTAMP_RE.match(text):
+        if text[:1].isdigit() and _TIMESTAMP_RE.match(text):
             return True
     return False
 
@@ -95,6 +94,37 @@ def _float(value: float) -> str:
         digits = exp.lstrip("+-").lstrip("0").rjust(2, "0")
         text = f"{mantissa}e{sign}{digits}"
     return text
+
+
+BEST_WIDTH = 80
+
+
+def _wrap(rendered: str, column: int, indent: int) -> list[str]:
+    """libyaml's line folding of plain and single-quoted scalars past column 80."""
+    if not rendered or rendered[0] == '"':
+        return [rendered]
+    quoted = rendered[0] == "'"
+    lines: list[str] = []
+    current: list[str] = []
+    spaces = False
+    for index, ch in enumerate(rendered):
+        if ch == " ":
+            nxt = rendered[index + 1] if index + 1 < len(rendered) else ""
+            inner = not quoted or (index != 1 and index != len(rendered) - 2)
+            if not spaces and column > BEST_WIDTH and nxt not in (" ", "") and inner:
+                lines.append("".join(current))
+                current = [" " * indent]
+                column = indent
+            else:
+                current.append(ch)
+                column += 1
+            spaces = True
+        else:
+            current.append(ch)
+            column += 1
+            spaces = False
+    lines.append("".join(current))
+    return lines
 
 
 def _double_quoted(text: str) -> str:
@@ -200,6 +230,8 @@ def _emit(data: Any, indent: int, lines: list[str], top: bool = False) -> None:
                 _emit(value, indent, lines)
             else:
                 parts = _inline(value, indent + 2)
+                if len(parts) == 1:
+                    parts = _wrap(parts[0], len(pad) + len(key_text) + 2, indent + 2)
                 lines.append(f"{pad}{key_text}: {parts[0]}")
                 lines.extend(parts[1:])
     elif isinstance(data, list) and data:
@@ -212,6 +244,8 @@ def _emit(data: Any, indent: int, lines: list[str], top: bool = False) -> None:
                 lines.extend(sub[1:])
             else:
                 parts = _inline(item, indent + 2)
+                if len(parts) == 1:
+                    parts = _wrap(parts[0], indent + 2, indent + 2)
                 lines.append(f"{pad}- {parts[0]}")
                 lines.extend(parts[1:])
     else:
