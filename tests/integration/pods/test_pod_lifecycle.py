@@ -7,6 +7,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -93,7 +94,7 @@ def test_run_status_stop_remove(pods: Pods, pod_rig: PodRig) -> None:
     pods.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     assert pods.status(pod_id).status.state == api_pb2.SANDBOX_NOTREADY
     assert pod_rig.network.allocations() == []
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(f"/proc/{pid}") or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     pods.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     with pytest.raises(grpc.RpcError) as info_err:
         pods.status(pod_id)
