@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -35,7 +35,13 @@ def app(ctx: click.Context) -> AppContext:
     return obj
 
 
-class GoDuration(click.ParamType):
+if TYPE_CHECKING:
+    _ParamTypeBase = click.ParamType[float, Any]
+else:
+    _ParamTypeBase = click.ParamType
+
+
+class GoDuration(_ParamTypeBase):
     """A Go duration flag value ("2s", "1m"), converted to seconds."""
 
     name = "duration"

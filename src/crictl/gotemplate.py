@@ -414,9 +414,8 @@ def _as_number(arg: Any) -> int | float | None:
 
 def _cmp_args(a: Any, b: Any) -> tuple[Any, Any]:
     na, nb = _as_number(a), _as_number(b)
-    if isinstance(a, (int, float)) or isinstance(b, (int, float)):
-        if na is not None and nb is not None:
-            return na, nb
+    if (isinstance(a, (int, float)) or isinstance(b, (int, float))) and na is not None and nb is not None:
+        return na, nb
     return a, b
 
 

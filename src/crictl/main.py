@@ -48,7 +48,7 @@ class CrictlGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
-        reverse = {}
+        reverse: dict[str, list[str]] = {}
         for alias, target in ALIASES.items():
             reverse.setdefault(target, []).append(alias)
         for name in sorted(self.list_commands(ctx)):
@@ -96,7 +96,7 @@ class CrictlGroup(click.Group):
 )  # fmt: skip
 @click.version_option(VERSION, "-v", "--version", prog_name="crictl", message="%(prog)s version %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, **params: Any) -> None:
+def cli(ctx: click.Context, /, **params: Any) -> None:
     """client for CRI"""
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())

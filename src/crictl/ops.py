@@ -115,7 +115,7 @@ def _image_sort_key_fn(images: list[Any]) -> Any:
             x, y = a.repo_digests[0], b.repo_digests[0]
         else:
             x, y = a.id, b.id
-        return (x > y) - (x < y)
+        return int(x > y) - int(x < y)
 
     return functools.cmp_to_key(compare)
 

@@ -28,7 +28,8 @@ _INT64_TYPES = {
 def message_to_dict(message: Message) -> dict[str, Any]:
     """Convert `message` into an insertion-ordered dict mirroring protojson output."""
     out: dict[str, Any] = {}
-    for field in message.DESCRIPTOR.fields:
+    descriptor: Any = message.DESCRIPTOR  # python or upb descriptor: typed loosely on purpose
+    for field in descriptor.fields:
         if _is_map(field):
             entries = getattr(message, field.name)
             value_field = field.message_type.fields_by_name["value"]
@@ -43,8 +44,8 @@ def message_to_dict(message: Message) -> dict[str, Any]:
     return out
 
 
-def _is_map(field: FieldDescriptor) -> bool:
-    return (
+def _is_map(field: Any) -> bool:
+    return bool(
         field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry and field.is_repeated
     )
 
@@ -55,7 +56,7 @@ def _map_key(key: Any) -> Any:
     return key
 
 
-def _scalar(field: FieldDescriptor, value: Any) -> Any:
+def _scalar(field: Any, value: Any) -> Any:
     kind = field.type
     if kind == FieldDescriptor.TYPE_MESSAGE or kind == FieldDescriptor.TYPE_GROUP:
         return message_to_dict(value)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import glob
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from crictl import log, ops
-from crictl.cmdutil import COMMAND_SETTINGS, DURATION, app, parse_labels, show_help, template_option
+from crictl.cmdutil import COMMAND_SETTINGS, DURATION, F, app, parse_labels, show_help, template_option
 from crictl.commands.images import get_auth, go_map_string, pull_options, pull_with_progress
 from crictl.configfiles import load_container_config, load_pod_config
 from crictl.errors import CliError
@@ -37,8 +38,8 @@ def container_state_name(state: int) -> str:
     return name
 
 
-def _container_pull_flags(no_pull_help: str, with_pull_help: str) -> Any:
-    def wrap(func: Any) -> Any:
+def _container_pull_flags(no_pull_help: str, with_pull_help: str) -> Callable[[F], F]:
+    def wrap(func: F) -> F:
         func = pull_options(func)
         func = click.option("-T", "--cancel-timeout", type=DURATION, default="0s",
                             help="Seconds to wait for the request to complete before cancelling")(func)  # fmt: skip
@@ -311,8 +312,8 @@ def checkpoint_command(ctx: click.Context, export: str, ids: tuple[str, ...]) ->
 def filter_flags(func: Any) -> Any:
     """The filter flags of ps and inspect."""
     func = click.option("--namespace", default="", help="Filter by pod namespace regular expression pattern")(func)
-    func = click.option("-n", "--last", type=int, default=0,
-                        help="Show last n recently created containers (includes all states). Set 0 for unlimited.")(func)  # fmt: skip
+    last_help = "Show last n recently created containers (includes all states). Set 0 for unlimited."
+    func = click.option("-n", "--last", type=int, default=0, help=last_help)(func)
     func = click.option("-l", "--latest", is_flag=True,
                         help="Show the most recently created container (includes all states)")(func)  # fmt: skip
     func = click.option("-a", "--all", "all_", is_flag=True, help="Show all containers")(func)

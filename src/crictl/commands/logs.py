@@ -20,8 +20,11 @@ from crictl.timeparse import parse_since
 @click.option("-r", "--reopen", is_flag=True, help="Reopen the container logs for the provided container")
 @click.option("--tail", type=int, default=-1, help="Number of lines to show from the end of the logs. Defaults to all")
 @click.option("--limit-bytes", type=int, default=-1, help="Maximum bytes of logs to return. Defaults to no limit")
-@click.option("--since", default="",
-              help="Show logs since timestamp (e.g. 2013-01-02T13:23:37) or relative (e.g. 42m for 42 minutes)")  # fmt: skip
+@click.option(
+    "--since",
+    default="",
+    help="Show logs since timestamp (e.g. 2013-01-02T13:23:37) or relative (e.g. 42m for 42 minutes)",
+)
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
 @click.option("-s", "--stream", default="", help="Show specified stream (stdout or stderr). Defaults to both.")
 @click.argument("args", nargs=-1)

@@ -43,8 +43,13 @@ def runtime_handler(pod: Any) -> str:
     default="",
     help="Runtime handler to use. Available options are defined by the container runtime.",
 )
-@click.option("-T", "--cancel-timeout", type=DURATION, default="0s",
-              help="Seconds to wait for a run pod sandbox request to complete before cancelling the request")  # fmt: skip
+@click.option(
+    "-T",
+    "--cancel-timeout",
+    type=DURATION,
+    default="0s",
+    help="Seconds to wait for a run pod sandbox request to complete before cancelling the request",
+)
 @click.argument("args", nargs=-1)
 @click.pass_context
 def runp_command(ctx: click.Context, runtime: str, cancel_timeout: float, args: tuple[str, ...]) -> None:

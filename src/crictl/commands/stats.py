@@ -96,7 +96,8 @@ def stats_command(
 @click.command(
     "statsp",
     context_settings=COMMAND_SETTINGS,
-    help="List pod statistics. Stats represent a structured API that will fulfill the Kubelet's /stats/summary endpoint.",
+    help="List pod statistics. Stats represent a structured API that will fulfill the Kubelet's "
+    "/stats/summary endpoint.",
 )
 @click.option("--id", "pod_id", default="", help="Filter by pod id")
 @click.option("--label", multiple=True, help="Filter by key=value label")

@@ -22,11 +22,10 @@ def _transport_flags(func: click.decorators.FC) -> click.decorators.FC:
     func = click.option("--tls-key", default="", help="Path to the streaming TLS key")(func)
     func = click.option("--tls-cert", default="", help="Path to the streaming TLS certificate")(func)
     func = click.option("--tls-ca", default="", help="Path to the streaming TLS CA certificate")(func)
-    func = click.option("--tls-sni", "--tls-server-name", "tls_sni", default="localhost",
-                        help="Server name used in the TLS client to check server certificates against")(func)  # fmt: skip
-    func = click.option("-r", "--transport", default="spdy", help="Transport protocol to use, one of: spdy|websocket")(
-        func
-    )
+    sni_help = "Server name used in the TLS client to check server certificates against"
+    func = click.option("--tls-sni", "--tls-server-name", "tls_sni", default="localhost", help=sni_help)(func)
+    transport_help = "Transport protocol to use, one of: spdy|websocket"
+    func = click.option("-r", "--transport", default="spdy", help=transport_help)(func)
     return func
 
 

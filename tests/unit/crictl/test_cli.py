@@ -158,12 +158,14 @@ def test_ps_table_and_quiet(fake_cri: tuple[str, FakeRuntime], capsys: pytest.Ca
     request = fake_cri[1].requests[-1]
     assert request.filter.state.state == api_pb2.CONTAINER_RUNNING
     code, out, _ = run(capsys, "-r", fake_cri[0], "ps", "-aq")
+    assert code == 0
     assert out == CTR_ID + "\n"
     assert not fake_cri[1].requests[-1].filter.HasField("state")
 
 
 def test_ps_json_is_protojson(fake_cri: tuple[str, FakeRuntime], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "-r", fake_cri[0], "ps", "-o", "json")
+    assert code == 0
     data = json.loads(out)
     ctr = data["containers"][0]
     assert list(ctr)[:4] == ["id", "podSandboxId", "metadata", "image"]
@@ -206,7 +208,7 @@ def test_inspect_json_sorted_with_nulls(fake_cri: tuple[str, FakeRuntime], capsy
 
 
 def test_not_found_is_one_line(fake_cri: tuple[str, FakeRuntime], capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "-r", fake_cri[0], "inspect", "nope")
+    code, _, err = run(capsys, "-r", fake_cri[0], "inspect", "nope")
     assert code == 1
     lines = [line for line in err.splitlines() if "level=error" in line]
     assert len(lines) == 1
@@ -249,7 +251,10 @@ def test_help_does_not_import_grpc() -> None:
     import sys
 
     src = str(Path(__file__).resolve().parents[3] / "src")
-    code = "import sys; from crictl.main import cli; cli.main(['--help'], standalone_mode=False); print('grpc' in sys.modules)"
+    code = (
+        "import sys; from crictl.main import cli; cli.main(['--help'], standalone_mode=False); "
+        "print('grpc' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": src},
                             capture_output=True, text=True, check=True)  # fmt: skip
     assert result.stdout.strip().endswith("False")

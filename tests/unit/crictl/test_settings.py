@@ -29,7 +29,7 @@ def test_bad_config_names_key_and_file() -> None:
         parse_config_text("colour: blue\n", "/etc/crictl.yaml")
     with pytest.raises(CliError, match="parsing config option 'timeout'"):
         parse_config_text("timeout: soon\n")
-    with pytest.raises(CliError, match="malformed YAML in /x.yaml"):
+    with pytest.raises(CliError, match=r"malformed YAML in /x\.yaml"):
         parse_config_text("runtime-endpoint: [unclosed\n", "/x.yaml")
 
 
