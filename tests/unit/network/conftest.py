@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-FAKE_PLUGIN = Path(__file__).resolve().parent / "fake_plugin.py"
-
-
-def install_fake_plugins(bin_dir: Path, *names: str) -> None:
-    """Install the fake plugin under each type name (a copy with this interpreter's shebang)."""
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    source = FAKE_PLUGIN.read_text()
-    for name in names:
-        path = bin_dir / name
-        path.write_text(f"#!{sys.executable}\n{source}")
-        path.chmod(0o755)
+from tests.unit.network.fakes import install_fake_plugins
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ through unchanged:
 * ``fakeAdd`` / ``fakeDel``: ``ok`` (default), ``fail`` (spec error object, code
   ``fakeCode``, exit 1), ``crash`` (text on stderr, exit 2), ``hang`` (spawns a child
   and sleeps; the child's pid goes to ``fakePidFile``), ``garbage`` (non-JSON stdout);
+* ``fakeSleep``: seconds to wait before doing anything else (after logging the call);
 * ``fakeIP``: address this plugin adds to the result on ADD (on interface ``CNI_IFNAME``).
 
 On ADD it passes ``prevResult`` through (adding its interface/IP if ``fakeIP`` is set), so
@@ -34,6 +35,7 @@ def main() -> int:
         print(json.dumps({"cniVersion": conf.get("cniVersion", "1.0.0"),
                           "supportedVersions": ["0.3.1", "0.4.0", "1.0.0"]}))
         return 0
+    time.sleep(float(conf.get("fakeSleep", 0)))
     mode = conf.get("fakeAdd" if command == "ADD" else "fakeDel", "ok")
     if mode == "fail":
         print(json.dumps({"cniVersion": conf.get("cniVersion"), "code": conf.get("fakeCode", 7),

@@ -291,16 +291,18 @@ async def test_missing_plugin_binary(env: Env) -> None:
 
 
 async def test_cancelled_caller_does_not_interrupt_setup(env: Env, tmp_path: Path) -> None:
-    env.write_network([{"type": "main", "fakeIP": "10.0.0.5/24"}])
+    env.write_network([{"type": "main", "fakeIP": "10.0.0.5/24", "fakeSleep": 0.5}])
     mgr = env.manager()
     task = asyncio.ensure_future(setup_pod(mgr))
-    await asyncio.sleep(0.05)
+    while ("ADD", "main", "eth0") not in env.summary():
+        await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     # Teardown waits for the setup that is still running, then undoes it from the record.
     await mgr.teardown("sb1", NETNS)
-    assert [c[0] for c in env.summary()].count("ADD") == [c[0] for c in env.summary()].count("DEL")
+    assert env.summary() == [("ADD", "loopback", "lo"), ("ADD", "main", "eth0"),
+                             ("DEL", "main", "eth0"), ("DEL", "loopback", "lo")]
     assert mgr.cached_sandboxes() == []
 
 
@@ -344,3 +346,15 @@ def test_update_pod_cidr_renders_template_only_when_needed(env: Env, tmp_path: P
     assert mgr.update_pod_cidr("10.6.0.0/24") is None  # a usable config exists: leave it alone
     assert mgr.pod_cidrs == ["10.6.0.0/24"]
     assert mgr.update_pod_cidr("") is None
+
+
+async def test_rollback_skips_plugins_that_never_ran(env: Env, fake_bin: Callable[..., Path]) -> None:
+    fake_bin("third")
+    env.write_network([{"type": "main", "fakeIP": "10.0.0.5/24"}, {"type": "chain", "fakeAdd": "crash"},
+                       {"type": "third"}])
+    with pytest.raises(cni_errors.PluginFailed, match=r'type="chain" failed \(add\): panic: something broke'):
+        await setup_pod(env.manager())
+    assert ("ADD", "third", "eth0") not in env.summary()
+    assert ("DEL", "third", "eth0") not in env.summary()
+    assert [c for c in env.summary() if c[0] == "DEL"] == [
+        ("DEL", "chain", "eth0"), ("DEL", "main", "eth0"), ("DEL", "loopback", "lo")]
