@@ -25,7 +25,9 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import logging
 import os
+import re
 import secrets
 import signal
 import threading
@@ -36,13 +38,14 @@ from cri_runtime import errors
 
 T = TypeVar("T")
 
+log = logging.getLogger("cri_runtime.network.netns")
+
 #: Where `ip netns` keeps its pins; pods' namespaces go here by default so `ip netns` shows them.
 DEFAULT_NETNS_DIR = "/run/netns"
 
 _CLONE_NEWNET = 0x40000000
 _MS_BIND = 0x1000
 _MS_REC = 0x4000
-_MS_PRIVATE = 1 << 18
 _MS_SHARED = 1 << 20
 _MNT_DETACH = 2
 _NSFS_MAGIC = 0x6E736673
@@ -55,7 +58,8 @@ _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
 
-_prepared_dirs: set[str] = set()
+#: Pin directories prepared by this process -> whether we bound them onto themselves.
+_prepared_dirs: dict[str, bool] = {}
 _prepared_lock = threading.Lock()
 
 
@@ -125,31 +129,49 @@ async def _in_dedicated_thread_async(fn: Callable[[], T]) -> T:
     return await future
 
 
+def _mount_points() -> list[str]:
+    """Mount points of our mount namespace (mountinfo field 5, octal escapes decoded)."""
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            field = line.split(" ", 5)[4]
+            points.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field))
+    return points
+
+
 def prepare_pin_dir(directory: str) -> None:
-    """Create `directory` and make it a shared mount point (once per process), as `ip netns` does."""
-    directory = os.path.abspath(directory)
+    """Create `directory` and make it a shared mount point (once per process), as `ip netns` does.
+
+    If the directory is not a mount point but already holds pins of another
+    runtime (containerd does not make /run/netns a mount point), it is left
+    alone: binding it onto itself would hide those pins under our copy, and
+    their owner's later unmount would then leave the originals mounted.
+    """
+    directory = os.path.realpath(directory)
     with _prepared_lock:
         if directory in _prepared_dirs:
             return
         os.makedirs(directory, mode=0o755, exist_ok=True)
-        try:
+        points = _mount_points()
+        self_bound = False
+        if directory in points:
             _mount(None, directory, None, _MS_SHARED | _MS_REC)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            # Not a mount point yet: bind it onto itself, then mark it shared.
+        elif any(p.startswith(directory + "/") for p in points):
+            log.warning("netns directory %s holds other mounts and is not a mount point; "
+                        "leaving its propagation as it is", directory)
+        else:
             _mount(directory, directory, None, _MS_BIND | _MS_REC)
             _mount(None, directory, None, _MS_SHARED | _MS_REC)
-        _prepared_dirs.add(directory)
+            self_bound = True
+        _prepared_dirs[directory] = self_bound
 
 
 def release_pin_dir(directory: str) -> None:
-    """Undo `prepare_pin_dir` (tests and tear-down of private dirs; the server leaves it mounted)."""
-    directory = os.path.abspath(directory)
+    """Undo `prepare_pin_dir`'s self-bind (tests, private dirs); the server leaves it mounted."""
+    directory = os.path.realpath(directory)
     with _prepared_lock:
-        _prepared_dirs.discard(directory)
-        with contextlib.suppress(OSError):
-            _mount(None, directory, None, _MS_PRIVATE | _MS_REC)
+        if not _prepared_dirs.pop(directory, False):
+            return
         try:
             _umount(directory, _MNT_DETACH)
         except OSError as exc:
@@ -164,7 +186,7 @@ def _create(directory: str, name: str) -> str:
         prepare_pin_dir(directory)
     except OSError as exc:
         raise errors.Internal(f"cannot prepare netns directory {directory}: {exc}") from None
-    path = os.path.join(os.path.abspath(directory), name)
+    path = os.path.join(os.path.realpath(directory), name)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
     except FileExistsError:

@@ -101,3 +101,23 @@ def test_not_a_netns() -> None:
     assert not netns.is_netns("/proc/self/status")
     with pytest.raises(errors.NotFound):
         netns.run_in_netns_sync("/nonexistent", lambda: None)
+
+
+def test_pin_dir_with_foreign_pins_is_left_alone(host_network: HostNetwork) -> None:
+    """A plain directory already holding another runtime's pins is not bound over (would hide them)."""
+    foreign_dir = host_network.netns_dir.parent / "foreign-netns"
+    foreign_dir.mkdir()
+    foreign = foreign_dir / "theirs"
+    foreign.touch()
+    subprocess.run(["mount", "--bind", "/proc/self/ns/net", str(foreign)], check=True)
+    try:
+        ours = netns.create_sync(str(foreign_dir), netns.new_name())
+        netns.remove_sync(ours)
+        assert mountinfo_lines(str(foreign_dir)) == []  # no bind of the directory onto itself
+        assert len(mountinfo_lines(str(foreign))) == 1
+        netns.release_pin_dir(str(foreign_dir))  # nothing of ours to undo
+        assert len(mountinfo_lines(str(foreign))) == 1
+    finally:
+        subprocess.run(["umount", str(foreign)], check=False)
+        foreign.unlink()
+        foreign_dir.rmdir()

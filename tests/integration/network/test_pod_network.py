@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cri_runtime.network import netns
+from cri_runtime.network import ifstats, netns
 from cri_runtime.network.cni import errors as cni_errors
 from cri_runtime.network.manager import NetworkStatus, PodNetworkManager, PortMapping
 from tests.integration.network.cninet import NetEnv, run
@@ -130,6 +130,8 @@ async def test_host_port_mapping(net_env: NetEnv, echo_server_in: tuple[str, int
         assert await talk("127.0.0.1", host_port) == b"hello pod\n"
         assert await talk(net.gateway, host_port) == b"hello pod\n"
         assert any(f"--dport {host_port}" in rule for rule in net.nat_rules())
+        counters = await ifstats.interface_counters(path)
+        assert counters["eth0"].rx_packets > 0 and counters["eth0"].tx_bytes > 0
     finally:
         await mgr.teardown("sb-ports", path)
     assert net.nat_rules() == []
