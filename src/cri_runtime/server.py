@@ -27,6 +27,7 @@ from cri_runtime import __version__, errors
 from cri_runtime.config import Config
 from cri_runtime.containerd.connection import Containerd
 from cri_runtime.containerd.events import EventMonitor, TaskEvent, TaskExit
+from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.images.manager import ImageManager
 from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.runtime.conditions import Probe
@@ -151,7 +152,9 @@ class CriServer:
         self.node = NodeFacts(config)
         self.sandboxes = SandboxManager(config, self.ctd, self.network, self.images.ensure_image, self.node)
         self.events = EventMonitor(self.ctd, self._on_task_event, self._resync)
+        self.containers = ContainerManager(config, self.ctd, self.sandboxes, self.images, self.node)
         self.recovery.register("pod sandboxes", self.sandboxes.recover)
+        self.recovery.register("containers", self.containers.recover)
         self._grpc: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
         self._recovery_task: asyncio.Task[None] | None = None
@@ -173,7 +176,8 @@ class CriServer:
                 ]
             )
             runtime = RuntimeServicer(self.config, self.recovery, ContainerdProbe(self.ctd),
-                                      self.network_probe(), self.network, self.sandboxes)
+                                      self.network_probe(), self.network, self.sandboxes,
+                                      self.containers)
             api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
             api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(self.images, self.recovery), server)
             try:
@@ -198,11 +202,19 @@ class CriServer:
 
     async def _on_task_event(self, event: TaskEvent) -> None:
         """Route a task event to the pod or container it belongs to."""
-        if isinstance(event, TaskExit) and event.is_init and event.container_id in self.sandboxes.index:
-            await self.sandboxes.on_task_exit(event.container_id, event.exited_at_ns)
+        if isinstance(event, TaskExit):
+            if not event.is_init:
+                return
+            if event.container_id in self.sandboxes.index:
+                await self.sandboxes.on_task_exit(event.container_id, event.exited_at_ns)
+            elif event.container_id in self.containers.index:
+                await self.containers.on_task_exit(event.container_id, event.exit_status, event.exited_at_ns)
+        elif event.container_id in self.containers.index:
+            await self.containers.on_oom(event.container_id)
 
     async def _resync(self) -> None:
         await self.sandboxes.resync()
+        await self.containers.resync()
 
     async def _check_containerd(self) -> None:
         timeout = self.config.containerd.connect_timeout_seconds

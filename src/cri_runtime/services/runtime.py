@@ -12,26 +12,29 @@ from typing import Any
 
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
 from cri_runtime.config import Config
+from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.runtime.conditions import Probe
 from cri_runtime.runtime.recovery import Recovery
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services import unimplemented
+from cri_runtime.services.containers import ContainerRpcs
 from cri_runtime.services.runtime_info import RuntimeInfoRpcs
 from cri_runtime.services.sandboxes import SandboxRpcs
 
 
-class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, api_pb2_grpc.RuntimeServiceServicer):
+class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, api_pb2_grpc.RuntimeServiceServicer):
     """runtime.v1.RuntimeService backed by containerd."""
 
     def __init__(self, config: Config, recovery: Recovery, runtime_probe: Probe, network_probe: Probe,
-                 network: PodNetworkManager, sandboxes: SandboxManager) -> None:
+                 network: PodNetworkManager, sandboxes: SandboxManager, containers: ContainerManager) -> None:
         self.config = config
         self.recovery = recovery
         self.runtime_probe = runtime_probe
         self.network_probe = network_probe
         self.network = network
         self.sandboxes = sandboxes
+        self.containers = containers
 
     async def wait_recovered(self) -> None:
         await self.recovery.wait_recovered()

@@ -1,0 +1,225 @@
+"""Processes executed inside a running container (ExecSync, and streaming Exec).
+
+An exec is a containerd task process with its own FIFOs under the
+container's state dir. Unlike the container's own output, exec output is
+tied to one client call, so the server reads the FIFOs itself. Every exit
+path (success, timeout, cancellation, error) kills and deletes the process
+and removes its FIFOs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import any_pb2
+
+from cri_protos.containerd.services.containers.v1 import containers_pb2
+from cri_protos.containerd.services.tasks.v1 import tasks_pb2
+from cri_runtime import errors
+from cri_runtime.containerd import objects
+from cri_runtime.containerd.connection import Containerd
+
+PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
+MAX_EXEC_OUTPUT = 16 * 1024 * 1024
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class ExecFds:
+    """Our ends of an exec's FIFOs (-1 = not used); closed by `ExecProcess.cleanup`."""
+
+    stdin: int = -1
+    stdout: int = -1
+    stderr: int = -1
+
+    def close(self) -> None:
+        for name in ("stdin", "stdout", "stderr"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, -1)
+
+
+@dataclass
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+def _mkfifo(path: Path) -> None:
+    os.mkfifo(path, 0o600)
+
+
+def _open_read(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+async def read_fifo(fd: int, limit: int = MAX_EXEC_OUTPUT) -> bytes:
+    """Read a FIFO until every writer is gone; keep at most `limit` bytes."""
+    loop = asyncio.get_running_loop()
+    buf = bytearray()
+    readable = asyncio.Event()
+    loop.add_reader(fd, readable.set)
+    try:
+        while True:
+            await readable.wait()
+            readable.clear()
+            while True:
+                try:
+                    chunk = os.read(fd, _CHUNK)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    return bytes(buf)
+                if len(buf) < limit:
+                    buf += chunk[: limit - len(buf)]
+    finally:
+        loop.remove_reader(fd)
+
+
+class ExecProcess:
+    """One exec in a container; use `async with` so it is always cleaned up."""
+
+    def __init__(self, ctd: Containerd, container_id: str, state_dir: Path) -> None:
+        self.ctd = ctd
+        self.container_id = container_id
+        self.exec_id = "exec-" + secrets.token_hex(12)
+        self.dir = state_dir / "exec" / self.exec_id
+        self.started = False
+        self.fds = ExecFds()
+
+    async def __aenter__(self) -> ExecProcess:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.cleanup()
+
+    async def process_spec(self, args: list[str], tty: bool) -> dict[str, Any]:
+        record = await self.ctd.call(self.ctd.containers.Get,
+                                     containers_pb2.GetContainerRequest(id=self.container_id),
+                                     f"get container {self.container_id}")
+        spec = objects.spec_from_any(record.container.spec)
+        process: dict[str, Any] = dict(spec.get("process") or {})
+        process["args"] = args
+        process["terminal"] = tty
+        process.pop("consoleSize", None)
+        return process
+
+    async def start(self, args: list[str], *, tty: bool = False, stdin: bool = False,
+                    stdout: bool = True, stderr: bool = True) -> ExecFds:
+        """Create the FIFOs (our ends open first), then create and start the process."""
+        if not args:
+            raise errors.InvalidArgument("exec: cmd must not be empty")
+        self.dir.mkdir(parents=True, mode=0o700)
+        fds = ExecFds()
+        paths = {}
+        for name, wanted in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr and not tty)):
+            if not wanted:
+                continue
+            path = self.dir / name
+            _mkfifo(path)
+            paths[name] = str(path)
+            if name == "stdin":
+                # O_RDWR never blocks and keeps the FIFO open until we close it.
+                fds.stdin = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            else:
+                setattr(fds, name, _open_read(path))
+        self.fds = fds
+        process = await self.process_spec(args, tty)
+        req = tasks_pb2.ExecProcessRequest(
+            container_id=self.container_id, exec_id=self.exec_id, terminal=tty,
+            stdin=paths.get("stdin", ""), stdout=paths.get("stdout", ""), stderr=paths.get("stderr", ""),
+            spec=any_pb2.Any(type_url=PROCESS_TYPE_URL, value=json.dumps(process).encode()))
+        await self.create_and_start(req)
+        return fds
+
+    async def create_and_start(self, req: tasks_pb2.ExecProcessRequest) -> int:
+        await self.ctd.call(self.ctd.tasks.Exec, req, f"exec in container {self.container_id}")
+        self.started = True
+        resp = await self.ctd.call(
+            self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=self.container_id, exec_id=self.exec_id),
+            f"start exec in container {self.container_id}")
+        return int(resp.pid)
+
+    async def wait(self, timeout: float | None = None) -> int:
+        resp = await self.ctd.call(
+            self.ctd.tasks.Wait, tasks_pb2.WaitRequest(container_id=self.container_id, exec_id=self.exec_id),
+            f"wait for exec in container {self.container_id}", timeout=timeout)
+        return int(resp.exit_status)
+
+    async def resize(self, width: int, height: int) -> None:
+        await self.ctd.call(
+            self.ctd.tasks.ResizePty, tasks_pb2.ResizePtyRequest(
+                container_id=self.container_id, exec_id=self.exec_id, width=width, height=height),
+            f"resize exec tty in container {self.container_id}")
+
+    async def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(errors.NotFound, errors.FailedPrecondition):
+            await self.ctd.call(
+                self.ctd.tasks.Kill, tasks_pb2.KillRequest(container_id=self.container_id, exec_id=self.exec_id,
+                                                           signal=sig),
+                f"kill exec in container {self.container_id}")
+
+    async def cleanup(self) -> None:
+        """Kill (if still running), delete the process, remove the FIFOs; never raises."""
+        work = asyncio.ensure_future(self._cleanup())
+        await asyncio.shield(work)
+
+    async def _cleanup(self) -> None:
+        if self.started:
+            with contextlib.suppress(errors.CriError):
+                await self.kill()
+                with contextlib.suppress(errors.DeadlineExceeded):
+                    await self.wait(timeout=5)
+            with contextlib.suppress(errors.CriError):
+                await self.ctd.call(
+                    self.ctd.tasks.DeleteProcess,
+                    tasks_pb2.DeleteProcessRequest(container_id=self.container_id, exec_id=self.exec_id),
+                    f"delete exec in container {self.container_id}")
+            self.started = False
+        self.fds.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def exec_sync(ctd: Containerd, container_id: str, state_dir: Path, args: list[str],
+                    timeout: float) -> ExecResult:
+    """Run `args` in the container and collect its output (ExecSync)."""
+    async with ExecProcess(ctd, container_id, state_dir) as proc:
+        fds = await proc.start(args)
+        readers = asyncio.gather(read_fifo(fds.stdout), read_fifo(fds.stderr))
+        try:
+            exit_code = await proc.wait(timeout=timeout if timeout > 0 else None)
+        except BaseException as exc:
+            readers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await readers
+            if isinstance(exc, errors.DeadlineExceeded):
+                raise errors.DeadlineExceeded(
+                    f"ExecSync in container {container_id}: command {args!r} timed out after {timeout:g}s"
+                ) from None
+            raise
+        try:
+            stdout, stderr = await asyncio.wait_for(readers, 10)
+        except TimeoutError:
+            # A background child kept the pipes open; what it wrote so far is lost to us.
+            stdout, stderr = b"", b""
+        return ExecResult(exit_code, stdout, stderr)
+
+
+def is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False

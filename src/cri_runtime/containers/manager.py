@@ -1,0 +1,545 @@
+"""Container lifecycle: create, start, stop, remove, status, list, update, exit handling.
+
+A container is a containerd container (spec, snapshot, our metadata
+extension) plus, once started, a task whose stdio FIFOs are read by a
+detached IO relay that writes the CRI log — so neither a restart of
+cri-runtime nor its death can stop the container or lose output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import any_pb2, field_mask_pb2, json_format
+
+from cri_protos.containerd.services.containers.v1 import containers_pb2
+from cri_protos.containerd.services.tasks.v1 import tasks_pb2
+from cri_protos.runtime.v1 import api_pb2
+from cri_runtime import errors
+from cri_runtime.config import Config
+from cri_runtime.containerd import mounts as ctd_mounts
+from cri_runtime.containerd import objects
+from cri_runtime.containerd.connection import Containerd
+from cri_runtime.containers.model import (
+    CREATED,
+    EXITED,
+    METADATA_EXTENSION,
+    METADATA_TYPE,
+    METADATA_VERSION,
+    REASON_COMPLETED,
+    REASON_ERROR,
+    REASON_OOM,
+    REASON_START_ERROR,
+    RUNNING,
+    START_ERROR_EXIT_CODE,
+    STATES,
+    UNKNOWN,
+    Container,
+    ContainerMetadata,
+    ContainerStatus,
+    container_name,
+)
+from cri_runtime.containers.relay import client as relay
+from cri_runtime.oci import container_spec
+from cri_runtime.oci.process import ImageConfig
+from cri_runtime.oci.resources import linux_resources
+from cri_runtime.oci.validate import validate_container_config
+from cri_runtime.runtime.node import NodeFacts
+from cri_runtime.sandbox.manager import Rollback, SandboxManager
+from cri_runtime.store.index import IdIndex, NameRegistry
+
+log = logging.getLogger(__name__)
+
+RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+KILL_WAIT = 10.0
+
+
+def signal_number(name: str) -> int:
+    """SIGTERM / TERM / 15 → 15; unknown names fall back to SIGTERM."""
+    if not name:
+        return int(signal.SIGTERM)
+    if name.isdigit():
+        return int(name)
+    key = name.upper()
+    if not key.startswith("SIG"):
+        key = "SIG" + key
+    sig = getattr(signal.Signals, key, None)
+    return int(sig) if sig is not None else int(signal.SIGTERM)
+
+
+class ContainerManager:
+    """All containers of this runtime."""
+
+    def __init__(self, config: Config, ctd: Containerd, sandboxes: SandboxManager,
+                 images: Any, node: NodeFacts) -> None:
+        self.config = config
+        self.ctd = ctd
+        self.sandboxes = sandboxes
+        self.images = images
+        self.node = node
+        self.index: IdIndex[Container] = IdIndex("container")
+        self.names = NameRegistry("container")
+        self.state = Path(config.server.state_dir) / "containers"
+        self.snapshotter = config.containerd.snapshotter
+        # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
+        self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
+        sandboxes.stop_containers = self.stop_all_in_pod
+        sandboxes.remove_containers = self.remove_all_in_pod
+
+    def get(self, id_or_prefix: str) -> Container:
+        return self.index.get(id_or_prefix)
+
+    def status_path(self, container_id: str) -> Path:
+        return self.state / container_id / "status.json"
+
+    async def _emit(self, kind: str, container: Container) -> None:
+        if self.on_event is not None:
+            try:
+                await self.on_event(kind, container)
+            except Exception:
+                log.exception("container event listener failed")
+
+    # ------------------------------------------------------------------ create
+
+    async def create(self, request: api_pb2.CreateContainerRequest) -> str:
+        if not request.pod_sandbox_id:
+            raise errors.InvalidArgument("CreateContainer: pod_sandbox_id must not be empty")
+        if not request.HasField("config"):
+            raise errors.InvalidArgument("CreateContainer: config is required")
+        validate_container_config(request.config)
+        sandbox = self.sandboxes.get(request.pod_sandbox_id)
+        if not sandbox.ready:
+            raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
+        cfg = request.config
+        image = await self.images.resolve(cfg.image.image)
+        name = container_name(cfg.metadata, sandbox.config.metadata)
+        container_id = secrets.token_hex(32)
+        self.names.reserve(name, container_id)
+        undo = Rollback(f"container {container_id}")
+        undo.add("name", _sync(self.names.release, name))
+        work = asyncio.ensure_future(self._create(container_id, name, sandbox, cfg, image, undo))
+        return await asyncio.shield(work)
+
+    async def _create(self, container_id: str, name: str, sandbox: Any, cfg: api_pb2.ContainerConfig,
+                      image: Any, undo: Rollback) -> str:
+        try:
+            return await self._create_steps(container_id, name, sandbox, cfg, image, undo)
+        except BaseException:
+            await undo.run()
+            raise
+
+    async def _create_steps(self, container_id: str, name: str, sandbox: Any, cfg: api_pb2.ContainerConfig,
+                            image: Any, undo: Rollback) -> str:
+        md_sb = sandbox.metadata
+        handler = self.config.runtime.handlers[md_sb.runtime_handler]
+        image_config = ImageConfig.from_json(image.config)
+        target_pid = None
+        ns = cfg.linux.security_context.namespace_options
+        if ns.pid == api_pb2.TARGET:
+            target = self.index.get(ns.target_id)
+            if target.state != RUNNING:
+                raise errors.FailedPrecondition(f"target container {target.id} of the PID namespace is not running")
+            target_pid = target.status.pid
+        log_path = ""
+        if cfg.log_path and sandbox.config.log_directory:
+            log_path = os.path.normpath(os.path.join(sandbox.config.log_directory, cfg.log_path))
+            if not log_path.startswith(os.path.normpath(sandbox.config.log_directory) + os.sep):
+                raise errors.InvalidArgument(f"log_path {cfg.log_path!r} escapes the pod's log directory")
+        container_dir = self.state / container_id
+        undo.add("state dir", _sync(_remove_dir, str(container_dir)))
+        container_dir.mkdir(parents=True, exist_ok=True)
+
+        sandbox_ctx = container_spec.SandboxContext(
+            id=sandbox.id, config=sandbox.config, pid=sandbox.status.pid,
+            hostname_path=md_sb.hostname_path, hosts_path=md_sb.hosts_path,
+            resolv_conf_path=md_sb.resolv_conf_path, shm_path=md_sb.shm_path)
+        image_name = _image_name(cfg.image.image, image)
+        async with self.ctd.lease(f"container-{container_id[:12]}", expire_seconds=600) as lease:
+            mounts = await objects.prepare_snapshot(self.ctd, self.snapshotter, container_id, image.chain_id, lease)
+            undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, self.snapshotter, container_id))
+            with ctd_mounts.mounted(mounts, parent=str(container_dir)) as rootfs:
+                spec = container_spec.build_container_spec(
+                    container_id, cfg, image_config, image_name=image_name, sandbox=sandbox_ctx,
+                    options=self.node.spec_options(handler), rootfs=rootfs, target_pid=target_pid)
+            metadata = ContainerMetadata(
+                id=container_id, name=name, sandbox_id=sandbox.id, config=cfg.SerializeToString(),
+                image_id=image.id, image_name=image_name,
+                image_ref=image.repo_digests[0] if image.repo_digests else image.id,
+                log_path=log_path, created_at=time.time_ns(), io_dir=str(container_dir / "io"),
+                stop_signal=image_config.stop_signal)
+            record = containers_pb2.Container(
+                id=container_id,
+                labels={objects.KIND_LABEL: objects.KIND_CONTAINER, objects.SANDBOX_ID_LABEL: sandbox.id,
+                        f"{objects.LABEL_PREFIX}.container.name": cfg.metadata.name},
+                image=image.names[0] if image.names else image.id,
+                runtime=containers_pb2.Container.Runtime(
+                    name=handler.runtime_type,
+                    options=objects.runc_options_any(
+                        binary_name=handler.binary_name, root=handler.root,
+                        systemd_cgroup=self.config.runtime.cgroup_driver == "systemd")),
+                spec=objects.spec_any(spec), snapshotter=self.snapshotter, snapshot_key=container_id,
+                extensions={METADATA_EXTENSION: objects.json_extension(METADATA_TYPE, METADATA_VERSION,
+                                                                       metadata.to_json())})
+            await objects.create_container(self.ctd, record, lease)
+            undo.add("containerd container", lambda: objects.delete_container(self.ctd, container_id))
+        container = Container(metadata, ContainerStatus(state=CREATED), self.status_path(container_id))
+        container.save_status()
+        self.index.add(container_id, container)
+        log.info("container created", extra={"fields": {"id": container_id, "name": name, "pod": sandbox.id}})
+        await self._emit("created", container)
+        return container_id
+
+    # ------------------------------------------------------------------- start
+
+    async def start(self, id_or_prefix: str) -> None:
+        container = self.index.get(id_or_prefix)
+        async with container.lock:
+            if container.state != CREATED:
+                raise errors.FailedPrecondition(
+                    f"container {container.id} is {container.state}, only a created container can be started")
+            sandbox = self.sandboxes.index.find(container.metadata.sandbox_id)
+            if sandbox is None or not sandbox.ready:
+                raise errors.FailedPrecondition(
+                    f"pod sandbox {container.metadata.sandbox_id} of container {container.id} is not ready")
+            try:
+                await self._start_task(container)
+            except errors.CriError as exc:
+                container.status.state = EXITED
+                container.status.finished_at = time.time_ns()
+                container.status.exit_code = START_ERROR_EXIT_CODE
+                container.status.reason = REASON_START_ERROR
+                container.status.message = exc.message
+                container.save_status()
+                container.exited.set()
+                raise
+        await self._emit("started", container)
+
+    async def _start_task(self, container: Container) -> None:
+        md, cfg = container.metadata, container.config
+        io = await relay.spawn(md.io_dir, relay.RelayConfig(
+            log_path=md.log_path or os.devnull, max_line_size=self.config.logs.max_container_log_line_size,
+            tty=cfg.tty, stdin=cfg.stdin, stdin_once=cfg.stdin_once))
+        try:
+            rootfs = await objects.snapshot_mounts(self.ctd, self.snapshotter, container.id)
+            created = await self.ctd.call(
+                self.ctd.tasks.Create,
+                tasks_pb2.CreateTaskRequest(container_id=container.id, rootfs=rootfs, stdin=io.stdin,
+                                            stdout=io.stdout, stderr=io.stderr, terminal=cfg.tty),
+                f"create task of container {container.id}")
+            started_at = time.time_ns()
+            try:
+                await self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=container.id),
+                                    f"start container {container.id}")
+            except BaseException:
+                await objects.kill_task(self.ctd, container.id, signal.SIGKILL)
+                await objects.delete_task(self.ctd, container.id)
+                raise
+        except BaseException:
+            await relay.stop(md.io_dir)
+            raise
+        container.status.state = RUNNING
+        container.status.pid = created.pid
+        container.status.started_at = started_at
+        container.save_status()
+        log.info("container started", extra={"fields": {"id": container.id, "pid": created.pid}})
+
+    # -------------------------------------------------------------------- exit
+
+    async def on_task_exit(self, container_id: str, exit_status: int, exited_at_ns: int) -> None:
+        container = self.index.find(container_id)
+        if container is None:
+            return
+        async with container.lock:
+            await self._record_exit(container, exit_status, exited_at_ns)
+
+    async def _record_exit(self, container: Container, exit_status: int | None, exited_at_ns: int) -> None:
+        """Reap the task and mark the container exited (idempotent)."""
+        final = await objects.delete_task(self.ctd, container.id)
+        if container.state == EXITED:
+            return
+        if exit_status is None:
+            exit_status = final.exit_status if final is not None else 255
+            exited_at_ns = final.exited_at_ns if final is not None else 0
+        st = container.status
+        st.state = EXITED
+        st.exit_code = exit_status
+        st.finished_at = max(exited_at_ns or time.time_ns(), st.started_at)
+        if st.oom_killed:
+            st.reason = REASON_OOM
+        else:
+            st.reason = REASON_COMPLETED if exit_status == 0 else REASON_ERROR
+        container.save_status()
+        container.exited.set()
+        log.info("container exited", extra={"fields": {"id": container.id, "exit_code": exit_status,
+                                                       "reason": st.reason}})
+        await self._emit("stopped", container)
+
+    async def on_oom(self, container_id: str) -> None:
+        container = self.index.find(container_id)
+        if container is not None and container.state == RUNNING:
+            container.status.oom_killed = True
+            container.save_status()
+
+    # -------------------------------------------------------------------- stop
+
+    async def stop(self, id_or_prefix: str, timeout: int) -> None:
+        """StopContainer: stop signal, wait `timeout` seconds, then SIGKILL; unknown is success."""
+        container = self.index.find(id_or_prefix)
+        if container is None:
+            return
+        if container.state != RUNNING:
+            return
+        stop_signal = self._stop_signal(container)
+        if timeout > 0:
+            await objects.kill_task(self.ctd, container.id, stop_signal)
+            await self._wait_exit(container, timeout)
+        if container.state == RUNNING:
+            await objects.kill_task(self.ctd, container.id, signal.SIGKILL, all_processes=False)
+            if not await self._wait_exit(container, KILL_WAIT):
+                raise errors.DeadlineExceeded(f"container {container.id} did not exit after SIGKILL")
+
+    @staticmethod
+    def _stop_signal(container: Container) -> int:
+        """The config's stop_signal, else the image's StopSignal, else SIGTERM."""
+        if container.config.stop_signal != api_pb2.RUNTIME_DEFAULT:
+            name = api_pb2.Signal.Name(container.config.stop_signal)
+            return signal_number(name)
+        return signal_number(container.metadata.stop_signal)
+
+    async def _wait_exit(self, container: Container, timeout: float) -> bool:
+        """Wait for the exit event; poll containerd too so a lost event cannot hang us."""
+        deadline = time.monotonic() + timeout
+        while container.state == RUNNING:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(container.exited.wait(), min(remaining, 0.5))
+            if container.state == RUNNING:
+                task = await objects.task_state(self.ctd, container.id)
+                if task is None or task.stopped:
+                    async with container.lock:
+                        if task is None:
+                            await self._record_exit(container, None, 0)
+                        else:
+                            await self._record_exit(container, task.exit_status, task.exited_at_ns)
+        return True
+
+    async def stop_all_in_pod(self, sandbox_id: str) -> None:
+        for container in [c for c in self.index if c.metadata.sandbox_id == sandbox_id]:
+            await self.stop(container.id, 0)
+
+    # ------------------------------------------------------------------ remove
+
+    async def remove(self, id_or_prefix: str) -> None:
+        """RemoveContainer: a running container is killed first; unknown is success."""
+        container = self.index.find(id_or_prefix)
+        if container is None:
+            return
+        if container.state == RUNNING:
+            await self.stop(container.id, 0)
+        async with container.lock:
+            await objects.delete_task(self.ctd, container.id)
+            await relay.cleanup(container.metadata.io_dir)
+            await objects.delete_container(self.ctd, container.id)
+            await objects.remove_snapshot(self.ctd, self.snapshotter, container.id)
+            _remove_dir(str(self.state / container.id))
+            self.index.remove(container.id)
+            self.names.release_id(container.id)
+        log.info("container removed", extra={"fields": {"id": container.id}})
+        await self._emit("deleted", container)
+
+    async def remove_all_in_pod(self, sandbox_id: str) -> None:
+        for container in [c for c in self.index if c.metadata.sandbox_id == sandbox_id]:
+            await self.remove(container.id)
+
+    # ------------------------------------------------------------ status, list
+
+    def to_status(self, container: Container) -> api_pb2.ContainerStatus:
+        md, cfg, st = container.metadata, container.config, container.status
+        status = api_pb2.ContainerStatus(
+            id=container.id, metadata=cfg.metadata, state=STATES[st.state], created_at=md.created_at,
+            started_at=st.started_at, finished_at=st.finished_at, exit_code=st.exit_code,
+            image=api_pb2.ImageSpec(image=md.image_name, annotations=dict(cfg.image.annotations)),
+            image_ref=md.image_ref, image_id=md.image_id, reason=st.reason, message=st.message,
+            labels=dict(cfg.labels), annotations=dict(cfg.annotations), mounts=list(cfg.mounts),
+            log_path=md.log_path)
+        if container.resources is not None:
+            status.resources.linux.CopyFrom(container.resources)
+        if cfg.stop_signal != api_pb2.RUNTIME_DEFAULT:
+            status.stop_signal = cfg.stop_signal
+        elif md.stop_signal:
+            status.stop_signal = _cri_signal(signal_number(md.stop_signal))
+        return status
+
+    def status(self, id_or_prefix: str, verbose: bool) -> api_pb2.ContainerStatusResponse:
+        container = self.index.get(id_or_prefix)
+        resp = api_pb2.ContainerStatusResponse(status=self.to_status(container))
+        if verbose:
+            resp.info["info"] = json.dumps({
+                "sandboxID": container.metadata.sandbox_id,
+                "pid": container.status.pid,
+                "removing": False,
+                "snapshotKey": container.id,
+                "snapshotter": self.snapshotter,
+                "runtimeType": self.config.runtime.handlers[
+                    self.sandboxes.index.get(container.metadata.sandbox_id).metadata.runtime_handler].runtime_type
+                if container.metadata.sandbox_id in self.sandboxes.index else "",
+                "config": json.loads(json_format.MessageToJson(container.config)),
+                "ioDir": container.metadata.io_dir,
+            })
+        return resp
+
+    def list(self, flt: api_pb2.ContainerFilter | None) -> list[api_pb2.Container]:
+        if flt is not None and flt.id:
+            found = self._find_quietly(flt.id)
+            candidates = [found] if found is not None else []
+        else:
+            candidates = list(self.index)
+        out = []
+        for c in candidates:
+            state = STATES[c.state]
+            if flt is not None:
+                if flt.HasField("state") and flt.state.state != state:
+                    continue
+                if flt.pod_sandbox_id and not c.metadata.sandbox_id.startswith(flt.pod_sandbox_id):
+                    continue
+                if any(c.config.labels.get(k) != v for k, v in flt.label_selector.items()):
+                    continue
+            out.append(api_pb2.Container(
+                id=c.id, pod_sandbox_id=c.metadata.sandbox_id, metadata=c.config.metadata,
+                image=api_pb2.ImageSpec(image=c.metadata.image_name), image_ref=c.metadata.image_ref,
+                image_id=c.metadata.image_id, state=state, created_at=c.metadata.created_at,
+                labels=dict(c.config.labels), annotations=dict(c.config.annotations)))
+        out.sort(key=lambda x: x.created_at)
+        return out
+
+    def _find_quietly(self, id_or_prefix: str) -> Container | None:
+        try:
+            return self.index.get(id_or_prefix)
+        except errors.CriError:
+            return None
+
+    # ------------------------------------------------------------------ update
+
+    async def update_resources(self, id_or_prefix: str, resources: api_pb2.LinuxContainerResources | None) -> None:
+        container = self.index.get(id_or_prefix)
+        if resources is None:
+            return
+        for name in ("cpu_period", "cpu_quota", "cpu_shares", "memory_limit_in_bytes", "memory_swap_limit_in_bytes"):
+            if getattr(resources, name) < 0 and not (name == "cpu_quota" and resources.cpu_quota == -1):
+                raise errors.InvalidArgument(f"resources.{name} must not be negative")
+        async with container.lock:
+            if container.state not in (CREATED, RUNNING):
+                raise errors.FailedPrecondition(f"container {container.id} is {container.state}")
+            merged = api_pb2.LinuxContainerResources()
+            if container.resources is not None:
+                merged.CopyFrom(container.resources)
+            merged.MergeFrom(resources)
+            oci = linux_resources(merged, swap_available=self.node.swap, hugetlb_available=self.node.hugetlb)
+            record = await self.ctd.call(self.ctd.containers.Get,
+                                         containers_pb2.GetContainerRequest(id=container.id),
+                                         f"get container {container.id}")
+            spec = objects.spec_from_any(record.container.spec)
+            spec.setdefault("linux", {})["resources"] = {**spec.get("linux", {}).get("resources", {}), **oci}
+            if container.state == RUNNING:
+                await self.ctd.call(
+                    self.ctd.tasks.Update,
+                    tasks_pb2.UpdateTaskRequest(container_id=container.id, resources=any_pb2.Any(
+                        type_url=RESOURCES_TYPE_URL, value=json.dumps(spec["linux"]["resources"]).encode())),
+                    f"update resources of container {container.id}")
+            updated = containers_pb2.Container(id=container.id, spec=objects.spec_any(spec))
+            await self.ctd.call(
+                self.ctd.containers.Update,
+                containers_pb2.UpdateContainerRequest(container=updated,
+                                                      update_mask=field_mask_pb2.FieldMask(paths=["spec"])),
+                f"store resources of container {container.id}")
+            container.resources = merged
+
+    async def reopen_log(self, id_or_prefix: str) -> None:
+        container = self.index.get(id_or_prefix)
+        if container.state != RUNNING:
+            raise errors.FailedPrecondition(f"container {container.id} is not running")
+        await relay.reopen(container.metadata.io_dir)
+
+    # ---------------------------------------------------------------- recovery
+
+    async def recover(self, per_object_timeout: float) -> None:
+        for record in await objects.list_containers(self.ctd, objects.KIND_CONTAINER):
+            try:
+                await asyncio.wait_for(self._recover_one(record), per_object_timeout)
+            except Exception as exc:
+                log.error("could not recover container %s: %s", record.id, exc)
+
+    async def _recover_one(self, record: containers_pb2.Container) -> None:
+        version, data = objects.read_json_extension(record, METADATA_EXTENSION, METADATA_TYPE)
+        md = ContainerMetadata.from_json(version, data)
+        path = self.status_path(md.id)
+        status = ContainerStatus.load(path) or ContainerStatus(state=UNKNOWN)
+        container = Container(md, status, path)
+        self.index.add(md.id, container)
+        self.names.reserve(md.name, md.id)
+        task = await objects.task_state(self.ctd, md.id)
+        if task is not None and task.running:
+            status.state, status.pid = RUNNING, task.pid
+            container.save_status()
+            await relay.respawn_if_dead(md.io_dir)
+        elif task is not None:
+            await self._record_exit(container, task.exit_status, task.exited_at_ns)
+        elif status.state == RUNNING:
+            # The task vanished while we were away (containerd lost it): exit code unknown.
+            await self._record_exit(container, None, 0)
+        log.info("recovered container", extra={"fields": {"id": md.id, "state": container.state}})
+
+    async def resync(self) -> None:
+        """After (re)subscribing to events: catch container exits we may have missed."""
+        for container in self.index:
+            if container.state != RUNNING:
+                continue
+            task = await objects.task_state(self.ctd, container.id)
+            if task is None or task.stopped:
+                async with container.lock:
+                    if task is None:
+                        await self._record_exit(container, None, 0)
+                    else:
+                        await self._record_exit(container, task.exit_status, task.exited_at_ns)
+
+
+def _image_name(requested: str, image: Any) -> str:
+    """The name to report: what was asked for when it names the image, else its first tag."""
+    if requested and not requested.startswith("sha256:") and len(requested) != 64:
+        for tag in image.repo_tags:
+            if tag == requested or tag.endswith("/" + requested) or tag.endswith("/library/" + requested):
+                return str(tag)
+    if image.repo_tags:
+        return str(image.repo_tags[0])
+    return requested or str(image.id)
+
+
+def _cri_signal(sig: int) -> api_pb2.Signal:
+    name = signal.Signals(sig).name
+    if name not in api_pb2.Signal.keys():  # noqa: SIM118
+        return api_pb2.RUNTIME_DEFAULT
+    return api_pb2.Signal.Value(name)  # type: ignore[return-value]
+
+
+def _sync(fn: Callable[..., Any], *args: Any) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        fn(*args)
+    return run
+
+
+def _remove_dir(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,100 @@
+"""RuntimeService RPCs of containers (thin: validate, delegate, build the reply)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from cri_protos.runtime.v1 import api_pb2
+from cri_runtime import errors
+from cri_runtime.containers import exec as container_exec
+from cri_runtime.containers.manager import ContainerManager
+from cri_runtime.containers.model import RUNNING
+from cri_runtime.services.status import unary
+
+
+class ContainerRpcs:
+    """Mixin for the runtime servicer; needs `containers`."""
+
+    containers: ContainerManager
+
+    async def wait_recovered(self) -> None:
+        raise NotImplementedError
+
+    @unary
+    async def CreateContainer(
+        self, request: api_pb2.CreateContainerRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.CreateContainerResponse:
+        return api_pb2.CreateContainerResponse(container_id=await self.containers.create(request))
+
+    @unary
+    async def StartContainer(
+        self, request: api_pb2.StartContainerRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.StartContainerResponse:
+        await self.containers.start(request.container_id)
+        return api_pb2.StartContainerResponse()
+
+    @unary
+    async def StopContainer(
+        self, request: api_pb2.StopContainerRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.StopContainerResponse:
+        if request.timeout < 0:
+            raise errors.InvalidArgument(f"StopContainer: timeout must not be negative, got {request.timeout}")
+        if not request.container_id:
+            raise errors.InvalidArgument("StopContainer: container_id must not be empty")
+        await self.containers.stop(request.container_id, request.timeout)
+        return api_pb2.StopContainerResponse()
+
+    @unary
+    async def RemoveContainer(
+        self, request: api_pb2.RemoveContainerRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.RemoveContainerResponse:
+        if not request.container_id:
+            raise errors.InvalidArgument("RemoveContainer: container_id must not be empty")
+        await self.containers.remove(request.container_id)
+        return api_pb2.RemoveContainerResponse()
+
+    @unary
+    async def ListContainers(
+        self, request: api_pb2.ListContainersRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ListContainersResponse:
+        flt = request.filter if request.HasField("filter") else None
+        return api_pb2.ListContainersResponse(containers=self.containers.list(flt))
+
+    @unary
+    async def ContainerStatus(
+        self, request: api_pb2.ContainerStatusRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ContainerStatusResponse:
+        return self.containers.status(request.container_id, request.verbose)
+
+    @unary
+    async def UpdateContainerResources(
+        self, request: api_pb2.UpdateContainerResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.UpdateContainerResourcesResponse:
+        linux = request.linux if request.HasField("linux") else None
+        await self.containers.update_resources(request.container_id, linux)
+        return api_pb2.UpdateContainerResourcesResponse()
+
+    @unary
+    async def ReopenContainerLog(
+        self, request: api_pb2.ReopenContainerLogRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ReopenContainerLogResponse:
+        await self.containers.reopen_log(request.container_id)
+        return api_pb2.ReopenContainerLogResponse()
+
+    @unary
+    async def ExecSync(
+        self, request: api_pb2.ExecSyncRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.ExecSyncResponse:
+        if not request.cmd:
+            raise errors.InvalidArgument("ExecSync: cmd must not be empty")
+        if request.timeout < 0:
+            raise errors.InvalidArgument(f"ExecSync: timeout must not be negative, got {request.timeout}")
+        container = self.containers.get(request.container_id)
+        if container.state != RUNNING:
+            raise errors.FailedPrecondition(f"container {container.id} is not running ({container.state})")
+        result = await container_exec.exec_sync(
+            self.containers.ctd, container.id, Path(self.containers.state) / container.id, list(request.cmd),
+            float(request.timeout))
+        return api_pb2.ExecSyncResponse(stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code)

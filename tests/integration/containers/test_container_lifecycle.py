@@ -1,0 +1,115 @@
+"""Containers end to end: create, start, logs, exec, stop, remove on real containerd/runc."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from cri_protos.runtime.v1 import api_pb2
+from tests.integration.pods.conftest import PodRig
+
+
+class Rig:
+    def __init__(self, pod_rig: PodRig, tmp_path: Path) -> None:
+        self.rt = pod_rig.server.runtime()
+        self.images = pod_rig.server.images()
+        self.pod_rig = pod_rig
+        self.log_dir = tmp_path / "logs"
+        name = f"ctr-{uuid.uuid4().hex[:8]}"
+        self.pod_config = api_pb2.PodSandboxConfig(
+            metadata=api_pb2.PodSandboxMetadata(name=name, namespace="testns", uid=uuid.uuid4().hex),
+            hostname=name, log_directory=str(self.log_dir))
+        self.images.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=pod_rig.images.busybox.ref)),
+                              timeout=60)
+        self.pod_id = self.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=self.pod_config),
+                                            timeout=60).pod_sandbox_id
+
+    def create(self, cmd: list[str], name: str = "c", **kwargs: object) -> str:
+        cfg = api_pb2.ContainerConfig(
+            metadata=api_pb2.ContainerMetadata(name=name),
+            image=api_pb2.ImageSpec(image=self.pod_rig.images.busybox.ref),
+            command=cmd, log_path=f"{name}.log", **kwargs)  # type: ignore[arg-type]
+        return str(self.rt.CreateContainer(api_pb2.CreateContainerRequest(
+            pod_sandbox_id=self.pod_id, config=cfg, sandbox_config=self.pod_config), timeout=60).container_id)
+
+    def status(self, cid: str) -> api_pb2.ContainerStatus:
+        return self.rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid), timeout=10).status
+
+    def wait_state(self, cid: str, state: int, timeout: float = 15) -> api_pb2.ContainerStatus:
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status(cid)
+            if st.state == state:
+                return st
+            assert time.monotonic() < deadline, f"container stayed in {st.state}"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=self.pod_id), timeout=60)
+        self.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=self.pod_id), timeout=60)
+
+
+@pytest.fixture
+def rig(pod_rig: PodRig, tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(pod_rig, tmp_path)
+    yield r
+    r.close()
+
+
+def log_lines(path: Path) -> list[tuple[str, str, str]]:
+    out = []
+    for line in path.read_text().splitlines():
+        ts, stream, tag, msg = line.split(" ", 3)
+        out.append((stream, tag, msg))
+    return out
+
+
+def test_run_to_completion_with_logs(rig: Rig) -> None:
+    cid = rig.create(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert rig.status(cid).state == api_pb2.CONTAINER_CREATED
+    rig.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=30)
+    st = rig.wait_state(cid, api_pb2.CONTAINER_EXITED)
+    assert st.exit_code == 3
+    assert st.reason == "Error"
+    assert st.started_at > 0 and st.finished_at >= st.started_at
+    assert st.image_id == rig.pod_rig.images.busybox.image_id
+    assert st.log_path == str(rig.log_dir / "c.log")
+    deadline = time.monotonic() + 5
+    while len(log_lines(Path(st.log_path))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(log_lines(Path(st.log_path))) == [("stderr", "F", "err"), ("stdout", "F", "out")]
+    rig.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+    with pytest.raises(grpc.RpcError) as err:
+        rig.status(cid)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_long_running_exec_stop(rig: Rig) -> None:
+    cid = rig.create(["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"], name="sleeper")
+    rig.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=30)
+    assert rig.status(cid).state == api_pb2.CONTAINER_RUNNING
+    resp = rig.rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "echo hi; id -u; exit 7"],
+                                                   timeout=10), timeout=30)
+    assert resp.exit_code == 7
+    assert resp.stdout == b"hi\n0\n"
+    with pytest.raises(grpc.RpcError) as err:
+        rig.rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=["sleep", "30"], timeout=1), timeout=30)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    listed = rig.rt.ListContainers(api_pb2.ListContainersRequest(filter=api_pb2.ContainerFilter(
+        pod_sandbox_id=rig.pod_id)), timeout=10).containers
+    assert [c.id for c in listed] == [cid]
+    started = time.monotonic()
+    rig.rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=20), timeout=60)
+    assert time.monotonic() - started < 10
+    st = rig.status(cid)
+    assert st.state == api_pb2.CONTAINER_EXITED
+    assert st.exit_code == 0 and st.reason == "Completed"
+    # idempotent
+    rig.rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=0), timeout=60)
+    rig.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+    rig.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
