@@ -1,0 +1,1 @@
+"""Container lifecycle: OCI spec, exit monitoring, logs and IO (the relay), exec."""
