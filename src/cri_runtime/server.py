@@ -147,7 +147,8 @@ class CriServer:
         self.ctd = Containerd(config.containerd.address, config.containerd.namespace,
                               connect_timeout=config.containerd.connect_timeout_seconds)
         self.recovery = Recovery(config.server.recovery_timeout_seconds)
-        self.network = PodNetworkManager(config.network, os.path.join(config.server.state_dir, "cni"))
+        # host-local allocations outlive reboots, so the CNI cache (what DEL needs) must too.
+        self.network = PodNetworkManager(config.network, os.path.join(config.server.root_dir, "cni-cache"))
         self.images = ImageManager(self.ctd, config.image, config.containerd.snapshotter)
         self.node = NodeFacts(config)
         self.sandboxes = SandboxManager(config, self.ctd, self.network, self.images.ensure_image, self.node)

@@ -13,6 +13,7 @@ import platform
 from pathlib import Path
 
 from cri_runtime.config import Config, RuntimeHandlerConfig
+from cri_runtime.oci.defaults import ALL_CAPABILITIES
 from cri_runtime.oci.options import SpecOptions
 
 CAP_SYS_RESOURCE = 24
@@ -34,6 +35,22 @@ def has_capability(bit: int) -> bool:
     except OSError:
         pass
     return False
+
+
+def bounding_capabilities() -> tuple[str, ...]:
+    """Our own capability bounding set: all a privileged container can be given.
+
+    Asking runc for a capability we do not hold fails every privileged
+    container ("unable to apply caps"), e.g. CAP_SYS_RESOURCE on this kind of host.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapBnd:"):
+                mask = int(line.split()[1], 16)
+                return tuple(name for bit, name in enumerate(ALL_CAPABILITIES) if mask & (1 << bit))
+    except (OSError, ValueError):
+        pass
+    return ALL_CAPABILITIES
 
 
 def kernel_version() -> tuple[int, int] | None:
@@ -96,6 +113,7 @@ class NodeFacts:
         # runc >= 1.1 supports "rro"; the kernel needs mount_setattr (5.12).
         self.recursive_read_only = self.kernel is not None and self.kernel >= (5, 12)
         self.hostname = platform.node()
+        self.capabilities = bounding_capabilities()
 
     def spec_options(self, handler: RuntimeHandlerConfig | None = None) -> SpecOptions:
         try:
@@ -106,6 +124,7 @@ class NodeFacts:
             cgroup_driver="systemd" if self.config.runtime.cgroup_driver == "systemd" else "cgroupfs",
             restrict_oom_score_adj=self.restrict_oom_score_adj,
             current_oom_score_adj=self.current_oom_score_adj,
+            all_capabilities=self.capabilities,
             privileged_without_host_devices=bool(handler and handler.privileged_without_host_devices),
             seccomp_enabled=self.seccomp,
             apparmor_enabled=self.apparmor,
