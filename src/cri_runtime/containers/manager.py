@@ -176,7 +176,7 @@ class ContainerManager:
                 image_id=image.id, image_name=image_name,
                 image_ref=image.repo_digests[0] if image.repo_digests else image.id,
                 log_path=log_path, created_at=time.time_ns(), io_dir=str(container_dir / "io"),
-                stop_signal=image_config.stop_signal)
+                stop_signal=image_config.stop_signal, user=dict(spec["process"].get("user") or {}))
             record = containers_pb2.Container(
                 id=container_id,
                 labels={objects.KIND_LABEL: objects.KIND_CONTAINER, objects.SANDBOX_ID_LABEL: sandbox.id,
@@ -376,6 +376,10 @@ class ContainerManager:
             log_path=md.log_path)
         if container.resources is not None:
             status.resources.linux.CopyFrom(container.resources)
+        if md.user:
+            status.user.linux.uid = int(md.user.get("uid", 0))
+            status.user.linux.gid = int(md.user.get("gid", 0))
+            status.user.linux.supplemental_groups.extend(int(g) for g in md.user.get("additionalGids") or ())
         if cfg.stop_signal != api_pb2.RUNTIME_DEFAULT:
             status.stop_signal = cfg.stop_signal
         elif md.stop_signal:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ class ContainerMetadata:
     created_at: int
     io_dir: str
     stop_signal: str
+    # The process user the spec was built with: uid, gid, additionalGids.
+    user: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -8,8 +8,10 @@ difference between machines shows up in one place.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 from cri_runtime.config import Config, RuntimeHandlerConfig
@@ -51,6 +53,15 @@ def bounding_capabilities() -> tuple[str, ...]:
     except (OSError, ValueError):
         pass
     return ALL_CAPABILITIES
+
+
+def runc_mount_options(binary: str = "runc") -> frozenset[str]:
+    """Mount options runc supports, from `runc features` (empty if it cannot tell)."""
+    try:
+        out = subprocess.run([binary, "features"], capture_output=True, timeout=10, check=True).stdout
+        return frozenset(json.loads(out).get("mountOptions") or ())
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return frozenset()
 
 
 def kernel_version() -> tuple[int, int] | None:
@@ -110,8 +121,9 @@ class NodeFacts:
         self.cgroup_v2 = cgroup_v2_unified()
         self.swap = swap_controller_available()
         self.hugetlb = hugetlb_available()
-        # runc >= 1.1 supports "rro"; the kernel needs mount_setattr (5.12).
-        self.recursive_read_only = self.kernel is not None and self.kernel >= (5, 12)
+        # "rro" needs runc support (it lists it in `runc features`) and mount_setattr (kernel 5.12).
+        self.recursive_read_only = (self.kernel is not None and self.kernel >= (5, 12)
+                                    and "rro" in runc_mount_options())
         self.hostname = platform.node()
         self.capabilities = bounding_capabilities()
 

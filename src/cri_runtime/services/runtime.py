@@ -35,6 +35,7 @@ class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, api_pb2_grpc.
         self.network = network
         self.sandboxes = sandboxes
         self.containers = containers
+        self.node = containers.node
 
     async def wait_recovered(self) -> None:
         await self.recovery.wait_recovered()

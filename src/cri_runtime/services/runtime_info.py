@@ -12,6 +12,7 @@ from cri_runtime import RUNTIME_NAME, __version__
 from cri_runtime.config import Config
 from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.runtime.conditions import Probe, collect
+from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.services.status import unary
 
 # The CRI "kubelet API version" this runtime speaks (VersionResponse.version).
@@ -28,9 +29,17 @@ class RuntimeInfoRpcs:
     runtime_probe: Probe
     network_probe: Probe
     network: PodNetworkManager
+    node: NodeFacts
 
     async def wait_recovered(self) -> None:
         raise NotImplementedError
+
+    def runtime_handlers(self) -> list[api_pb2.RuntimeHandler]:
+        """Handlers and their features; the default one is also listed under "" (as containerd does)."""
+        features = api_pb2.RuntimeHandlerFeatures(
+            recursive_read_only_mounts=self.node.recursive_read_only, user_namespaces=False)
+        names = ["", *sorted(self.config.runtime.handlers)]
+        return [api_pb2.RuntimeHandler(name=name, features=features) for name in names]
 
     def extra_info(self) -> dict[str, Any]:
         """More verbose Status info contributed by the composed servicer."""
@@ -58,7 +67,9 @@ class RuntimeInfoRpcs:
                 for c in conditions
             ]
         )
-        response = api_pb2.StatusResponse(status=status)
+        response = api_pb2.StatusResponse(
+            status=status, runtime_handlers=self.runtime_handlers(),
+            features=api_pb2.RuntimeFeatures(supplemental_groups_policy=True))
         if request.verbose:
             info: dict[str, Any] = {"config": self.config.to_dict(), "configSource": self.config.source}
             info.update(self.extra_info())
