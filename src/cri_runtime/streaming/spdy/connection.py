@@ -126,6 +126,8 @@ class SpdyStream:
         if len(self._buf) <= BUFFER_LIMIT:
             self._drained.set()
         self._conn._consumed(self, len(chunk))
+        if not self._buf:
+            self._conn._maybe_forget(self)
         return chunk
 
     async def read_all(self, limit: int = 1 << 20) -> bytes:
