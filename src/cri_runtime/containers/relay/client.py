@@ -362,13 +362,15 @@ async def stop(io_dir: PathLike, *, timeout: float = STOP_TIMEOUT) -> None:
     d = _io(io_dir)
     if not is_alive(d.path):
         return
-    pid = _relay_pid(d)
-    if pid is None:
-        raise Internal(f"container IO relay in {d.path} holds its lock but its pid is unknown")
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if not await wait_exited(d.path, timeout):
-        await _kill_from_pid_file(d)
+    pid = _relay_pid(d)  # None: it is already past removing its pid file, i.e. exiting
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    if await wait_exited(d.path, timeout):
+        return
+    await _kill_from_pid_file(d)
+    if is_alive(d.path):
+        raise Internal(f"container IO relay in {d.path} does not stop (pid {pid})")
 
 
 async def cleanup(io_dir: PathLike, *, timeout: float = STOP_TIMEOUT) -> None:

@@ -64,13 +64,13 @@ class LogFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, mode=0o755, exist_ok=True)
         self.fd = self._open()
         self._failing = False
 
     def _open(self) -> int:
-        parent = os.path.dirname(self.path)
-        if parent:
-            os.makedirs(parent, mode=0o755, exist_ok=True)
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
 
     def write(self, data: bytes) -> None:
@@ -92,7 +92,11 @@ class LogFile:
             self._failing = False
 
     def reopen(self) -> None:
-        """Switch to a fresh file at ``path``; on error the old file stays in use."""
+        """Switch to a fresh file at ``path``; on error the old file stays in use.
+
+        Parent directories are created only at start: a pod log directory that vanished
+        later means the pod is being torn down, so reopen fails rather than recreate it.
+        """
         fd = self._open()
         old, self.fd = self.fd, fd
         os.close(old)
@@ -120,10 +124,14 @@ class Client:
         self.sock = sock
         self.fd = sock.fileno()
         self.inbuf = bytearray()
-        self.outbuf = bytearray()
+        # Queued output, whole messages; out[0] may be partly sent (out_offset bytes).
+        # Kept as messages so a dropped slow client still gets a well-formed frame stream.
+        self.out: list[bytes] = []
+        self.out_offset = 0
+        self.out_bytes = 0
         self.attached = False
         self.wants_stdin = False
-        self.closing = False  # no more output; close once outbuf is sent
+        self.closing = False  # no more output; close once everything queued is sent
         self.events = 0  # what the poller watches (0: not registered)
 
 
@@ -201,7 +209,7 @@ class Relay:
                 self._begin_exit()
             timeout = None
             if self._draining:
-                if not any(c.outbuf for c in self.clients.values()):
+                if not any(c.out for c in self.clients.values()):
                     break
                 timeout = self._drain_deadline - time.monotonic()
                 if timeout <= 0:
@@ -381,22 +389,29 @@ class Relay:
         self._send(client, protocol.encode_frame(protocol.FRAME_END, reason))
 
     def _send(self, client: Client, data: bytes) -> None:
-        client.outbuf += data
+        client.out.append(data)
+        client.out_bytes += len(data)
         self._flush(client)
 
     def _flush(self, client: Client) -> None:
         if self.clients.get(client.fd) is not client:
             return
-        while client.outbuf:
+        while client.out:
+            view = memoryview(client.out[0])[client.out_offset :]
             try:
-                sent = client.sock.send(client.outbuf, _socket.MSG_NOSIGNAL)
+                sent = client.sock.send(view, _socket.MSG_NOSIGNAL)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 self._client_gone(client)
                 return
-            del client.outbuf[:sent]
-        if not client.outbuf and client.closing:
+            client.out_bytes -= sent
+            if sent < len(view):
+                client.out_offset += sent
+                break
+            client.out.pop(0)
+            client.out_offset = 0
+        if not client.out and client.closing:
             self._drop(client)
             return
         self._update_interest(client)
@@ -405,7 +420,7 @@ class Relay:
         events = 0
         if not (self._stdin_paused and client.wants_stdin):
             events |= READ
-        if client.outbuf:
+        if client.out:
             events |= WRITE
         if events == client.events:
             return
@@ -429,9 +444,11 @@ class Relay:
         for client in list(self.clients.values()):
             if not client.attached or client.closing:
                 continue
-            if len(client.outbuf) + len(frame) > ATTACH_BACKLOG_LIMIT:
-                log(f"attach client fd {client.fd} is {len(client.outbuf)} bytes behind: dropped")
-                client.outbuf.clear()
+            if client.out_bytes + len(frame) > ATTACH_BACKLOG_LIMIT:
+                log(f"attach client fd {client.fd} is {client.out_bytes} bytes behind: dropped")
+                # Keep only the rest of a frame already partly sent, then END.
+                client.out = client.out[:1] if client.out_offset else []
+                client.out_bytes = len(client.out[0]) - client.out_offset if client.out else 0
                 self._end(client, protocol.END_SLOW)
                 continue
             self._send(client, frame)

@@ -110,6 +110,24 @@ def main(argv: list[str] | None = None) -> int:
     if not args.foreground and os.fork() > 0:
         os._exit(0)  # the spawner reaps this at once; the relay lives on, re-parented
 
+    try:
+        relay = _set_up(args)
+    except (OSError, RuntimeError) as exc:
+        log(f"cannot start: {exc}")
+        return 1
+    if relay is None:
+        return 3
+    log(f"serving {args.dir} -> {args.log_path}" + (" (resumed)" if args.resume else ""))
+    if args.ready_fd >= 0:
+        try:
+            os.write(args.ready_fd, f"ready {os.getpid()}\n".encode())
+        finally:
+            os.close(args.ready_fd)
+    return relay.run()
+
+
+def _set_up(args: Options) -> Relay | None:
+    """Everything before ready; None when another relay already serves the directory."""
     io_dir = IoDir(args.dir)
     os.chdir(io_dir.path)
     lock_fd = os.open(io_dir.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -117,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         log(f"another relay is running for {io_dir.path}")
-        return 3
+        os.close(lock_fd)
+        return None
     # lock_fd stays open (and locked) until the process ends.
 
     fifos = [io_dir.stdout] + ([] if args.tty else [io_dir.stderr]) + ([io_dir.stdin] if args.stdin else [])
@@ -137,10 +156,4 @@ def main(argv: list[str] | None = None) -> int:
     )
     relay.install_signal_handlers()
     write_atomically(io_dir.pid_file, f"{os.getpid()}\n")
-    log(f"serving {io_dir.path} -> {args.log_path}" + (" (resumed)" if args.resume else ""))
-    if args.ready_fd >= 0:
-        try:
-            os.write(args.ready_fd, f"ready {os.getpid()}\n".encode())
-        finally:
-            os.close(args.ready_fd)
-    return relay.run()
+    return relay
