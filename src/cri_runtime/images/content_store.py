@@ -26,7 +26,7 @@ from cri_protos.containerd.services.content.v1 import content_pb2
 from cri_protos.containerd.services.leases.v1 import leases_pb2
 from cri_runtime import errors
 from cri_runtime.containerd.connection import Containerd
-from cri_runtime.containerd.errors import from_rpc_error
+from cri_runtime.containerd.errors import _BY_CODE, from_rpc_error
 from cri_runtime.images.manifest import Descriptor
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,12 @@ BlobOpener = Callable[[int], Awaitable[tuple[AsyncIterator[bytes], int]]]
 def ingest_ref(kind: str, digest: str) -> str:
     """The ingest key; same shape as containerd's client (``layer-sha256:…``)."""
     return f"{kind}-{digest}"
+
+
+def from_rpc_error_parts(code: grpc.StatusCode, details: str, action: str) -> errors.CriError:
+    """Like `from_rpc_error`, for a status read off a finished call."""
+    cls = _BY_CODE.get(code, errors.Internal)
+    return cls(f"{action}: {details or code.name.lower()}")
 
 
 def _disk_error(exc: errors.CriError) -> errors.CriError:
@@ -209,11 +215,24 @@ class _Writer:
                 piece = data[i:i + WRITE_CHUNK]
                 await self.call.write(content_pb2.WriteContentRequest(
                     action=content_pb2.WRITE, ref=self.ref, offset=offset + i, data=piece))
-        except grpc.aio.AioRpcError as exc:
-            raise self._map(exc, "write") from None
-        except asyncio.InvalidStateError:
-            await self._check_reader()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            # The local error ("Internal error from Core") hides containerd's
+            # status; the response side of the stream carries the real one.
+            await self._server_error()
+            if isinstance(exc, grpc.aio.AioRpcError):
+                raise self._map(exc, "write") from None
             raise
+
+    async def _server_error(self) -> None:
+        """Raise containerd's own status for a failed stream, if it has one."""
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, grpc.aio.AioRpcError):
+                await asyncio.wait_for(asyncio.shield(self._reader), 2.0)
+            await self._check_reader()
+        code = await self.call.code()
+        if code != grpc.StatusCode.OK:
+            details = await self.call.details()
+            raise _disk_error(from_rpc_error_parts(code, details, f"{self.what}: write"))
 
     async def commit(self, desc: Descriptor, labels: dict[str, str]) -> None:
         try:

@@ -33,7 +33,11 @@ class HttpError(Exception):
 
 
 class HttpTlsError(HttpError):
-    """The TLS handshake failed (e.g. the server speaks plain http)."""
+    """The TLS handshake failed; `maybe_plain_http` when the peer did not speak TLS at all."""
+
+    def __init__(self, message: str, *, maybe_plain_http: bool) -> None:
+        super().__init__(message)
+        self.maybe_plain_http = maybe_plain_http
 
 
 class Headers:
@@ -185,13 +189,18 @@ class HttpClient:
                     host, port, ssl=ssl_ctx if scheme == "https" else None,
                     server_hostname=host if scheme == "https" else None, limit=STREAM_LIMIT),
                 self.connect_timeout)
+        except ssl.SSLCertVerificationError as exc:
+            raise HttpTlsError(f"TLS handshake with {host}:{port} failed: {exc.verify_message or exc}",
+                               maybe_plain_http=False) from None
         except ssl.SSLError as exc:
-            raise HttpTlsError(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}") from None
+            raise HttpTlsError(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}",
+                               maybe_plain_http=True) from None
         except TimeoutError:
             raise HttpError(f"connecting to {host}:{port} timed out") from None
         except (ConnectionResetError, BrokenPipeError) as exc:
             if scheme == "https":  # a plain-http server hanging up on our ClientHello
-                raise HttpTlsError(f"TLS handshake with {host}:{port} failed: {type(exc).__name__}") from None
+                raise HttpTlsError(f"TLS handshake with {host}:{port} failed: {type(exc).__name__}",
+                                   maybe_plain_http=True) from None
             raise HttpError(f"cannot connect to {host}:{port}: {type(exc).__name__}") from None
         except OSError as exc:
             why = exc.strerror or str(exc) or type(exc).__name__

@@ -95,7 +95,12 @@ class Puller:
                     timeout = max(0.05, self.progress_timeout - watch.stalled_for())
                 done, _ = await asyncio.wait({task}, timeout=timeout)
                 if done:
-                    return task.result()
+                    try:
+                        return task.result()
+                    except errors.CriError as exc:
+                        if "no space left on device" in exc.message.lower():
+                            raise errors.ResourceExhausted(exc.message) from None
+                        raise
                 if self.progress_timeout > 0 and watch.stalled_for() >= self.progress_timeout:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

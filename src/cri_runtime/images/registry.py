@@ -81,9 +81,9 @@ class RegistryClient:
         for attempt in range(RETRIES):
             try:
                 resp = await self._authed(host, method, suffix, headers, what)
-            except HttpTlsError:
-                if host.implicit and host.scheme == "https" and hostcfg.is_loopback_host(host.host) \
-                        and host not in self._plain:
+            except HttpTlsError as exc:
+                if exc.maybe_plain_http and host.implicit and host.scheme == "https" \
+                        and hostcfg.is_loopback_host(host.host) and host not in self._plain:
                     log.info("registry %s: TLS failed, falling back to plain http for loopback", host.host)
                     self._plain.add(host)
                     continue
