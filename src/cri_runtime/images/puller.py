@@ -25,6 +25,7 @@ from cri_runtime import errors
 from cri_runtime.images.auth import Credentials
 from cri_runtime.images.content_store import ContentStore, ingest_ref
 from cri_runtime.images.httpclient import HttpClient
+from cri_runtime.images.keyed_lock import KeyedLock
 from cri_runtime.images.manifest import (
     INDEX_TYPES,
     LABEL_GC_SNAPSHOT,
@@ -82,7 +83,7 @@ class Puller:
         self.registry_config_path = registry_config_path
         self.max_concurrent_downloads = max_concurrent_downloads
         self.progress_timeout = progress_timeout
-        self._blob_locks: dict[str, asyncio.Lock] = {}
+        self._blob_locks = KeyedLock()
 
     async def pull(self, ref: Reference, credentials: Credentials, lease: str) -> PullResult:
         """Fetch and unpack `ref` under `lease`; cancels itself when progress stalls."""
@@ -170,13 +171,10 @@ class Puller:
                 return await self.content.read(desc.digest)
         return await client.read_blob(desc)
 
-    def _lock(self, digest: str) -> asyncio.Lock:
-        return self._blob_locks.setdefault(digest, asyncio.Lock())
-
     async def _store_bytes(self, kind: str, desc: Descriptor, data: bytes, labels: dict[str, str],
                            lease: str, ref: Reference) -> None:
         """Put a small blob we hold in memory (index, manifest, config) into the store."""
-        async with self._lock(desc.digest):
+        async with self._blob_locks.hold(desc.digest):
             if await self.content.info(desc.digest) is not None:
                 await self.content.add_to_lease(lease, desc.digest)
                 await self.content.set_labels(desc.digest, labels)
@@ -193,7 +191,7 @@ class Puller:
     async def _fetch_layer(self, client: RegistryClient, ref: Reference, layer: Descriptor,
                            labels: dict[str, str], lease: str, watch: ProgressWatch) -> None:
         what = f"pull {ref}: layer {layer.digest}"
-        async with self._lock(layer.digest):
+        async with self._blob_locks.hold(layer.digest):
             if await self.content.info(layer.digest) is not None:
                 await self.content.add_to_lease(lease, layer.digest)
                 await self.content.set_labels(layer.digest, labels)

@@ -28,6 +28,7 @@ from cri_protos.containerd.types import descriptor_pb2
 from cri_runtime import errors
 from cri_runtime.containerd.connection import Containerd
 from cri_runtime.containerd.errors import from_rpc_error
+from cri_runtime.images.keyed_lock import KeyedLock
 from cri_runtime.images.manifest import Descriptor
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Unpacker:
     def __init__(self, ctd: Containerd, snapshotter: str) -> None:
         self.ctd = ctd
         self.snapshotter = snapshotter
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyedLock()
 
     async def exists(self, chain_id: str) -> bool:
         try:
@@ -66,7 +67,7 @@ class Unpacker:
     async def ensure_layer(self, layer: Descriptor, diff_id: str, chain_id: str, parent: str,
                            lease: str, what: str) -> bool:
         """Make the snapshot `chain_id` exist; True if we unpacked it, False if it was there."""
-        async with self._locks.setdefault(chain_id, asyncio.Lock()):
+        async with self._locks.hold(chain_id):
             if await self.exists(chain_id):
                 await self._add_to_lease(lease, chain_id)
                 return False

@@ -28,6 +28,8 @@ class FakeRegistry:
     truncate: set[str] = field(default_factory=set)  # blob digests cut off half-way
     truncate_times: int = 1_000_000  # how many GETs of a truncated blob are cut
     slow: set[str] = field(default_factory=set)  # blob digests trickled 1 KiB / 50 ms
+    stall: set[str] = field(default_factory=set)  # blob digests: half sent, then silence
+    ranges: list[str] = field(default_factory=list)  # Range headers of blob GETs
     honour_range: bool = True
     requests: Counter[str] = field(default_factory=Counter)
     seen_auth: list[str] = field(default_factory=list)
@@ -172,6 +174,8 @@ class FakeRegistry:
             data = bytes(b ^ 0xFF for b in data[:16]) + data[16:]
         start = 0
         rng = headers.get("range", "")
+        if rng:
+            self.ranges.append(rng)
         if rng.startswith("bytes=") and self.honour_range:
             start = int(rng[len("bytes="):].split("-")[0])
         payload = data[start:]
@@ -185,6 +189,11 @@ class FakeRegistry:
             writer.write(payload[: len(payload) // 2])
             await writer.drain()
             return False  # close the connection mid-body
+        if digest in self.stall:
+            writer.write(payload[: len(payload) // 2])
+            await writer.drain()
+            await asyncio.sleep(3600)  # until the client hangs up (or the server stops)
+            return False
         if digest in self.slow:
             for i in range(0, len(payload), 1024):
                 writer.write(payload[i:i + 1024])

@@ -244,3 +244,47 @@ async def test_deadline_and_progress_timeout(fake_registry: StartFake, make_mana
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(make_manager().pull(f"{reg.host}/slow/app:2"), 0.5)
     await assert_nothing_left(ctd, before, *layer)
+
+
+async def test_stalled_download_hits_progress_timeout(fake_registry: StartFake, make_manager: MakeManager,
+                                                      ctd: Containerd) -> None:
+    reg: FakeRegistry = await fake_registry()
+    image = busybox_image()
+    reg.add("stuck/app", "1", image)
+    layer = layers_of(image)
+    reg.stall.update(layer)
+    before = await image_names(ctd)
+    mgr = make_manager(image_pull_progress_timeout_seconds=0.5)
+    with pytest.raises(errors.DeadlineExceeded) as exc:
+        await mgr.pull(f"{reg.host}/stuck/app:1")
+    assert "no progress" in str(exc.value) and "stuck/app:1" in str(exc.value)
+    await assert_nothing_left(ctd, before, *layer)
+
+
+async def test_existing_partial_ingest_is_resumed(fake_registry: StartFake, make_manager: MakeManager,
+                                                  ctd: Containerd) -> None:
+    """A partial ingest left by a killed pull (same ref key) continues with a Range request."""
+    from cri_protos.containerd.services.content.v1 import content_pb2
+
+    reg: FakeRegistry = await fake_registry()
+    image = busybox_image()
+    reg.add("resume/app", "1", image)
+    blob = image.layers[0].blob
+    ref_key = f"layer-{blob.digest}"
+    half = blob.size // 2
+    call = ctd.content.Write(metadata=ctd.metadata())
+    await call.write(content_pb2.WriteContentRequest(action=content_pb2.STAT, ref=ref_key, total=blob.size,
+                                                     expected=blob.digest))
+    await call.read()
+    await call.write(content_pb2.WriteContentRequest(action=content_pb2.WRITE, ref=ref_key, offset=0,
+                                                     data=blob.data[:half]))
+    await call.read()
+    await call.done_writing()
+    call.cancel()
+    assert ref_key in await ingests(ctd)
+    mgr = make_manager()
+    rec = await mgr.pull(f"{reg.host}/resume/app:1")
+    assert rec.id == image.image_id
+    assert reg.ranges == [f"bytes={half}-"]
+    assert not await ingests(ctd)
+    await mgr.remove(rec.id)
