@@ -136,3 +136,28 @@ async def test_cleanup_stops_the_relay_and_removes_the_directory(relay_rig: Rela
     await client.cleanup(handle.dir)
     assert not handle.dir.exists()
     assert not client.is_alive(handle.dir)
+
+
+async def test_relay_serves_even_when_its_spawner_vanished_before_ready(relay_rig: RelayRig) -> None:
+    io_dir = relay_rig.io_dir()
+    io_dir.mkdir(parents=True)
+    ready_r, ready_w = os.pipe()
+    os.close(ready_r)  # nobody will read "ready": writing it fails with EPIPE
+    try:
+        intermediate = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cri_runtime.containers.relay", "--dir", str(io_dir),
+            "--log-path", str(relay_rig.log_path()), "--ready-fd", str(ready_w),
+            pass_fds=(ready_w,), start_new_session=True, env={**os.environ, "PYTHONPATH": str(SRC)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+    finally:
+        os.close(ready_w)
+    assert await intermediate.wait() == 0
+    for _ in range(500):
+        if client.is_alive(io_dir) and (io_dir / "relay.pid").exists():
+            break
+        await asyncio.sleep(0.01)
+    pid = await client.ping(io_dir)
+    relay_rig.track(pid)
+    assert os.path.exists(io_dir / "stdout")
+    await client.stop(io_dir)

@@ -114,13 +114,17 @@ def main(argv: list[str] | None = None) -> int:
         relay = _set_up(args)
     except (OSError, RuntimeError) as exc:
         log(f"cannot start: {exc}")
-        return 1
+        relay = None
     if relay is None:
-        return 3
+        if args.ready_fd >= 0:
+            os.close(args.ready_fd)  # EOF without "ready": the spawner reads relay.log
+        return 1
     log(f"serving {args.dir} -> {args.log_path}" + (" (resumed)" if args.resume else ""))
     if args.ready_fd >= 0:
         try:
             os.write(args.ready_fd, f"ready {os.getpid()}\n".encode())
+        except OSError as exc:  # the spawner died meanwhile: serve anyway, a restart finds us
+            log(f"could not report ready: {exc}")
         finally:
             os.close(args.ready_fd)
     return relay.run()
@@ -137,23 +141,27 @@ def _set_up(args: Options) -> Relay | None:
         log(f"another relay is running for {io_dir.path}")
         os.close(lock_fd)
         return None
-    # lock_fd stays open (and locked) until the process ends.
+    # lock_fd stays open (and locked) until the process ends -- unless set-up fails: then
+    # it is released before the spawner hears of the failure (no relay runs when spawn raises).
+    try:
+        fifos = [io_dir.stdout] + ([] if args.tty else [io_dir.stderr]) + ([io_dir.stdin] if args.stdin else [])
+        for fifo in fifos:
+            ensure_fifo(fifo)
+        if not args.resume:
+            unlink_quietly(io_dir.exited_marker)
 
-    fifos = [io_dir.stdout] + ([] if args.tty else [io_dir.stderr]) + ([io_dir.stdin] if args.stdin else [])
-    for fifo in fifos:
-        ensure_fifo(fifo)
-    if not args.resume:
-        unlink_quietly(io_dir.exited_marker)
-
-    relay = Relay(
-        io_dir=io_dir,
-        log_path=args.log_path,
-        max_line_size=args.max_line_size,
-        tty=args.tty,
-        stdin=args.stdin,
-        stdin_once=args.stdin_once,
-        resume=args.resume,
-    )
-    relay.install_signal_handlers()
-    write_atomically(io_dir.pid_file, f"{os.getpid()}\n")
+        relay = Relay(
+            io_dir=io_dir,
+            log_path=args.log_path,
+            max_line_size=args.max_line_size,
+            tty=args.tty,
+            stdin=args.stdin,
+            stdin_once=args.stdin_once,
+            resume=args.resume,
+        )
+        relay.install_signal_handlers()
+        write_atomically(io_dir.pid_file, f"{os.getpid()}\n")
+    except BaseException:
+        os.close(lock_fd)
+        raise
     return relay
