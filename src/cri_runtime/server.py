@@ -33,6 +33,7 @@ from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.runtime.conditions import Probe
 from cri_runtime.runtime.containerd_probe import ContainerdProbe
 from cri_runtime.runtime.node import NodeFacts
+from cri_runtime.runtime.orphans import OrphanCollector
 from cri_runtime.runtime.recovery import Recovery
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services.images import ImageServicer
@@ -156,6 +157,8 @@ class CriServer:
         self.containers = ContainerManager(config, self.ctd, self.sandboxes, self.images, self.node)
         self.recovery.register("pod sandboxes", self.sandboxes.recover)
         self.recovery.register("containers", self.containers.recover)
+        self.orphans = OrphanCollector(config, self.ctd, self.network, self.sandboxes, self.containers)
+        self.recovery.register("leftovers of interrupted operations", self.orphans.collect)
         self._grpc: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
         self._recovery_task: asyncio.Task[None] | None = None

@@ -64,3 +64,13 @@ def mounted(mounts: Sequence[mount_pb2.Mount], *, parent: str, readonly: bool = 
     finally:
         with contextlib.suppress(OSError):
             os.rmdir(target)
+
+
+def unmount_tree(path: str) -> None:
+    """Lazily unmount every mount point at or below `path`, deepest first."""
+    prefix = os.path.normpath(path)
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4].replace("\\040", " ") for line in f]
+    below = [p for p in points if p == prefix or p.startswith(prefix + "/")]
+    for point in sorted(set(below), key=len, reverse=True):
+        _libc.umount2(point.encode(), MNT_DETACH)

@@ -38,6 +38,8 @@ KIND_SANDBOX = "sandbox"
 KIND_CONTAINER = "container"
 SANDBOX_ID_LABEL = f"{LABEL_PREFIX}.sandbox-id"
 GC_ROOT_LABEL = "containerd.io/gc.root"
+# On every snapshot we prepare, so leftovers of an interrupted create can be found.
+SNAPSHOT_OWNER_LABEL = f"{LABEL_PREFIX}.owner"
 
 
 def spec_any(spec: dict[str, Any]) -> any_pb2.Any:
@@ -96,7 +98,7 @@ async def prepare_snapshot(ctd: Containerd, snapshotter: str, key: str, parent: 
                            lease: str, labels: dict[str, str] | None = None) -> list[mount_pb2.Mount]:
     """A writable snapshot on top of an image's top layer chain ID."""
     req = snapshots_pb2.PrepareSnapshotRequest(snapshotter=snapshotter, key=key, parent=parent,
-                                               labels=labels or {})
+                                               labels={SNAPSHOT_OWNER_LABEL: "cri-runtime", **(labels or {})})
     resp = await ctd.call(ctd.snapshots.Prepare, req, f"prepare snapshot {key}", lease=lease)
     return list(resp.mounts)
 

@@ -31,3 +31,17 @@ def pod_rig(containerd: PrivateContainerd, test_images: TestImages) -> Iterator[
     finally:
         server.cleanup()
         network.close()
+
+
+@pytest.fixture
+def own_pod_rig(containerd: PrivateContainerd, test_images: TestImages) -> Iterator[PodRig]:
+    """A server of the test's own (it may kill and restart it), with its own network."""
+    server = CriServer(containerd.address, hosts_dir=str(containerd.hosts_dir),
+                       runc_root=str(containerd.runc_root), sandbox_image=test_images.pause.ref)
+    network = TestNetwork(server.cni_conf_dir, index=1)
+    try:
+        server.start()
+        yield PodRig(server, network, test_images)
+    finally:
+        server.cleanup()
+        network.close()
