@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
 KILL_WAIT = 10.0
+RELAY_DRAIN_TIMEOUT = 2.0
 
 
 def signal_number(name: str) -> int:
@@ -267,6 +268,9 @@ class ContainerManager:
         final = await objects.delete_task(self.ctd, container.id)
         if container.state == EXITED:
             return
+        # Report the exit only once the relay has written the last output to the log
+        # (bounded: a background child may keep the container's stdout open).
+        await relay.wait_exited(container.metadata.io_dir, RELAY_DRAIN_TIMEOUT)
         if exit_status is None:
             exit_status = final.exit_status if final is not None else 255
             exited_at_ns = final.exited_at_ns if final is not None else 0
