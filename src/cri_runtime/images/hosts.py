@@ -66,9 +66,24 @@ class RegistryHost:
         return capability in self.capabilities
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """TLS settings for this endpoint (None for plain http)."""
+        """TLS settings for this endpoint (None for plain http).
+
+        Contexts are shared between pulls (the connection pool is keyed by
+        context, so a fresh one per pull would defeat keep-alive and pile up
+        idle sockets); an edited CA or client file gives a new one.
+        """
         if self.scheme != "https":
             return None
+        stamp = tuple(_mtime(p) for p in (*self.ca_files, *(c for pair in self.client_pairs for c in pair)))
+        key = (self, stamp)
+        ctx = _SSL_CONTEXTS.get(key)
+        if ctx is None:
+            if len(_SSL_CONTEXTS) >= _SSL_CACHE_MAX:
+                _SSL_CONTEXTS.clear()
+            ctx = _SSL_CONTEXTS[key] = self._new_ssl_context()
+        return ctx
+
+    def _new_ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context()
         for ca in self.ca_files:
             try:
@@ -85,6 +100,17 @@ class RegistryHost:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
+
+
+_SSL_CACHE_MAX = 64
+_SSL_CONTEXTS: dict[tuple[RegistryHost, tuple[float, ...]], ssl.SSLContext] = {}
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime if path else 0.0
+    except OSError:
+        return -1.0
 
 
 @dataclass

@@ -173,6 +173,14 @@ class HttpClient:
         self.connect_timeout = connect_timeout
         self.max_idle_per_host = max_idle_per_host
         self._idle: dict[tuple[str, str, int, int], list[_Conn]] = {}
+        # One shared default context, so pooled connections to other hosts
+        # (blob storage after a redirect) are found again.
+        self._default_ssl: ssl.SSLContext | None = None
+
+    def default_ssl(self) -> ssl.SSLContext:
+        if self._default_ssl is None:
+            self._default_ssl = ssl.create_default_context()
+        return self._default_ssl
 
     def _put(self, key: tuple[str, str, int, int], conn: _Conn) -> None:
         idle = self._idle.setdefault(key, [])
@@ -234,7 +242,7 @@ class HttpClient:
                 # Never hand registry credentials to blob storage elsewhere.
                 hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
                 # The registry's own TLS settings do not apply to another host.
-                ssl_ctx = ssl.create_default_context() if new.scheme == "https" else None
+                ssl_ctx = self.default_ssl() if new.scheme == "https" else None
             if resp.status == 303:
                 method, body = "GET", None
             url = new_url
@@ -249,7 +257,7 @@ class HttpClient:
         host = parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
         if scheme == "https" and ssl_ctx is None:
-            ssl_ctx = ssl.create_default_context()
+            ssl_ctx = self.default_ssl()
         key = (scheme, host, port, id(ssl_ctx) if ssl_ctx else 0)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", f"User-Agent: {USER_AGENT}",

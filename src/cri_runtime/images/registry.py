@@ -55,7 +55,6 @@ class RegistryClient:
         self.hosts = hostcfg.registry_hosts(config_root, ref.domain)
         self.authorizer = Authorizer(http, credentials)
         self.scope = f"repository:{ref.path}:pull"
-        self._ssl: dict[hostcfg.RegistryHost, object] = {}
         # Loopback upstreams without config fall back to http when TLS fails.
         self._plain: set[hostcfg.RegistryHost] = set()
 
@@ -67,11 +66,6 @@ class RegistryClient:
         if host.host != self.ref.domain and not (host.implicit and self.ref.domain == hostcfg.DOCKER_IO):
             url += f"?ns={self.ref.domain}"
         return url
-
-    def _ssl_ctx(self, host: hostcfg.RegistryHost) -> object:
-        if host not in self._ssl:
-            self._ssl[host] = host.ssl_context()
-        return self._ssl[host]
 
     async def _request(self, host: hostcfg.RegistryHost, method: str, suffix: str,
                        headers: dict[str, str], what: str) -> Response:
@@ -116,7 +110,7 @@ class RegistryClient:
             if auth:
                 hdrs["Authorization"] = auth
             resp = await self.http.request(method, self._url(host, suffix), hdrs,
-                                           ssl_ctx=self._ssl_ctx(host))  # type: ignore[arg-type]
+                                           ssl_ctx=host.ssl_context())
             if resp.status != 401:
                 return resp
             challenges = resp.headers.get_all("WWW-Authenticate")
