@@ -33,6 +33,9 @@ def from_rpc_error(exc: grpc.aio.AioRpcError, action: str) -> errors.CriError:
     """Map a containerd RPC failure to the domain error of the same meaning."""
     cls = _BY_CODE.get(exc.code(), errors.Internal)
     detail = exc.details() or exc.code().name.lower()
+    if exc.code() == grpc.StatusCode.UNKNOWN and "context deadline exceeded" in detail:
+        # containerd passes a deadline hit inside the shim through as UNKNOWN.
+        cls = errors.DeadlineExceeded
     if cls is errors.Unavailable:
         return cls(f"containerd is unavailable ({action}): {detail}")
     return cls(f"{action}: {detail}")

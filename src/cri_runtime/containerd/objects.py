@@ -8,6 +8,7 @@ sandbox and container code only deals with Python values.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -175,10 +176,12 @@ async def delete_task(ctd: Containerd, container_id: str) -> TaskState | None:
 
 async def wait_task(ctd: Containerd, container_id: str, timeout: float | None = None) -> TaskState | None:
     """Block until the task's init exits (Tasks.Wait); None if there is no task."""
+    call = ctd.call(ctd.tasks.Wait, tasks_pb2.WaitRequest(container_id=container_id), f"wait for task {container_id}")
     try:
-        resp = await ctd.call(ctd.tasks.Wait, tasks_pb2.WaitRequest(container_id=container_id),
-                              f"wait for task {container_id}", timeout=timeout)
+        resp = await asyncio.wait_for(call, timeout)
     except errors.NotFound:
         return None
+    except TimeoutError:
+        raise errors.DeadlineExceeded(f"task {container_id} still running after {timeout:g}s") from None
     exited = resp.exited_at.seconds * 1_000_000_000 + resp.exited_at.nanos
     return TaskState(pid=0, status=task_pb2.STOPPED, exit_status=resp.exit_status, exited_at_ns=exited)

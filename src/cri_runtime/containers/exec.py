@@ -154,9 +154,16 @@ class ExecProcess:
         return int(resp.pid)
 
     async def wait(self, timeout: float | None = None) -> int:
-        resp = await self.ctd.call(
+        """The exit code; DeadlineExceeded after `timeout` (our own clock, not a gRPC deadline,
+        which containerd reports as UNKNOWN)."""
+        call = self.ctd.call(
             self.ctd.tasks.Wait, tasks_pb2.WaitRequest(container_id=self.container_id, exec_id=self.exec_id),
-            f"wait for exec in container {self.container_id}", timeout=timeout)
+            f"wait for exec in container {self.container_id}")
+        try:
+            resp = await asyncio.wait_for(call, timeout)
+        except TimeoutError:
+            raise errors.DeadlineExceeded(f"exec in container {self.container_id} still running after "
+                                          f"{timeout:g}s") from None
         return int(resp.exit_status)
 
     async def resize(self, width: int, height: int) -> None:
