@@ -101,4 +101,5 @@ def template_option() -> Callable[[F], F]:
     )
 
 
-COMMAND_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+COMMAND_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "allow_interspersed_args": False}
+"""urfave/cli stops parsing flags at the first argument: `exec ID sh -c x`, `inspect ID -o yaml` (an ID)."""

@@ -6,7 +6,6 @@ On a terminal: `WARN[0000] message`; otherwise `time="..." level=warning msg="..
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import re
 import sys
 import time
@@ -40,17 +39,36 @@ def format_line(level: str, message: str, tty: bool, now: float | None = None) -
     return f'time="{when}" level={level} msg={_quote(message)}'
 
 
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
+               "\\": "\\\\", '"': '\\"'}  # fmt: skip
+
+
 def _quote(message: str) -> str:
+    """logrus quotes with Go's %q: C-style escapes, \\xNN for other control bytes."""
     if message and _PLAIN.match(message):
         return message
-    return json.dumps(message, ensure_ascii=False)
+    out = []
+    for ch in message:
+        escaped = _GO_ESCAPES.get(ch)
+        if escaped is not None:
+            out.append(escaped)
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\x{ord(ch):02x}")
+        elif not ch.isprintable() and ch != " ":
+            code = ord(ch)
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _emit(level: str, message: str) -> None:
     if _ORDER[level] < _ORDER[_state["level"]]:
         return
     stream = sys.stderr
-    stream.write(format_line(level, message.rstrip("\n"), stream.isatty()) + "\n")
+    tty = stream.isatty()
+    # logrus trims the trailing newline only in its colored (terminal) layout.
+    stream.write(format_line(level, message.rstrip("\n") if tty else message, tty) + "\n")
     stream.flush()
 
 

@@ -80,17 +80,23 @@ def parse_timestamp(text: str) -> float:
 
 
 def _format_timestamp(text: str) -> str:
-    """Go re-formats with RFC3339Nano, which drops trailing zeros of the fraction."""
-    if "." not in text:
-        return text
-    head, _, rest = text.partition(".")
-    digits = ""
+    """kubelet's log reader re-formats with a fixed nine-digit fraction (RFC3339NanoFixed)."""
+    head, dot, rest = text.partition(".")
+    if not dot:
+        for marker in ("Z", "z", "+", "-"):
+            idx = head.find(marker, 10)
+            if idx > 0:
+                head, rest = head[:idx], head[idx:]
+                break
+        else:
+            rest = ""
     index = 0
     while index < len(rest) and rest[index].isdigit():
-        digits += rest[index]
         index += 1
-    digits = digits.rstrip("0")
-    return head + ("." + digits if digits else "") + rest[index:]
+    digits, zone = rest[:index], rest[index:]
+    if zone in ("z", "+00:00", "-00:00", ""):
+        zone = "Z"
+    return f"{head}.{digits[:9].ljust(9, '0')}{zone}"
 
 
 def _tail_offset(handle: BinaryIO, lines: int) -> int:

@@ -259,7 +259,10 @@ def list_pods(app: AppContext, opts: ListOptions) -> list[Any]:
             raise CliError("--state should be ready or notready")
     for key, value in opts.labels.items():
         flt.label_selector[key] = value
-    items = list(app.runtime().call("ListPodSandbox", api.ListPodSandboxRequest(filter=flt)).items)
+    try:
+        items = list(app.runtime().call("ListPodSandbox", api.ListPodSandboxRequest(filter=flt)).items)
+    except CliError as exc:
+        raise CliError(f"call list sandboxes RPC: {exc.message}") from exc
     name_re = _compile(opts.name_regexp)
     ns_re = _compile(opts.namespace_regexp)
     filtered = [
@@ -295,14 +298,22 @@ def list_containers(app: AppContext, opts: ListOptions, with_image_client: bool 
         flt.ClearField("state")
     for key, value in opts.labels.items():
         flt.label_selector[key] = value
-    containers = list(app.runtime().call("ListContainers", api.ListContainersRequest(filter=flt)).containers)
+    try:
+        containers = list(app.runtime().call("ListContainers", api.ListContainersRequest(filter=flt)).containers)
+    except CliError as exc:
+        raise CliError(f"call list containers RPC: {exc.message}") from exc
     name_re = _compile(opts.name_regexp)
     ns_re = _compile(opts.namespace_regexp)
     filtered = []
     image_ids: dict[str, str | None] = {}
     for ctr in containers:
-        if opts.image and with_image_client and not _image_matches(app, opts.image, ctr.image.image, image_ids):
-            continue
+        if opts.image and with_image_client:
+            try:
+                matched = _image_matches(app, opts.image, ctr.image.image, image_ids)
+            except CliError as exc:
+                raise CliError(f"check image match: {exc.message}") from exc
+            if not matched:
+                continue
         namespace = label_value(ctr.labels, POD_NAMESPACE_LABEL)
         if ctr.HasField("metadata") and _matches(name_re, ctr.metadata.name) and _matches(ns_re, namespace):
             filtered.append(ctr)

@@ -19,6 +19,8 @@ _TIMESTAMP_RE = re.compile(
     r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
     r"([Tt ][0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]+)?(Z|[-+][0-9]{2}:[0-9]{2})?)?$"
 )
+# yaml.v2 quotes YAML 1.1 base-60 floats ("1:20", MAC addresses) for other parsers' sake.
+_BASE60_FLOAT_RE = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
 _SPECIAL_WORDS = {
     "", "~", "null", "Null", "NULL",
     "y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE",
@@ -42,6 +44,8 @@ def _resolves_to_non_string(text: str) -> bool:
         if _INT_RE.match(plain) or _FLOAT_RE.match(plain):
             return True
         if text[:1].isdigit() and _TIMESTAMP_RE.match(text):
+            return True
+        if ":" in text and _BASE60_FLOAT_RE.match(text):
             return True
     return False
 

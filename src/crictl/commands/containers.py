@@ -349,7 +349,10 @@ def ps_command(
     )  # fmt: skip
     a = app(ctx)
     try:
-        containers = ops.list_containers(a, opts)
+        try:
+            containers = ops.list_containers(a, opts)
+        except CliError as exc:
+            raise CliError(f"list containers: {exc.message}") from exc
         if output in (OUTPUT_JSON, OUTPUT_YAML):
             print_message(ops.pb().ListContainersResponse(containers=containers), output)
             return

@@ -154,7 +154,10 @@ def pods_command(
         no_trunc=no_trunc, name_regexp=name, namespace_regexp=namespace, labels=parse_labels(label),
     )  # fmt: skip
     try:
-        pods = ops.list_pods(app(ctx), opts)
+        try:
+            pods = ops.list_pods(app(ctx), opts)
+        except CliError as exc:
+            raise CliError(f"list pod sandboxes: {exc.message}") from exc
         if output in (OUTPUT_JSON, OUTPUT_YAML):
             print_message(ops.pb().ListPodSandboxResponse(items=pods), output)
             return

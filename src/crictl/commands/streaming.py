@@ -7,11 +7,13 @@ written yet: those paths fail with a clear message instead of pretending.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
 from crictl import log, ops
 from crictl.cmdutil import COMMAND_SETTINGS, app, is_set, parse_labels, show_help
+from crictl.connection import RpcError
 from crictl.errors import CliError
 
 STREAMING_UNSUPPORTED = "not yet supported: streaming (SPDY/WebSocket exec, attach and port-forward)"
@@ -89,32 +91,43 @@ def exec_command(
     if transport not in ("spdy", "websocket"):
         raise CliError(f'unknown transport "{transport}", one of: spdy|websocket')
     errors: list[str] = []
-    exit_code = 0
     for ctr_id in ids:
         if print_ids:
             print(ctr_id + ":")
         try:
             if not sync:
                 raise CliError(f"execing command in container {ctr_id}: {STREAMING_UNSUPPORTED}; use -s/--sync")
-            response = ops.exec_sync(a, ctr_id, cmd, timeout)
+            _exec_sync(a, ctr_id, cmd, timeout)
         except CliError as exc:
-            message = exc.message
-            if sync and not message.startswith("execing"):
-                message = f"execing command in container {ctr_id} synchronously: {message}"
-            errors.append(message)
-            continue
-        print(response.stdout.decode("utf-8", "replace"))
-        print(response.stderr.decode("utf-8", "replace"))
-        sys.stdout.flush()
-        if response.exit_code != 0:
-            exit_code = response.exit_code
-            errors.append("non-zero exit code")
+            errors.append(exc.message)
     if ignore_errors:
+        log.debug(f"Ignoring errors: {errors}")
         return 0
     if errors:
-        raise CliError("\n".join(e for e in errors if e != "non-zero exit code") or "non-zero exit code",
-                       exit_code or 1)  # fmt: skip
+        raise CliError("\n".join(errors))
     return 0
+
+
+def _exec_sync(a: Any, ctr_id: str, cmd: list[str], timeout: int) -> None:
+    """ExecSync as crictl's client does it: a non-zero exit is an error carrying the command's stderr."""
+    prefix = f"execing command in container {ctr_id} synchronously"
+    try:
+        response = ops.exec_sync(a, ctr_id, cmd, timeout)
+    except RpcError as exc:
+        if exc.code == "DEADLINE_EXCEEDED":
+            from crictl.timeparse import format_go_duration
+
+            joined = " ".join(cmd).replace("\\", "\\\\").replace('"', '\\"')
+            raise CliError(
+                f'{prefix}: command timed out: "{joined}" timed out after {format_go_duration(timeout)}'
+            ) from exc
+        raise CliError(f"{prefix}: {exc.message}") from exc
+    if response.exit_code != 0:
+        stderr = response.stderr.decode("utf-8", "replace")
+        raise CliError(f"{prefix}: command '{' '.join(cmd)}' exited with {response.exit_code}: {stderr}")
+    sys.stdout.write(response.stdout.decode("utf-8", "replace") + "\n")
+    sys.stdout.write(response.stderr.decode("utf-8", "replace") + "\n")
+    sys.stdout.flush()
 
 
 @click.command("attach", context_settings=COMMAND_SETTINGS, help="Attach to a running container")

@@ -145,3 +145,33 @@ def test_go_durations() -> None:
     assert parse_duration("500ms") == 0.5
     with pytest.raises(ValueError, match="missing unit"):
         parse_duration("5")
+
+
+@pytest.mark.parametrize(
+    ("text", "rendered"),
+    [
+        ("00:00:00:00:00:00", '"00:00:00:00:00:00"'),
+        ("1:20", '"1:20"'),
+        ("-1:20.5", '"-1:20.5"'),
+        ("1:60", "1:60"),
+        ("a1:20", "a1:20"),
+        ("fe80::1", "fe80::1"),
+    ],
+)
+def test_yaml_quotes_base60_floats(text: str, rendered: str) -> None:
+    assert yamlout.dump({"v": text}) == f"v: {rendered}\n"
+
+
+@pytest.mark.parametrize(
+    ("stamp", "shown"),
+    [
+        ("2026-11-28T18:34:26.404902170Z", "2026-11-28T18:34:26.404902170Z"),
+        ("2026-11-28T18:34:26.4049Z", "2026-11-28T18:34:26.404900000Z"),
+        ("2026-11-28T18:34:26Z", "2026-11-28T18:34:26.000000000Z"),
+        ("2026-11-28T18:34:26.5+01:00", "2026-11-28T18:34:26.500000000+01:00"),
+    ],
+)
+def test_log_timestamps_have_nine_fraction_digits(stamp: str, shown: str) -> None:
+    from crictl.logreader import _format_timestamp
+
+    assert _format_timestamp(stamp) == shown
