@@ -19,11 +19,16 @@ from cri_runtime.runtime.recovery import Recovery
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services import unimplemented
 from cri_runtime.services.containers import ContainerRpcs
+from cri_runtime.services.events import EventRpcs
 from cri_runtime.services.runtime_info import RuntimeInfoRpcs
 from cri_runtime.services.sandboxes import SandboxRpcs
+from cri_runtime.services.stats import CheckpointRpcs, PodResourcesRpcs, StatsRpcs
+from cri_runtime.services.streams import StreamRpcs
+from cri_runtime.stats import wiring
 
 
-class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, api_pb2_grpc.RuntimeServiceServicer):
+class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, StreamRpcs, StatsRpcs, EventRpcs,
+                      PodResourcesRpcs, CheckpointRpcs, api_pb2_grpc.RuntimeServiceServicer):
     """runtime.v1.RuntimeService backed by containerd."""
 
     def __init__(self, config: Config, recovery: Recovery, runtime_probe: Probe, network_probe: Probe,
@@ -36,6 +41,11 @@ class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, api_pb2_grpc.
         self.sandboxes = sandboxes
         self.containers = containers
         self.node = containers.node
+        parts = wiring.build(config, containers, sandboxes)
+        self.stats = parts.stats
+        self.pod_metrics = parts.pod_metrics
+        self.container_events = parts.events
+        self.pod_resources = parts.pod_resources
 
     async def wait_recovered(self) -> None:
         await self.recovery.wait_recovered()

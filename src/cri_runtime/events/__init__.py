@@ -1,0 +1,1 @@
+"""Container lifecycle events fanned out to GetContainerEvents subscribers."""

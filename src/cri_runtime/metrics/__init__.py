@@ -1,0 +1,1 @@
+"""Prometheus metrics of the cri-runtime server itself (not the containers' metrics)."""

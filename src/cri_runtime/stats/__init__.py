@@ -1,0 +1,1 @@
+"""Resource usage of containers and pods: cgroup samples, CRI stats, cAdvisor-style metrics."""

@@ -1,0 +1,86 @@
+"""Wire stats, events and the server's own metrics to the managers and the server.
+
+`build` is called by the RuntimeServicer (it owns the parts the RPCs use);
+`attach` is called by the server after the servicers exist, to count image
+pulls, track objects by state and serve /metrics when
+`server.metrics_address` is set.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cri_runtime.config import Config
+from cri_runtime.containers.manager import ContainerManager
+from cri_runtime.containers.model import Container
+from cri_runtime.events import container_events
+from cri_runtime.events.hub import EventHub
+from cri_runtime.metrics.http import MetricsHttpServer
+from cri_runtime.metrics.server_metrics import SERVER, ServerMetrics
+from cri_runtime.sandbox.manager import SandboxManager
+from cri_runtime.stats.collector import StatsCollector
+from cri_runtime.stats.metrics_collector import MetricsCollector
+from cri_runtime.stats.pod_resources import PodResources
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RuntimeParts:
+    stats: StatsCollector
+    pod_metrics: MetricsCollector
+    events: EventHub
+    pod_resources: PodResources
+
+
+def build(config: Config, containers: ContainerManager, sandboxes: SandboxManager) -> RuntimeParts:
+    """Collectors and the event hub; makes the container manager publish lifecycle events."""
+    stats = StatsCollector(containers.ctd, config.containerd.snapshotter, config.runtime.cgroup_driver,
+                           containers.images.unpacker.snapshotter_root)
+    hub = EventHub()
+    parts = RuntimeParts(stats=stats, pod_metrics=MetricsCollector(stats), events=hub,
+                         pod_resources=PodResources(config.runtime.cgroup_driver, stats.hierarchies))
+
+    async def on_event(kind: str, container: Container) -> None:
+        hub.publish(container_events.build_event(kind, container, containers, sandboxes))
+        if kind == "deleted":
+            stats.forget(container.id)
+
+    containers.on_event = on_event
+    return parts
+
+
+def count_pulls(images: Any, metrics: ServerMetrics = SERVER) -> None:
+    """Wrap `images.pull` (ImageManager) so each pull is counted, timed and its bytes added."""
+    original = images.pull
+
+    @functools.wraps(original)
+    async def pull(*args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        try:
+            image = await original(*args, **kwargs)
+        except BaseException:
+            metrics.observe_pull(False, time.monotonic() - started)
+            raise
+        size = getattr(getattr(image, "info", None), "size", 0)
+        metrics.observe_pull(True, time.monotonic() - started, int(size or 0))
+        return image
+
+    images.pull = pull
+
+
+def attach(server: Any, metrics: ServerMetrics = SERVER) -> MetricsHttpServer | None:
+    """Count pulls, track objects, start /metrics if configured; returns the HTTP server to stop."""
+    count_pulls(server.images, metrics)
+    metrics.track_objects(lambda: [c.state for c in server.containers.index],
+                          lambda: [sb.status.state for sb in server.sandboxes.index])
+    address = server.config.server.metrics_address
+    if not address:
+        return None
+    http = MetricsHttpServer(address, metrics.registry)
+    http.start()
+    return http
