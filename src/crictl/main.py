@@ -6,6 +6,7 @@ Failures never show a traceback: every error is one log line on stderr and exit 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
@@ -32,13 +33,77 @@ class CrictlCommand(click.Command):
             return 0
 
 
+# name -> (module under crictl.commands, one-line help). Only the invoked command's module is
+# imported (start-up time); `crictl --help` lists commands from this table without importing any.
+COMMAND_INDEX: dict[str, tuple[str, str]] = {
+    "attach": ("streaming", "Attach to a running container"),
+    "checkpoint": ("containers", "Checkpoint one or more running containers"),
+    "completion": ("completion", "Output shell completion code"),
+    "config": ("config_cmd", "Get, set and list crictl configuration options"),
+    "create": ("containers", "Create a new container"),
+    "events": ("stats", "Stream the events of containers"),
+    "exec": ("streaming", "Run a command in a running container"),
+    "imagefsinfo": ("images", "Return image filesystem info"),
+    "images": ("images", "List images"),
+    "info": ("runtime", "Display information of the container runtime"),
+    "inspect": ("container_status", "Display the status of one or more containers"),
+    "inspecti": ("images", "Return the status of one or more images"),
+    "inspectp": ("pods", "Display the status of one or more pods"),
+    "logs": ("logs", "Fetch the logs of a container"),
+    "metricdescs": ("stats", "List metric descriptors."),
+    "metricsp": ("stats", "List pod metrics."),
+    "pods": ("pods", "List pods"),
+    "port-forward": ("streaming", "Forward local port to a pod"),
+    "ps": ("container_status", "List containers"),
+    "pull": ("images", "Pull an image from a registry"),
+    "rm": ("containers", "Remove one or more containers"),
+    "rmi": ("images", "Remove one or more images"),
+    "rmp": ("pods", "Remove one or more pods"),
+    "run": ("containers", "Run a new container inside a sandbox"),
+    "runp": ("pods", "Run a new pod"),
+    "runtime-config": ("runtime", "Retrieve the container runtime configuration"),
+    "start": ("containers", "Start one or more created containers"),
+    "stats": ("stats", "List container(s) resource usage statistics"),
+    "statsp": ("stats", "List pod statistics."),
+    "stop": ("containers", "Stop one or more running containers"),
+    "stopp": ("pods", "Stop one or more running pods"),
+    "update": ("containers", "Update one or more running containers"),
+    "update-runtime-config": ("runtime", "Update the runtime configuration"),
+    "version": ("runtime", "Display runtime version information"),
+}
+
+
+def load_command(name: str) -> click.Command | None:
+    """Import the module that defines `name` and return its command."""
+    entry = COMMAND_INDEX.get(name)
+    if entry is None:
+        return None
+    import importlib
+
+    module = importlib.import_module(f"crictl.commands.{entry[0]}")
+    for command in module.COMMANDS:
+        if command.name == name:
+            assert isinstance(command, click.Command)
+            return command
+    return None
+
+
 class CrictlGroup(click.Group):
-    """Resolves command aliases and lists commands sorted by name, as crictl does."""
+    """Resolves aliases, loads commands on demand and lists them sorted by name, as crictl does."""
 
     command_class = CrictlCommand
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMAND_INDEX})
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, ALIASES.get(cmd_name, cmd_name))
+        name = ALIASES.get(cmd_name, cmd_name)
+        command = self.commands.get(name)
+        if command is None:
+            command = load_command(name)
+            if command is not None:
+                self.commands[name] = command
+        return command
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -51,12 +116,12 @@ class CrictlGroup(click.Group):
         reverse: dict[str, list[str]] = {}
         for alias, target in ALIASES.items():
             reverse.setdefault(target, []).append(alias)
-        for name in sorted(self.list_commands(ctx)):
-            cmd = self.get_command(ctx, name)
-            if cmd is None or cmd.hidden:
+        for name in self.list_commands(ctx):
+            loaded = self.commands.get(name)
+            if loaded is not None and loaded.hidden:
                 continue
-            label = ", ".join([name, *reverse.get(name, [])])
-            rows.append((label, cmd.get_short_help_str(limit=90)))
+            short = loaded.get_short_help_str(limit=90) if loaded is not None else COMMAND_INDEX[name][1]
+            rows.append((", ".join([name, *reverse.get(name, [])]), short))
         if rows:
             with formatter.section("COMMANDS"):
                 formatter.write_dl(rows)
@@ -142,17 +207,6 @@ def help_command(ctx: click.Context, command: str | None) -> None:
         click.echo(sub.get_help(sub_ctx))
 
 
-def _register() -> None:
-    from crictl.commands import completion, config_cmd, containers, images, logs, pods, runtime, stats, streaming
-
-    for module in (runtime, config_cmd, completion, images, pods, containers, logs, stats, streaming):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = sys.argv[1:] if argv is None else argv
@@ -185,5 +239,18 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # never a traceback: one line naming the failure
         log.error(f"{type(exc).__name__}: {exc}")
         code = 1
-    sys.stdout.flush()
+    _finish(code, fast=argv is None)
+
+
+def _finish(code: int, fast: bool) -> None:
+    """Flush and exit. As a program (not called with argv, e.g. from tests) skip interpreter
+    finalization: tearing down grpc's modules and threads costs ~25 ms and nothing is left to do."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = code or 1
+    with contextlib.suppress(BrokenPipeError):
+        sys.stderr.flush()
+    if fast:
+        os._exit(code)
     sys.exit(code)

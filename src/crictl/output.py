@@ -183,6 +183,11 @@ def sorted_items(mapping: dict[str, str]) -> Iterable[tuple[str, str]]:
         yield key, mapping[key]
 
 
+def go_map_string(mapping: dict[str, str]) -> str:
+    """fmt's %v of a map[string]string."""
+    return "map[" + " ".join(f"{k}:{mapping[k]}" for k in sorted(mapping)) + "]"
+
+
 def print_labels_block(title: str, mapping: dict[str, str] | None) -> None:
     """The 'Labels:' / 'Annotations:' blocks of verbose listings (tab + 'k -> v')."""
     if not mapping:

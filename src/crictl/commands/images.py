@@ -28,6 +28,7 @@ from crictl.output import (
     OUTPUT_TABLE,
     OUTPUT_YAML,
     Table,
+    go_map_string,
     print_message,
     print_status_entries,
     status_entry,
@@ -279,11 +280,6 @@ def _image_status_table(response: Any, verbose: bool) -> None:
     print(f"Size: {human_size(float(image.size), 3)}")
     if verbose:
         print(f"Info: {go_map_string(dict(response.info))}")
-
-
-def go_map_string(mapping: dict[str, str]) -> str:
-    """fmt's %v of a map[string]string."""
-    return "map[" + " ".join(f"{k}:{mapping[k]}" for k in sorted(mapping)) + "]"
 
 
 @click.command(

@@ -16,6 +16,7 @@ from crictl.output import (
     OUTPUT_TABLE,
     OUTPUT_YAML,
     Table,
+    go_map_string,
     print_labels_block,
     print_message,
     print_status_entries,
@@ -255,8 +256,6 @@ def pod_status_output(a: Any, ids: list[str], output: str, template: str, verbos
 
 
 def _pod_status_table(response: Any, verbose: bool) -> None:
-    from crictl.commands.images import go_map_string
-
     status = response.status
     print(f"ID: {status.id}")
     if status.HasField("metadata"):

@@ -258,3 +258,26 @@ def test_help_does_not_import_grpc() -> None:
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": src},
                             capture_output=True, text=True, check=True)  # fmt: skip
     assert result.stdout.strip().endswith("False")
+
+
+def test_command_index_matches_the_commands() -> None:
+    from crictl.main import COMMAND_INDEX, load_command
+
+    for name, (_module, short_help) in COMMAND_INDEX.items():
+        command = load_command(name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=90) == short_help
+
+
+def test_ps_imports_only_its_own_command_module() -> None:
+    import subprocess
+    import sys
+
+    src = str(Path(__file__).resolve().parents[3] / "src")
+    code = (
+        "import sys; from crictl.main import cli; cli.get_command(None, 'ps'); "
+        "print(sorted(m for m in sys.modules if m.startswith('crictl.commands.') or m == 'yaml'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": src},
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert result.stdout.strip() == "['crictl.commands.container_status']"

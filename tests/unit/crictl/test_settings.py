@@ -82,3 +82,26 @@ def test_completion_scripts_complete_ids(capsys: pytest.CaptureFixture[str], tmp
         assert "ps -aq" in out and "pods -q" in out
     code, _, err = run(capsys, "-c", str(config), "completion", "tcsh")
     assert code == 1 and "only bash, zsh or fish are supported" in err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "runtime-endpoint: unix:///run/x.sock\ntimeout: 10\ndebug: true\n",
+        "# comment\nimage-endpoint: ''\npull-image-on-create: false\nmax-retries: 0\n",
+        'runtime-endpoint: "unix:///a b"\ntimeout:\n',
+        "timeout: 010\n", "timeout: 0x10\n", "debug: yes\n", "debug: True\n", "debug: ~\n",
+        "runtime-endpoint: unix:///x # trailing comment\n", "---\ntimeout: 3\n", "  timeout: 3\n",
+        "timeout: 1_000\n", "on: 1\n", "runtime-endpoint: 'it''s'\n", 'runtime-endpoint: "a\\tb"\n',
+        "timeout: 1:30\n", "timeout:\t4\n", "runtime-endpoint: [a, b]\n", "timeout: ²\n",
+    ],
+)  # fmt: skip
+def test_flat_config_reader_agrees_with_pyyaml(text: str) -> None:
+    import yaml
+
+    from crictl.settings import _flat_config
+
+    fast = _flat_config(text)
+    assert fast is None or fast == yaml.safe_load(text)
+    if text.startswith(("runtime-endpoint: unix:///run", "# comment", 'runtime-endpoint: "unix')):
+        assert fast is not None, "the common file must not need PyYAML"
