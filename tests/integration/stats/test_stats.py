@@ -50,10 +50,14 @@ class Pod:
         return cid
 
     def container_stats(self, cid: str) -> api_pb2.ContainerStats:
-        return self.rt.ContainerStats(api_pb2.ContainerStatsRequest(container_id=cid), timeout=30).stats
+        stats: api_pb2.ContainerStats = self.rt.ContainerStats(
+            api_pb2.ContainerStatsRequest(container_id=cid), timeout=30).stats
+        return stats
 
     def pod_stats(self) -> api_pb2.PodSandboxStats:
-        return self.rt.PodSandboxStats(api_pb2.PodSandboxStatsRequest(pod_sandbox_id=self.id), timeout=30).stats
+        stats: api_pb2.PodSandboxStats = self.rt.PodSandboxStats(
+            api_pb2.PodSandboxStatsRequest(pod_sandbox_id=self.id), timeout=30).stats
+        return stats
 
     def close(self) -> None:
         self.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=self.id), timeout=60)
