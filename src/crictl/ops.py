@@ -380,6 +380,26 @@ def exec_sync(app: AppContext, container_id: str, cmd: list[str], timeout: int) 
     return service.call("ExecSync", request, timeout=deadline)
 
 
+def exec_url(app: AppContext, container_id: str, cmd: list[str], tty: bool, stdin: bool) -> str:
+    request = pb().ExecRequest(container_id=container_id, cmd=cmd, tty=tty, stdin=stdin, stdout=True, stderr=not tty)
+    return _streaming_url(app.runtime().call("Exec", request).url)
+
+
+def attach_url(app: AppContext, container_id: str, tty: bool, stdin: bool) -> str:
+    request = pb().AttachRequest(container_id=container_id, tty=tty, stdin=stdin, stdout=True, stderr=not tty)
+    return _streaming_url(app.runtime().call("Attach", request).url)
+
+
+def port_forward_url(app: AppContext, pod_id: str) -> str:
+    return _streaming_url(app.runtime().call("PortForward", pb().PortForwardRequest(pod_sandbox_id=pod_id)).url)
+
+
+def _streaming_url(url: str) -> str:
+    if not url:
+        raise CliError("URL is not set")
+    return url
+
+
 def reopen_container_log(app: AppContext, container_id: str) -> None:
     app.runtime().call("ReopenContainerLog", pb().ReopenContainerLogRequest(container_id=container_id))
 

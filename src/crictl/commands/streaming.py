@@ -1,7 +1,7 @@
 """exec (ExecSync with -s; streaming otherwise), attach, port-forward.
 
-Streaming (SPDY/WebSocket framing) is shared with the server's streaming module, which is not
-written yet: those paths fail with a clear message instead of pretending.
+The streaming paths hand the runtime's URL to crictl.streamclient, which drives the shared
+SPDY/WebSocket protocol code of cri_runtime.streaming (imported only when streaming).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from crictl.cmdutil import COMMAND_SETTINGS, app, is_set, parse_labels, show_hel
 from crictl.connection import RpcError
 from crictl.errors import CliError
 
-STREAMING_UNSUPPORTED = "not yet supported: streaming (SPDY/WebSocket exec, attach and port-forward)"
 _FILTERS = ("name", "pod", "image", "state", "label", "latest", "last")
 
 
@@ -88,16 +87,16 @@ def exec_command(
             show_help()
     elif len(args) < 2:
         show_help()
-    if transport not in ("spdy", "websocket"):
-        raise CliError(f'unknown transport "{transport}", one of: spdy|websocket')
+    tls = _tls_context(tls_ca, tls_cert, tls_key) if not sync else None
     errors: list[str] = []
     for ctr_id in ids:
         if print_ids:
             print(ctr_id + ":")
         try:
-            if not sync:
-                raise CliError(f"execing command in container {ctr_id}: {STREAMING_UNSUPPORTED}; use -s/--sync")
-            _exec_sync(a, ctr_id, cmd, timeout)
+            if sync:
+                _exec_sync(a, ctr_id, cmd, timeout)
+            else:
+                _exec_stream(a, ctr_id, cmd, tty, interactive, transport, tls)
         except CliError as exc:
             errors.append(exc.message)
     if ignore_errors:
@@ -106,6 +105,26 @@ def exec_command(
     if errors:
         raise CliError("\n".join(errors))
     return 0
+
+
+def _tls_context(ca: str, cert: str, key: str) -> Any:
+    from crictl.streamclient import tls_context
+
+    try:
+        return tls_context(ca, cert, key)
+    except (CliError, OSError) as exc:
+        raise CliError(f"get TLS config from flags: {getattr(exc, 'message', exc)}") from exc
+
+
+def _exec_stream(a: Any, ctr_id: str, cmd: list[str], tty: bool, stdin: bool, transport: str, tls: Any) -> None:
+    """Exec RPC, then the remote-command stream on the URL it returns (SPDY or WebSocket)."""
+    from crictl.streamclient import run_command_stream
+
+    try:
+        url = ops.exec_url(a, ctr_id, cmd, tty, stdin)
+        run_command_stream(url, stdin=stdin, tty=tty, transport=transport, context=tls)
+    except CliError as exc:
+        raise CliError(f"execing command in container {ctr_id}: {exc.message}") from exc
 
 
 def _exec_sync(a: Any, ctr_id: str, cmd: list[str], timeout: int) -> None:
@@ -139,9 +158,19 @@ def _exec_sync(a: Any, ctr_id: str, cmd: list[str], timeout: int) -> None:
 def attach_command(ctx: click.Context, tty: bool, stdin: bool, transport: str, tls_sni: str, tls_ca: str,
                    tls_cert: str, tls_key: str, args: tuple[str, ...]) -> None:  # fmt: skip
     """CONTAINER-ID"""
-    if len(args) != 1 or not args[0]:
+    if not args or not args[0]:
         raise CliError("ID cannot be empty")
-    raise CliError(f"attaching to container {args[0]}: {STREAMING_UNSUPPORTED}")
+    if len(args) != 1:
+        show_help()
+    a = app(ctx)
+    tls = _tls_context(tls_ca, tls_cert, tls_key)
+    from crictl.streamclient import run_command_stream
+
+    try:
+        url = ops.attach_url(a, args[0], tty, stdin)
+        run_command_stream(url, stdin=stdin, tty=tty, transport=transport, context=tls)
+    except CliError as exc:
+        raise CliError(f"attaching running container failed: {exc.message}") from exc
 
 
 @click.command("port-forward", context_settings=COMMAND_SETTINGS, help="Forward local port to a pod")
@@ -153,7 +182,17 @@ def port_forward_command(ctx: click.Context, transport: str, tls_sni: str, tls_c
     """POD-ID [LOCAL_PORT:]REMOTE_PORT"""
     if len(args) < 2:
         show_help()
-    raise CliError(f"port forward for pod {args[0]}: {STREAMING_UNSUPPORTED}")
+    if not args[0]:
+        raise CliError("port forward: ID cannot be empty")
+    a = app(ctx)
+    tls = _tls_context(tls_ca, tls_cert, tls_key)
+    from crictl.streamclient import run_port_forward
+
+    try:
+        url = ops.port_forward_url(a, args[0])
+        run_port_forward(url, list(args[1:]), transport=transport, context=tls)
+    except CliError as exc:
+        raise CliError(f"port forward: {exc.message}") from exc
 
 
 COMMANDS = [exec_command, attach_command, port_forward_command]

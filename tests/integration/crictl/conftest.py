@@ -31,9 +31,12 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 NETWORK_INDEX = 6  # distinct bridge/subnet from other suites' TestNetworks
 
 
-def run_crictl(binary: list[str], endpoint: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_crictl(
+    binary: list[str], endpoint: str, *args: str, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": SRC, "CONTAINER_RUNTIME_ENDPOINT": endpoint}
-    return subprocess.run([*binary, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd="/")
+    return subprocess.run([*binary, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd="/",
+                          input=input, stdin=None if input is not None else subprocess.DEVNULL)  # fmt: skip
 
 
 @dataclass
@@ -47,11 +50,11 @@ class LiveCri:
     config_dir: Path
     cgroup_parent: str
 
-    def ours(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return run_crictl([sys.executable, "-m", "crictl"], self.endpoint, *args, timeout=timeout)
+    def ours(self, *args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_crictl([sys.executable, "-m", "crictl"], self.endpoint, *args, timeout=timeout, input=input)
 
-    def upstream(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return run_crictl([str(UPSTREAM)], self.endpoint, *args, timeout=timeout)
+    def upstream(self, *args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_crictl([str(UPSTREAM)], self.endpoint, *args, timeout=timeout, input=input)
 
     def pod_config(self, name: str, *, namespace: str = "crictl-test", attempt: int = 0) -> str:
         config = {
