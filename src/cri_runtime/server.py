@@ -28,6 +28,7 @@ from cri_runtime.config import Config
 from cri_runtime.containerd.connection import Containerd
 from cri_runtime.containerd.events import EventMonitor, TaskEvent, TaskExit
 from cri_runtime.containers.manager import ContainerManager
+from cri_runtime.containers.streaming_backend import ContainerdStreamingBackend
 from cri_runtime.images.manager import ImageManager
 from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.runtime.conditions import Probe
@@ -38,6 +39,7 @@ from cri_runtime.runtime.recovery import Recovery
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services.images import ImageServicer
 from cri_runtime.services.runtime import RuntimeServicer
+from cri_runtime.streaming.server import StreamingServer
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,7 @@ class CriServer:
         self.containers = ContainerManager(config, self.ctd, self.sandboxes, self.images, self.node)
         self.recovery.register("pod sandboxes", self.sandboxes.recover)
         self.recovery.register("containers", self.containers.recover)
+        self.streaming = StreamingServer.from_config(config.streaming, ContainerdStreamingBackend(self.containers))
         self.orphans = OrphanCollector(config, self.ctd, self.network, self.sandboxes, self.containers)
         self.recovery.register("leftovers of interrupted operations", self.orphans.collect)
         self._grpc: grpc.aio.Server | None = None
@@ -181,13 +184,18 @@ class CriServer:
             )
             runtime = RuntimeServicer(self.config, self.recovery, ContainerdProbe(self.ctd),
                                       self.network_probe(), self.network, self.sandboxes,
-                                      self.containers)
+                                      self.containers, self.streaming)
             api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
             api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(self.images, self.recovery), server)
             try:
                 server.add_insecure_port(f"unix://{self.config.server.socket}")
             except RuntimeError as exc:
                 raise StartupError(f"cannot listen on {self.config.server.socket}: {exc}") from None
+            try:
+                await self.streaming.start()
+            except OSError as exc:
+                raise StartupError(f"cannot listen for streaming on {self.config.streaming.address}:"
+                                   f"{self.config.streaming.port}: {exc.strerror}") from None
             await server.start()
             self.guard.secure()
             self._grpc = server
@@ -239,6 +247,8 @@ class CriServer:
             await self._grpc.stop(grace)
             self._grpc = None
         await self.events.stop()
+        await self.streaming.stop()
+        await self.images.close()
         if self._recovery_task is not None and not self._recovery_task.done():
             self._recovery_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

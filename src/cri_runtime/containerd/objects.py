@@ -151,16 +151,22 @@ async def task_state(ctd: Containerd, container_id: str, timeout: float | None =
 
 
 async def kill_task(ctd: Containerd, container_id: str, signal: int, *, all_processes: bool = False) -> None:
-    """Signal the task's init (or all its processes); a gone task is fine."""
+    """Signal the task's init (or all its processes); a task that is gone or exiting is fine.
+
+    A kill racing the task's exit fails in several ways ("process already
+    finished", NotFound, or "ttrpc: closed" while the shim shuts down), so on
+    any failure we ask containerd whether the task still runs before reporting it.
+    """
     req = tasks_pb2.KillRequest(container_id=container_id, signal=signal, all=all_processes)
     try:
         await ctd.call(ctd.tasks.Kill, req, f"signal task {container_id}")
     except errors.NotFound:
         return
-    except errors.FailedPrecondition as exc:
-        # "process already finished" is what a kill of an exited task reports.
-        if "finished" not in exc.message and "not running" not in exc.message:
-            raise
+    except errors.CriError:
+        state = await task_state(ctd, container_id)
+        if state is None or state.stopped:
+            return
+        raise
 
 
 async def delete_task(ctd: Containerd, container_id: str) -> TaskState | None:

@@ -23,16 +23,19 @@ from cri_runtime.services.events import EventRpcs
 from cri_runtime.services.runtime_info import RuntimeInfoRpcs
 from cri_runtime.services.sandboxes import SandboxRpcs
 from cri_runtime.services.stats import CheckpointRpcs, PodResourcesRpcs, StatsRpcs
+from cri_runtime.services.streaming import StreamingRpcs
 from cri_runtime.services.streams import StreamRpcs
 from cri_runtime.stats import wiring
+from cri_runtime.streaming.server import StreamingServer
 
 
-class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, StreamRpcs, StatsRpcs, EventRpcs,
+class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, StreamingRpcs, StreamRpcs, StatsRpcs, EventRpcs,
                       PodResourcesRpcs, CheckpointRpcs, api_pb2_grpc.RuntimeServiceServicer):
     """runtime.v1.RuntimeService backed by containerd."""
 
     def __init__(self, config: Config, recovery: Recovery, runtime_probe: Probe, network_probe: Probe,
-                 network: PodNetworkManager, sandboxes: SandboxManager, containers: ContainerManager) -> None:
+                 network: PodNetworkManager, sandboxes: SandboxManager, containers: ContainerManager,
+                 streaming: StreamingServer) -> None:
         self.config = config
         self.recovery = recovery
         self.runtime_probe = runtime_probe
@@ -41,6 +44,7 @@ class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, StreamRpcs, S
         self.sandboxes = sandboxes
         self.containers = containers
         self.node = containers.node
+        self.streaming = streaming
         parts = wiring.build(config, containers, sandboxes)
         self.stats = parts.stats
         self.pod_metrics = parts.pod_metrics
