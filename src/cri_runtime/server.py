@@ -30,6 +30,7 @@ from cri_runtime.containerd.events import EventMonitor, TaskEvent, TaskExit
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.streaming_backend import ContainerdStreamingBackend
 from cri_runtime.images.manager import ImageManager
+from cri_runtime.metrics.http import MetricsHttpServer
 from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.runtime.conditions import Probe
 from cri_runtime.runtime.containerd_probe import ContainerdProbe
@@ -39,6 +40,7 @@ from cri_runtime.runtime.recovery import Recovery
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services.images import ImageServicer
 from cri_runtime.services.runtime import RuntimeServicer
+from cri_runtime.stats import wiring as stats_wiring
 from cri_runtime.streaming.server import StreamingServer
 
 log = logging.getLogger(__name__)
@@ -165,6 +167,7 @@ class CriServer:
         self._grpc: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
         self._recovery_task: asyncio.Task[None] | None = None
+        self._metrics_http: MetricsHttpServer | None = None
 
     def network_probe(self) -> Probe:
         return NetworkProbe(self.network)
@@ -199,6 +202,7 @@ class CriServer:
             await server.start()
             self.guard.secure()
             self._grpc = server
+            self._metrics_http = stats_wiring.attach(self)
         except BaseException:
             self.guard.release()
             await self.ctd.close()
@@ -248,6 +252,8 @@ class CriServer:
             self._grpc = None
         await self.events.stop()
         await self.streaming.stop()
+        if self._metrics_http is not None:
+            self._metrics_http.stop()
         await self.images.close()
         if self._recovery_task is not None and not self._recovery_task.done():
             self._recovery_task.cancel()

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 
 from cri_runtime import errors
+from cri_runtime.metrics.server_metrics import SERVER
 
 log = logging.getLogger("cri_runtime.rpc")
 
@@ -82,13 +83,15 @@ def unary(fn: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]) ->
             code, message = code_for(exc), exc.message
         except asyncio.CancelledError:
             log.debug("%s cancelled by the caller", name)
+            code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:
             log.exception("%s failed unexpectedly", name)
             code, message = grpc.StatusCode.INTERNAL, f"{name}: internal error: {_describe(exc)}"
         finally:
-            elapsed_ms = (time.monotonic() - started) * 1000
-            log.debug("rpc %s code=%s %.1fms", name, code.name, elapsed_ms)
+            elapsed = time.monotonic() - started
+            log.debug("rpc %s code=%s %.1fms", name, code.name, elapsed * 1000)
+            SERVER.observe_rpc(name, code.name, elapsed)
         await context.abort(code, message)
 
     return wrapper
@@ -102,6 +105,7 @@ def server_stream(fn: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterat
     async def wrapper(
         self: Gate, request: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
+        started = time.monotonic()
         code, message = grpc.StatusCode.OK, ""
         try:
             await self.wait_recovered()
@@ -111,10 +115,13 @@ def server_stream(fn: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterat
         except errors.CriError as exc:
             code, message = code_for(exc), exc.message
         except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:
             log.exception("%s failed unexpectedly", name)
             code, message = grpc.StatusCode.INTERNAL, f"{name}: internal error: {_describe(exc)}"
+        finally:
+            SERVER.observe_rpc(name, code.name, time.monotonic() - started)
         await context.abort(code, message)
 
     return wrapper
