@@ -48,6 +48,13 @@ def _mount_one(m: mount_pb2.Mount, target: str, readonly: bool) -> None:
         _libc.mount(None, target.encode(), None, MS_BIND | MS_RDONLY | 0x20, None)  # 0x20 = MS_REMOUNT
 
 
+def mount_persistent(mounts: Sequence[mount_pb2.Mount], target: str, *, readonly: bool = True) -> None:
+    """Mount a snapshot on `target` until `unmount_tree` removes it."""
+    if len(mounts) != 1:
+        raise errors.Internal(f"expected one mount for a snapshot, got {len(mounts)}")
+    _mount_one(mounts[0], target, readonly)
+
+
 @contextlib.contextmanager
 def mounted(mounts: Sequence[mount_pb2.Mount], *, parent: str, readonly: bool = True) -> Iterator[str]:
     """Mount `mounts` on a fresh directory under `parent`; yields its path."""

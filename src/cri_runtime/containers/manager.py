@@ -30,6 +30,7 @@ from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
 from cri_runtime.containerd import objects
 from cri_runtime.containerd.connection import Containerd
+from cri_runtime.containers import image_volumes
 from cri_runtime.containers.model import (
     CREATED,
     EXITED,
@@ -168,16 +169,22 @@ class ContainerManager:
         async with self.ctd.lease(f"container-{container_id[:12]}", expire_seconds=600) as lease:
             mounts = await objects.prepare_snapshot(self.ctd, self.snapshotter, container_id, image.chain_id, lease)
             undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, self.snapshotter, container_id))
+            volumes: list[image_volumes.ImageVolume] = []
+            undo.add("image volumes", lambda: image_volumes.release(self.ctd, self.snapshotter, volumes))
+            extra_mounts = await image_volumes.prepare(self.ctd, self.images, self.snapshotter, container_id,
+                                                       container_dir, cfg, lease, volumes)
             with ctd_mounts.mounted(mounts, parent=str(container_dir)) as rootfs:
                 spec = container_spec.build_container_spec(
                     container_id, cfg, image_config, image_name=image_name, sandbox=sandbox_ctx,
-                    options=self.node.spec_options(handler), rootfs=rootfs, target_pid=target_pid)
+                    options=self.node.spec_options(handler), rootfs=rootfs, target_pid=target_pid,
+                    extra_mounts=extra_mounts)
             metadata = ContainerMetadata(
                 id=container_id, name=name, sandbox_id=sandbox.id, config=cfg.SerializeToString(),
                 image_id=image.id, image_name=image_name,
                 image_ref=image.repo_digests[0] if image.repo_digests else image.id,
                 log_path=log_path, created_at=time.time_ns(), io_dir=str(container_dir / "io"),
-                stop_signal=image_config.stop_signal, user=dict(spec["process"].get("user") or {}))
+                stop_signal=image_config.stop_signal, user=dict(spec["process"].get("user") or {}),
+                image_volumes=[v.to_json() for v in volumes])
             record = containers_pb2.Container(
                 id=container_id,
                 labels={objects.KIND_LABEL: objects.KIND_CONTAINER, objects.SANDBOX_ID_LABEL: sandbox.id,
@@ -357,6 +364,8 @@ class ContainerManager:
             await relay.cleanup(container.metadata.io_dir)
             await objects.delete_container(self.ctd, container.id)
             await objects.remove_snapshot(self.ctd, self.snapshotter, container.id)
+            await image_volumes.release(self.ctd, self.snapshotter, [
+                image_volumes.ImageVolume(**v) for v in container.metadata.image_volumes])
             _remove_dir(str(self.state / container.id))
             self.index.remove(container.id)
             self.names.release_id(container.id)

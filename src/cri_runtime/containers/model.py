@@ -60,6 +60,8 @@ class ContainerMetadata:
     stop_signal: str
     # The process user the spec was built with: uid, gid, additionalGids.
     user: dict[str, Any] = field(default_factory=dict)
+    # Image volumes mounted for it: snapshot key and host mountpoint of each.
+    image_volumes: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -23,6 +23,7 @@ from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
 from cri_runtime.containerd import objects
 from cri_runtime.containerd.connection import LEASE_OWNER_LABEL, Containerd
+from cri_runtime.containers import image_volumes
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.relay import client as relay
 from cri_runtime.network import netns
@@ -119,7 +120,8 @@ class OrphanCollector:
         stream = self.ctd.snapshots.List(req, metadata=self.ctd.metadata())
         leftovers: list[str] = []
         async for resp in stream:
-            leftovers.extend(info.name for info in resp.info if info.name not in known)
+            leftovers.extend(info.name for info in resp.info
+                             if info.name not in known and image_volumes.owner_of(info.name) not in known)
         for key in leftovers:
             await objects.remove_snapshot(self.ctd, snapshotter, key)
             log.info("removed leftover snapshot", extra={"fields": {"key": key}})

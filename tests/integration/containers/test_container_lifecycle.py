@@ -113,3 +113,35 @@ def test_long_running_exec_stop(rig: Rig) -> None:
     rig.rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=0), timeout=60)
     rig.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
     rig.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+
+
+def test_image_volume_read_only_with_sub_path(rig: Rig) -> None:
+    img = rig.pod_rig.images.layers
+    rig.images.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=img.ref)), timeout=60)
+    mounts = [api_pb2.Mount(container_path="/vol", readonly=True, image=api_pb2.ImageSpec(image=img.ref)),
+              api_pb2.Mount(container_path="/sub", readonly=True, image=api_pb2.ImageSpec(image=img.ref),
+                            image_sub_path="bin")]
+    cid = rig.create(["sleep", "600"], name="iv", mounts=mounts)
+    rig.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=30)
+    out = rig.rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=["cat", "/vol/layer2"], timeout=10),
+                          timeout=30)
+    assert out.exit_code == 0 and out.stdout == b"two\n"
+    assert rig.rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=["/sub/busybox", "true"], timeout=10),
+                           timeout=30).exit_code == 0
+    write = rig.rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=["touch", "/vol/x"], timeout=10),
+                            timeout=30)
+    assert write.exit_code != 0
+    st = rig.status(cid)
+    refs = {m.container_path: m.image.image_ref for m in st.mounts}
+    assert refs["/vol"] == img.image_id
+    rig.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+
+    bad = [api_pb2.Mount(container_path="/vol", readonly=False, image=api_pb2.ImageSpec(image=img.ref))]
+    with pytest.raises(grpc.RpcError) as err:
+        rig.create(["true"], name="iv-rw", mounts=bad)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    missing = [api_pb2.Mount(container_path="/vol", readonly=True, image=api_pb2.ImageSpec(image=img.ref),
+                             image_sub_path="no/such/dir")]
+    with pytest.raises(grpc.RpcError) as err:
+        rig.create(["true"], name="iv-missing", mounts=missing)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
