@@ -1,0 +1,89 @@
+"""Killing cri-runtime (even -9) never stops a container or loses a log line."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from pathlib import Path
+
+from cri_protos.runtime.v1 import api_pb2
+from tests.integration.pods.conftest import PodRig
+
+
+def _pod(rt: object, log_dir: Path) -> tuple[str, api_pb2.PodSandboxConfig]:
+    name = f"restart-{uuid.uuid4().hex[:6]}"
+    cfg = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name=name, namespace="testns", uid=uuid.uuid4().hex),
+        hostname=name, log_directory=str(log_dir))
+    return rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=cfg), timeout=60).pod_sandbox_id, cfg  # type: ignore[attr-defined]
+
+
+def test_kill9_keeps_containers_and_every_log_line(own_pod_rig: PodRig, tmp_path: Path) -> None:
+    server = own_pod_rig.server
+    rt, images = server.runtime(), server.images()
+    images.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=own_pod_rig.images.busybox.ref)),
+                     timeout=60)
+    pod_id, pod_cfg = _pod(rt, tmp_path / "logs")
+    cfg = api_pb2.ContainerConfig(
+        metadata=api_pb2.ContainerMetadata(name="counter"),
+        image=api_pb2.ImageSpec(image=own_pod_rig.images.busybox.ref),
+        command=["sh", "-c", "i=0; trap 'exit 0' TERM; while :; do i=$((i+1)); echo $i; usleep 10000; done"],
+        log_path="counter.log")
+    cid = rt.CreateContainer(api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=cfg,
+                                                            sandbox_config=pod_cfg), timeout=60).container_id
+    rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=30)
+    before = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid, verbose=True), timeout=10)
+    time.sleep(0.5)
+
+    server.kill(signal.SIGKILL)
+    time.sleep(1.0)  # the container keeps writing while no server runs
+    server.start()
+    rt = server.runtime()
+
+    pods = rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+    assert [(p.id, p.state) for p in pods] == [(pod_id, api_pb2.SANDBOX_READY)]
+    after = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid, verbose=True), timeout=10)
+    assert after.status.state == api_pb2.CONTAINER_RUNNING
+    assert after.status.started_at == before.status.started_at
+    assert after.info["info"] == before.info["info"]  # same pid, same everything
+    time.sleep(0.5)
+    rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=10), timeout=60)
+    st = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid), timeout=10).status
+    assert st.state == api_pb2.CONTAINER_EXITED and st.exit_code == 0
+
+    log = Path(st.log_path)
+    deadline = time.monotonic() + 5
+    numbers: list[int] = []
+    while time.monotonic() < deadline:
+        numbers = [int(line.split(" ", 3)[3]) for line in log.read_text().splitlines()]
+        if numbers and numbers == list(range(1, len(numbers) + 1)):
+            break
+        time.sleep(0.1)
+    assert len(numbers) > 100  # ~2 s at 10 ms a line
+    assert numbers == list(range(1, len(numbers) + 1)), "a log line was lost or duplicated"
+
+    rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert own_pod_rig.network.allocations() == []
+
+
+def test_pause_exit_while_server_down_is_noticed(own_pod_rig: PodRig, tmp_path: Path) -> None:
+    server = own_pod_rig.server
+    rt = server.runtime()
+    pod_id, _ = _pod(rt, tmp_path / "logs")
+    info = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=True), timeout=10)
+    import json
+    import os
+
+    pid = json.loads(info.info["info"])["pid"]
+    server.kill(signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    server.start()
+    rt = server.runtime()
+    st = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=10).status
+    assert st.state == api_pb2.SANDBOX_NOTREADY
+    rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert own_pod_rig.network.allocations() == []
