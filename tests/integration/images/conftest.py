@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 from cri_protos.containerd.services.content.v1 import content_pb2
@@ -18,7 +19,22 @@ from tests.integration.images.fake_registry import FakeRegistry
 from tests.rig.containerd import PrivateContainerd
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="session")
+@pytest.fixture(scope="package")
+def containerd() -> Iterator[PrivateContainerd]:
+    """A containerd of the image tests' own.
+
+    They assert what a pull downloads, writes and leaves behind; blobs another
+    test package already pulled into a shared content store would be reused
+    (deduplicated) and hide exactly what these tests look at.
+    """
+    ctrd = PrivateContainerd(with_cri=False).start()
+    yield ctrd
+    problems = ctrd.stop()
+    if problems:
+        pytest.fail("private containerd cleanup: " + "; ".join(problems))
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="package")
 async def ctd(containerd: PrivateContainerd) -> AsyncIterator[Containerd]:
     client = Containerd(containerd.address, containerd.namespace)
     await client.wait_ready(10)

@@ -17,7 +17,6 @@ import pytest
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
 from crictl.main import main
 
-NOW_NS = int(time.time() * 1e9)
 CTR_ID = "c0ffee" + "1" * 58
 POD_ID = "feed" + "2" * 60
 IMG_ID = "sha256:" + "3" * 64
@@ -26,6 +25,8 @@ IMG_ID = "sha256:" + "3" * 64
 class FakeRuntime(api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self) -> None:
         self.requests: list[Any] = []
+        # Taken when the fake starts, so "3 minutes ago" holds however long the suite ran before.
+        self.now = int(time.time() * 1e9)
 
     def Version(self, request: Any, context: Any) -> Any:
         return api_pb2.VersionResponse(
@@ -50,7 +51,7 @@ class FakeRuntime(api_pb2_grpc.RuntimeServiceServicer):
             image=api_pb2.ImageSpec(image=IMG_ID),
             image_ref=IMG_ID,
             state=api_pb2.CONTAINER_RUNNING,
-            created_at=NOW_NS - 3 * 60 * 10**9,
+            created_at=self.now - 3 * 60 * 10**9,
             labels={"io.kubernetes.pod.name": "nginx", "io.kubernetes.pod.namespace": "default"},
         )
         return api_pb2.ListContainersResponse(containers=[ctr])
@@ -64,8 +65,8 @@ class FakeRuntime(api_pb2_grpc.RuntimeServiceServicer):
             id=CTR_ID,
             metadata=api_pb2.ContainerMetadata(name="web"),
             state=api_pb2.CONTAINER_RUNNING,
-            created_at=NOW_NS,
-            started_at=NOW_NS,
+            created_at=self.now,
+            started_at=self.now,
             image=api_pb2.ImageSpec(image="busybox"),
             labels={"a": "<b>"},
         )
@@ -76,7 +77,7 @@ class FakeRuntime(api_pb2_grpc.RuntimeServiceServicer):
             id=POD_ID,
             metadata=api_pb2.PodSandboxMetadata(name="nginx", namespace="default", uid="u1"),
             state=api_pb2.SANDBOX_READY,
-            created_at=NOW_NS - 2 * 3600 * 10**9,
+            created_at=self.now - 2 * 3600 * 10**9,
         )
         return api_pb2.ListPodSandboxResponse(items=[pod])
 
@@ -170,7 +171,7 @@ def test_ps_json_is_protojson(fake_cri: tuple[str, FakeRuntime], capsys: pytest.
     ctr = data["containers"][0]
     assert list(ctr)[:4] == ["id", "podSandboxId", "metadata", "image"]
     assert ctr["state"] == "CONTAINER_RUNNING"
-    assert ctr["createdAt"] == str(NOW_NS - 3 * 60 * 10**9)
+    assert ctr["createdAt"] == str(fake_cri[1].now - 3 * 60 * 10**9)
     assert ctr["annotations"] == {}
 
 
