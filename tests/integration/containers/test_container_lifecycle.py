@@ -64,7 +64,7 @@ def rig(pod_rig: PodRig, tmp_path: Path) -> Iterator[Rig]:
 def log_lines(path: Path) -> list[tuple[str, str, str]]:
     out = []
     for line in path.read_text().splitlines():
-        ts, stream, tag, msg = line.split(" ", 3)
+        _ts, stream, tag, msg = line.split(" ", 3)
         out.append((stream, tag, msg))
     return out
 
