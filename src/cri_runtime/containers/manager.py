@@ -54,6 +54,7 @@ from cri_runtime.containers.relay import client as relay
 from cri_runtime.oci import container_spec
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.oci.resources import linux_resources
+from cri_runtime.oci.rootfs import read_rootfs_file
 from cri_runtime.oci.validate import validate_container_config
 from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.sandbox.manager import Rollback, SandboxManager
@@ -173,11 +174,11 @@ class ContainerManager:
             undo.add("image volumes", lambda: image_volumes.release(self.ctd, self.snapshotter, volumes))
             extra_mounts = await image_volumes.prepare(self.ctd, self.images, self.snapshotter, container_id,
                                                        container_dir, cfg, lease, volumes)
-            with ctd_mounts.mounted(mounts, parent=str(container_dir)) as rootfs:
-                spec = container_spec.build_container_spec(
-                    container_id, cfg, image_config, image_name=image_name, sandbox=sandbox_ctx,
-                    options=self.node.spec_options(handler), rootfs=rootfs, target_pid=target_pid,
-                    extra_mounts=extra_mounts)
+            accounts = await self._image_accounts(image, mounts, container_dir)
+            spec = container_spec.build_container_spec(
+                container_id, cfg, image_config, image_name=image_name, sandbox=sandbox_ctx,
+                options=self.node.spec_options(handler), rootfs=accounts, target_pid=target_pid,
+                extra_mounts=extra_mounts)
             metadata = ContainerMetadata(
                 id=container_id, name=name, sandbox_id=sandbox.id, config=cfg.SerializeToString(),
                 image_id=image.id, image_name=image_name,
@@ -206,6 +207,30 @@ class ContainerManager:
         log.info("container created", extra={"fields": {"id": container_id, "name": name, "pod": sandbox.id}})
         await self._emit("created", container)
         return container_id
+
+    async def _image_accounts(self, image: Any, mounts: list[Any], container_dir: Path) -> str:
+        """A directory holding the image's /etc/passwd and /etc/group (what user resolution reads).
+
+        A fresh container rootfs is the image's, so these files are the same for
+        every container of an image: they are read once per image (mounting the
+        snapshot briefly) and kept, which keeps CreateContainer from mounting.
+        """
+        cache = Path(self.config.server.state_dir) / "image-accounts" / image.id.removeprefix("sha256:")
+        if cache.is_dir():
+            return str(cache)
+        tmp = cache.with_name(f".{cache.name}.{secrets.token_hex(4)}")
+        (tmp / "etc").mkdir(parents=True)
+        try:
+            with ctd_mounts.mounted(mounts, parent=str(container_dir)) as rootfs:
+                for name in ("passwd", "group"):
+                    text = read_rootfs_file(rootfs, f"/etc/{name}")
+                    if text is not None:
+                        (tmp / "etc" / name).write_text(text)
+            with contextlib.suppress(OSError):  # a concurrent create may have cached it first
+                os.rename(tmp, cache)
+        finally:
+            _remove_dir(str(tmp))
+        return str(cache)
 
     # ------------------------------------------------------------------- start
 

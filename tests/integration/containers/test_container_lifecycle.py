@@ -145,3 +145,18 @@ def test_image_volume_read_only_with_sub_path(rig: Rig) -> None:
     with pytest.raises(grpc.RpcError) as err:
         rig.create(["true"], name="iv-missing", mounts=missing)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_image_user_is_resolved_from_passwd(rig: Rig) -> None:
+    img = rig.pod_rig.images.busybox_user
+    rig.images.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=img.ref)), timeout=60)
+    for name in ("u1", "u2"):  # the second create reads the cached passwd/group
+        cfg = api_pb2.ContainerConfig(metadata=api_pb2.ContainerMetadata(name=name),
+                                      image=api_pb2.ImageSpec(image=img.ref), command=["sleep", "600"])
+        cid = rig.rt.CreateContainer(api_pb2.CreateContainerRequest(
+            pod_sandbox_id=rig.pod_id, config=cfg, sandbox_config=rig.pod_config), timeout=60).container_id
+        rig.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=30)
+        out = rig.rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=["id"], timeout=10), timeout=30)
+        assert out.stdout.startswith(b"uid=33(www) gid=33(www)"), out.stdout
+        st = rig.status(cid)
+        assert (st.user.linux.uid, st.user.linux.gid) == (33, 33)
