@@ -139,10 +139,16 @@ class ContainerdStreamingBackend:
 
     async def _stdin_then_close(self, reader: AsyncReader, proc: ExecProcess) -> None:
         await _pump_stdin(reader, proc.fds.stdin)
-        # The client closed stdin: the process must see EOF.
+        # The client closed stdin: the process must see EOF. The shim keeps its own
+        # end of the FIFO open, so closing ours is not enough; CloseIO tells it.
         if proc.fds.stdin >= 0:
             os.close(proc.fds.stdin)
             proc.fds.stdin = -1
+        with contextlib.suppress(errors.CriError):
+            await self.ctd.call(
+                self.ctd.tasks.CloseIO,
+                tasks_pb2.CloseIORequest(container_id=proc.container_id, exec_id=proc.exec_id, stdin=True),
+                f"close stdin of exec in {proc.container_id}")
 
     async def _resize(self, container_id: str, exec_id: str, sizes: AsyncIterator[TerminalSize]) -> None:
         async for size in sizes:
