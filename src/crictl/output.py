@@ -133,12 +133,18 @@ def status_entry(
         value = (info or {})[key]
         if value.startswith("{"):
             try:
-                entry[key] = json.loads(value)
+                # Go decodes JSON numbers as float64 and prints 10.0 as 10: do the same.
+                entry[key] = json.loads(value, parse_float=_go_float)
             except json.JSONDecodeError as exc:
                 raise CliError(f"unmarshal status info JSON: {exc}") from exc
         else:
             entry[key] = value.strip('"')
     return entry
+
+
+def _go_float(text: str) -> float | int:
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 1e21 else value
 
 
 def print_status_entries(entries: list[dict[str, Any]], output: str, template: str) -> None:
