@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,19 @@ async def list_containers(ctd: Containerd, kind: str) -> list[containers_pb2.Con
     req = containers_pb2.ListContainersRequest(filters=[f'labels."{KIND_LABEL}"=="{kind}"'])
     resp = await ctd.call(ctd.containers.List, req, f"list {kind} records")
     return list(resp.containers)
+
+
+async def recover_each(ctd: Containerd, kind: str, recover_one: Callable[[containers_pb2.Container], Awaitable[None]],
+                       per_object_timeout: float) -> None:
+    """Start-up recovery of every record of `kind`, each bounded by its own timeout.
+
+    One broken or wedged record is logged and skipped; it never stops the others.
+    """
+    for record in await list_containers(ctd, kind):
+        try:
+            await asyncio.wait_for(recover_one(record), per_object_timeout)
+        except Exception as exc:
+            log.error("could not recover %s %s: %s", kind, record.id, exc)
 
 
 async def create_container(ctd: Containerd, container: containers_pb2.Container, lease: str) -> None:

@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import stat
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,9 @@ def _open_read(path: Path) -> int:
     return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
-async def read_fifo(fd: int, limit: int = MAX_EXEC_OUTPUT) -> bytes:
-    """Read a FIFO until every writer is gone; keep at most `limit` bytes."""
+async def fifo_chunks(fd: int) -> AsyncIterator[bytes]:
+    """Chunks read from a non-blocking FIFO until every writer has closed it."""
     loop = asyncio.get_running_loop()
-    buf = bytearray()
     readable = asyncio.Event()
     loop.add_reader(fd, readable.set)
     try:
@@ -88,11 +88,19 @@ async def read_fifo(fd: int, limit: int = MAX_EXEC_OUTPUT) -> bytes:
                 except BlockingIOError:
                     break
                 if not chunk:
-                    return bytes(buf)
-                if len(buf) < limit:
-                    buf += chunk[: limit - len(buf)]
+                    return
+                yield chunk
     finally:
         loop.remove_reader(fd)
+
+
+async def read_fifo(fd: int, limit: int = MAX_EXEC_OUTPUT) -> bytes:
+    """Read a FIFO until every writer is gone; keep at most `limit` bytes."""
+    buf = bytearray()
+    async for chunk in fifo_chunks(fd):
+        if len(buf) < limit:
+            buf += chunk[: limit - len(buf)]
+    return bytes(buf)
 
 
 class ExecProcess:

@@ -517,11 +517,7 @@ class ContainerManager:
     # ---------------------------------------------------------------- recovery
 
     async def recover(self, per_object_timeout: float) -> None:
-        for record in await objects.list_containers(self.ctd, objects.KIND_CONTAINER):
-            try:
-                await asyncio.wait_for(self._recover_one(record), per_object_timeout)
-            except Exception as exc:
-                log.error("could not recover container %s: %s", record.id, exc)
+        await objects.recover_each(self.ctd, objects.KIND_CONTAINER, self._recover_one, per_object_timeout)
 
     async def _recover_one(self, record: containers_pb2.Container) -> None:
         version, data = objects.read_json_extension(record, METADATA_EXTENSION, METADATA_TYPE)

@@ -78,7 +78,7 @@ class ContainerMetadata:
 
 
 @dataclass
-class ContainerStatus:
+class ContainerStatus(atomic.JsonRecord):
     """What changes over the container's life."""
 
     state: str = CREATED
@@ -89,16 +89,6 @@ class ContainerStatus:
     reason: str = ""
     message: str = ""
     oom_killed: bool = False
-
-    @classmethod
-    def load(cls, path: Path) -> ContainerStatus | None:
-        data = atomic.read_json(path)
-        if data is None:
-            return None
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-    def save(self, path: Path) -> None:
-        atomic.write_json(path, asdict(self))
 
 
 class Container:

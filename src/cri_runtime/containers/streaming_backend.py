@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_runtime import errors
-from cri_runtime.containers.exec import ExecProcess
+from cri_runtime.containers.exec import ExecProcess, fifo_chunks
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import EXITED, RUNNING
 from cri_runtime.containers.relay import client as relay
@@ -36,29 +36,8 @@ OUTPUT_DRAIN_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 10.0
 
 
-async def _fd_chunks(fd: int) -> AsyncIterator[bytes]:
-    """Chunks read from a non-blocking FIFO until every writer has closed it."""
-    loop = asyncio.get_running_loop()
-    readable = asyncio.Event()
-    loop.add_reader(fd, readable.set)
-    try:
-        while True:
-            await readable.wait()
-            readable.clear()
-            while True:
-                try:
-                    chunk = os.read(fd, _CHUNK)
-                except BlockingIOError:
-                    break
-                if not chunk:
-                    return
-                yield chunk
-    finally:
-        loop.remove_reader(fd)
-
-
 async def _pump_fd(fd: int, writer: AsyncWriter | None) -> None:
-    async for chunk in _fd_chunks(fd):
+    async for chunk in fifo_chunks(fd):
         if writer is not None:
             await writer.write(chunk)
 

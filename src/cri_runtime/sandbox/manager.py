@@ -393,12 +393,7 @@ class SandboxManager:
 
     async def recover(self, per_object_timeout: float) -> None:
         """Rebuild the index from containerd records and status files."""
-        records = await objects.list_containers(self.ctd, objects.KIND_SANDBOX)
-        for record in records:
-            try:
-                await asyncio.wait_for(self._recover_one(record), per_object_timeout)
-            except Exception as exc:
-                log.error("could not recover pod sandbox %s: %s", record.id, exc)
+        await objects.recover_each(self.ctd, objects.KIND_SANDBOX, self._recover_one, per_object_timeout)
 
     async def _recover_one(self, record: containers_pb2.Container) -> None:
         version, data = objects.read_json_extension(record, METADATA_EXTENSION, METADATA_TYPE)

@@ -68,23 +68,13 @@ class SandboxMetadata:
 
 
 @dataclass
-class SandboxStatus:
+class SandboxStatus(atomic.JsonRecord):
     """What changes: state, the pause pid, network teardown."""
 
     state: str = NOTREADY
     pid: int = 0
     network_torn_down: bool = False
     exited_at: int = 0
-
-    @classmethod
-    def load(cls, path: Path) -> SandboxStatus | None:
-        data = atomic.read_json(path)
-        if data is None:
-            return None
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-    def save(self, path: Path) -> None:
-        atomic.write_json(path, asdict(self))
 
 
 class Sandbox:

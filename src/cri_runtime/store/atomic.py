@@ -8,10 +8,13 @@ torn write.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R", bound="JsonRecord")
 
 
 def write_bytes(path: str | Path, data: bytes, mode: int = 0o600) -> None:
@@ -45,3 +48,21 @@ def read_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_bytes())
     except FileNotFoundError:
         return None
+
+
+class JsonRecord:
+    """Mixin for dataclass records kept in one atomically rewritten JSON file.
+
+    Unknown keys in the file are ignored so a newer file still loads.
+    """
+
+    @classmethod
+    def load(cls: type[R], path: Path) -> R | None:
+        data = read_json(path)
+        if data is None:
+            return None
+        fields = getattr(cls, "__dataclass_fields__", {})
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    def save(self, path: Path) -> None:
+        write_json(path, dataclasses.asdict(self))  # type: ignore[call-overload]
