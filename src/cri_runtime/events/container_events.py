@@ -12,8 +12,9 @@ import time
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import Container
-from cri_runtime.events.hub import EVENT_TYPES, EventHub
+from cri_runtime.events.hub import EVENT_TYPES
 from cri_runtime.sandbox.manager import SandboxManager
+from cri_runtime.sandbox.model import Sandbox
 
 
 def build_event(kind: str, container: Container, containers: ContainerManager,
@@ -30,11 +31,13 @@ def build_event(kind: str, container: Container, containers: ContainerManager,
     return event
 
 
-def attach(hub: EventHub, containers: ContainerManager, sandboxes: SandboxManager) -> None:
-    """Make the container manager publish its lifecycle events on `hub`."""
-
-    async def on_event(kind: str, container: Container) -> None:
-        if kind in EVENT_TYPES:
-            hub.publish(build_event(kind, container, containers, sandboxes))
-
-    containers.on_event = on_event
+def build_sandbox_event(kind: str, sandbox: Sandbox, containers: ContainerManager,
+                        sandboxes: SandboxManager) -> api_pb2.ContainerEventResponse:
+    """An event about the pod sandbox itself (container_id is the sandbox ID, as containerd sends it)."""
+    event = api_pb2.ContainerEventResponse(container_id=sandbox.id, container_event_type=EVENT_TYPES[kind],
+                                           created_at=time.time_ns())
+    event.pod_sandbox_status.CopyFrom(sandboxes.to_status(sandbox))
+    siblings = sorted((c for c in containers.index if c.metadata.sandbox_id == sandbox.id),
+                      key=lambda c: c.metadata.created_at)
+    event.containers_statuses.extend(containers.to_status(c) for c in siblings)
+    return event

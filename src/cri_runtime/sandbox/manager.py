@@ -117,6 +117,8 @@ class SandboxManager:
         # Set by the container manager: stop / remove every container of a pod.
         self.stop_containers: ContainersHook | None = None
         self.remove_containers: ContainersHook | None = None
+        # Lifecycle listener (GetContainerEvents): ("created"|"started"|"stopped"|"deleted", sandbox).
+        self.on_event: Callable[[str, Sandbox], Awaitable[None]] | None = None
         self.node = node
 
     # ----------------------------------------------------------------- helpers
@@ -128,6 +130,13 @@ class SandboxManager:
             raise errors.InvalidArgument(
                 f"unknown runtime handler {name!r} (configured: {', '.join(sorted(self.config.runtime.handlers))})")
         return name, handler
+
+    async def _emit(self, kind: str, sandbox: Sandbox) -> None:
+        if self.on_event is not None:
+            try:
+                await self.on_event(kind, sandbox)
+            except Exception:
+                log.exception("pod sandbox event listener failed")
 
     def get(self, id_or_prefix: str) -> Sandbox:
         return self.index.get(id_or_prefix)
@@ -261,6 +270,8 @@ class SandboxManager:
         sandbox.save_status()
         self.index.add(sandbox_id, sandbox)
         log.info("pod sandbox ready", extra={"fields": {"id": sandbox_id, "name": name, "ip": metadata.ip}})
+        await self._emit("created", sandbox)
+        await self._emit("started", sandbox)
         return sandbox_id
 
     async def _kill_and_delete_task(self, sandbox_id: str) -> None:
@@ -279,7 +290,10 @@ class SandboxManager:
         if self.stop_containers is not None:
             await self.stop_containers(sandbox.id)
         async with sandbox.lock:
+            was_ready = sandbox.ready
             await self._stop_locked(sandbox)
+        if was_ready:
+            await self._emit("stopped", sandbox)
 
     async def _stop_locked(self, sandbox: Sandbox) -> None:
         md = sandbox.metadata
@@ -315,6 +329,7 @@ class SandboxManager:
             self.index.remove(sandbox.id)
             self.names.release_id(sandbox.id)
         log.info("pod sandbox removed", extra={"fields": {"id": sandbox.id}})
+        await self._emit("deleted", sandbox)
 
     # ------------------------------------------------------------ status, list
 
@@ -424,6 +439,7 @@ class SandboxManager:
                 sandbox.status.exited_at = exited_at_ns or time.time_ns()
                 sandbox.save_status()
                 log.info("pause task exited; pod sandbox not ready", extra={"fields": {"id": sandbox_id}})
+                await self._emit("stopped", sandbox)
 
     async def resync(self) -> None:
         """After (re)subscribing to events: catch pause exits we may have missed."""

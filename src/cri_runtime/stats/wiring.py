@@ -22,6 +22,7 @@ from cri_runtime.events.hub import EventHub
 from cri_runtime.metrics.http import MetricsHttpServer
 from cri_runtime.metrics.server_metrics import SERVER, ServerMetrics
 from cri_runtime.sandbox.manager import SandboxManager
+from cri_runtime.sandbox.model import Sandbox
 from cri_runtime.stats.collector import StatsCollector
 from cri_runtime.stats.metrics_collector import MetricsCollector
 from cri_runtime.stats.pod_resources import PodResources
@@ -50,7 +51,11 @@ def build(config: Config, containers: ContainerManager, sandboxes: SandboxManage
         if kind == "deleted":
             stats.forget(container.id)
 
+    async def on_sandbox_event(kind: str, sandbox: Sandbox) -> None:
+        hub.publish(container_events.build_sandbox_event(kind, sandbox, containers, sandboxes))
+
     containers.on_event = on_event
+    sandboxes.on_event = on_sandbox_event
     return parts
 
 

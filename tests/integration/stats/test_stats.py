@@ -276,6 +276,23 @@ def test_events_reach_two_subscribers_in_order(pod: Pod) -> None:
             r.close()
 
 
+def test_pod_sandbox_lifecycle_events(pod_rig: PodRig, tmp_path: Path) -> None:
+    reader = EventReader(pod_rig.server.runtime())
+    try:
+        p = Pod(pod_rig, tmp_path)
+        p.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=p.id), timeout=60)
+        p.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=p.id), timeout=60)
+        wait_until(lambda: len(reader.of(p.id)) >= 4)
+        assert [k for k, _ in reader.of(p.id)] == [
+            api_pb2.CONTAINER_CREATED_EVENT, api_pb2.CONTAINER_STARTED_EVENT,
+            api_pb2.CONTAINER_STOPPED_EVENT, api_pb2.CONTAINER_DELETED_EVENT]
+        states = [e.pod_sandbox_status.state for _, e in reader.of(p.id)]
+        assert states == [api_pb2.SANDBOX_READY, api_pb2.SANDBOX_READY, api_pb2.SANDBOX_NOTREADY,
+                          api_pb2.SANDBOX_NOTREADY]
+    finally:
+        reader.close()
+
+
 def _cgroup_dirs(parent: str) -> list[Path]:
     return [Path("/sys/fs/cgroup") / ctrl / parent.lstrip("/") for ctrl in os.listdir("/sys/fs/cgroup")
             if (Path("/sys/fs/cgroup") / ctrl / parent.lstrip("/")).is_dir()]
