@@ -164,7 +164,7 @@ def test_port_forward_into_the_pod(pod: Pod, transport: str) -> None:
         for _ in range(50):  # the server inside may still be starting
             client = await dial_port_forward(url, transport=transport)
             try:
-                data, error = await client.open(8080)
+                data, _error = await client.open(8080)
                 await data.write(b"ping\n")
                 got = b""
                 while True:
