@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import threading
-import time
 from typing import Any
 
 import click
@@ -89,42 +86,11 @@ def get_auth(creds: str, auth: str, username: str) -> Any:
     return None
 
 
-class PullProgress:
-    """Elapsed-time progress on a terminal while a pull runs; silent when stderr is not a TTY."""
-
-    def __init__(self, image: str) -> None:
-        self.image = image
-        self.enabled = sys.stderr.isatty()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start = time.monotonic()
-
-    def __enter__(self) -> PullProgress:
-        if self.enabled:
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        frames = "|/-\\"
-        tick = 0
-        while not self._stop.wait(0.2):
-            elapsed = time.monotonic() - self._start
-            sys.stderr.write(f"\r{frames[tick % 4]} Pulling {self.image} ... {elapsed:5.1f}s")
-            sys.stderr.flush()
-            tick += 1
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-
-
 def pull_with_progress(
     ctx_app: Any, image: str, auth: Any, sandbox: Any, annotations: dict[str, str] | None, timeout: float
 ) -> Any:
+    from crictl.pullprogress import PullProgress
+
     with PullProgress(image):
         return ops.pull_image(ctx_app, image, auth, sandbox, annotations, timeout)
 
