@@ -9,11 +9,12 @@ about a second instead of grpc's default two minutes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import grpc
@@ -60,6 +61,7 @@ class Containerd:
         self.address = address
         self.namespace = namespace
         self.connect_timeout = connect_timeout
+        self._tasks: set[asyncio.Future[None]] = set()
         target = address if address.startswith("unix:") else f"unix://{address}"
         self.channel = grpc.aio.insecure_channel(
             target,
@@ -140,18 +142,36 @@ class Containerd:
         req = leases_pb2.CreateRequest(
             id=lease_id, labels={GC_EXPIRE_LABEL: expire, LEASE_OWNER_LABEL: purpose}
         )
-        await self.call(self.leases.Create, req, f"create lease for {purpose}")
+        creating = asyncio.ensure_future(self.call(self.leases.Create, req, f"create lease for {purpose}"))
+        try:
+            await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            # Cancelled while containerd may already have created it: delete it once created.
+            self._background(self._delete_when_created(creating, lease_id))
+            raise
         try:
             yield lease_id
         finally:
-            try:
-                await self.call(
-                    self.leases.Delete, leases_pb2.DeleteRequest(id=lease_id), "delete lease"
-                )
-            except errors.NotFound:
-                pass
-            except errors.CriError as exc:
-                log.warning("lease %s not deleted (it will expire): %s", lease_id, exc)
+            # Shielded: a caller cancelled by its deadline must still release the lease.
+            await asyncio.shield(self._delete_lease(lease_id))
+
+    async def _delete_when_created(self, creating: asyncio.Future[Any], lease_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await creating
+            await self._delete_lease(lease_id)
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _delete_lease(self, lease_id: str) -> None:
+        try:
+            await self.call(self.leases.Delete, leases_pb2.DeleteRequest(id=lease_id), "delete lease")
+        except errors.NotFound:
+            pass
+        except errors.CriError as exc:
+            log.warning("lease %s not deleted (it will expire): %s", lease_id, exc)
 
     async def close(self) -> None:
         await self.channel.close()

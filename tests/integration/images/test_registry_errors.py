@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -231,6 +232,25 @@ async def test_cancelled_pull_leaves_nothing(fake_registry: StartFake, make_mana
     with pytest.raises(asyncio.CancelledError):
         await task
     await assert_nothing_left(ctd, before, *layer)
+
+
+async def test_pull_cancelled_at_once_leaves_no_lease(fake_registry: StartFake, make_manager: MakeManager,
+                                                     ctd: Containerd) -> None:
+    """Cancelled while the lease is being created (a 1 ms deadline): the lease still goes."""
+    reg: FakeRegistry = await fake_registry()
+    reg.add("quick/app", "1", busybox_image())
+    manager = make_manager()
+    for delay in (0, 0.0005, 0.001, 0.002):
+        task = asyncio.ensure_future(manager.pull(f"{reg.host}/quick/app:1"))
+        await asyncio.sleep(delay)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for _ in range(50):
+        if not await our_leases(ctd):
+            break
+        await asyncio.sleep(0.05)
+    assert await our_leases(ctd) == []
 
 
 async def test_deadline_and_progress_timeout(fake_registry: StartFake, make_manager: MakeManager,
