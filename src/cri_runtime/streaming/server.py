@@ -215,7 +215,7 @@ class StreamingServer:
         else:
             protocol, headers = server_handshake(request.headers, remotecommand.WEBSOCKET_PROTOCOLS)
             await self._switch(writer, headers)
-            ws = WebSocketConnection(reader, writer, client=False)
+            ws = WebSocketConnection(reader, writer, client=False, idle_timeout=self.idle_timeout)
             ws_streams = WebSocketCommandStreams(ws, protocol, opts)
             streams = ws_streams
             try:
@@ -286,7 +286,7 @@ class StreamingServer:
         if protocol != portforward.TUNNEL_PROTOCOL and not ports:
             raise HttpError(400, 'query parameter "port" is required')
         await self._switch(writer, headers)
-        ws = WebSocketConnection(reader, writer, client=False)
+        ws = WebSocketConnection(reader, writer, client=False, idle_timeout=self.idle_timeout)
         if protocol == portforward.TUNNEL_PROTOCOL:
             tunnel = WebSocketByteStream(ws)
             conn = SpdyConnection(tunnel, tunnel, server=True, idle_timeout=self.idle_timeout)

@@ -11,12 +11,16 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import logging
 import os
 import struct
+import time
 from dataclasses import dataclass
 
 from cri_runtime.streaming.http import HttpError, HttpHeaders
 from cri_runtime.streaming.transport import ByteWriter, StreamClosedError
+
+log = logging.getLogger(__name__)
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -214,7 +218,7 @@ class WebSocketConnection:
     """
 
     def __init__(self, reader: asyncio.StreamReader, writer: ByteWriter, *, client: bool,
-                 max_message: int = DEFAULT_MAX_MESSAGE) -> None:
+                 max_message: int = DEFAULT_MAX_MESSAGE, idle_timeout: float | None = None) -> None:
         self._reader = reader
         self._writer = writer
         self.client = client
@@ -223,6 +227,20 @@ class WebSocketConnection:
         self.close_code: int | None = None
         self.close_reason = ""
         self._closed = asyncio.Event()
+        self._last_activity = time.monotonic()
+        self._idle_task: asyncio.Task[None] | None = None
+        if idle_timeout:
+            self._idle_task = asyncio.get_running_loop().create_task(self._idle_watch(idle_timeout))
+
+    async def _idle_watch(self, timeout: float) -> None:
+        """Close a connection with no traffic either way for `timeout` seconds."""
+        while not self.closed:
+            remaining = self._last_activity + timeout - time.monotonic()
+            if remaining <= 0:
+                log.info("websocket idle for %.0fs: closing", timeout)
+                await self.close(CLOSE_GOING_AWAY, "idle timeout")
+                return
+            await asyncio.sleep(remaining)
 
     @property
     def closed(self) -> bool:
@@ -236,6 +254,7 @@ class WebSocketConnection:
             raise StreamClosedError("websocket closed")
         mask = os.urandom(4) if self.client else None
         self._writer.write(encode_frame(opcode, payload, fin=fin, mask=mask))
+        self._last_activity = time.monotonic()
 
     async def send(self, data: bytes | str) -> None:
         if isinstance(data, str):
@@ -269,6 +288,8 @@ class WebSocketConnection:
     def _finish(self) -> None:
         self._close_sent = True
         self._closed.set()
+        if self._idle_task is not None and self._idle_task is not asyncio.current_task():
+            self._idle_task.cancel()
         with contextlib.suppress(Exception):
             self._writer.close()
 
@@ -290,6 +311,7 @@ class WebSocketConnection:
             if frame is None:
                 self._finish()
                 return None
+            self._last_activity = time.monotonic()
             if frame.opcode == OP_PING:
                 with contextlib.suppress(ConnectionError):
                     self.send_frame(OP_PONG, frame.payload)

@@ -217,6 +217,17 @@ async def test_idle_session_is_closed() -> None:
         await until(lambda: srv.active_connections == 0)
 
 
+async def test_idle_websocket_session_is_closed() -> None:
+    srv = StreamingServer(LocalBackend(), idle_timeout=0.5)
+    async with srv:
+        req = ExecRequest("c1", ["sleep", "30"], stdin=True, stdout=True, stderr=False)
+        ws, _ = await dial_websocket(srv.request_url("exec", req), ["v5.channel.k8s.io"])
+        while await asyncio.wait_for(ws.recv(), 10) is not None:
+            pass  # no traffic from us: the server closes the idle session
+        assert ws.close_code == 1001
+        await until(lambda: srv.active_connections == 0)
+
+
 async def test_spdy_ping_is_answered(server: StreamingServer) -> None:
     conn, protocol = await dial_spdy(server.request_url("exec", ExecRequest("c1", ["true"])), ["v4.channel.k8s.io"])
     assert protocol == "v4.channel.k8s.io"
