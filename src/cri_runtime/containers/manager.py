@@ -51,6 +51,7 @@ from cri_runtime.containers.model import (
     container_name,
 )
 from cri_runtime.containers.relay import client as relay
+from cri_runtime.containers.relay.layout import IoDir
 from cri_runtime.oci import container_spec
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.oci.resources import linux_resources
@@ -93,6 +94,8 @@ class ContainerManager:
         self.index: IdIndex[Container] = IdIndex("container")
         self.names = NameRegistry("container")
         self.state = Path(config.server.state_dir) / "containers"
+        # IO relays spawned at CreateContainer, taken by StartContainer.
+        self._relays: dict[str, asyncio.Task[relay.RelayHandle]] = {}
         self.snapshotter = config.containerd.snapshotter
         # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
         self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
@@ -204,6 +207,7 @@ class ContainerManager:
         container = Container(metadata, ContainerStatus(state=CREATED), self.status_path(container_id))
         container.save_status()
         self.index.add(container_id, container)
+        self._relays[container_id] = self._spawn_relay(container)
         log.info("container created", extra={"fields": {"id": container_id, "name": name, "pod": sandbox.id}})
         await self._emit("created", container)
         return container_id
@@ -257,11 +261,44 @@ class ContainerManager:
                 raise
         await self._emit("started", container)
 
+    def _spawn_relay(self, container: Container) -> asyncio.Task[relay.RelayHandle]:
+        md, cfg = container.metadata, container.config
+        return asyncio.ensure_future(relay.spawn(md.io_dir, relay.RelayConfig(
+            log_path=md.log_path or os.devnull, max_line_size=self.config.logs.max_container_log_line_size,
+            tty=cfg.tty, stdin=cfg.stdin, stdin_once=cfg.stdin_once)))
+
+    async def _take_relay(self, container: Container) -> relay.RelayHandle:
+        """The relay started in the background at create time, or a new one.
+
+        Spawning a relay costs ~12 ms; starting it when the container is
+        created overlaps that with the client's next round trip, so
+        StartContainer only waits for a relay that is (almost always) ready.
+        """
+        pending = self._relays.pop(container.id, None)
+        if pending is not None:
+            try:
+                return await pending
+            except errors.CriError as exc:
+                log.warning("IO relay started at create failed (%s); starting another", exc)
+        elif relay.is_alive(container.metadata.io_dir):
+            # Spawned at create before a restart of ours: it is still waiting on the FIFOs.
+            return self._live_relay(container)
+        return await self._spawn_relay(container)
+
+    @staticmethod
+    def _live_relay(container: Container) -> relay.RelayHandle:
+        d = IoDir(container.metadata.io_dir)
+        cfg = container.config
+        try:
+            pid = int(Path(d.pid_file).read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        return relay.RelayHandle(dir=Path(d.path), pid=pid, stdin=d.stdin if cfg.stdin else "",
+                                 stdout=d.stdout, stderr="" if cfg.tty else d.stderr, terminal=cfg.tty)
+
     async def _start_task(self, container: Container) -> None:
         md, cfg = container.metadata, container.config
-        io = await relay.spawn(md.io_dir, relay.RelayConfig(
-            log_path=md.log_path or os.devnull, max_line_size=self.config.logs.max_container_log_line_size,
-            tty=cfg.tty, stdin=cfg.stdin, stdin_once=cfg.stdin_once))
+        io = await self._take_relay(container)
         try:
             rootfs = await objects.snapshot_mounts(self.ctd, self.snapshotter, container.id)
             created = await self.ctd.call(
@@ -386,6 +423,10 @@ class ContainerManager:
             await self.stop(container.id, 0)
         async with container.lock:
             await objects.delete_task(self.ctd, container.id)
+            pending = self._relays.pop(container.id, None)
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    await pending
             await relay.cleanup(container.metadata.io_dir)
             await objects.delete_container(self.ctd, container.id)
             await objects.remove_snapshot(self.ctd, self.snapshotter, container.id)
@@ -458,13 +499,23 @@ class ContainerManager:
                     continue
                 if any(c.config.labels.get(k) != v for k, v in flt.label_selector.items()):
                     continue
-            out.append(api_pb2.Container(
-                id=c.id, pod_sandbox_id=c.metadata.sandbox_id, metadata=c.config.metadata,
-                image=api_pb2.ImageSpec(image=c.metadata.image_name), image_ref=c.metadata.image_ref,
-                image_id=c.metadata.image_id, state=state, created_at=c.metadata.created_at,
-                labels=dict(c.config.labels), annotations=dict(c.config.annotations)))
+            out.append(self._list_item(c, state))
         out.sort(key=lambda x: x.created_at)
         return out
+
+    @staticmethod
+    def _list_item(c: Container, state: api_pb2.ContainerState) -> api_pb2.Container:
+        """The ListContainers entry; everything but the state is immutable, so it is built once."""
+        cached = c.list_item
+        if cached is not None and cached.state == state:
+            return cached
+        item = api_pb2.Container(
+            id=c.id, pod_sandbox_id=c.metadata.sandbox_id, metadata=c.config.metadata,
+            image=api_pb2.ImageSpec(image=c.metadata.image_name), image_ref=c.metadata.image_ref,
+            image_id=c.metadata.image_id, state=state, created_at=c.metadata.created_at,
+            labels=dict(c.config.labels), annotations=dict(c.config.annotations))
+        c.list_item = item
+        return item
 
     def _find_quietly(self, id_or_prefix: str) -> Container | None:
         try:

@@ -104,6 +104,7 @@ class Container:
         if status.state == EXITED:
             self.exited.set()
         # Spec resources as last applied (UpdateContainerResources changes them).
+        self.list_item: api_pb2.Container | None = None  # ListContainers entry, rebuilt on state change
         self.resources: api_pb2.LinuxContainerResources | None = (
             self.config.linux.resources if self.config.linux.HasField("resources") else None)
 

@@ -47,12 +47,14 @@ def build(config: Config, containers: ContainerManager, sandboxes: SandboxManage
                          pod_resources=PodResources(config.runtime.cgroup_driver, stats.hierarchies))
 
     async def on_event(kind: str, container: Container) -> None:
-        hub.publish(container_events.build_event(kind, container, containers, sandboxes))
+        if hub.subscribers:  # building an event costs several statuses; skip when nobody listens
+            hub.publish(container_events.build_event(kind, container, containers, sandboxes))
         if kind == "deleted":
             stats.forget(container.id)
 
     async def on_sandbox_event(kind: str, sandbox: Sandbox) -> None:
-        hub.publish(container_events.build_sandbox_event(kind, sandbox, containers, sandboxes))
+        if hub.subscribers:
+            hub.publish(container_events.build_sandbox_event(kind, sandbox, containers, sandboxes))
 
     containers.on_event = on_event
     sandboxes.on_event = on_sandbox_event

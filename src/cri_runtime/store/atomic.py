@@ -1,8 +1,11 @@
-"""Crash-safe small files: write to a temp file, fsync, rename, fsync the dir.
+"""Atomically replaced small files: write a temp file, then rename it over.
 
 Status files are rewritten on every state change; a reader (or our own
 recovery after `kill -9`) must see either the old or the new content, never a
-torn write.
+torn write — the rename gives that. They live in the volatile state dir
+(tmpfs /run on a node), which does not survive a reboot anyway, so they are
+not fsynced on the hot path; `durable=True` adds the fsyncs for files that
+must survive a power loss.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, TypeVar
 R = TypeVar("R", bound="JsonRecord")
 
 
-def write_bytes(path: str | Path, data: bytes, mode: int = 0o600) -> None:
+def write_bytes(path: str | Path, data: bytes, mode: int = 0o600, *, durable: bool = False) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
@@ -25,12 +28,15 @@ def write_bytes(path: str | Path, data: bytes, mode: int = 0o600) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(dir_fd)

@@ -140,7 +140,7 @@ async def test_exec_tty_raw_mode_and_resize(fake: Fake, client: list[str], trans
         await read_until(b"33 101")  # the initial size went over the resize stream
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         os.kill(proc.pid, signal.SIGWINCH)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.5)  # generous: the resize must land before the line is read, even under load
         os.write(master, b"hello\r")
         await read_until(b"/dev/pts/")
         await asyncio.wait_for(proc.wait(), 15)

@@ -87,3 +87,33 @@ def test_pause_exit_while_server_down_is_noticed(own_pod_rig: PodRig, tmp_path: 
     rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     assert own_pod_rig.network.allocations() == []
+
+
+def test_container_created_before_a_restart_starts_after_it(own_pod_rig: PodRig, tmp_path: Path) -> None:
+    """Its IO relay was spawned at create time by the previous server process."""
+    server = own_pod_rig.server
+    rt = server.runtime()
+    server.images().PullImage(api_pb2.PullImageRequest(
+        image=api_pb2.ImageSpec(image=own_pod_rig.images.busybox.ref)), timeout=60)
+    pod_id, pod_cfg = _pod(rt, tmp_path / "logs")
+    cfg = api_pb2.ContainerConfig(metadata=api_pb2.ContainerMetadata(name="later"),
+                                  image=api_pb2.ImageSpec(image=own_pod_rig.images.busybox.ref),
+                                  command=["echo", "started after restart"], log_path="later.log")
+    cid = rt.CreateContainer(api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=cfg,
+                                                            sandbox_config=pod_cfg), timeout=60).container_id
+    time.sleep(0.3)
+    server.kill(signal.SIGKILL)
+    server.start()
+    rt = server.runtime()
+    rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=30)
+    deadline = time.monotonic() + 10
+    while True:
+        st = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid), timeout=10).status
+        if st.state == api_pb2.CONTAINER_EXITED:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert st.exit_code == 0
+    assert Path(st.log_path).read_text().rstrip().endswith("stdout F started after restart")
+    rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
