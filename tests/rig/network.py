@@ -10,20 +10,44 @@ the bridge and the files.
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 from pathlib import Path
 
 from . import paths
 
 
+def free_subnet_index(candidates: range = range(1, 100)) -> int:
+    """A third octet n such that nothing on the host uses 10.99.n.0/24 yet.
+
+    Networks of this and other sessions show up as addresses, routes or their
+    FORWARD drop rule. TestNetwork draws from 1-99, the CNI library's own
+    tests from 100-249, so two networks of one session never share a subnet.
+    """
+    def run(*argv: str) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+    in_use = run("ip", "-4", "-o", "addr") + run("ip", "-4", "route", "show", "table", "all") + \
+        run("iptables", "-S", "FORWARD")
+    choices = list(candidates)
+    random.shuffle(choices)
+    for n in choices:
+        if f"10.99.{n}." not in in_use:
+            return n
+    raise RuntimeError("no free 10.99.n.0/24 subnet on this host")
+
+
 class TestNetwork:
-    """Write a conflist into `conf_dir`; one per server under test."""
+    """Write a conflist into `conf_dir`; one per server under test.
+
+    `index` names the bridge (`crb<token><index>`): 0-7 for these networks,
+    8 is the CNI library tests' own network.
+    """
 
     __test__ = False
 
     def __init__(self, conf_dir: Path, index: int = 0, *, portmap: bool = True) -> None:
-        token = int(paths.session_token(), 16)
-        self.subnet = f"10.99.{(token + index * 7) % 250 + 1}.0/24"
+        self.subnet = f"10.99.{free_subnet_index()}.0/24"
         self.bridge = paths.test_bridge_name(index)
         self.name = paths.test_network_name(f"pods{index}")
         self.data_dir = paths.make_dir("ipam")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 from cri_runtime.config import NetworkConfig
 from cri_runtime.network import netns
 from cri_runtime.network.manager import PodNetworkManager
+from tests.rig import network as rig_network
 
 SYSTEM_CNI_BIN = "/usr/lib/cni"
 NEEDED_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
@@ -23,16 +23,8 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def free_subnet_index() -> int:
-    """A third octet n such that nothing on the host uses 10.99.n.0/24."""
-    # Other sessions' networks show up as addresses, routes or their FORWARD drop rule.
-    in_use = (run("ip", "-4", "-o", "addr").stdout + run("ip", "-4", "route", "show", "table", "all").stdout
-              + run("iptables", "-S", "FORWARD").stdout)
-    candidates = list(range(100, 250))
-    random.shuffle(candidates)
-    for n in candidates:
-        if f"10.99.{n}." not in in_use:
-            return n
-    raise RuntimeError("no free 10.99.n.0/24 subnet on this host")
+    """A third octet n such that nothing on the host uses 10.99.n.0/24 (from 100-249)."""
+    return rig_network.free_subnet_index(range(100, 250))
 
 
 @dataclass

@@ -40,7 +40,7 @@ def host_network() -> Iterator[HostNetwork]:
         pytest.skip(f"CNI plugins missing in {SYSTEM_CNI_BIN}: {', '.join(missing)}")
     index = free_subnet_index()
     base = paths.make_dir("cninet")
-    net = HostNetwork(bridge=paths.test_bridge_name(index % 10), subnet=f"10.99.{index}.0/24",
+    net = HostNetwork(bridge=paths.test_bridge_name(8), subnet=f"10.99.{index}.0/24",
                       gateway=f"10.99.{index}.1", network_name=paths.test_network_name(f"n{index}"),
                       data_dir=base / "ipam", netns_dir=base / "netns", index=index)
     drop_rule = ["FORWARD", "-s", net.subnet, "!", "-o", net.bridge, "-j", "DROP"]
