@@ -7,7 +7,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.cri_server import CriServer
+from tests.pod_rig import PodRig
 from tests.rig.containerd import PrivateContainerd
+from tests.rig.images import TestImages
+from tests.rig.network import TestNetwork
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +36,30 @@ def make_cri_server(containerd: PrivateContainerd) -> Iterator[Callable[..., Cri
     yield make
     for server in made:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pod_rig(containerd: PrivateContainerd, test_images: TestImages) -> Iterator[PodRig]:
+    server = CriServer(containerd.address, hosts_dir=str(containerd.hosts_dir),
+                       runc_root=str(containerd.runc_root), sandbox_image=test_images.pause.ref)
+    network = TestNetwork(server.cni_conf_dir)
+    try:
+        server.start()
+        yield PodRig(server, network, test_images)
+    finally:
+        server.cleanup()
+        network.close()
+
+
+@pytest.fixture
+def own_pod_rig(containerd: PrivateContainerd, test_images: TestImages) -> Iterator[PodRig]:
+    """A server of the test's own (it may kill and restart it), with its own network."""
+    server = CriServer(containerd.address, hosts_dir=str(containerd.hosts_dir),
+                       runc_root=str(containerd.runc_root), sandbox_image=test_images.pause.ref)
+    network = TestNetwork(server.cni_conf_dir, index=1)
+    try:
+        server.start()
+        yield PodRig(server, network, test_images)
+    finally:
+        server.cleanup()
+        network.close()

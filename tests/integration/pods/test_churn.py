@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from cri_protos.runtime.v1 import api_pb2
-from tests.integration.pods.conftest import PodRig
+from tests.pod_rig import PodRig
 from tests.rig.containerd import PrivateContainerd
 
 PODS = 50

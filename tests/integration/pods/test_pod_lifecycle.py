@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from cri_protos.runtime.v1 import api_pb2
-from tests.integration.pods.conftest import PodRig
+from tests.pod_rig import PodRig
 
 
 def pod_config(name: str | None = None, **kwargs: object) -> api_pb2.PodSandboxConfig:

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from cri_protos.runtime.v1 import api_pb2
-from tests.integration.pods.conftest import PodRig
+from tests.pod_rig import PodRig
 
 
 def _pod(rt: object, log_dir: Path) -> tuple[str, api_pb2.PodSandboxConfig]:

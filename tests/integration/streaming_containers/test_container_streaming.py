@@ -15,7 +15,7 @@ import pytest
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.streaming.portforward import dial_port_forward
 from cri_runtime.streaming.remotecommand import StreamOptions, run_remote_command
-from tests.integration.pods.conftest import PodRig
+from tests.pod_rig import PodRig
 
 
 class BytesReader:
