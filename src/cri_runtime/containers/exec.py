@@ -120,7 +120,8 @@ class ExecProcess:
     async def __aexit__(self, *exc: object) -> None:
         await self.cleanup()
 
-    async def process_spec(self, args: list[str], tty: bool) -> dict[str, Any]:
+    async def process_spec(self, args: list[str], tty: bool,
+                           console_size: tuple[int, int] | None = None) -> dict[str, Any]:
         record = await self.ctd.call(self.ctd.containers.Get,
                                      containers_pb2.GetContainerRequest(id=self.container_id),
                                      f"get container {self.container_id}")
@@ -129,10 +130,13 @@ class ExecProcess:
         process["args"] = args
         process["terminal"] = tty
         process.pop("consoleSize", None)
+        if tty and console_size is not None:
+            process["consoleSize"] = {"width": console_size[0], "height": console_size[1]}
         return process
 
     async def start(self, args: list[str], *, tty: bool = False, stdin: bool = False,
-                    stdout: bool = True, stderr: bool = True) -> ExecFds:
+                    stdout: bool = True, stderr: bool = True,
+                    console_size: tuple[int, int] | None = None) -> ExecFds:
         """Create the FIFOs (our ends open first), then create and start the process."""
         if not args:
             raise errors.InvalidArgument("exec: cmd must not be empty")
@@ -151,7 +155,7 @@ class ExecProcess:
             else:
                 setattr(fds, name, _open_read(path))
         self.fds = fds
-        process = await self.process_spec(args, tty)
+        process = await self.process_spec(args, tty, console_size)
         req = tasks_pb2.ExecProcessRequest(
             container_id=self.container_id, exec_id=self.exec_id, terminal=tty,
             stdin=paths.get("stdin", ""), stdout=paths.get("stdout", ""), stderr=paths.get("stderr", ""),

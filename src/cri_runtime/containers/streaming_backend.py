@@ -27,6 +27,7 @@ from cri_runtime.containers.relay import client as relay
 from cri_runtime.containers.relay import protocol as relay_protocol
 from cri_runtime.network import netns
 from cri_runtime.streaming.remotecommand import TerminalSize
+from cri_runtime.streaming.resize import split_initial_size
 from cri_runtime.streaming.transport import AsyncReader, AsyncWriter
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,12 @@ class ContainerdStreamingBackend:
                    stdout: AsyncWriter | None, stderr: AsyncWriter | None,
                    resize: AsyncIterator[TerminalSize]) -> int:
         cid = self._running(container_id)
+        initial = None
+        if tty:
+            initial, resize = await split_initial_size(resize)
         async with ExecProcess(self.ctd, cid, Path(self.containers.state) / cid) as proc:
-            fds = await proc.start(cmd, tty=tty, stdin=stdin is not None, stdout=True, stderr=not tty)
+            fds = await proc.start(cmd, tty=tty, stdin=stdin is not None, stdout=True, stderr=not tty,
+                                   console_size=(initial.width, initial.height) if initial else None)
             pumps = [asyncio.ensure_future(_pump_fd(fds.stdout, stdout))]
             if fds.stderr >= 0:
                 pumps.append(asyncio.ensure_future(_pump_fd(fds.stderr, stderr)))

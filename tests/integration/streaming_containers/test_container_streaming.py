@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -180,3 +180,22 @@ def test_port_forward_into_the_pod(pod: Pod, transport: str) -> None:
         return b""
 
     assert asyncio.run(fetch()) == b"pong\n"
+
+
+def test_tty_exec_starts_with_the_client_terminal_size(pod: Pod) -> None:
+    from cri_runtime.streaming.remotecommand import TerminalSize
+
+    cid = pod.container(["sleep", "600"], "tty")
+    url = pod.rt.Exec(api_pb2.ExecRequest(container_id=cid, cmd=["stty", "size"], tty=True, stdout=True),
+                      timeout=10).url
+
+    async def sizes() -> AsyncIterator[TerminalSize]:
+        await asyncio.sleep(0.05)  # the size arrives after the streams, as from a real client
+        yield TerminalSize(width=132, height=43)
+        await asyncio.sleep(3600)
+
+    out = Collect()
+    code = asyncio.run(asyncio.wait_for(run_remote_command(
+        url, StreamOptions(False, True, False, True), stdout=out, resize=sizes()), 30))
+    assert code == 0
+    assert bytes(out.data).strip() == b"43 132"

@@ -18,6 +18,7 @@ import termios
 from collections.abc import AsyncIterator
 
 from cri_runtime.streaming.remotecommand import TerminalSize
+from cri_runtime.streaming.resize import split_initial_size
 from cri_runtime.streaming.transport import AsyncReader, AsyncWriter
 
 
@@ -95,7 +96,11 @@ class LocalBackend:
 
     async def _run_tty(self, cmd: list[str], stdin: AsyncReader | None, stdout: AsyncWriter | None,
                        resize: AsyncIterator[TerminalSize]) -> int:
+        initial, resize = await split_initial_size(resize)
         master, slave = pty.openpty()
+        if initial is not None:
+            self.resizes.append(initial)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", initial.height, initial.width, 0, 0))
         try:
             proc = await asyncio.create_subprocess_exec(*cmd, stdin=slave, stdout=slave, stderr=slave,
                                                         start_new_session=True)
