@@ -31,9 +31,14 @@ _BY_CODE: dict[grpc.StatusCode, type[errors.CriError]] = {
 
 def from_rpc_error(exc: grpc.aio.AioRpcError, action: str) -> errors.CriError:
     """Map a containerd RPC failure to the domain error of the same meaning."""
-    cls = _BY_CODE.get(exc.code(), errors.Internal)
-    detail = exc.details() or exc.code().name.lower()
-    if exc.code() == grpc.StatusCode.UNKNOWN and "context deadline exceeded" in detail:
+    return from_status(exc.code(), exc.details() or "", action)
+
+
+def from_status(code: grpc.StatusCode, details: str, action: str) -> errors.CriError:
+    """Same as `from_rpc_error`, for a status read off a finished (streaming) call."""
+    cls = _BY_CODE.get(code, errors.Internal)
+    detail = details or code.name.lower()
+    if code == grpc.StatusCode.UNKNOWN and "context deadline exceeded" in detail:
         # containerd passes a deadline hit inside the shim through as UNKNOWN.
         cls = errors.DeadlineExceeded
     if cls is errors.Unavailable:

@@ -39,7 +39,6 @@ KIND_LABEL = f"{LABEL_PREFIX}.kind"
 KIND_SANDBOX = "sandbox"
 KIND_CONTAINER = "container"
 SANDBOX_ID_LABEL = f"{LABEL_PREFIX}.sandbox-id"
-GC_ROOT_LABEL = "containerd.io/gc.root"
 # On every snapshot we prepare, so leftovers of an interrupted create can be found.
 SNAPSHOT_OWNER_LABEL = f"{LABEL_PREFIX}.owner"
 

@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,10 +247,3 @@ async def exec_sync(ctd: Containerd, container_id: str, state_dir: Path, args: l
             # A background child kept the pipes open; what it wrote so far is lost to us.
             stdout, stderr = b"", b""
         return ExecResult(exit_code, stdout, stderr)
-
-
-def is_fifo(path: str) -> bool:
-    try:
-        return stat.S_ISFIFO(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return False

@@ -57,8 +57,9 @@ from cri_runtime.oci.process import ImageConfig
 from cri_runtime.oci.resources import linux_resources
 from cri_runtime.oci.rootfs import read_rootfs_file
 from cri_runtime.oci.validate import validate_container_config
+from cri_runtime.rollback import Rollback, remove_dir
 from cri_runtime.runtime.node import NodeFacts
-from cri_runtime.sandbox.manager import Rollback, SandboxManager
+from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.store.index import IdIndex, NameRegistry
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class ContainerManager:
         container_id = secrets.token_hex(32)
         self.names.reserve(name, container_id)
         undo = Rollback(f"container {container_id}")
-        undo.add("name", _sync(self.names.release, name))
+        undo.add_sync("name", self.names.release, name)
         work = asyncio.ensure_future(self._create(container_id, name, sandbox, cfg, image, undo))
         return await asyncio.shield(work)
 
@@ -162,7 +163,7 @@ class ContainerManager:
             if not log_path.startswith(os.path.normpath(sandbox.config.log_directory) + os.sep):
                 raise errors.InvalidArgument(f"log_path {cfg.log_path!r} escapes the pod's log directory")
         container_dir = self.state / container_id
-        undo.add("state dir", _sync(_remove_dir, str(container_dir)))
+        undo.add_sync("state dir", remove_dir, str(container_dir))
         container_dir.mkdir(parents=True, exist_ok=True)
 
         sandbox_ctx = container_spec.SandboxContext(
@@ -180,8 +181,8 @@ class ContainerManager:
             accounts = await self._image_accounts(image, mounts, container_dir)
             spec = container_spec.build_container_spec(
                 container_id, cfg, image_config, image_name=image_name, sandbox=sandbox_ctx,
-                options=self.node.spec_options(handler), rootfs=accounts, target_pid=target_pid,
-                extra_mounts=extra_mounts)
+                options=self.node.spec_options(handler, mountinfo=_needs_mountinfo(cfg)), rootfs=accounts,
+                target_pid=target_pid, extra_mounts=extra_mounts)
             metadata = ContainerMetadata(
                 id=container_id, name=name, sandbox_id=sandbox.id, config=cfg.SerializeToString(),
                 image_id=image.id, image_name=image_name,
@@ -233,7 +234,7 @@ class ContainerManager:
             with contextlib.suppress(OSError):  # a concurrent create may have cached it first
                 os.rename(tmp, cache)
         finally:
-            _remove_dir(str(tmp))
+            remove_dir(str(tmp))
         return str(cache)
 
     # ------------------------------------------------------------------- start
@@ -432,7 +433,7 @@ class ContainerManager:
             await objects.remove_snapshot(self.ctd, self.snapshotter, container.id)
             await image_volumes.release(self.ctd, self.snapshotter, [
                 image_volumes.ImageVolume(**v) for v in container.metadata.image_volumes])
-            _remove_dir(str(self.state / container.id))
+            remove_dir(str(self.state / container.id))
             self.index.remove(container.id)
             self.names.release_id(container.id)
         log.info("container removed", extra={"fields": {"id": container.id}})
@@ -622,13 +623,6 @@ def _cri_signal(sig: int) -> api_pb2.Signal:
     return api_pb2.Signal.Value(name)  # type: ignore[return-value]
 
 
-def _sync(fn: Callable[..., Any], *args: Any) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
-        fn(*args)
-    return run
-
-
-def _remove_dir(path: str) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+def _needs_mountinfo(cfg: api_pb2.ContainerConfig) -> bool:
+    """Shared/slave propagation is checked against the host's mount table."""
+    return any(m.propagation != api_pb2.PROPAGATION_PRIVATE for m in cfg.mounts)

@@ -26,7 +26,7 @@ from cri_protos.containerd.services.content.v1 import content_pb2
 from cri_protos.containerd.services.leases.v1 import leases_pb2
 from cri_runtime import errors
 from cri_runtime.containerd.connection import Containerd
-from cri_runtime.containerd.errors import _BY_CODE, from_rpc_error
+from cri_runtime.containerd.errors import from_rpc_error, from_status
 from cri_runtime.images.manifest import Descriptor
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,6 @@ BlobOpener = Callable[[int], Awaitable[tuple[AsyncIterator[bytes], int]]]
 def ingest_ref(kind: str, digest: str) -> str:
     """The ingest key; same shape as containerd's client (``layer-sha256:…``)."""
     return f"{kind}-{digest}"
-
-
-def from_rpc_error_parts(code: grpc.StatusCode, details: str, action: str) -> errors.CriError:
-    """Like `from_rpc_error`, for a status read off a finished call."""
-    cls = _BY_CODE.get(code, errors.Internal)
-    return cls(f"{action}: {details or code.name.lower()}")
 
 
 def _disk_error(exc: errors.CriError) -> errors.CriError:
@@ -232,7 +226,7 @@ class _Writer:
         code = await self.call.code()
         if code != grpc.StatusCode.OK:
             details = await self.call.details()
-            raise _disk_error(from_rpc_error_parts(code, details, f"{self.what}: write"))
+            raise _disk_error(from_status(code, details, f"{self.what}: write"))
 
     async def commit(self, desc: Descriptor, labels: dict[str, str]) -> None:
         try:

@@ -8,6 +8,7 @@ difference between machines shows up in one place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -127,11 +128,14 @@ class NodeFacts:
         self.hostname = platform.node()
         self.capabilities = bounding_capabilities()
 
-    def spec_options(self, handler: RuntimeHandlerConfig | None = None) -> SpecOptions:
-        try:
-            mountinfo = Path("/proc/self/mountinfo").read_text()
-        except OSError:
-            mountinfo = ""
+    def spec_options(self, handler: RuntimeHandlerConfig | None = None, *,
+                     mountinfo: bool = False) -> SpecOptions:
+        """Options for the spec builders; `mountinfo` reads the host mount table (it grows
+        with every pod), needed only for mounts with shared or slave propagation."""
+        table = ""
+        if mountinfo:
+            with contextlib.suppress(OSError):
+                table = Path("/proc/self/mountinfo").read_text()
         return SpecOptions(
             cgroup_driver="systemd" if self.config.runtime.cgroup_driver == "systemd" else "cgroupfs",
             restrict_oom_score_adj=self.restrict_oom_score_adj,
@@ -147,5 +151,5 @@ class NodeFacts:
             arch=self.arch,
             kernel_version=self.kernel,
             node_hostname=self.hostname,
-            mountinfo=mountinfo,
+            mountinfo=table,
         )

@@ -19,8 +19,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import timestamp_pb2
-
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_protos.runtime.v1 import api_pb2
@@ -32,6 +30,7 @@ from cri_runtime.network import netns
 from cri_runtime.network.manager import Bandwidth, DNSConfig, PodNetworkManager, PortMapping
 from cri_runtime.oci import sandbox_spec
 from cri_runtime.oci.process import ImageConfig
+from cri_runtime.rollback import Rollback, remove_dir
 from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.sandbox import files
 from cri_runtime.sandbox.model import (
@@ -57,25 +56,6 @@ EGRESS_BANDWIDTH = "kubernetes.io/egress-bandwidth"
 ContainersHook = Callable[[str], Awaitable[None]]
 
 
-class Rollback:
-    """Undo actions registered as work proceeds; run in reverse on failure."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self._undo: list[tuple[str, Callable[[], Awaitable[None]]]] = []
-
-    def add(self, name: str, undo: Callable[[], Awaitable[None]]) -> None:
-        self._undo.append((name, undo))
-
-    async def run(self) -> None:
-        for name, undo in reversed(self._undo):
-            try:
-                await undo()
-            except Exception:
-                log.exception("rollback of %s: undoing %s failed", self.what, name)
-        self._undo.clear()
-
-
 def parse_bandwidth(value: str) -> int:
     """Kubernetes quantity (e.g. 10M, 1Gi) in bits per second."""
     units = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30,
@@ -92,12 +72,6 @@ def parse_bandwidth(value: str) -> int:
         return int(float(text))
     except ValueError:
         raise errors.InvalidArgument(f"invalid bandwidth annotation value {value!r}") from None
-
-
-def _ts(ns: int) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(ns)
-    return ts
 
 
 class SandboxManager:
@@ -160,7 +134,7 @@ class SandboxManager:
                 raise errors.FailedPrecondition(f"network is not ready: {cond.message}")
         self.names.reserve(name, sandbox_id)
         undo = Rollback(f"pod sandbox {sandbox_id}")
-        undo.add("name reservation", self._release_name(name))
+        undo.add_sync("name reservation", self.names.release, name)
         work = asyncio.ensure_future(self._run(sandbox_id, name, request, handler_name, handler, undo))
         try:
             return await asyncio.shield(work)
@@ -168,13 +142,6 @@ class SandboxManager:
             # The caller gave up (deadline); finish or undo in the background.
             work.add_done_callback(lambda t: t.cancelled() or t.exception())
             raise
-        except BaseException:
-            raise
-
-    def _release_name(self, name: str) -> Callable[[], Awaitable[None]]:
-        async def release() -> None:
-            self.names.release(name)
-        return release
 
     async def _run(self, sandbox_id: str, name: str, request: api_pb2.RunPodSandboxRequest,
                    handler_name: str, handler: RuntimeHandlerConfig, undo: Rollback) -> str:
@@ -207,7 +174,7 @@ class SandboxManager:
             undo.add("CNI", lambda: self.network.teardown(sandbox_id, netns_path))
 
         pod_dir = str(self.root / sandbox_id)
-        undo.add("pod files", _async(files.remove_pod_dir, pod_dir))
+        undo.add_sync("pod files", files.remove_pod_dir, pod_dir)
         hostname = cfg.hostname or (os.uname().nodename if host_network else "")
         dns = None
         if cfg.HasField("dns_config"):
@@ -217,7 +184,7 @@ class SandboxManager:
         shm_path = ""
         if not host_ipc:
             shm_path = str(self.state / sandbox_id / "shm")
-            undo.add("shm", _async(files.unmount_shm, shm_path))
+            undo.add_sync("shm", files.unmount_shm, shm_path)
             files.mount_shm(shm_path)
 
         metadata = SandboxMetadata(
@@ -235,7 +202,7 @@ class SandboxManager:
         snapshotter = self.config.containerd.snapshotter
         status = SandboxStatus(state=NOTREADY)
         sandbox = Sandbox(metadata, status, self.status_path(sandbox_id))
-        undo.add("status dir", _async(_remove_dir, str(self.state / sandbox_id)))
+        undo.add_sync("status dir", remove_dir, str(self.state / sandbox_id))
         sandbox.save_status()
 
         async with self.ctd.lease(f"sandbox-{sandbox_id[:12]}", expire_seconds=600) as lease:
@@ -325,7 +292,7 @@ class SandboxManager:
             await objects.delete_container(self.ctd, sandbox.id)
             await objects.remove_snapshot(self.ctd, self.config.containerd.snapshotter, sandbox.id)
             files.remove_pod_dir(md.pod_dir)
-            _remove_dir(str(self.state / sandbox.id))
+            remove_dir(str(self.state / sandbox.id))
             self.index.remove(sandbox.id)
             self.names.release_id(sandbox.id)
         log.info("pod sandbox removed", extra={"fields": {"id": sandbox.id}})
@@ -472,15 +439,3 @@ def _dns(cfg: api_pb2.PodSandboxConfig) -> DNSConfig | None:
         return None
     d = cfg.dns_config
     return DNSConfig(servers=tuple(d.servers), searches=tuple(d.searches), options=tuple(d.options))
-
-
-def _async(fn: Callable[..., Any], *args: Any) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
-        fn(*args)
-    return run
-
-
-def _remove_dir(path: str) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
