@@ -139,6 +139,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--containers", type=int, default=100)
     ap.add_argument("--parallel", type=int, default=10)
+    ap.add_argument("--network-index", type=int, default=9,
+                    help="host-only test network index (1-99); distinct per concurrent run")
     args = ap.parse_args()
 
     registry = LocalRegistry().start()
@@ -146,7 +148,7 @@ def main() -> int:
     ctrd = PrivateContainerd(with_cri=True, sandbox_image=images.pause.ref)
     ctrd.add_registry_host(registry.host, f"http://{registry.host}")
     ctrd.start()
-    network = TestNetwork(Path(ctrd.cni_conf_dir), index=9)
+    network = TestNetwork(Path(ctrd.cni_conf_dir), index=args.network_index)
     server = CriServer(ctrd.address, hosts_dir=str(ctrd.hosts_dir), runc_root=str(ctrd.runc_root),
                        sandbox_image=images.pause.ref,
                        extra_toml="")
