@@ -20,8 +20,6 @@ import socket
 import stat
 from pathlib import Path
 
-import grpc
-
 from cri_protos.runtime.v1 import api_pb2_grpc
 from cri_runtime import __version__, errors
 from cri_runtime.config import Config
@@ -32,6 +30,7 @@ from cri_runtime.containers.streaming_backend import ContainerdStreamingBackend
 from cri_runtime.images.manager import ImageManager
 from cri_runtime.metrics.http import MetricsHttpServer
 from cri_runtime.network.manager import PodNetworkManager
+from cri_runtime.rpc import RpcServer
 from cri_runtime.runtime.conditions import Probe
 from cri_runtime.runtime.containerd_probe import ContainerdProbe
 from cri_runtime.runtime.node import NodeFacts
@@ -164,7 +163,7 @@ class CriServer:
         self.streaming = StreamingServer.from_config(config.streaming, ContainerdStreamingBackend(self.containers))
         self.orphans = OrphanCollector(config, self.ctd, self.network, self.sandboxes, self.containers)
         self.recovery.register("leftovers of interrupted operations", self.orphans.collect)
-        self._grpc: grpc.aio.Server | None = None
+        self._grpc: RpcServer | None = None
         self._stopping = asyncio.Event()
         self._recovery_task: asyncio.Task[None] | None = None
         self._metrics_http: MetricsHttpServer | None = None
@@ -179,27 +178,22 @@ class CriServer:
             await self._check_containerd()
             for d in (self.config.server.root_dir, self.config.server.state_dir):
                 os.makedirs(d, mode=0o711, exist_ok=True)
-            server = grpc.aio.server(
-                options=[
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ]
-            )
+            server = RpcServer(MAX_MESSAGE_BYTES)
             runtime = RuntimeServicer(self.config, self.recovery, ContainerdProbe(self.ctd),
                                       self.network_probe(), self.network, self.sandboxes,
                                       self.containers, self.streaming)
             api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
             api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(self.images, self.recovery), server)
             try:
-                server.add_insecure_port(f"unix://{self.config.server.socket}")
-            except RuntimeError as exc:
-                raise StartupError(f"cannot listen on {self.config.server.socket}: {exc}") from None
-            try:
                 await self.streaming.start()
             except OSError as exc:
                 raise StartupError(f"cannot listen for streaming on {self.config.streaming.address}:"
                                    f"{self.config.streaming.port}: {exc.strerror}") from None
-            await server.start()
+            try:
+                await server.start(self.config.server.socket)
+            except OSError as exc:
+                await self.streaming.stop()
+                raise StartupError(f"cannot listen on {self.config.server.socket}: {exc.strerror}") from None
             self.guard.secure()
             self._grpc = server
             self._metrics_http = stats_wiring.attach(self)

@@ -1,0 +1,6 @@
+"""Our gRPC server transport (HTTP/2 + gRPC framing) for the CRI services."""
+
+from .context import AbortError, ServicerContext
+from .server import RpcServer
+
+__all__ = ["AbortError", "RpcServer", "ServicerContext"]
