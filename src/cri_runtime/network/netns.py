@@ -179,14 +179,19 @@ def release_pin_dir(directory: str) -> None:
                 raise
 
 
-def _create(directory: str, name: str) -> str:
+def pin_path(directory: str, name: str) -> str:
+    """Where `create(directory, name)` pins the namespace (known before it exists)."""
     if not name or "/" in name or name in (".", ".."):
         raise errors.InvalidArgument(f"invalid network namespace name {name!r}")
+    return os.path.join(os.path.realpath(directory), name)
+
+
+def _create(directory: str, name: str) -> str:
+    path = pin_path(directory, name)
     try:
         prepare_pin_dir(directory)
     except OSError as exc:
         raise errors.Internal(f"cannot prepare netns directory {directory}: {exc}") from None
-    path = os.path.join(os.path.realpath(directory), name)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
     except FileExistsError:

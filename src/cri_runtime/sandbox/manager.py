@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import any_pb2, field_mask_pb2
+
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_protos.runtime.v1 import api_pb2
@@ -26,8 +28,9 @@ from cri_runtime import errors
 from cri_runtime.config import Config, RuntimeHandlerConfig
 from cri_runtime.containerd import objects
 from cri_runtime.containerd.connection import Containerd
+from cri_runtime.images.store import ImageRecord
 from cri_runtime.network import netns
-from cri_runtime.network.manager import Bandwidth, DNSConfig, PodNetworkManager, PortMapping
+from cri_runtime.network.manager import Bandwidth, DNSConfig, NetworkStatus, PodNetworkManager, PortMapping
 from cri_runtime.oci import sandbox_spec
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.rollback import Rollback, remove_dir
@@ -78,7 +81,7 @@ class SandboxManager:
     """All pod sandboxes of this runtime."""
 
     def __init__(self, config: Config, ctd: Containerd, network: PodNetworkManager,
-                 ensure_image: Callable[[str], Awaitable[Any]], node: NodeFacts) -> None:
+                 ensure_image: Callable[[str], Awaitable[ImageRecord]], node: NodeFacts) -> None:
         self.config = config
         self.ctd = ctd
         self.network = network
@@ -153,25 +156,30 @@ class SandboxManager:
 
     async def _run_steps(self, sandbox_id: str, name: str, request: api_pb2.RunPodSandboxRequest,
                          handler_name: str, handler: RuntimeHandlerConfig, undo: Rollback) -> str:
+        """The steps of RunPodSandbox, overlapped where they do not depend on each other.
+
+        The pod's network (CNI ADD, tens of ms of plugin runs) only needs the
+        netns to exist, and the pause container only needs the netns path:
+        so CNI runs while the snapshot, containerd container and pause task
+        are created. The task is started only once the network is up and the
+        pod's IP is recorded, so a pod seen running (now or after a restart)
+        always has its network.
+        """
         cfg = request.config
         ns_opts = cfg.linux.security_context.namespace_options
         host_network = ns_opts.network == api_pb2.NODE
         host_ipc = ns_opts.ipc == api_pb2.NODE
         created_at = time.time_ns()
 
-        image = await self.ensure_image(self.config.image.sandbox_image)
-
         netns_path = ""
-        network_status = None
-        if not host_network:
-            netns_path = await netns.create(self.netns_dir, f"cri-{sandbox_id[:16]}")
-            undo.add("netns", lambda: netns.remove(netns_path))
-            network_status = await self.network.setup(
-                sandbox_id, netns_path, pod_name=cfg.metadata.name, pod_namespace=cfg.metadata.namespace,
-                pod_uid=cfg.metadata.uid, port_mappings=_port_mappings(cfg),
-                bandwidth=_bandwidth(cfg), dns=_dns(cfg), cgroup_parent=cfg.linux.cgroup_parent,
-                annotations=dict(cfg.annotations))
-            undo.add("CNI", lambda: self.network.teardown(sandbox_id, netns_path))
+        network_setup: asyncio.Future[NetworkStatus] | None = None
+        if host_network:
+            image = await self.ensure_image(self.config.image.sandbox_image)
+        else:
+            netns_name = f"cri-{sandbox_id[:16]}"
+            netns_path = netns.pin_path(self.netns_dir, netns_name)
+            image = await self._image_and_netns(netns_name, undo)
+            network_setup = self._start_network_setup(sandbox_id, netns_path, cfg, undo)
 
         pod_dir = str(self.root / sandbox_id)
         undo.add_sync("pod files", files.remove_pod_dir, pod_dir)
@@ -187,13 +195,12 @@ class SandboxManager:
             undo.add_sync("shm", files.unmount_shm, shm_path)
             files.mount_shm(shm_path)
 
+        # The IPs are filled in once CNI is done (see below).
         metadata = SandboxMetadata(
             id=sandbox_id, name=name, config=cfg.SerializeToString(), runtime_handler=handler_name,
             created_at=created_at, netns_path=netns_path, pod_dir=pod_dir, shm_path=shm_path,
             hostname_path=hostname_path, hosts_path=hosts_path, resolv_conf_path=resolv_path,
-            cgroup_parent=cfg.linux.cgroup_parent, image=image.id,
-            ip=network_status.ip if network_status else "",
-            additional_ips=list(network_status.additional_ips) if network_status else [])
+            cgroup_parent=cfg.linux.cgroup_parent, image=image.id)
 
         spec = sandbox_spec.build_sandbox_spec(
             sandbox_id, cfg, ImageConfig.from_json(image.config), options=self.node.spec_options(handler),
@@ -221,8 +228,7 @@ class SandboxManager:
                         binary_name=handler.binary_name, root=handler.root,
                         systemd_cgroup=self.config.runtime.cgroup_driver == "systemd")),
                 spec=objects.spec_any(spec), snapshotter=snapshotter, snapshot_key=sandbox_id,
-                extensions={METADATA_EXTENSION: objects.json_extension(METADATA_TYPE, METADATA_VERSION,
-                                                                       metadata.to_json())})
+                extensions={METADATA_EXTENSION: _metadata_extension(metadata)})
             await objects.create_container(self.ctd, container, lease)
             undo.add("containerd container", lambda: objects.delete_container(self.ctd, sandbox_id))
 
@@ -230,6 +236,13 @@ class SandboxManager:
             self.ctd.tasks.Create, tasks_pb2.CreateTaskRequest(container_id=sandbox_id, rootfs=mounts),
             f"create pause task of pod {sandbox_id}")
         undo.add("task", lambda: self._kill_and_delete_task(sandbox_id))
+
+        if network_setup is not None:
+            network_status = await network_setup
+            metadata.ip = network_status.ip
+            metadata.additional_ips = list(network_status.additional_ips)
+            await self._record_metadata(metadata)
+
         await self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=sandbox_id),
                             f"start pause task of pod {sandbox_id}")
         status.state = READY
@@ -240,6 +253,48 @@ class SandboxManager:
         await self._emit("created", sandbox)
         await self._emit("started", sandbox)
         return sandbox_id
+
+    async def _image_and_netns(self, netns_name: str, undo: Rollback) -> ImageRecord:
+        """The sandbox image and the pod's network namespace, looked up / created side by side."""
+        creating = asyncio.ensure_future(netns.create(self.netns_dir, netns_name))
+
+        async def remove_netns() -> None:
+            await asyncio.wait([creating])
+            if not creating.cancelled() and creating.exception() is None:
+                await netns.remove(creating.result())
+
+        undo.add("netns", remove_netns)
+        finding = asyncio.ensure_future(self.ensure_image(self.config.image.sandbox_image))
+        finding.add_done_callback(_consume_exception)
+        await asyncio.wait([creating, finding])
+        creating.result()
+        return finding.result()
+
+    def _start_network_setup(self, sandbox_id: str, netns_path: str, cfg: api_pb2.PodSandboxConfig,
+                             undo: Rollback) -> asyncio.Future[NetworkStatus]:
+        """CNI ADD in the background; its undo waits for it, then tears down whatever it did."""
+        setup = asyncio.ensure_future(self.network.setup(
+            sandbox_id, netns_path, pod_name=cfg.metadata.name, pod_namespace=cfg.metadata.namespace,
+            pod_uid=cfg.metadata.uid, port_mappings=_port_mappings(cfg),
+            bandwidth=_bandwidth(cfg), dns=_dns(cfg), cgroup_parent=cfg.linux.cgroup_parent,
+            annotations=dict(cfg.annotations)))
+        setup.add_done_callback(_consume_exception)
+
+        async def teardown() -> None:
+            await asyncio.wait([setup])
+            await self.network.teardown(sandbox_id, netns_path)
+
+        undo.add("CNI", teardown)
+        return setup
+
+    async def _record_metadata(self, metadata: SandboxMetadata) -> None:
+        """Rewrite the metadata extension of the sandbox's containerd record (after CNI gave its IPs)."""
+        record = containers_pb2.Container(id=metadata.id,
+                                          extensions={METADATA_EXTENSION: _metadata_extension(metadata)})
+        mask = field_mask_pb2.FieldMask(paths=[f"extensions.{METADATA_EXTENSION}"])
+        await self.ctd.call(self.ctd.containers.Update,
+                            containers_pb2.UpdateContainerRequest(container=record, update_mask=mask),
+                            f"record network of pod {metadata.id}")
 
     async def _kill_and_delete_task(self, sandbox_id: str) -> None:
         await objects.kill_task(self.ctd, sandbox_id, signal.SIGKILL, all_processes=True)
@@ -416,6 +471,16 @@ class SandboxManager:
             task = await objects.task_state(self.ctd, sandbox.id)
             if task is None or not task.running:
                 await self.on_task_exit(sandbox.id, task.exited_at_ns if task else 0)
+
+
+def _metadata_extension(metadata: SandboxMetadata) -> any_pb2.Any:
+    return objects.json_extension(METADATA_TYPE, METADATA_VERSION, metadata.to_json())
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    """Mark a background step's failure as seen (its awaiter, if any, still gets it)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _port_mappings(cfg: api_pb2.PodSandboxConfig) -> list[PortMapping]:

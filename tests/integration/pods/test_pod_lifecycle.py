@@ -14,6 +14,7 @@ import pytest
 
 from cri_protos.runtime.v1 import api_pb2
 from tests.pod_rig import PodRig
+from tests.rig.containerd import PrivateContainerd
 
 
 def pod_config(name: str | None = None, **kwargs: object) -> api_pb2.PodSandboxConfig:
@@ -100,3 +101,32 @@ def test_run_status_stop_remove(pods: Pods, pod_rig: PodRig) -> None:
         pods.status(pod_id)
     assert info_err.value.code() == grpc.StatusCode.NOT_FOUND
     assert not os.path.exists(netns_path)
+
+
+def test_network_failure_while_pause_is_created_leaves_nothing(pods: Pods, pod_rig: PodRig,
+                                                               containerd: PrivateContainerd) -> None:
+    """CNI runs alongside the pause container's creation; its failure undoes both sides."""
+    conf_dir = pod_rig.server.cni_conf_dir
+    good = json.loads(pod_rig.network.conf_path.read_text())
+    # The real bridge ADD (an IP allocated) runs first, then a plugin that is missing fails the chain.
+    failing = dict(good, plugins=[*good["plugins"], {"type": "cri-runtime-test-missing-plugin"}])
+    failing_path = conf_dir / "00-failing.conflist"
+
+    def ours(kind: str) -> list[str]:
+        return sorted(line.split()[0] for line in containerd.ctr(kind, "ls").stdout.splitlines()[1:])
+
+    records, snapshots = ours("containers"), ours("snapshots")
+    pins_dir = pod_rig.server.dir / "state" / "netns"
+    pins = sorted(os.listdir(pins_dir)) if pins_dir.exists() else []
+    failing_path.write_text(json.dumps(failing))
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            pods.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=pod_config()), timeout=60)
+    finally:
+        failing_path.unlink()
+    assert "cri-runtime-test-missing-plugin" in (err.value.details() or "")
+    assert pod_rig.network.allocations() == []
+    assert ours("containers") == records
+    assert ours("snapshots") == snapshots
+    assert (sorted(os.listdir(pins_dir)) if pins_dir.exists() else []) == pins
+    assert pods.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items == []

@@ -117,3 +117,20 @@ def test_container_created_before_a_restart_starts_after_it(own_pod_rig: PodRig,
     assert Path(st.log_path).read_text().rstrip().endswith("stdout F started after restart")
     rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+
+
+def test_pod_ip_is_recorded_before_the_pod_is_ready(own_pod_rig: PodRig, tmp_path: Path) -> None:
+    """CNI finishes after the pause container record is made; the IP still reaches that record."""
+    server = own_pod_rig.server
+    rt = server.runtime()
+    pod_id, _ = _pod(rt, tmp_path / "logs")
+    ip = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=10).status.network.ip
+    assert ip in own_pod_rig.network.allocations()
+    server.kill(signal.SIGKILL)
+    server.start()
+    rt = server.runtime()
+    st = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=10).status
+    assert (st.state, st.network.ip) == (api_pb2.SANDBOX_READY, ip)
+    rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert own_pod_rig.network.allocations() == []
