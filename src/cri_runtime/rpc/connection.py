@@ -10,7 +10,6 @@ deadline or a server stop reaches the handler.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import struct
 import time
@@ -21,7 +20,7 @@ from typing import Any
 
 import grpc
 
-from . import frames, hpack, wire
+from . import eager, frames, hpack, wire
 from .context import AbortError, ServicerContext
 
 log = logging.getLogger(__name__)
@@ -406,7 +405,7 @@ class Connection(asyncio.Protocol):
             path = call.headers.get(b":path", b"").decode("latin-1")
             self._finish_early(call, grpc.StatusCode.UNIMPLEMENTED, f"unknown method {path}")
             return
-        deadline = None
+        timeout = None
         raw_timeout = call.headers.get(b"grpc-timeout")
         if raw_timeout is not None:
             timeout = wire.parse_timeout(raw_timeout)
@@ -414,11 +413,12 @@ class Connection(asyncio.Protocol):
                 self._finish_early(call, grpc.StatusCode.INVALID_ARGUMENT,
                                    f"malformed grpc-timeout {raw_timeout.decode('latin-1')!r}")
                 return
-            deadline = time.monotonic() + timeout
-            call.timer = asyncio.get_running_loop().call_later(timeout, self._deadline_expired, call)
-        call.context = ServicerContext(self._peer, _metadata(call.headers), deadline,
+        deadline = None if timeout is None else time.monotonic() + timeout
+        call.context = ServicerContext(self._peer, call.headers, deadline,
                                        lambda md: self._send_headers(call, md))
-        call.task = asyncio.get_running_loop().create_task(self._run(call, method))
+        call.task = eager.start_eagerly(self._run(call, method), method.name)
+        if call.task is not None and timeout is not None:
+            call.timer = asyncio.get_running_loop().call_later(timeout, self._deadline_expired, call)
 
     def _decode_request(self, call: Call, method: Method) -> Any:
         body = call.body
@@ -597,25 +597,6 @@ class Connection(asyncio.Protocol):
         self._closed = True
         if self._transport is not None:
             self._transport.close()
-
-
-def _metadata(headers: dict[bytes, bytes]) -> tuple[tuple[str, str], ...]:
-    """Custom metadata as grpcio presents it (binary values base64-decoded, as str)."""
-    out = []
-    for name, value in headers.items():
-        if name.startswith(b":") or name in (b"content-type", b"te", b"grpc-timeout", b"grpc-encoding",
-                                             b"grpc-accept-encoding"):
-            continue
-        key = name.decode("latin-1")
-        if key.endswith("-bin"):
-            try:
-                text = base64.b64decode(value + b"=" * (-len(value) % 4)).decode("latin-1")
-            except ValueError:
-                continue
-        else:
-            text = value.decode("latin-1")
-        out.append((key, text))
-    return tuple(out)
 
 
 def _decompress(encoding: bytes, payload: bytes, limit: int) -> bytes:

@@ -7,6 +7,7 @@ servicers are written exactly as for grpcio's server.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
@@ -29,12 +30,12 @@ class ServicerContext:
     def __init__(
         self,
         peer: str,
-        metadata: tuple[tuple[str, str], ...],
+        headers: dict[bytes, bytes],
         deadline: float | None,
         send_headers: Callable[[Sequence[tuple[str, str]]], Awaitable[None]],
     ) -> None:
         self._peer = peer
-        self._metadata = metadata
+        self._headers = headers
         self._deadline = deadline
         self._send_headers = send_headers
         self.cancelled_by_peer = False
@@ -49,7 +50,7 @@ class ServicerContext:
         return self._peer
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return self._metadata
+        return metadata_from_headers(self._headers)
 
     async def send_initial_metadata(self, metadata: Sequence[tuple[str, str]]) -> None:
         """Send the response headers now (a stream uses this to say it is live)."""
@@ -62,3 +63,24 @@ class ServicerContext:
 
     def cancelled(self) -> bool:
         return self.cancelled_by_peer
+
+
+_NOT_METADATA = frozenset((b"content-type", b"te", b"grpc-timeout", b"grpc-encoding", b"grpc-accept-encoding"))
+
+
+def metadata_from_headers(headers: dict[bytes, bytes]) -> tuple[tuple[str, str], ...]:
+    """Custom metadata as grpcio presents it (binary values base64-decoded, as str)."""
+    out = []
+    for name, value in headers.items():
+        if name.startswith(b":") or name in _NOT_METADATA:
+            continue
+        key = name.decode("latin-1")
+        if key.endswith("-bin"):
+            try:
+                text = base64.b64decode(value + b"=" * (-len(value) % 4)).decode("latin-1")
+            except ValueError:
+                continue
+        else:
+            text = value.decode("latin-1")
+        out.append((key, text))
+    return tuple(out)
