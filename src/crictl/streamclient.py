@@ -35,16 +35,32 @@ def complete_url(url: str) -> str:
     return urlunsplit((parts.scheme or "http", parts.netloc or KUBELET_URL_HOST, parts.path, parts.query, ""))
 
 
-def tls_context(ca: str, cert: str, key: str) -> ssl.SSLContext | None:
-    """crictl's tlsConfigFromFlags: no flags = no verification; cert and key go together."""
+class _NamedServerContext(ssl.SSLContext):
+    """A client context that presents (and verifies) a fixed server name, crictl's --tls-sni."""
+
+    server_name = ""
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
+                 server_hostname: str | bytes | None = None, session: ssl.SSLSession | None = None) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, self.server_name or server_hostname, session)
+
+
+def tls_context(ca: str, cert: str, key: str, server_name: str = "") -> ssl.SSLContext | None:
+    """crictl's tlsConfigFromFlags: no flags = no verification; cert and key go together.
+
+    `server_name` replaces the URL's host for SNI and for the certificate check.
+    """
     if not (ca or cert or key):
         return None
     if not cert or not key:
         raise CliError(
             "all two flags --tls-ca and --tls-cert are required for TLS streaming, only --tls-key is optional"
         )
-    context = ssl.create_default_context(cafile=ca or None)
-    if not ca:
+    context = _NamedServerContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.server_name = server_name
+    if ca:
+        context.load_verify_locations(cafile=ca)
+    else:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     context.load_cert_chain(cert, key)

@@ -87,7 +87,7 @@ def exec_command(
             show_help()
     elif len(args) < 2:
         show_help()
-    tls = _tls_context(tls_ca, tls_cert, tls_key) if not sync else None
+    tls = _tls_context(tls_ca, tls_cert, tls_key, tls_sni) if not sync else None
     errors: list[str] = []
     for ctr_id in ids:
         if print_ids:
@@ -107,11 +107,11 @@ def exec_command(
     return 0
 
 
-def _tls_context(ca: str, cert: str, key: str) -> Any:
+def _tls_context(ca: str, cert: str, key: str, server_name: str) -> Any:
     from crictl.streamclient import tls_context
 
     try:
-        return tls_context(ca, cert, key)
+        return tls_context(ca, cert, key, server_name)
     except (CliError, OSError) as exc:
         raise CliError(f"get TLS config from flags: {getattr(exc, 'message', exc)}") from exc
 
@@ -163,7 +163,7 @@ def attach_command(ctx: click.Context, tty: bool, stdin: bool, transport: str, t
     if len(args) != 1:
         show_help()
     a = app(ctx)
-    tls = _tls_context(tls_ca, tls_cert, tls_key)
+    tls = _tls_context(tls_ca, tls_cert, tls_key, tls_sni)
     from crictl.streamclient import run_command_stream
 
     try:
@@ -185,7 +185,7 @@ def port_forward_command(ctx: click.Context, transport: str, tls_sni: str, tls_c
     if not args[0]:
         raise CliError("port forward: ID cannot be empty")
     a = app(ctx)
-    tls = _tls_context(tls_ca, tls_cert, tls_key)
+    tls = _tls_context(tls_ca, tls_cert, tls_key, tls_sni)
     from crictl.streamclient import run_port_forward
 
     try:
