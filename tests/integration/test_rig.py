@@ -270,6 +270,26 @@ def test_cleanup_removes_a_dead_sessions_processes_mounts_and_dir() -> None:
         shutil.rmtree(session, ignore_errors=True)
 
 
+def test_cleanup_removes_bridges_and_forward_rules_of_dead_sessions() -> None:
+    """A killed session's test bridge and its FORWARD drop rule are removed; live ones stay."""
+    token = secrets.token_hex(3)
+    bridge = f"crb{token}7"
+    rule = ["FORWARD", "-s", "10.255.254.0/24", "!", "-o", bridge, "-j", "DROP"]
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    subprocess.run(["iptables", "-I", *rule], check=True)
+    try:
+        assert bridge in cleanup.stale_bridges()
+        assert paths.test_bridge_name(0) not in cleanup.stale_bridges()
+        actions = cleanup.remove_bridge(bridge)
+        assert f"ip link del {bridge}" in actions and any("10.255.254.0/24" in a for a in actions)
+        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+        rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
+        assert bridge not in links and bridge not in rules
+    finally:
+        subprocess.run(["iptables", "-D", *rule], capture_output=True)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
 @pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo")
 def test_oci_layout_is_readable_by_skopeo(tmp_path: Path) -> None:
     img = busybox_image()
