@@ -9,7 +9,10 @@ capability arguments, netns path and (once ADD finished) the result.
 
 The record is written *before* ADD runs (result `null`) and rewritten with the
 result after: a server killed in the middle of ADD still leaves what is needed
-to undo it. Files are replaced atomically (temp file, fsync, rename).
+to undo it. Files are replaced atomically (temp file, rename), without fsync:
+that is what a kill -9 needs, and libcni's own cache does no more for a power
+loss (after which the netns is gone anyway and a torn record still gets a DEL
+from the current config, see `UnreadableRecord`).
 """
 
 from __future__ import annotations
@@ -112,8 +115,6 @@ class AttachmentCache:
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
                     json.dump(record.to_json(), f)
-                    f.flush()
-                    os.fsync(f.fileno())
                 os.replace(tmp, self._path(record.container_id, record.ifname))
             except BaseException:
                 with contextlib.suppress(FileNotFoundError):

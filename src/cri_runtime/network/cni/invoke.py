@@ -16,11 +16,14 @@ process would leave the delegate holding our pipes open.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
 import os
 import signal
+import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,12 +119,83 @@ def _plugin_error(plugin: str, command: str, returncode: int, stdout: bytes,
         plugin=plugin, command=command, code=code, msg=msg, details=details)
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL the plugin's whole process group and reap it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(proc.communicate(), _REAP_TIMEOUT)
+#: Threads that run plugins: each waits on one plugin process (so they mostly sleep).
+#: Sized for many pods set up at once; plugin runs beyond that queue.
+_PLUGIN_THREADS = 32
+_executor = concurrent.futures.ThreadPoolExecutor(_PLUGIN_THREADS, thread_name_prefix="cni-plugin")
+
+
+class _PluginRun:
+    """One plugin process run from a worker thread, killable from the event loop.
+
+    Spawning and waiting happen in a plain thread with blocking calls: that
+    costs about half the CPU of asyncio's subprocess transports and child
+    watcher thread per process, and keeps fork/exec off the event loop.
+    """
+
+    def __init__(self, path: str, data: bytes, env: Mapping[str, str], timeout: float) -> None:
+        self.path = path
+        self.data = data
+        self.env = dict(env)
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._abandoned = False
+
+    def run(self) -> tuple[int, bytes, bytes]:
+        """(exit status, stdout, stderr); _TimedOut after killing the group on timeout."""
+        with self._lock:
+            if self._abandoned:
+                raise _Abandoned()
+            proc = self._proc = subprocess.Popen(
+                [self.path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=self.env, cwd="/", start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(self.data, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._kill_group(proc)
+            raise _TimedOut() from None
+        except BaseException:
+            self._kill_group(proc)
+            raise
+        return proc.returncode, stdout, stderr
+
+    def abandon(self) -> None:
+        """The caller gave up: never start the plugin, or kill its whole group (delegates too)."""
+        with self._lock:
+            self._abandoned = True
+            proc = self._proc
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    @staticmethod
+    def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            proc.communicate(timeout=_REAP_TIMEOUT)
+
+
+class _Abandoned(Exception):
+    """The run was given up before its plugin started."""
+
+
+class _TimedOut(Exception):
+    """The plugin ran past its timeout and was killed."""
+
+
+async def _run_in_thread(run: _PluginRun) -> tuple[int, bytes, bytes]:
+    future = _executor.submit(run.run)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        # Cancelled by our caller: never leave a plugin (or its delegates) running behind us.
+        if not future.cancelled():
+            run.abandon()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(asyncio.wrap_future(future))
+        raise
 
 
 async def exec_plugin(path: str, command: str, stdin_conf: Mapping[str, Any], env: Mapping[str, str],
@@ -130,29 +204,20 @@ async def exec_plugin(path: str, command: str, stdin_conf: Mapping[str, Any], en
     plugin = plugin or os.path.basename(path)
     data = json.dumps(stdin_conf).encode()
     try:
-        proc = await asyncio.create_subprocess_exec(
-            path, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=dict(env), cwd="/", start_new_session=True)
+        returncode, stdout, stderr = await _run_in_thread(_PluginRun(path, data, env, timeout))
     except OSError as exc:
         raise cni_errors.make_error(cni_errors.PluginFailed,
                                     f'plugin type="{plugin}" failed ({command.lower()}): cannot run {path}: {exc}',
                                     plugin=plugin, command=command) from None
-    try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(data), timeout)
-    except TimeoutError:
-        await _kill_group(proc)
+    except _TimedOut:
         raise cni_errors.make_error(
             cni_errors.PluginTimeout,
             f'plugin type="{plugin}" failed ({command.lower()}): timed out after {timeout:g}s and was killed',
             plugin=plugin, command=command) from None
-    except BaseException:
-        # Cancelled by our caller: never leave a plugin (or its delegates) running behind us.
-        await asyncio.shield(_kill_group(proc))
-        raise
     if stderr:
         log.debug("plugin %s %s stderr: %s", plugin, command, stderr.decode(errors="replace").strip())
-    if proc.returncode != 0:
-        raise _plugin_error(plugin, command, proc.returncode or 0, stdout, stderr)
+    if returncode != 0:
+        raise _plugin_error(plugin, command, returncode, stdout, stderr)
     if not stdout.strip():
         return None
     try:
