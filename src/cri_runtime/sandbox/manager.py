@@ -209,28 +209,29 @@ class SandboxManager:
         snapshotter = self.config.containerd.snapshotter
         status = SandboxStatus(state=NOTREADY)
         sandbox = Sandbox(metadata, status, self.status_path(sandbox_id))
+        # No status file yet: until the first save, recovery reads a missing one as NOTREADY.
         undo.add_sync("status dir", remove_dir, str(self.state / sandbox_id))
-        sandbox.save_status()
 
-        async with self.ctd.lease(f"sandbox-{sandbox_id[:12]}", expire_seconds=600) as lease:
-            mounts = await objects.prepare_snapshot(self.ctd, snapshotter, sandbox_id, image.chain_id, lease)
-            undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, snapshotter, sandbox_id))
-            container = containers_pb2.Container(
-                id=sandbox_id,
-                labels={objects.KIND_LABEL: objects.KIND_SANDBOX,
-                        f"{objects.LABEL_PREFIX}.pod.name": cfg.metadata.name,
-                        f"{objects.LABEL_PREFIX}.pod.namespace": cfg.metadata.namespace,
-                        f"{objects.LABEL_PREFIX}.pod.uid": cfg.metadata.uid},
-                image=image.names[0] if image.names else image.id,
-                runtime=containers_pb2.Container.Runtime(
-                    name=handler.runtime_type,
-                    options=objects.runc_options_any(
-                        binary_name=handler.binary_name, root=handler.root,
-                        systemd_cgroup=self.config.runtime.cgroup_driver == "systemd")),
-                spec=objects.spec_any(spec), snapshotter=snapshotter, snapshot_key=sandbox_id,
-                extensions={METADATA_EXTENSION: _metadata_extension(metadata)})
-            await objects.create_container(self.ctd, container, lease)
-            undo.add("containerd container", lambda: objects.delete_container(self.ctd, sandbox_id))
+        # The record comes first and names its snapshot key: from the moment Prepare makes the
+        # snapshot, containerd's GC sees it referenced, so no lease (two more writes) is needed.
+        container = containers_pb2.Container(
+            id=sandbox_id,
+            labels={objects.KIND_LABEL: objects.KIND_SANDBOX,
+                    f"{objects.LABEL_PREFIX}.pod.name": cfg.metadata.name,
+                    f"{objects.LABEL_PREFIX}.pod.namespace": cfg.metadata.namespace,
+                    f"{objects.LABEL_PREFIX}.pod.uid": cfg.metadata.uid},
+            image=image.names[0] if image.names else image.id,
+            runtime=containers_pb2.Container.Runtime(
+                name=handler.runtime_type,
+                options=objects.runc_options_any(
+                    binary_name=handler.binary_name, root=handler.root,
+                    systemd_cgroup=self.config.runtime.cgroup_driver == "systemd")),
+            spec=objects.spec_any(spec), snapshotter=snapshotter, snapshot_key=sandbox_id,
+            extensions={METADATA_EXTENSION: _metadata_extension(metadata)})
+        await objects.create_container(self.ctd, container, lease="")
+        undo.add("containerd container", lambda: objects.delete_container(self.ctd, sandbox_id))
+        mounts = await objects.prepare_snapshot(self.ctd, snapshotter, sandbox_id, image.chain_id, lease="")
+        undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, snapshotter, sandbox_id))
 
         created = await self.ctd.call(
             self.ctd.tasks.Create, tasks_pb2.CreateTaskRequest(container_id=sandbox_id, rootfs=mounts),
@@ -319,11 +320,13 @@ class SandboxManager:
 
     async def _stop_locked(self, sandbox: Sandbox) -> None:
         md = sandbox.metadata
-        await self._kill_and_delete_task(sandbox.id)
+        if not sandbox.task_gone:
+            await self._kill_and_delete_task(sandbox.id)
+            sandbox.task_gone = True
         if sandbox.status.state != NOTREADY or not sandbox.status.exited_at:
             sandbox.status.exited_at = time.time_ns()
-        sandbox.status.state = NOTREADY
-        sandbox.save_status()
+            sandbox.status.state = NOTREADY
+            sandbox.save_status()
         if md.netns_path and not sandbox.status.network_torn_down:
             await self.network.teardown(sandbox.id, md.netns_path)
             await netns.remove(md.netns_path)
@@ -439,6 +442,7 @@ class SandboxManager:
         status = SandboxStatus.load(status_path) or SandboxStatus(state=NOTREADY)
         sandbox = Sandbox(md, status, status_path)
         task = await objects.task_state(self.ctd, md.id)
+        sandbox.task_gone = task is None
         if task is not None and task.running:
             status.state, status.pid = READY, task.pid
         else:

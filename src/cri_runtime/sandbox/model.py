@@ -86,6 +86,8 @@ class Sandbox:
         self.status_path = status_path
         self.lock = asyncio.Lock()
         self.config = metadata.pod_config()
+        # The pause task is known to be deleted (it is never re-created): stop/remove skip it.
+        self.task_gone = False
 
     @property
     def id(self) -> str:
