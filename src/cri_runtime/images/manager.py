@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 
 from cri_runtime.config import ImageConfig as ImageSettings
 from cri_runtime.containerd.connection import Containerd
@@ -52,10 +54,23 @@ class ImageManager:
             max_concurrent_downloads=settings.max_concurrent_downloads,
             progress_timeout=settings.image_pull_progress_timeout_seconds)
         self.sandbox_ref = reference.normalize(settings.sandbox_image)
+        # Told of every pull: (succeeded, seconds, image size in bytes) - the metrics layer listens.
+        self.pull_observers: list[Callable[[bool, float, int], None]] = []
 
     async def pull(self, ref_text: str, credentials: Credentials = ANONYMOUS, *,
                    pinned: bool = False) -> ImageRecord:
         """Pull `ref_text` (any docker-style spelling); returns the image."""
+        started = time.monotonic()
+        ok, size = False, 0
+        try:
+            image = await self._pull(ref_text, credentials, pinned)
+            ok, size = True, int(getattr(getattr(image, "info", None), "size", 0) or 0)
+            return image
+        finally:
+            for observe in self.pull_observers:
+                observe(ok, time.monotonic() - started, size)
+
+    async def _pull(self, ref_text: str, credentials: Credentials, pinned: bool) -> ImageRecord:
         ref = reference.parse(ref_text)
         pinned = pinned or str(ref) == self.sandbox_ref
         log.info("pulling %s", ref)

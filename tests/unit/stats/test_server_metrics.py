@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from cri_runtime.images.manager import ImageManager
 from cri_runtime.metrics.http import MetricsHttpServer, split_address
 from cri_runtime.metrics.registry import Counter, Histogram, Registry
 from cri_runtime.metrics.server_metrics import ServerMetrics
@@ -70,16 +71,18 @@ def test_split_address() -> None:
     assert split_address("[::1]:9100") == ("::1", 9100)
 
 
-def test_pull_counting_wraps_the_image_manager() -> None:
-    class Images:
-        async def pull(self, ref: str) -> object:
-            if ref == "bad":
-                raise RuntimeError("no")
-            return types.SimpleNamespace(info=types.SimpleNamespace(size=1234))
+def test_every_pull_of_the_image_manager_is_counted() -> None:
+    async def fake_pull(ref: str, credentials: object, pinned: bool) -> object:
+        if ref == "bad":
+            raise RuntimeError("no")
+        return types.SimpleNamespace(info=types.SimpleNamespace(size=1234))
 
     m = ServerMetrics()
-    images = Images()
+    images = ImageManager.__new__(ImageManager)  # only the pull bookkeeping is under test
+    images.pull_observers = []
+    images._pull = fake_pull  # type: ignore[method-assign,assignment]
     wiring.count_pulls(images, m)
+    wiring.count_pulls(images, m)  # idempotent: still counted once
 
     async def run() -> None:
         await images.pull("ok")
