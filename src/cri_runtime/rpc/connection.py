@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 
 from . import eager, frames, hpack, wire
-from .context import AbortError, ServicerContext
+from .context import AbortError, Serialized, ServicerContext
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +448,7 @@ class Connection(asyncio.Protocol):
                     await self._send_message(call, method.serialize(response), method)
             else:
                 response = await method.handler(request, call.context)
-                payload = method.serialize(response)
+                payload = response.data if isinstance(response, Serialized) else method.serialize(response)
                 if len(payload) > self._max_message:
                     raise AbortError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                      f"{method.name}: response of {len(payload)} bytes exceeds the "

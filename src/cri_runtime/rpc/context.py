@@ -24,6 +24,19 @@ class AbortError(Exception):
         self.details = details
 
 
+class Serialized:
+    """A response a handler has already encoded (e.g. assembled from cached entries).
+
+    The transport sends `data` as the message as is, so a list answer can be
+    joined from per-item bytes instead of copying and re-encoding every item.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 class ServicerContext:
     """What a handler may ask of, or do to, its call."""
 

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
-from cri_runtime.rpc import RpcServer, frames, hpack
+from cri_runtime.rpc import RpcServer, Serialized, frames, hpack
 
 
 class TestServicer(api_pb2_grpc.RuntimeServiceServicer):
@@ -54,6 +54,8 @@ class TestServicer(api_pb2_grpc.RuntimeServiceServicer):
             return api_pb2.VersionResponse(version=repr(sorted(context.invocation_metadata())))
         if verb == "peer":
             return api_pb2.VersionResponse(version=context.peer())
+        if verb == "serialized":
+            return Serialized(api_pb2.VersionResponse(version="pre-encoded").SerializeToString())
         if verb == "remaining":
             return api_pb2.VersionResponse(version=repr(context.time_remaining()))
         return api_pb2.VersionResponse(version="?")

@@ -44,6 +44,10 @@ def test_unary_call_round_trips(server: ServerThread) -> None:
     assert version(server, "echo:hello") == "hello"
 
 
+def test_a_pre_serialized_response_is_sent_as_is(server: ServerThread) -> None:
+    assert version(server, "serialized") == "pre-encoded"
+
+
 def test_many_calls_on_one_channel_reuse_the_header_table(server: ServerThread) -> None:
     channel, stub = server.stub()
     with channel:
