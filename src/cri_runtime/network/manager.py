@@ -2,6 +2,8 @@
 
 This is what the sandbox code calls. It mirrors how containerd's CRI plugin
 drives CNI: two attachments per pod — the built-in loopback network on `lo`
+(unless the caller brought `lo` up itself when creating the netns, which the
+sandbox code does: one ioctl instead of a plugin run on ADD and on DEL)
 and the default network (first valid config in the conf dir) on `eth0` —
 with the K8S_POD_* CNI_ARGS and the portMappings / bandwidth / dns /
 ipRanges / cgroupPath capability arguments. The pod's IPs are the ones on
@@ -250,21 +252,29 @@ class PodNetworkManager:
                     pod_uid: str, port_mappings: Sequence[PortMapping] = (),
                     bandwidth: Bandwidth | None = None, dns: DNSConfig | None = None,
                     ip_ranges: Sequence[Sequence[IPRange]] = (), cgroup_parent: str = "",
-                    annotations: Mapping[str, str] | None = None) -> NetworkStatus:
-        """CNI ADD of the pod's attachments; all or nothing."""
+                    annotations: Mapping[str, str] | None = None,
+                    loopback_plugin: bool | None = None) -> NetworkStatus:
+        """CNI ADD of the pod's attachments; all or nothing.
+
+        `loopback_plugin=False` skips the loopback attachment for a namespace
+        whose `lo` the caller already brought up (see `netns.create`); None
+        follows `use_loopback_plugin`.
+        """
         args = pod_cni_args(sandbox_id, pod_name, pod_namespace, pod_uid)
         caps = capability_args(port_mappings, bandwidth, dns, ip_ranges, cgroup_parent, annotations)
-        return await self._serialized(sandbox_id, self._setup(sandbox_id, netns_path, args, caps))
+        with_loopback = self.use_loopback_plugin if loopback_plugin is None else loopback_plugin
+        return await self._serialized(sandbox_id, self._setup(sandbox_id, netns_path, args, caps, with_loopback))
 
-    def _attachments(self, network: config.NetworkConfigList) -> list[tuple[config.NetworkConfigList, str]]:
+    def _attachments(self, network: config.NetworkConfigList,
+                     with_loopback: bool) -> list[tuple[config.NetworkConfigList, str]]:
         out = []
-        if self.use_loopback_plugin:
+        if with_loopback:
             out.append((config.LOOPBACK_NETWORK, LOOPBACK_IFNAME))
         out.append((network, self.ifname))
         return out
 
     async def _setup(self, sandbox_id: str, netns_path: str, args: list[tuple[str, str]],
-                     caps: dict[str, Any]) -> NetworkStatus:
+                     caps: dict[str, Any], with_loopback: bool) -> NetworkStatus:
         network = self.current_network()
         if network is None:
             raise errors.FailedPrecondition(f"cni config not initialized: {self.current_scan().not_ready_reason()}")
@@ -275,7 +285,7 @@ class PodNetworkManager:
             raise errors.AlreadyExists(f"network of sandbox {sandbox_id} is already set up; tear it down first")
         done: list[cache.AttachmentRecord] = []
         results: dict[str, result.Result] = {}
-        for order, (net, ifname) in enumerate(self._attachments(network)):
+        for order, (net, ifname) in enumerate(self._attachments(network, with_loopback)):
             record = cache.AttachmentRecord(
                 container_id=sandbox_id, ifname=ifname, network_name=net.name, netns=netns_path,
                 config=net.to_dict(), cni_args=list(args), capability_args=dict(caps), order=order)

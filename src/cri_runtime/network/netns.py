@@ -30,6 +30,8 @@ import os
 import re
 import secrets
 import signal
+import socket
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -50,6 +52,9 @@ _MS_SHARED = 1 << 20
 _MNT_DETACH = 2
 _NSFS_MAGIC = 0x6E736673
 _NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
@@ -186,7 +191,16 @@ def pin_path(directory: str, name: str) -> str:
     return os.path.join(os.path.realpath(directory), name)
 
 
-def _create(directory: str, name: str) -> str:
+def _set_loopback_up() -> None:
+    """`ip link set lo up` for the calling thread's network namespace (two ioctls)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack_from("16sH", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        if not flags & _IFF_UP:
+            fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
+def _create(directory: str, name: str, loopback_up: bool = False) -> str:
     path = pin_path(directory, name)
     try:
         prepare_pin_dir(directory)
@@ -204,24 +218,29 @@ def _create(directory: str, name: str) -> str:
         # This thread ends right after: its network namespace is never seen by other code.
         _check(_libc.unshare(_CLONE_NEWNET), "unshare(CLONE_NEWNET)")
         _mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None, _MS_BIND)
+        if loopback_up:
+            _set_loopback_up()
 
     try:
         _in_dedicated_thread(unshare_and_pin)
     except OSError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        remove_sync(path)
         raise errors.Internal(f"cannot create network namespace {path}: {exc}") from None
     return path
 
 
-def create_sync(directory: str, name: str) -> str:
-    """Create and pin a new network namespace at `<directory>/<name>`; returns its path."""
-    return _create(directory, name)
+def create_sync(directory: str, name: str, *, loopback_up: bool = False) -> str:
+    """Create and pin a new network namespace at `<directory>/<name>`; returns its path.
+
+    With `loopback_up`, its `lo` is brought up too (what the CNI loopback plugin
+    would do, without running a plugin).
+    """
+    return _create(directory, name, loopback_up)
 
 
-async def create(directory: str, name: str) -> str:
+async def create(directory: str, name: str, *, loopback_up: bool = False) -> str:
     """Async `create_sync` (the kernel work happens in a dedicated thread either way)."""
-    return await asyncio.to_thread(_create, directory, name)
+    return await asyncio.to_thread(_create, directory, name, loopback_up)
 
 
 def remove_sync(path: str) -> None:

@@ -257,7 +257,8 @@ class SandboxManager:
 
     async def _image_and_netns(self, netns_name: str, undo: Rollback) -> ImageRecord:
         """The sandbox image and the pod's network namespace, looked up / created side by side."""
-        creating = asyncio.ensure_future(netns.create(self.netns_dir, netns_name))
+        # lo comes up with the namespace, so CNI runs no loopback plugin (see _start_network_setup).
+        creating = asyncio.ensure_future(netns.create(self.netns_dir, netns_name, loopback_up=True))
 
         async def remove_netns() -> None:
             await asyncio.wait([creating])
@@ -278,7 +279,7 @@ class SandboxManager:
             sandbox_id, netns_path, pod_name=cfg.metadata.name, pod_namespace=cfg.metadata.namespace,
             pod_uid=cfg.metadata.uid, port_mappings=_port_mappings(cfg),
             bandwidth=_bandwidth(cfg), dns=_dns(cfg), cgroup_parent=cfg.linux.cgroup_parent,
-            annotations=dict(cfg.annotations)))
+            annotations=dict(cfg.annotations), loopback_plugin=False))
         setup.add_done_callback(_consume_exception)
 
         async def teardown() -> None:

@@ -121,3 +121,20 @@ def test_pin_dir_with_foreign_pins_is_left_alone(host_network: HostNetwork) -> N
         subprocess.run(["umount", str(foreign)], check=False)
         foreign.unlink()
         foreign_dir.rmdir()
+
+
+async def test_create_with_loopback_up(host_network: HostNetwork) -> None:
+    path = await netns.create(str(host_network.netns_dir), netns.new_name(), loopback_up=True)
+    try:
+        rc, out, _ = await netns.exec_in_netns(path, ["ip", "-o", "addr", "show", "dev", "lo"])
+        assert rc == 0 and "inet 127.0.0.1/8" in out.decode()
+        # The loopback works: a listener inside is reachable from inside.
+        def connect() -> None:
+            with socket.socket() as listener:
+                listener.bind(("127.0.0.1", 0))
+                listener.listen()
+                socket.create_connection(listener.getsockname(), 5).close()
+
+        netns.run_in_netns_sync(path, connect)
+    finally:
+        await netns.remove(path)

@@ -254,3 +254,23 @@ async def test_many_pods_in_parallel(net_env: NetEnv) -> None:
         for p in paths:
             netns.remove_sync(p)
     assert run("ip", "link", "show", net.bridge).returncode == 0
+
+
+async def test_setup_without_loopback_plugin(net_env: NetEnv) -> None:
+    """A netns created with lo up needs no loopback attachment; teardown follows the records."""
+    net_env.write_conflist(net_env.net.conflist())
+    mgr = net_env.manager()
+    path = netns.create_sync(str(net_env.net.netns_dir), netns.new_name(), loopback_up=True)
+    try:
+        status = await setup(mgr, "sb-nolo", path, loopback_plugin=False)
+        assert set(status.results) == {"eth0"}
+        assert [r.ifname for r in mgr.cache.load("sb-nolo")[0]] == ["eth0"]
+        addrs = {a["ifname"]: a for a in await ip_json(path, "addr")}
+        assert "UP" in addrs["lo"]["flags"]
+        assert net_env.net.allocations() == {status.ip}
+        await mgr.teardown("sb-nolo", path)
+        assert net_env.net.allocations() == set()
+        assert mgr.cached_sandboxes() == []
+    finally:
+        await mgr.teardown("sb-nolo", path)
+        netns.remove_sync(path)
