@@ -51,6 +51,7 @@ from cri_runtime.containers.model import (
     container_name,
 )
 from cri_runtime.containers.relay import client as relay
+from cri_runtime.containers.relay.launcher import RelayLauncher
 from cri_runtime.containers.relay.layout import IoDir
 from cri_runtime.oci import container_spec
 from cri_runtime.oci.process import ImageConfig
@@ -97,6 +98,7 @@ class ContainerManager:
         self.state = Path(config.server.state_dir) / "containers"
         # IO relays spawned at CreateContainer, taken by StartContainer.
         self._relays: dict[str, asyncio.Task[relay.RelayHandle]] = {}
+        self.relay_launcher = RelayLauncher(owner=str(self.state))
         self.snapshotter = config.containerd.snapshotter
         # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
         self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
@@ -264,16 +266,16 @@ class ContainerManager:
 
     def _spawn_relay(self, container: Container) -> asyncio.Task[relay.RelayHandle]:
         md, cfg = container.metadata, container.config
-        return asyncio.ensure_future(relay.spawn(md.io_dir, relay.RelayConfig(
+        return asyncio.ensure_future(self.relay_launcher.spawn(md.io_dir, relay.RelayConfig(
             log_path=md.log_path or os.devnull, max_line_size=self.config.logs.max_container_log_line_size,
             tty=cfg.tty, stdin=cfg.stdin, stdin_once=cfg.stdin_once)))
 
     async def _take_relay(self, container: Container) -> relay.RelayHandle:
         """The relay started in the background at create time, or a new one.
 
-        Spawning a relay costs ~12 ms; starting it when the container is
-        created overlaps that with the client's next round trip, so
-        StartContainer only waits for a relay that is (almost always) ready.
+        Relays are forked from a warm zygote (~2 ms instead of ~12 ms for a
+        fresh interpreter); starting one when the container is created
+        overlaps that with the client's next round trip.
         """
         pending = self._relays.pop(container.id, None)
         if pending is not None:
@@ -566,9 +568,14 @@ class ContainerManager:
             raise errors.FailedPrecondition(f"container {container.id} is not running")
         await relay.reopen(container.metadata.io_dir)
 
+    async def close(self) -> None:
+        """Server shutdown: stop the relay zygote (running relays are not affected)."""
+        await self.relay_launcher.close()
+
     # ---------------------------------------------------------------- recovery
 
     async def recover(self, per_object_timeout: float) -> None:
+        self.relay_launcher.start()  # warm before the first CreateContainer
         await objects.recover_each(self.ctd, objects.KIND_CONTAINER, self._recover_one, per_object_timeout)
 
     async def _recover_one(self, record: containers_pb2.Container) -> None:

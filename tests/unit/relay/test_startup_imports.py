@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cri_runtime.containers.relay import client
 
 SRC = Path(client.__file__).resolve().parents[3]
@@ -15,8 +17,10 @@ FORBIDDEN = ("asyncio", "grpc", "google.protobuf", "cri_protos", "cri_runtime.er
              "socket", "argparse", "getopt", "gettext", "re", "dataclasses", "pathlib", "typing", "logging")
 
 
-def test_relay_process_imports_only_light_stdlib_modules() -> None:
-    code = ("import sys; from cri_runtime.containers.relay.main import main; loaded = sorted(sys.modules); "
+@pytest.mark.parametrize("module", ["main", "zygote"])
+def test_relay_process_imports_only_light_stdlib_modules(module: str) -> None:
+    """Also the zygote: every relay it forks inherits its modules."""
+    code = (f"import sys; from cri_runtime.containers.relay.{module} import main; loaded = sorted(sys.modules); "
             "import json; print(json.dumps(loaded))")  # json (and its re) only after the snapshot
     out = subprocess.run([sys.executable, "-S", "-c", code], check=True, capture_output=True, text=True,
                          env={"PYTHONPATH": str(SRC)}).stdout

@@ -38,6 +38,7 @@ CONTROL_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
 _LOG_TAIL = 2000
 _PACKAGE_ROOT = str(Path(cri_runtime.__file__).resolve().parent.parent)
+PYTHON = sys.executable
 
 PathLike = str | os.PathLike[str]
 
@@ -69,9 +70,9 @@ def _io(io_dir: PathLike) -> IoDir:
     return IoDir(io_dir)
 
 
-def _relay_argv(d: IoDir, config: RelayConfig, ready_fd: int, resume: bool) -> list[str]:
-    argv = [sys.executable, "-S", "-c", _BOOTSTRAP, "--dir", d.path, "--log-path", config.log_path]
-    argv += ["--max-line-size", str(config.max_line_size), "--ready-fd", str(ready_fd)]
+def relay_args(d: IoDir, config: RelayConfig, resume: bool) -> list[str]:
+    """The relay's command-line arguments (without ``--ready-fd``)."""
+    argv = ["--dir", d.path, "--log-path", config.log_path, "--max-line-size", str(config.max_line_size)]
     for flag, on in (("--tty", config.tty), ("--stdin", config.stdin), ("--stdin-once", config.stdin_once),
                      ("--resume", resume)):
         if on:
@@ -79,7 +80,11 @@ def _relay_argv(d: IoDir, config: RelayConfig, ready_fd: int, resume: bool) -> l
     return argv
 
 
-def _relay_env() -> dict[str, str]:
+def _relay_argv(d: IoDir, config: RelayConfig, ready_fd: int, resume: bool) -> list[str]:
+    return [PYTHON, "-S", "-c", _BOOTSTRAP, *relay_args(d, config, resume), "--ready-fd", str(ready_fd)]
+
+
+def relay_env() -> dict[str, str]:
     """The server's environment (TZ matters for log timestamps) minus Python's own knobs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = _PACKAGE_ROOT  # -S: no site-packages, the relay needs only the stdlib
@@ -125,25 +130,37 @@ async def _reap(proc: subprocess.Popen[bytes]) -> None:
         await asyncio.sleep(0.001)
 
 
+def prepare_dir(io_dir: PathLike, config: RelayConfig, *, resume: bool) -> IoDir:
+    """Create the IO directory and (for a first spawn) save the relay's configuration."""
+    d = _io(io_dir)
+    os.makedirs(d.path, mode=0o700, exist_ok=True)
+    if not resume:
+        write_json(d.config_file, asdict(config))
+    return d
+
+
+def open_relay_log(d: IoDir) -> int:
+    """The relay's own log (its stderr), opened for appending."""
+    return os.open(d.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
 async def spawn(io_dir: PathLike, config: RelayConfig, *, resume: bool = False,
                 timeout: float = SPAWN_TIMEOUT) -> RelayHandle:
     """Start a detached relay for ``io_dir`` and wait until it reads the FIFOs.
 
     With ``resume`` the FIFOs are those a dead relay read (the container is running).
     Raises Internal with the relay's log when it fails, DeadlineExceeded on timeout.
+    A fresh interpreter is started; :class:`.launcher.RelayLauncher` forks from a warm one.
     """
-    d = _io(io_dir)
-    os.makedirs(d.path, mode=0o700, exist_ok=True)
-    if not resume:
-        write_json(d.config_file, asdict(config))
+    d = prepare_dir(io_dir, config, resume=resume)
     ready_r, ready_w = os.pipe()
     try:
-        log_fd = os.open(d.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        log_fd = open_relay_log(d)
         try:
             proc = subprocess.Popen(
                 _relay_argv(d, config, ready_w, resume),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_fd,
-                pass_fds=(ready_w,), start_new_session=True, env=_relay_env(), cwd="/",
+                pass_fds=(ready_w,), start_new_session=True, env=relay_env(), cwd="/",
             )
         finally:
             os.close(log_fd)
@@ -153,6 +170,14 @@ async def spawn(io_dir: PathLike, config: RelayConfig, *, resume: bool = False,
     finally:
         os.close(ready_w)
     try:
+        return await await_ready(d, config, ready_r, timeout)
+    finally:
+        await _reap(proc)
+
+
+async def await_ready(d: IoDir, config: RelayConfig, ready_r: int, timeout: float) -> RelayHandle:
+    """Wait for the relay's ``ready <pid>`` on the pipe (closes ``ready_r``)."""
+    try:
         line = await asyncio.wait_for(_read_ready(ready_r), timeout)
     except TimeoutError:
         await _kill_from_pid_file(d)
@@ -161,7 +186,6 @@ async def spawn(io_dir: PathLike, config: RelayConfig, *, resume: bool = False,
         ) from None
     finally:
         os.close(ready_r)
-        await _reap(proc)
     words = line.split()
     if len(words) != 2 or words[0] != "ready":
         raise Internal(f"container IO relay for {d.path} failed to start: {log_tail(d.path) or 'no output'}")
@@ -211,10 +235,12 @@ def has_exited(io_dir: PathLike) -> bool:
 async def wait_exited(io_dir: PathLike, timeout: float) -> bool:
     """Wait until no relay runs for ``io_dir``; False on timeout."""
     deadline = time.monotonic() + timeout
+    pause = 0.001  # a relay told to stop is usually gone within a few ms
     while is_alive(io_dir):
         if time.monotonic() >= deadline:
             return False
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.01)
     return True
 
 
@@ -337,15 +363,23 @@ async def attach(io_dir: PathLike, *, stdin: bool = False) -> AttachSession:
 
 # ---------------------------------------------------------------------- teardown
 def _relay_pid(d: IoDir) -> int | None:
-    """The relay's pid from its pid file, if that process still is this directory's relay."""
+    """The relay's pid from its pid file, if that process still is this directory's relay.
+
+    Checked by the lock file among the process's open files (a relay holds it for its
+    whole life): immune to pid reuse, and true for relays forked by the zygote too,
+    whose command line is the zygote's.
+    """
     try:
         with open(d.pid_file) as f:
             pid = int(f.read().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        fd_dir = f"/proc/{pid}/fd"
+        names = os.listdir(fd_dir)
     except (OSError, ValueError, IndexError):
         return None
-    if any(RELAY_MODULE.encode() in arg for arg in cmdline) and d.path.encode() in cmdline:
-        return pid
+    for name in names:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"{fd_dir}/{name}") == d.lock_file:
+                return pid
     return None
 
 
