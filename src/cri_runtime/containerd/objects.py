@@ -96,7 +96,7 @@ async def recover_each(ctd: Containerd, kind: str, recover_one: Callable[[contai
             log.error("could not recover %s %s: %s", kind, record.id, exc)
 
 
-async def create_container(ctd: Containerd, container: containers_pb2.Container, lease: str) -> None:
+async def create_container(ctd: Containerd, container: containers_pb2.Container, lease: str | None) -> None:
     await ctd.call(ctd.containers.Create, containers_pb2.CreateContainerRequest(container=container),
                    f"create containerd container {container.id}", lease=lease)
 
@@ -109,8 +109,11 @@ async def delete_container(ctd: Containerd, container_id: str) -> None:
 
 
 async def prepare_snapshot(ctd: Containerd, snapshotter: str, key: str, parent: str,
-                           lease: str, labels: dict[str, str] | None = None) -> list[mount_pb2.Mount]:
-    """A writable snapshot on top of an image's top layer chain ID."""
+                           lease: str | None, labels: dict[str, str] | None = None) -> list[mount_pb2.Mount]:
+    """A writable snapshot on top of an image's top layer chain ID.
+
+    Without a lease the caller must make sure something references it (a container record).
+    """
     req = snapshots_pb2.PrepareSnapshotRequest(snapshotter=snapshotter, key=key, parent=parent,
                                                labels={SNAPSHOT_OWNER_LABEL: "cri-runtime", **(labels or {})})
     resp = await ctd.call(ctd.snapshots.Prepare, req, f"prepare snapshot {key}", lease=lease)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -44,7 +45,6 @@ from cri_runtime.containers.model import (
     RUNNING,
     START_ERROR_EXIT_CODE,
     STATES,
-    UNKNOWN,
     Container,
     ContainerMetadata,
     ContainerStatus,
@@ -130,28 +130,25 @@ class ContainerManager:
         if not sandbox.ready:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
         cfg = request.config
-        image = await self.images.resolve(cfg.image.image)
         name = container_name(cfg.metadata, sandbox.config.metadata)
         container_id = secrets.token_hex(32)
         self.names.reserve(name, container_id)
         undo = Rollback(f"container {container_id}")
         undo.add_sync("name", self.names.release, name)
-        work = asyncio.ensure_future(self._create(container_id, name, sandbox, cfg, image, undo))
+        work = asyncio.ensure_future(self._create(container_id, name, sandbox, cfg, undo))
         return await asyncio.shield(work)
 
     async def _create(self, container_id: str, name: str, sandbox: Any, cfg: api_pb2.ContainerConfig,
-                      image: Any, undo: Rollback) -> str:
+                      undo: Rollback) -> str:
         try:
-            return await self._create_steps(container_id, name, sandbox, cfg, image, undo)
+            return await self._create_steps(container_id, name, sandbox, cfg, undo)
         except BaseException:
             await undo.run()
             raise
 
     async def _create_steps(self, container_id: str, name: str, sandbox: Any, cfg: api_pb2.ContainerConfig,
-                            image: Any, undo: Rollback) -> str:
+                            undo: Rollback) -> str:
         md_sb = sandbox.metadata
-        handler = self.config.runtime.handlers[md_sb.runtime_handler]
-        image_config = ImageConfig.from_json(image.config)
         target_pid = None
         ns = cfg.linux.security_context.namespace_options
         if ns.pid == api_pb2.TARGET:
@@ -167,53 +164,62 @@ class ContainerManager:
         container_dir = self.state / container_id
         undo.add_sync("state dir", remove_dir, str(container_dir))
         container_dir.mkdir(parents=True, exist_ok=True)
-
+        io_dir = str(container_dir / "io")
+        # The relay starts now (~2 ms in a forked process), overlapping the containerd round
+        # trips below; StartContainer takes it.
+        self._relays[container_id] = self._spawn_relay(io_dir, cfg, log_path)
+        undo.add("IO relay", lambda: self._discard_relay(container_id, io_dir))
+        image = await self.images.resolve(cfg.image.image)
         sandbox_ctx = container_spec.SandboxContext(
             id=sandbox.id, config=sandbox.config, pid=sandbox.status.pid,
             hostname_path=md_sb.hostname_path, hosts_path=md_sb.hosts_path,
             resolv_conf_path=md_sb.resolv_conf_path, shm_path=md_sb.shm_path)
-        image_name = _image_name(cfg.image.image, image)
-        async with self.ctd.lease(f"container-{container_id[:12]}", expire_seconds=600) as lease:
-            mounts = await objects.prepare_snapshot(self.ctd, self.snapshotter, container_id, image.chain_id, lease)
-            undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, self.snapshotter, container_id))
-            volumes: list[image_volumes.ImageVolume] = []
-            undo.add("image volumes", lambda: image_volumes.release(self.ctd, self.snapshotter, volumes))
-            extra_mounts = await image_volumes.prepare(self.ctd, self.images, self.snapshotter, container_id,
-                                                       container_dir, cfg, lease, volumes)
-            accounts = await self._image_accounts(image, mounts, container_dir)
-            spec = container_spec.build_container_spec(
-                container_id, cfg, image_config, image_name=image_name, sandbox=sandbox_ctx,
-                options=self.node.spec_options(handler, mountinfo=_needs_mountinfo(cfg)), rootfs=accounts,
-                target_pid=target_pid, extra_mounts=extra_mounts)
-            metadata = ContainerMetadata(
-                id=container_id, name=name, sandbox_id=sandbox.id, config=cfg.SerializeToString(),
-                image_id=image.id, image_name=image_name,
-                image_ref=image.repo_digests[0] if image.repo_digests else image.id,
-                log_path=log_path, created_at=time.time_ns(), io_dir=str(container_dir / "io"),
-                stop_signal=image_config.stop_signal, user=dict(spec["process"].get("user") or {}),
-                image_volumes=[v.to_json() for v in volumes])
-            record = containers_pb2.Container(
-                id=container_id,
-                labels={objects.KIND_LABEL: objects.KIND_CONTAINER, objects.SANDBOX_ID_LABEL: sandbox.id,
-                        f"{objects.LABEL_PREFIX}.container.name": cfg.metadata.name},
-                image=image.names[0] if image.names else image.id,
-                runtime=containers_pb2.Container.Runtime(
-                    name=handler.runtime_type,
-                    options=objects.runc_options_any(
-                        binary_name=handler.binary_name, root=handler.root,
-                        systemd_cgroup=self.config.runtime.cgroup_driver == "systemd")),
-                spec=objects.spec_any(spec), snapshotter=self.snapshotter, snapshot_key=container_id,
-                extensions={METADATA_EXTENSION: objects.json_extension(METADATA_TYPE, METADATA_VERSION,
-                                                                       metadata.to_json())})
-            await objects.create_container(self.ctd, record, lease)
-            undo.add("containerd container", lambda: objects.delete_container(self.ctd, container_id))
+        build = _RecordBuilder(self, container_id, name, sandbox, cfg, image, sandbox_ctx, log_path, io_dir,
+                               target_pid)
+        accounts = self._cached_accounts(image)
+        if accounts is None or any(m.HasField("image") for m in cfg.mounts):
+            # The image's first container (its passwd/group are read from the snapshot before
+            # the spec is built) or image volumes: everything under a lease.
+            async with self.ctd.lease(f"container-{container_id[:12]}", expire_seconds=600) as lease:
+                mounts = await self._prepare_snapshot(container_id, image, lease, undo)
+                if accounts is None:
+                    accounts = await self._image_accounts(image, mounts, container_dir)
+                volumes: list[image_volumes.ImageVolume] = []
+                undo.add("image volumes", lambda: image_volumes.release(self.ctd, self.snapshotter, volumes))
+                extra_mounts = await image_volumes.prepare(self.ctd, self.images, self.snapshotter, container_id,
+                                                           container_dir, cfg, lease, volumes)
+                metadata, record = build(accounts, extra_mounts, volumes)
+                await self._create_record(record, lease, undo)
+        else:
+            # The record names the snapshot before it exists, so containerd's GC keeps the
+            # snapshot from its creation on without a lease: two round trips fewer.
+            metadata, record = build(accounts, [], [])
+            await self._create_record(record, None, undo)
+            mounts = await self._prepare_snapshot(container_id, image, None, undo)
         container = Container(metadata, ContainerStatus(state=CREATED), self.status_path(container_id))
-        container.save_status()
+        container.rootfs_mounts = mounts
+        # No status file yet: a record without one is a created container (see _recover_one).
         self.index.add(container_id, container)
-        self._relays[container_id] = self._spawn_relay(container)
         log.info("container created", extra={"fields": {"id": container_id, "name": name, "pod": sandbox.id}})
         await self._emit("created", container)
         return container_id
+
+    async def _prepare_snapshot(self, container_id: str, image: Any, lease: str | None,
+                                undo: Rollback) -> list[Any]:
+        mounts = await objects.prepare_snapshot(self.ctd, self.snapshotter, container_id, image.chain_id, lease)
+        undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, self.snapshotter, container_id))
+        return mounts
+
+    async def _create_record(self, record: containers_pb2.Container, lease: str | None, undo: Rollback) -> None:
+        await objects.create_container(self.ctd, record, lease)
+        undo.add("containerd container", lambda: objects.delete_container(self.ctd, record.id))
+
+    def _accounts_dir(self, image: Any) -> Path:
+        return Path(self.config.server.state_dir) / "image-accounts" / str(image.id).removeprefix("sha256:")
+
+    def _cached_accounts(self, image: Any) -> str | None:
+        cache = self._accounts_dir(image)
+        return str(cache) if cache.is_dir() else None
 
     async def _image_accounts(self, image: Any, mounts: list[Any], container_dir: Path) -> str:
         """A directory holding the image's /etc/passwd and /etc/group (what user resolution reads).
@@ -222,7 +228,7 @@ class ContainerManager:
         every container of an image: they are read once per image (mounting the
         snapshot briefly) and kept, which keeps CreateContainer from mounting.
         """
-        cache = Path(self.config.server.state_dir) / "image-accounts" / image.id.removeprefix("sha256:")
+        cache = self._accounts_dir(image)
         if cache.is_dir():
             return str(cache)
         tmp = cache.with_name(f".{cache.name}.{secrets.token_hex(4)}")
@@ -264,18 +270,26 @@ class ContainerManager:
                 raise
         await self._emit("started", container)
 
-    def _spawn_relay(self, container: Container) -> asyncio.Task[relay.RelayHandle]:
-        md, cfg = container.metadata, container.config
-        return asyncio.ensure_future(self.relay_launcher.spawn(md.io_dir, relay.RelayConfig(
-            log_path=md.log_path or os.devnull, max_line_size=self.config.logs.max_container_log_line_size,
+    def _spawn_relay(self, io_dir: str, cfg: api_pb2.ContainerConfig,
+                     log_path: str) -> asyncio.Task[relay.RelayHandle]:
+        return asyncio.ensure_future(self.relay_launcher.spawn(io_dir, relay.RelayConfig(
+            log_path=log_path or os.devnull, max_line_size=self.config.logs.max_container_log_line_size,
             tty=cfg.tty, stdin=cfg.stdin, stdin_once=cfg.stdin_once)))
+
+    async def _discard_relay(self, container_id: str, io_dir: str) -> None:
+        """Stop a relay that was started for a container that will not run."""
+        pending = self._relays.pop(container_id, None)
+        if pending is not None:
+            with contextlib.suppress(BaseException):
+                await pending
+        await relay.stop(io_dir)
 
     async def _take_relay(self, container: Container) -> relay.RelayHandle:
         """The relay started in the background at create time, or a new one.
 
-        Relays are forked from a warm zygote (~2 ms instead of ~12 ms for a
-        fresh interpreter); starting one when the container is created
-        overlaps that with the client's next round trip.
+        Relays are forked from a warm zygote (~1 ms); starting one when the
+        container is created overlaps even that with the client's next round
+        trip, so StartContainer finds the relay ready.
         """
         pending = self._relays.pop(container.id, None)
         if pending is not None:
@@ -286,7 +300,8 @@ class ContainerManager:
         elif relay.is_alive(container.metadata.io_dir):
             # Spawned at create before a restart of ours: it is still waiting on the FIFOs.
             return self._live_relay(container)
-        return await self._spawn_relay(container)
+        md = container.metadata
+        return await self._spawn_relay(md.io_dir, container.config, md.log_path)
 
     @staticmethod
     def _live_relay(container: Container) -> relay.RelayHandle:
@@ -303,7 +318,9 @@ class ContainerManager:
         md, cfg = container.metadata, container.config
         io = await self._take_relay(container)
         try:
-            rootfs = await objects.snapshot_mounts(self.ctd, self.snapshotter, container.id)
+            rootfs = container.rootfs_mounts
+            if rootfs is None:  # created before a restart of ours
+                rootfs = await objects.snapshot_mounts(self.ctd, self.snapshotter, container.id)
             created = await self.ctd.call(
                 self.ctd.tasks.Create,
                 tasks_pb2.CreateTaskRequest(container_id=container.id, rootfs=rootfs, stdin=io.stdin,
@@ -426,11 +443,8 @@ class ContainerManager:
             await self.stop(container.id, 0)
         async with container.lock:
             await objects.delete_task(self.ctd, container.id)
-            pending = self._relays.pop(container.id, None)
-            if pending is not None:
-                with contextlib.suppress(BaseException):
-                    await pending
-            await relay.cleanup(container.metadata.io_dir)
+            await self._discard_relay(container.id, container.metadata.io_dir)
+            shutil.rmtree(container.metadata.io_dir, ignore_errors=True)
             await objects.delete_container(self.ctd, container.id)
             await objects.remove_snapshot(self.ctd, self.snapshotter, container.id)
             await image_volumes.release(self.ctd, self.snapshotter, [
@@ -582,7 +596,8 @@ class ContainerManager:
         version, data = objects.read_json_extension(record, METADATA_EXTENSION, METADATA_TYPE)
         md = ContainerMetadata.from_json(version, data)
         path = self.status_path(md.id)
-        status = ContainerStatus.load(path) or ContainerStatus(state=UNKNOWN)
+        # No status file: never started (StartContainer writes one), or created when we died.
+        status = ContainerStatus.load(path) or ContainerStatus(state=CREATED)
         container = Container(md, status, path)
         self.index.add(md.id, container)
         self.names.reserve(md.name, md.id)
@@ -610,6 +625,56 @@ class ContainerManager:
                         await self._record_exit(container, None, 0)
                     else:
                         await self._record_exit(container, task.exit_status, task.exited_at_ns)
+
+
+class _RecordBuilder:
+    """Builds the OCI spec, our metadata and the containerd record of a new container."""
+
+    def __init__(self, manager: ContainerManager, container_id: str, name: str, sandbox: Any,
+                 cfg: api_pb2.ContainerConfig, image: Any, sandbox_ctx: container_spec.SandboxContext,
+                 log_path: str, io_dir: str, target_pid: int | None) -> None:
+        self.manager = manager
+        self.container_id = container_id
+        self.name = name
+        self.sandbox = sandbox
+        self.cfg = cfg
+        self.image = image
+        self.sandbox_ctx = sandbox_ctx
+        self.log_path = log_path
+        self.io_dir = io_dir
+        self.target_pid = target_pid
+
+    def __call__(self, accounts: str, extra_mounts: list[api_pb2.Mount],
+                 volumes: list[image_volumes.ImageVolume]) -> tuple[ContainerMetadata, containers_pb2.Container]:
+        m, cfg, image, sandbox = self.manager, self.cfg, self.image, self.sandbox
+        handler = m.config.runtime.handlers[sandbox.metadata.runtime_handler]
+        image_config = ImageConfig.from_json(image.config)
+        image_name = _image_name(cfg.image.image, image)
+        spec = container_spec.build_container_spec(
+            self.container_id, cfg, image_config, image_name=image_name, sandbox=self.sandbox_ctx,
+            options=m.node.spec_options(handler, mountinfo=_needs_mountinfo(cfg)), rootfs=accounts,
+            target_pid=self.target_pid, extra_mounts=extra_mounts)
+        metadata = ContainerMetadata(
+            id=self.container_id, name=self.name, sandbox_id=sandbox.id, config=cfg.SerializeToString(),
+            image_id=image.id, image_name=image_name,
+            image_ref=image.repo_digests[0] if image.repo_digests else image.id,
+            log_path=self.log_path, created_at=time.time_ns(), io_dir=self.io_dir,
+            stop_signal=image_config.stop_signal, user=dict(spec["process"].get("user") or {}),
+            image_volumes=[v.to_json() for v in volumes])
+        record = containers_pb2.Container(
+            id=self.container_id,
+            labels={objects.KIND_LABEL: objects.KIND_CONTAINER, objects.SANDBOX_ID_LABEL: sandbox.id,
+                    f"{objects.LABEL_PREFIX}.container.name": cfg.metadata.name},
+            image=image.names[0] if image.names else image.id,
+            runtime=containers_pb2.Container.Runtime(
+                name=handler.runtime_type,
+                options=objects.runc_options_any(
+                    binary_name=handler.binary_name, root=handler.root,
+                    systemd_cgroup=m.config.runtime.cgroup_driver == "systemd")),
+            spec=objects.spec_any(spec), snapshotter=m.snapshotter, snapshot_key=self.container_id,
+            extensions={METADATA_EXTENSION: objects.json_extension(METADATA_TYPE, METADATA_VERSION,
+                                                                   metadata.to_json())})
+        return metadata, record
 
 
 def _image_name(requested: str, image: Any) -> str:

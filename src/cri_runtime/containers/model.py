@@ -107,6 +107,9 @@ class Container:
         self.list_item: api_pb2.Container | None = None  # ListContainers entry, rebuilt on state change
         self.resources: api_pb2.LinuxContainerResources | None = (
             self.config.linux.resources if self.config.linux.HasField("resources") else None)
+        # The rootfs snapshot's mounts as Prepare returned them (stable for its life), so
+        # StartContainer needs no Mounts round trip; None after a restart of ours.
+        self.rootfs_mounts: list[Any] | None = None
 
     @property
     def id(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import pytest
 
 from cri_protos.runtime.v1 import api_pb2
 from tests.pod_rig import PodRig
+from tests.rig.containerd import PrivateContainerd
 
 
 class Rig:
@@ -160,3 +162,35 @@ def test_image_user_is_resolved_from_passwd(rig: Rig) -> None:
         assert out.stdout.startswith(b"uid=33(www) gid=33(www)"), out.stdout
         st = rig.status(cid)
         assert (st.user.linux.uid, st.user.linux.gid) == (33, 33)
+
+
+def _ours(containerd: PrivateContainerd, kind: str) -> list[str]:
+    """IDs/keys/names in containerd's k8s.io namespace (records, snapshots, leases)."""
+    return sorted(line.split()[0] for line in containerd.ctr(kind, "ls").stdout.splitlines()[1:])
+
+
+def _state_entries(rig: Rig, timeout: float = 5.0) -> list[str]:
+    """The server's container state dir, once background removals are done."""
+    base = rig.pod_rig.server.dir / "state" / "containers"
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = sorted(os.listdir(base)) if base.exists() else []
+        if not any(e.startswith(".removed-") for e in entries) or time.monotonic() > deadline:
+            return entries
+
+
+def test_failed_create_leaves_nothing(rig: Rig, containerd: PrivateContainerd) -> None:
+    """The IO relay starts before the image is looked up; a missing image undoes it."""
+    before = {kind: _ours(containerd, kind) for kind in ("containers", "snapshots", "leases")}
+    entries = _state_entries(rig)
+    cfg = api_pb2.ContainerConfig(metadata=api_pb2.ContainerMetadata(name="noimage"),
+                                  image=api_pb2.ImageSpec(image="localhost:1/no/such:image"), command=["true"])
+    with pytest.raises(grpc.RpcError) as err:
+        rig.rt.CreateContainer(api_pb2.CreateContainerRequest(
+            pod_sandbox_id=rig.pod_id, config=cfg, sandbox_config=rig.pod_config), timeout=60)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert {kind: _ours(containerd, kind) for kind in before} == before
+    assert _state_entries(rig) == entries
+    # the name is free again
+    cid = rig.create(["true"], name="noimage")
+    rig.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
