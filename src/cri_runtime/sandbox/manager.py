@@ -171,14 +171,14 @@ class SandboxManager:
         host_ipc = ns_opts.ipc == api_pb2.NODE
         created_at = time.time_ns()
 
+        image_lookup = asyncio.ensure_future(self.ensure_image(self.config.image.sandbox_image))
+        image_lookup.add_done_callback(_consume_exception)
         netns_path = ""
         network_setup: asyncio.Future[NetworkStatus] | None = None
-        if host_network:
-            image = await self.ensure_image(self.config.image.sandbox_image)
-        else:
+        if not host_network:
             netns_name = f"cri-{sandbox_id[:16]}"
             netns_path = netns.pin_path(self.netns_dir, netns_name)
-            image = await self._image_and_netns(netns_name, undo)
+            await self._create_netns(netns_name, undo)
             network_setup = self._start_network_setup(sandbox_id, netns_path, cfg, undo)
 
         pod_dir = str(self.root / sandbox_id)
@@ -195,6 +195,7 @@ class SandboxManager:
             undo.add_sync("shm", files.unmount_shm, shm_path)
             files.mount_shm(shm_path)
 
+        image = await image_lookup
         # The IPs are filled in once CNI is done (see below).
         metadata = SandboxMetadata(
             id=sandbox_id, name=name, config=cfg.SerializeToString(), runtime_handler=handler_name,
@@ -238,14 +239,17 @@ class SandboxManager:
             f"create pause task of pod {sandbox_id}")
         undo.add("task", lambda: self._kill_and_delete_task(sandbox_id))
 
-        if network_setup is not None:
+        starting = self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=sandbox_id),
+                                 f"start pause task of pod {sandbox_id}")
+        if network_setup is None:
+            await starting
+        else:
             network_status = await network_setup
             metadata.ip = network_status.ip
             metadata.additional_ips = list(network_status.additional_ips)
-            await self._record_metadata(metadata)
-
-        await self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=sandbox_id),
-                            f"start pause task of pod {sandbox_id}")
+            # The IPs are recorded while the task starts; if we die before the record is written,
+            # recovery takes them from the CNI cache (see _recover_one).
+            await _all_of(starting, self._record_metadata(metadata))
         status.state = READY
         status.pid = created.pid
         sandbox.save_status()
@@ -255,8 +259,8 @@ class SandboxManager:
         await self._emit("started", sandbox)
         return sandbox_id
 
-    async def _image_and_netns(self, netns_name: str, undo: Rollback) -> ImageRecord:
-        """The sandbox image and the pod's network namespace, looked up / created side by side."""
+    async def _create_netns(self, netns_name: str, undo: Rollback) -> None:
+        """The pod's network namespace; its undo waits for a creation still running in its thread."""
         # lo comes up with the namespace, so CNI runs no loopback plugin (see _start_network_setup).
         creating = asyncio.ensure_future(netns.create(self.netns_dir, netns_name, loopback_up=True))
 
@@ -266,11 +270,8 @@ class SandboxManager:
                 await netns.remove(creating.result())
 
         undo.add("netns", remove_netns)
-        finding = asyncio.ensure_future(self.ensure_image(self.config.image.sandbox_image))
-        finding.add_done_callback(_consume_exception)
-        await asyncio.wait([creating, finding])
+        await asyncio.wait([creating])
         creating.result()
-        return finding.result()
 
     def _start_network_setup(self, sandbox_id: str, netns_path: str, cfg: api_pb2.PodSandboxConfig,
                              undo: Rollback) -> asyncio.Future[NetworkStatus]:
@@ -446,6 +447,8 @@ class SandboxManager:
         sandbox.task_gone = task is None
         if task is not None and task.running:
             status.state, status.pid = READY, task.pid
+            if md.netns_path and not md.ip:
+                await self._recover_ips(md)
         else:
             if status.state == READY:
                 status.exited_at = task.exited_at_ns if task is not None and task.exited_at_ns else time.time_ns()
@@ -454,6 +457,15 @@ class SandboxManager:
         self.index.add(md.id, sandbox)
         self.names.reserve(md.name, md.id)
         log.info("recovered pod sandbox", extra={"fields": {"id": md.id, "state": status.state}})
+
+    async def _recover_ips(self, md: SandboxMetadata) -> None:
+        """A pod started while its IPs were being recorded when we died: take them from the CNI cache."""
+        cached = self.network.cached_status(md.id)
+        if cached is None:
+            log.warning("running pod sandbox %s has no IP on record nor in the CNI cache", md.id)
+            return
+        md.ip, md.additional_ips = cached.ip, list(cached.additional_ips)
+        await self._record_metadata(md)
 
     async def on_task_exit(self, sandbox_id: str, exited_at_ns: int) -> None:
         """The pause process died: the pod is no longer ready."""
@@ -480,6 +492,16 @@ class SandboxManager:
 
 def _metadata_extension(metadata: SandboxMetadata) -> any_pb2.Any:
     return objects.json_extension(METADATA_TYPE, METADATA_VERSION, metadata.to_json())
+
+
+async def _all_of(*steps: Awaitable[Any]) -> None:
+    """Run steps side by side; wait for all of them (none is left running), then raise the first failure."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    for task in tasks:
+        task.add_done_callback(_consume_exception)
+    await asyncio.wait(tasks)
+    for task in tasks:
+        task.result()
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

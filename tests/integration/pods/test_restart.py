@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
 from pathlib import Path
 
+import grpc
+from google.protobuf import field_mask_pb2
+
+from cri_protos.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
 from cri_protos.runtime.v1 import api_pb2
+from cri_runtime.sandbox.model import METADATA_EXTENSION
 from tests.pod_rig import PodRig
+from tests.rig.containerd import PrivateContainerd
 
 
 def _pod(rt: object, log_dir: Path) -> tuple[str, api_pb2.PodSandboxConfig]:
@@ -131,6 +138,40 @@ def test_pod_ip_is_recorded_before_the_pod_is_ready(own_pod_rig: PodRig, tmp_pat
     rt = server.runtime()
     st = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=10).status
     assert (st.state, st.network.ip) == (api_pb2.SANDBOX_READY, ip)
+    rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert own_pod_rig.network.allocations() == []
+
+
+def test_running_pod_without_ip_on_record_gets_it_from_the_cni_cache(
+        own_pod_rig: PodRig, containerd: PrivateContainerd, tmp_path: Path) -> None:
+    """The IP is recorded while the pause task starts; a kill -9 in between is repaired at recovery."""
+    server = own_pod_rig.server
+    rt = server.runtime()
+    pod_id, _ = _pod(rt, tmp_path / "logs")
+    ip = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=10).status.network.ip
+    server.kill(signal.SIGKILL)
+    # What a record looks like when the server died before the IP update landed.
+    channel = grpc.insecure_channel(f"unix://{containerd.address}")
+    try:
+        stub = containers_pb2_grpc.ContainersStub(channel)
+        md = (("containerd-namespace", "k8s.io"),)
+        record = stub.Get(containers_pb2.GetContainerRequest(id=pod_id), metadata=md, timeout=10).container
+        payload = json.loads(record.extensions[METADATA_EXTENSION].value)
+        assert payload["data"]["ip"] == ip
+        payload["data"].update(ip="", additional_ips=[])
+        record.extensions[METADATA_EXTENSION].value = json.dumps(payload).encode()
+        stub.Update(containers_pb2.UpdateContainerRequest(
+            container=record, update_mask=field_mask_pb2.FieldMask(paths=[f"extensions.{METADATA_EXTENSION}"])),
+            metadata=md, timeout=10)
+        server.start()
+        rt = server.runtime()
+        st = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=10).status
+        assert (st.state, st.network.ip) == (api_pb2.SANDBOX_READY, ip)
+        record = stub.Get(containers_pb2.GetContainerRequest(id=pod_id), metadata=md, timeout=10).container
+        assert json.loads(record.extensions[METADATA_EXTENSION].value)["data"]["ip"] == ip
+    finally:
+        channel.close()
     rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     assert own_pod_rig.network.allocations() == []
