@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -99,6 +98,7 @@ class ContainerManager:
         # IO relays spawned at CreateContainer, taken by StartContainer.
         self._relays: dict[str, asyncio.Task[relay.RelayHandle]] = {}
         self.relay_launcher = RelayLauncher(owner=str(self.state))
+        self._background: set[asyncio.Future[None]] = set()
         self.snapshotter = config.containerd.snapshotter
         # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
         self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
@@ -355,6 +355,7 @@ class ContainerManager:
     async def _record_exit(self, container: Container, exit_status: int | None, exited_at_ns: int) -> None:
         """Reap the task and mark the container exited (idempotent)."""
         final = await objects.delete_task(self.ctd, container.id)
+        container.task_deleted = True
         if container.state == EXITED:
             return
         # Report the exit only once the relay has written the last output to the log
@@ -442,18 +443,41 @@ class ContainerManager:
         if container.state == RUNNING:
             await self.stop(container.id, 0)
         async with container.lock:
-            await objects.delete_task(self.ctd, container.id)
-            await self._discard_relay(container.id, container.metadata.io_dir)
-            shutil.rmtree(container.metadata.io_dir, ignore_errors=True)
-            await objects.delete_container(self.ctd, container.id)
-            await objects.remove_snapshot(self.ctd, self.snapshotter, container.id)
+            if not container.task_deleted:
+                await objects.delete_task(self.ctd, container.id)
+            io_dir = container.metadata.io_dir
+            await self._discard_relay(container.id, io_dir)
+            # The record and the snapshot go together (containerd's CRI removes both too);
+            # a crash between them leaves a record or snapshot that removal/orphan collection handles.
+            await _all_or_raise(objects.delete_container(self.ctd, container.id),
+                                objects.remove_snapshot(self.ctd, self.snapshotter, container.id))
             await image_volumes.release(self.ctd, self.snapshotter, [
                 image_volumes.ImageVolume(**v) for v in container.metadata.image_volumes])
-            remove_dir(str(self.state / container.id))
+            container_dir = str(self.state / container.id)
+            if not os.path.abspath(io_dir).startswith(container_dir + os.sep):
+                remove_dir(io_dir)  # recorded under another state dir
+            self._remove_dir_soon(container_dir)
             self.index.remove(container.id)
             self.names.release_id(container.id)
         log.info("container removed", extra={"fields": {"id": container.id}})
         await self._emit("deleted", container)
+
+    def _remove_dir_soon(self, path: str) -> None:
+        """Rename the directory out of the way now, delete its files in a worker thread.
+
+        The rename is one syscall where the deletion is a dozen on the hot path. A
+        leftover (we were killed meanwhile) is not a known container's directory, so
+        start-up orphan collection removes it.
+        """
+        trash = os.path.join(os.path.dirname(path), f".removed-{os.path.basename(path)}")
+        try:
+            os.rename(path, trash)
+        except OSError:
+            remove_dir(path)
+            return
+        task = asyncio.get_running_loop().run_in_executor(None, remove_dir, trash)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def remove_all_in_pod(self, sandbox_id: str) -> None:
         for container in [c for c in self.index if c.metadata.sandbox_id == sandbox_id]:
@@ -583,7 +607,9 @@ class ContainerManager:
         await relay.reopen(container.metadata.io_dir)
 
     async def close(self) -> None:
-        """Server shutdown: stop the relay zygote (running relays are not affected)."""
+        """Server shutdown: finish background removals, stop the relay zygote (relays run on)."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=5)
         await self.relay_launcher.close()
 
     # ---------------------------------------------------------------- recovery
@@ -675,6 +701,15 @@ class _RecordBuilder:
             extensions={METADATA_EXTENSION: objects.json_extension(METADATA_TYPE, METADATA_VERSION,
                                                                    metadata.to_json())})
         return metadata, record
+
+
+async def _all_or_raise(*steps: Awaitable[Any]) -> list[Any]:
+    """Run steps concurrently; all finish (their undos registered) before the first error is raised."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def _image_name(requested: str, image: Any) -> str:

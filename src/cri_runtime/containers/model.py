@@ -110,6 +110,8 @@ class Container:
         # The rootfs snapshot's mounts as Prepare returned them (stable for its life), so
         # StartContainer needs no Mounts round trip; None after a restart of ours.
         self.rootfs_mounts: list[Any] | None = None
+        # The task is known to be deleted (its exit was recorded): RemoveContainer skips that call.
+        self.task_deleted = False
 
     @property
     def id(self) -> str:

@@ -179,6 +179,24 @@ def _state_entries(rig: Rig, timeout: float = 5.0) -> list[str]:
             return entries
 
 
+def test_remove_leaves_no_record_snapshot_lease_or_file(rig: Rig, containerd: PrivateContainerd) -> None:
+    """Both a run container and one never started: record, snapshot, relay and state dir all go."""
+    before = {kind: _ours(containerd, kind) for kind in ("containers", "snapshots", "leases")}
+    entries = _state_entries(rig)
+    ran = rig.create(["sh", "-c", "echo done"], name="ran")
+    idle = rig.create(["true"], name="idle")
+    assert len(_ours(containerd, "containers")) == len(before["containers"]) + 2
+    assert set(_ours(containerd, "snapshots")) >= set(before["snapshots"]) | {ran, idle}
+    assert _ours(containerd, "leases") == before["leases"]  # snapshots are held by the records, not leases
+    rig.rt.StartContainer(api_pb2.StartContainerRequest(container_id=ran), timeout=30)
+    rig.wait_state(ran, api_pb2.CONTAINER_EXITED)
+    for cid in (ran, idle):
+        rig.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+    assert {kind: _ours(containerd, kind) for kind in before} == before
+    assert _state_entries(rig) == entries
+    assert (rig.log_dir / "ran.log").read_text().endswith(" stdout F done\n")
+
+
 def test_failed_create_leaves_nothing(rig: Rig, containerd: PrivateContainerd) -> None:
     """The IO relay starts before the image is looked up; a missing image undoes it."""
     before = {kind: _ours(containerd, kind) for kind in ("containers", "snapshots", "leases")}
