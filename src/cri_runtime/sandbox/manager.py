@@ -24,7 +24,7 @@ from google.protobuf import any_pb2, field_mask_pb2
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_protos.runtime.v1 import api_pb2
-from cri_runtime import errors
+from cri_runtime import errors, protowire
 from cri_runtime.config import Config, RuntimeHandlerConfig
 from cri_runtime.containerd import objects
 from cri_runtime.containerd.connection import Containerd
@@ -402,28 +402,30 @@ class SandboxManager:
         }
         return json.dumps(info)
 
-    def list(self, flt: api_pb2.PodSandboxFilter | None) -> list[api_pb2.PodSandbox]:
-        out = []
+    def _listed(self, flt: api_pb2.PodSandboxFilter | None) -> list[Sandbox]:
+        """The sandboxes `flt` selects, oldest first."""
         candidates: list[Sandbox]
         if flt is not None and flt.id:
             found = self._find_quietly(flt.id)
             candidates = [found] if found is not None else []
         else:
             candidates = list(self.index)
-        for sandbox in candidates:
-            cfg = sandbox.config
-            state = api_pb2.SANDBOX_READY if sandbox.ready else api_pb2.SANDBOX_NOTREADY
-            if flt is not None:
-                if flt.HasField("state") and flt.state.state != state:
-                    continue
-                if any(cfg.labels.get(k) != v for k, v in flt.label_selector.items()):
-                    continue
-            out.append(api_pb2.PodSandbox(
-                id=sandbox.id, metadata=cfg.metadata, state=state, created_at=sandbox.metadata.created_at,
-                labels=dict(cfg.labels), annotations=dict(cfg.annotations),
-                runtime_handler=sandbox.metadata.runtime_handler))
-        out.sort(key=lambda p: p.created_at)
-        return out
+        if flt is not None:
+            want_state = flt.state.state if flt.HasField("state") else None
+            selector = dict(flt.label_selector)
+            candidates = [
+                sb for sb in candidates
+                if (want_state is None or _list_state(sb) == want_state)
+                and all(sb.config.labels.get(k) == v for k, v in selector.items())]
+        candidates.sort(key=lambda sb: sb.metadata.created_at)
+        return candidates
+
+    def list(self, flt: api_pb2.PodSandboxFilter | None) -> list[api_pb2.PodSandbox]:
+        return [_list_item(sb)[0] for sb in self._listed(flt)]
+
+    def list_encoded(self, flt: api_pb2.PodSandboxFilter | None) -> bytes:
+        """The ListPodSandboxResponse bytes, joined from each sandbox's cached entry."""
+        return b"".join(_list_item(sb)[1] for sb in self._listed(flt))
 
     def _find_quietly(self, id_or_prefix: str) -> Sandbox | None:
         try:
@@ -531,3 +533,26 @@ def _dns(cfg: api_pb2.PodSandboxConfig) -> DNSConfig | None:
         return None
     d = cfg.dns_config
     return DNSConfig(servers=tuple(d.servers), searches=tuple(d.searches), options=tuple(d.options))
+
+
+def _list_state(sandbox: Sandbox) -> api_pb2.PodSandboxState:
+    return api_pb2.SANDBOX_READY if sandbox.ready else api_pb2.SANDBOX_NOTREADY
+
+
+def _list_item(sandbox: Sandbox) -> tuple[api_pb2.PodSandbox, bytes]:
+    """The sandbox's list entry and its encoding as ListPodSandboxResponse.items.
+
+    Only the state ever changes, so both are built once per state; kubelet
+    lists every second.
+    """
+    state = _list_state(sandbox)
+    cached = sandbox.list_entry
+    if cached is not None and cached[0].state == state:
+        return cached
+    cfg = sandbox.config
+    item = api_pb2.PodSandbox(
+        id=sandbox.id, metadata=cfg.metadata, state=state, created_at=sandbox.metadata.created_at,
+        labels=dict(cfg.labels), annotations=dict(cfg.annotations),
+        runtime_handler=sandbox.metadata.runtime_handler)
+    sandbox.list_entry = (item, protowire.message_field(1, item))
+    return sandbox.list_entry

@@ -88,6 +88,8 @@ class Sandbox:
         self.config = metadata.pod_config()
         # The pause task is known to be deleted (it is never re-created): stop/remove skip it.
         self.task_gone = False
+        # ListPodSandbox entry and its encoding, rebuilt when the state changes.
+        self.list_entry: tuple[api_pb2.PodSandbox, bytes] | None = None
 
     @property
     def id(self) -> str:

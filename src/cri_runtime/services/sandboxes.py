@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from cri_protos.runtime.v1 import api_pb2
+from cri_runtime.rpc import Serialized
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services.status import unary
 
@@ -46,6 +47,6 @@ class SandboxRpcs:
     @unary
     async def ListPodSandbox(
         self, request: api_pb2.ListPodSandboxRequest, context: grpc.aio.ServicerContext
-    ) -> api_pb2.ListPodSandboxResponse:
+    ) -> Serialized:
         flt = request.filter if request.HasField("filter") else None
-        return api_pb2.ListPodSandboxResponse(items=self.sandboxes.list(flt))
+        return Serialized(self.sandboxes.list_encoded(flt))

@@ -130,3 +130,30 @@ def test_network_failure_while_pause_is_created_leaves_nothing(pods: Pods, pod_r
     assert ours("snapshots") == snapshots
     assert (sorted(os.listdir(pins_dir)) if pins_dir.exists() else []) == pins
     assert pods.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items == []
+
+
+def test_list_filters_and_entries_follow_the_state(pods: Pods) -> None:
+    """ListPodSandbox by ID prefix, state and labels; a stopped pod's entry says NOTREADY."""
+    first, second = pod_config(), pod_config()
+    a, b = pods.run(first), pods.run(second)
+
+    def listed(**flt: object) -> list[api_pb2.PodSandbox]:
+        req = api_pb2.ListPodSandboxRequest(filter=api_pb2.PodSandboxFilter(**flt))  # type: ignore[arg-type]
+        return [p for p in pods.rt.ListPodSandbox(req, timeout=10).items if p.id in (a, b)]
+
+    everything = [p for p in pods.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+                  if p.id in (a, b)]
+    assert [p.id for p in everything] == [a, b]  # oldest first
+    entry = everything[0]
+    assert entry.metadata == first.metadata and dict(entry.labels) == dict(first.labels)
+    assert dict(entry.annotations) == dict(first.annotations) and entry.state == api_pb2.SANDBOX_READY
+    assert [p.id for p in listed(id=a[:12])] == [a]
+    assert [p.id for p in listed(label_selector={"app": second.metadata.name})] == [b]
+    assert listed(label_selector={"app": second.metadata.name, "tier": "other"}) == []
+
+    pods.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=a), timeout=60)
+    ready = api_pb2.PodSandboxStateValue(state=api_pb2.SANDBOX_READY)
+    not_ready = api_pb2.PodSandboxStateValue(state=api_pb2.SANDBOX_NOTREADY)
+    assert [p.id for p in listed(state=ready)] == [b]
+    stopped = listed(state=not_ready)
+    assert [p.id for p in stopped] == [a] and stopped[0].state == api_pb2.SANDBOX_NOTREADY
