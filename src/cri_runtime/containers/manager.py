@@ -95,8 +95,7 @@ class ContainerManager:
         self.index: IdIndex[Container] = IdIndex("container")
         self.names = NameRegistry("container")
         self.state = Path(config.server.state_dir) / "containers"
-        # IO relays spawned at CreateContainer, taken by StartContainer.
-        self._relays: dict[str, asyncio.Task[relay.RelayHandle]] = {}
+        # IO relays are forked from one warm zygote process at StartContainer.
         self.relay_launcher = RelayLauncher(owner=str(self.state))
         self._background: set[asyncio.Future[None]] = set()
         self.snapshotter = config.containerd.snapshotter
@@ -165,10 +164,6 @@ class ContainerManager:
         undo.add_sync("state dir", remove_dir, str(container_dir))
         container_dir.mkdir(parents=True, exist_ok=True)
         io_dir = str(container_dir / "io")
-        # The relay starts now (~2 ms in a forked process), overlapping the containerd round
-        # trips below; StartContainer takes it.
-        self._relays[container_id] = self._spawn_relay(io_dir, cfg, log_path)
-        undo.add("IO relay", lambda: self._discard_relay(container_id, io_dir))
         image = await self.images.resolve(cfg.image.image)
         sandbox_ctx = container_spec.SandboxContext(
             id=sandbox.id, config=sandbox.config, pid=sandbox.status.pid,
@@ -270,38 +265,29 @@ class ContainerManager:
                 raise
         await self._emit("started", container)
 
+    def _relay_config(self, cfg: api_pb2.ContainerConfig, log_path: str) -> relay.RelayConfig:
+        return relay.RelayConfig(
+            log_path=log_path or os.devnull, max_line_size=self.config.logs.max_container_log_line_size,
+            tty=cfg.tty, stdin=cfg.stdin, stdin_once=cfg.stdin_once)
+
     def _spawn_relay(self, io_dir: str, cfg: api_pb2.ContainerConfig,
                      log_path: str) -> asyncio.Task[relay.RelayHandle]:
-        return asyncio.ensure_future(self.relay_launcher.spawn(io_dir, relay.RelayConfig(
-            log_path=log_path or os.devnull, max_line_size=self.config.logs.max_container_log_line_size,
-            tty=cfg.tty, stdin=cfg.stdin, stdin_once=cfg.stdin_once)))
+        return asyncio.ensure_future(self.relay_launcher.spawn(io_dir, self._relay_config(cfg, log_path)))
 
-    async def _discard_relay(self, container_id: str, io_dir: str) -> None:
-        """Stop a relay that was started for a container that will not run."""
-        pending = self._relays.pop(container_id, None)
-        if pending is not None:
-            with contextlib.suppress(BaseException):
-                await pending
-        await relay.stop(io_dir)
+    def _start_relay(self, container: Container) -> tuple[relay.RelayHandle, asyncio.Task[relay.RelayHandle] | None]:
+        """The FIFO paths for CreateTask now, and the relay being started (None: one runs).
 
-    async def _take_relay(self, container: Container) -> relay.RelayHandle:
-        """The relay started in the background at create time, or a new one.
-
-        Relays are forked from a warm zygote (~1 ms); starting one when the
-        container is created overlaps even that with the client's next round
-        trip, so StartContainer finds the relay ready.
+        The FIFOs are made here, so containerd can open them while the relay is being
+        forked: the shim holds read ends of its own, so output written before the relay
+        reads waits in the FIFO. The relay's ~2 ms of CPU thus overlap CreateTask instead
+        of CreateContainer's containerd calls (where they slowed containerd down).
         """
-        pending = self._relays.pop(container.id, None)
-        if pending is not None:
-            try:
-                return await pending
-            except errors.CriError as exc:
-                log.warning("IO relay started at create failed (%s); starting another", exc)
-        elif relay.is_alive(container.metadata.io_dir):
-            # Spawned at create before a restart of ours: it is still waiting on the FIFOs.
-            return self._live_relay(container)
-        md = container.metadata
-        return await self._spawn_relay(md.io_dir, container.config, md.log_path)
+        md, cfg = container.metadata, container.config
+        handle = relay.make_fifos(md.io_dir, self._relay_config(cfg, md.log_path))
+        if relay.is_alive(md.io_dir):
+            # Started by a StartContainer interrupted by a restart of ours: it waits on the FIFOs.
+            return self._live_relay(container), None
+        return handle, self._spawn_relay(md.io_dir, cfg, md.log_path)
 
     @staticmethod
     def _live_relay(container: Container) -> relay.RelayHandle:
@@ -316,7 +302,7 @@ class ContainerManager:
 
     async def _start_task(self, container: Container) -> None:
         md, cfg = container.metadata, container.config
-        io = await self._take_relay(container)
+        io, starting = self._start_relay(container)
         try:
             rootfs = container.rootfs_mounts
             if rootfs is None:  # created before a restart of ours
@@ -326,8 +312,11 @@ class ContainerManager:
                 tasks_pb2.CreateTaskRequest(container_id=container.id, rootfs=rootfs, stdin=io.stdin,
                                             stdout=io.stdout, stderr=io.stderr, terminal=cfg.tty),
                 f"create task of container {container.id}")
-            started_at = time.time_ns()
             try:
+                if starting is not None:
+                    await starting  # the relay reads the FIFOs before the process runs
+                    starting = None
+                started_at = time.time_ns()
                 await self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=container.id),
                                     f"start container {container.id}")
             except BaseException:
@@ -335,6 +324,9 @@ class ContainerManager:
                 await objects.delete_task(self.ctd, container.id)
                 raise
         except BaseException:
+            if starting is not None:
+                with contextlib.suppress(BaseException):
+                    await starting
             await relay.stop(md.io_dir)
             raise
         container.status.state = RUNNING
@@ -446,7 +438,7 @@ class ContainerManager:
             if not container.task_deleted:
                 await objects.delete_task(self.ctd, container.id)
             io_dir = container.metadata.io_dir
-            await self._discard_relay(container.id, io_dir)
+            await relay.stop(io_dir)  # one kept busy after the exit (a child holds the output open)
             # The record and the snapshot go together (containerd's CRI removes both too);
             # a crash between them leaves a record or snapshot that removal/orphan collection handles.
             await _all_or_raise(objects.delete_container(self.ctd, container.id),

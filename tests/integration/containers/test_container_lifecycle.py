@@ -198,7 +198,7 @@ def test_remove_leaves_no_record_snapshot_lease_or_file(rig: Rig, containerd: Pr
 
 
 def test_failed_create_leaves_nothing(rig: Rig, containerd: PrivateContainerd) -> None:
-    """The IO relay starts before the image is looked up; a missing image undoes it."""
+    """A create failing after its state dir was made (missing image) undoes everything."""
     before = {kind: _ours(containerd, kind) for kind in ("containers", "snapshots", "leases")}
     entries = _state_entries(rig)
     cfg = api_pb2.ContainerConfig(metadata=api_pb2.ContainerMetadata(name="noimage"),

@@ -139,6 +139,22 @@ def prepare_dir(io_dir: PathLike, config: RelayConfig, *, resume: bool) -> IoDir
     return d
 
 
+def make_fifos(io_dir: PathLike, config: RelayConfig) -> RelayHandle:
+    """Create the FIFOs a relay for ``config`` reads (existing ones are kept); pid 0.
+
+    Lets containerd open them before the relay runs (it reads them once started).
+    """
+    d = _io(io_dir)
+    os.makedirs(d.path, mode=0o700, exist_ok=True)
+    handle = RelayHandle(dir=Path(d.path), pid=0, stdin=d.stdin if config.stdin else "", stdout=d.stdout,
+                         stderr="" if config.tty else d.stderr, terminal=config.tty)
+    for path in (handle.stdout, handle.stderr, handle.stdin):
+        if path:
+            with contextlib.suppress(FileExistsError):
+                os.mkfifo(path, 0o600)
+    return handle
+
+
 def open_relay_log(d: IoDir) -> int:
     """The relay's own log (its stderr), opened for appending."""
     return os.open(d.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
