@@ -11,7 +11,9 @@ containerd; then drives both endpoints with the same gRPC client code:
 RunPodSandbox, CreateContainer, StartContainer, StopContainer,
 RemoveContainer, StopPodSandbox+RemovePodSandbox; ListContainers and
 ContainerStatus with N containers present; N pods started in parallel.
-It prints medians (ms) and the ratio ours/containerd (< 1.0 = we are faster).
+Rounds alternate between the two endpoints (A B, B A, ...) so background load
+drifts over both alike. It prints medians (ms) and the ratio ours/containerd
+(< 1.0 = we are faster).
 Everything it starts is stopped and removed at the end.
 """
 
@@ -68,76 +70,88 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return (time.perf_counter() - start) * 1000, result
 
 
-def lifecycle(ep: Endpoint, image: str, rounds: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {k: [] for k in ("run pod", "create", "start", "stop", "remove",
-                                                   "stop+remove pod")}
-    for _ in range(rounds):
-        cfg = pod_config(ep.name)
-        ms, resp = timed(lambda: ep.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=cfg), timeout=120))
-        out["run pod"].append(ms)
-        pod = resp.pod_sandbox_id
-        ms, resp = timed(lambda: ep.rt.CreateContainer(api_pb2.CreateContainerRequest(
-            pod_sandbox_id=pod, config=container_config(image), sandbox_config=cfg), timeout=120))
-        out["create"].append(ms)
-        cid = resp.container_id
-        out["start"].append(timed(lambda: ep.rt.StartContainer(
-            api_pb2.StartContainerRequest(container_id=cid), timeout=120))[0])
-        out["stop"].append(timed(lambda: ep.rt.StopContainer(
-            api_pb2.StopContainerRequest(container_id=cid, timeout=10), timeout=120))[0])
-        out["remove"].append(timed(lambda: ep.rt.RemoveContainer(
-            api_pb2.RemoveContainerRequest(container_id=cid), timeout=120))[0])
-
-        def teardown() -> None:
-            ep.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=120)
-            ep.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=120)
-        out["stop+remove pod"].append(timed(teardown)[0])
-    return out
-
-
-def with_many_containers(ep: Endpoint, image: str, count: int, rounds: int) -> dict[str, list[float]]:
+def lifecycle_round(ep: Endpoint, image: str) -> dict[str, float]:
+    """One pod through its whole life: run, create, start, stop, remove, stop+remove pod."""
+    out: dict[str, float] = {}
     cfg = pod_config(ep.name)
-    pod = ep.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=cfg), timeout=120).pod_sandbox_id
-    ids = []
-    try:
-        for i in range(count):
-            ids.append(ep.rt.CreateContainer(api_pb2.CreateContainerRequest(
-                pod_sandbox_id=pod, config=container_config(image, f"c{i}"), sandbox_config=cfg),
-                timeout=120).container_id)
-        out: dict[str, list[float]] = {f"list ({count} containers)": [], "status": []}
-        for i in range(rounds):
-            out[f"list ({count} containers)"].append(timed(lambda: ep.rt.ListContainers(
-                api_pb2.ListContainersRequest(), timeout=60))[0])
-            cid = ids[i % len(ids)]
-            out["status"].append(timed(lambda: ep.rt.ContainerStatus(
-                api_pb2.ContainerStatusRequest(container_id=cid), timeout=60))[0])
-        return out
-    finally:
-        ep.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=300)
-        ep.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=300)
+    out["run pod"], resp = timed(lambda: ep.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=cfg), timeout=120))
+    pod = resp.pod_sandbox_id
+    out["create"], resp = timed(lambda: ep.rt.CreateContainer(api_pb2.CreateContainerRequest(
+        pod_sandbox_id=pod, config=container_config(image), sandbox_config=cfg), timeout=120))
+    cid = resp.container_id
+    out["start"] = timed(lambda: ep.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=120))[0]
+    out["stop"] = timed(lambda: ep.rt.StopContainer(
+        api_pb2.StopContainerRequest(container_id=cid, timeout=10), timeout=120))[0]
+    out["remove"] = timed(lambda: ep.rt.RemoveContainer(
+        api_pb2.RemoveContainerRequest(container_id=cid), timeout=120))[0]
 
-
-def parallel_pods(ep: Endpoint, n: int, rounds: int) -> dict[str, list[float]]:
-    key = f"{n} pods in parallel"
-    out: dict[str, list[float]] = {key: []}
-    for _ in range(rounds):
-        cfgs = [pod_config(ep.name) for _ in range(n)]
-        with ThreadPoolExecutor(n) as pool:
-            ms, ids = timed(lambda: list(pool.map(
-                lambda c: ep.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=c), timeout=300).pod_sandbox_id,
-                cfgs)))
-            out[key].append(ms)
-
-            def remove(pod: str) -> None:
-                ep.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=300)
-                ep.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=300)
-            list(pool.map(remove, ids))
+    def teardown() -> None:
+        ep.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=120)
+        ep.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=120)
+    out["stop+remove pod"] = timed(teardown)[0]
     return out
+
+
+def interleaved(endpoints: tuple[Endpoint, Endpoint], rounds: int,
+                one_round: Callable[[Endpoint], dict[str, float]]) -> dict[str, dict[str, list[float]]]:
+    """Rounds alternate between the endpoints (A B, B A, ...) so load drift hits both alike."""
+    results: dict[str, dict[str, list[float]]] = {ep.name: {} for ep in endpoints}
+    for i in range(rounds):
+        for ep in (endpoints if i % 2 == 0 else endpoints[::-1]):
+            for op, ms in one_round(ep).items():
+                results[ep.name].setdefault(op, []).append(ms)
+    return results
+
+
+class ManyContainers:
+    """A pod with `count` created containers on one endpoint, for list and status timings."""
+
+    def __init__(self, ep: Endpoint, image: str, count: int) -> None:
+        self.ep, self.count = ep, count
+        cfg = pod_config(ep.name)
+        self.pod = ep.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=cfg), timeout=120).pod_sandbox_id
+        self.ids: list[str] = []
+        for i in range(count):
+            self.ids.append(ep.rt.CreateContainer(api_pb2.CreateContainerRequest(
+                pod_sandbox_id=self.pod, config=container_config(image, f"c{i}"), sandbox_config=cfg),
+                timeout=120).container_id)
+        self.n = 0
+
+    def round(self) -> dict[str, float]:
+        self.n += 1
+        cid = self.ids[self.n % len(self.ids)]
+        return {
+            f"list ({self.count} containers)": timed(lambda: self.ep.rt.ListContainers(
+                api_pb2.ListContainersRequest(), timeout=60))[0],
+            "status": timed(lambda: self.ep.rt.ContainerStatus(
+                api_pb2.ContainerStatusRequest(container_id=cid), timeout=60))[0],
+        }
+
+    def close(self) -> None:
+        self.ep.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=self.pod), timeout=300)
+        self.ep.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=self.pod), timeout=300)
+
+
+def parallel_round(ep: Endpoint, n: int) -> dict[str, float]:
+    cfgs = [pod_config(ep.name) for _ in range(n)]
+    with ThreadPoolExecutor(n) as pool:
+        ms, ids = timed(lambda: list(pool.map(
+            lambda c: ep.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=c), timeout=300).pod_sandbox_id,
+            cfgs)))
+
+        def remove(pod: str) -> None:
+            ep.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=300)
+            ep.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=300)
+        list(pool.map(remove, ids))
+    return {f"{n} pods in parallel": ms}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--containers", type=int, default=100)
+    ap.add_argument("--list-rounds", type=int, default=300,
+                    help="list and status calls per endpoint (sub-millisecond, so many)")
     ap.add_argument("--parallel", type=int, default=10)
     ap.add_argument("--network-index", type=int, default=9,
                     help="host-only test network index (1-99); distinct per concurrent run")
@@ -162,14 +176,20 @@ def main() -> int:
         for ep in (ours, theirs):
             for ref in (images.busybox.ref, images.pause.ref):
                 ep.img.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=ref)), timeout=120)
-            lifecycle(ep, images.busybox.ref, 2)  # warm-up
-        results: dict[str, dict[str, list[float]]] = {"ours": {}, "containerd": {}}
-        for ep in (theirs, ours):
-            results[ep.name].update(lifecycle(ep, images.busybox.ref, args.rounds))
-        for ep in (theirs, ours):
-            results[ep.name].update(with_many_containers(ep, images.busybox.ref, args.containers, args.rounds * 2))
-        for ep in (theirs, ours):
-            results[ep.name].update(parallel_pods(ep, args.parallel, max(3, args.rounds // 3)))
+            for _ in range(2):  # warm-up
+                lifecycle_round(ep, images.busybox.ref)
+        pair = (theirs, ours)
+        results = interleaved(pair, args.rounds, lambda ep: lifecycle_round(ep, images.busybox.ref))
+        many = {ep.name: ManyContainers(ep, images.busybox.ref, args.containers) for ep in pair}
+        try:
+            for name, ops in interleaved(pair, args.list_rounds, lambda ep: many[ep.name].round()).items():
+                results[name].update(ops)
+        finally:
+            for m in many.values():
+                m.close()
+        for name, ops in interleaved(pair, max(4, args.rounds // 3),
+                                     lambda ep: parallel_round(ep, args.parallel)).items():
+            results[name].update(ops)
         print(f"{'operation':28} {'cri-runtime ms':>15} {'containerd ms':>15} {'ratio':>7}")
         for op in results["ours"]:
             a = statistics.median(results["ours"][op])
