@@ -56,6 +56,7 @@ from cri_runtime.oci import container_spec
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.oci.resources import linux_resources
 from cri_runtime.oci.rootfs import read_rootfs_file
+from cri_runtime.oci.user import ImageAccounts
 from cri_runtime.oci.validate import validate_container_config
 from cri_runtime.rollback import Rollback, remove_dir
 from cri_runtime.runtime.node import NodeFacts
@@ -99,6 +100,7 @@ class ContainerManager:
         self.relay_launcher = RelayLauncher(owner=str(self.state))
         self._background: set[asyncio.Future[None]] = set()
         self.snapshotter = config.containerd.snapshotter
+        self._accounts: dict[str, ImageAccounts] = {}  # image ID -> its /etc/passwd and /etc/group
         # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
         self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
         sandboxes.stop_containers = self.stop_all_in_pod
@@ -178,7 +180,7 @@ class ContainerManager:
             async with self.ctd.lease(f"container-{container_id[:12]}", expire_seconds=600) as lease:
                 mounts = await self._prepare_snapshot(container_id, image, lease, undo)
                 if accounts is None:
-                    accounts = await self._image_accounts(image, mounts, container_dir)
+                    accounts = ImageAccounts.from_rootfs(await self._image_accounts(image, mounts, container_dir))
                 volumes: list[image_volumes.ImageVolume] = []
                 undo.add("image volumes", lambda: image_volumes.release(self.ctd, self.snapshotter, volumes))
                 extra_mounts = await image_volumes.prepare(self.ctd, self.images, self.snapshotter, container_id,
@@ -212,9 +214,15 @@ class ContainerManager:
     def _accounts_dir(self, image: Any) -> Path:
         return Path(self.config.server.state_dir) / "image-accounts" / str(image.id).removeprefix("sha256:")
 
-    def _cached_accounts(self, image: Any) -> str | None:
-        cache = self._accounts_dir(image)
-        return str(cache) if cache.is_dir() else None
+    def _cached_accounts(self, image: Any) -> ImageAccounts | None:
+        """The image's users and groups, parsed once per image (None: not read from it yet)."""
+        accounts = self._accounts.get(image.id)
+        if accounts is None:
+            cache = self._accounts_dir(image)
+            if not cache.is_dir():
+                return None
+            accounts = self._accounts[image.id] = ImageAccounts.from_rootfs(str(cache))
+        return accounts
 
     async def _image_accounts(self, image: Any, mounts: list[Any], container_dir: Path) -> str:
         """A directory holding the image's /etc/passwd and /etc/group (what user resolution reads).
@@ -662,7 +670,7 @@ class _RecordBuilder:
         self.io_dir = io_dir
         self.target_pid = target_pid
 
-    def __call__(self, accounts: str, extra_mounts: list[api_pb2.Mount],
+    def __call__(self, accounts: ImageAccounts, extra_mounts: list[api_pb2.Mount],
                  volumes: list[image_volumes.ImageVolume]) -> tuple[ContainerMetadata, containers_pb2.Container]:
         m, cfg, image, sandbox = self.manager, self.cfg, self.image, self.sandbox
         handler = m.config.runtime.handlers[sandbox.metadata.runtime_handler]

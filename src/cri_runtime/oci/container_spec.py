@@ -190,14 +190,15 @@ def build_container_spec(
     image_name: str,
     sandbox: SandboxContext,
     options: SpecOptions,
-    rootfs: str | None = None,
+    rootfs: str | ImageAccounts | None = None,
     target_pid: int | None = None,
     extra_mounts: Sequence[api_pb2.Mount] = (),
 ) -> dict[str, Any]:
     """The OCI runtime spec (a JSON-ready dict) for container ``container_id``.
 
     ``rootfs``: host path of the container's mounted snapshot, read for
-    /etc/passwd and /etc/group (None: an image without them). ``target_pid``:
+    /etc/passwd and /etc/group (None: an image without them), or those files
+    as read before (they are the same for every container of an image). ``target_pid``:
     the pid of the container named by ``namespace_options.target_id`` when the
     PID mode is TARGET. ``extra_mounts``: host-path mounts the caller resolved
     (image volumes); a config mount with the same destination wins. Config
@@ -228,7 +229,7 @@ def build_container_spec(
     env = merge_env(env, [f"HOSTNAME={hostname}"])
     process["env"] = merge_env(env, [*image_config.env, *cri_env(config.envs)])
 
-    accounts = ImageAccounts.from_rootfs(rootfs)
+    accounts = rootfs if isinstance(rootfs, ImageAccounts) else ImageAccounts.from_rootfs(rootfs)
     user = resolve_process_user(
         accounts,
         image_user=image_config.user,

@@ -9,7 +9,6 @@ denying everything (runc adds its own allow-list for /dev/null, /dev/zero,
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 #: ociVersion written into every spec: what runc 1.1.x (``runc --version``:
@@ -144,7 +143,9 @@ CGROUP_MOUNT: dict[str, Any] = {
 
 def default_mounts() -> list[dict[str, Any]]:
     """A fresh copy of the default mounts (/proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys)."""
-    return copy.deepcopy(list(_DEFAULT_MOUNTS))
+    # Shallow copies with fresh option lists (their only mutable part): deepcopy cost
+    # a fifth of a container spec's build time.
+    return [{**m, "options": list(m["options"])} for m in _DEFAULT_MOUNTS]
 
 
 def default_spec() -> dict[str, Any]:

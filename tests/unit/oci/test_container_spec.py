@@ -9,9 +9,16 @@ import pytest
 
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.errors import InvalidArgument
-from cri_runtime.oci.defaults import ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, OCI_VERSION
+from cri_runtime.oci.defaults import (
+    ALL_CAPABILITIES,
+    DEFAULT_CAPABILITIES,
+    DEFAULT_MASKED_PATHS,
+    OCI_VERSION,
+    default_mounts,
+)
 from cri_runtime.oci.options import SpecOptions
 from cri_runtime.oci.process import ImageConfig
+from cri_runtime.oci.user import ImageAccounts
 from tests.unit.oci.helpers import BuildFn, container_config, sandbox_config
 from tests.unit.oci.spec_schema import check_spec
 
@@ -294,3 +301,20 @@ def test_annotations(build: BuildFn) -> None:
         "io.kubernetes.cri.container-name": "ctr",
         "io.kubernetes.cri.image-name": "docker.io/library/busybox:latest",
     }
+
+
+def test_accounts_read_once_give_the_same_spec_as_the_rootfs(build: BuildFn, rootfs: Path) -> None:
+    """CreateContainer passes an image's users and groups parsed once instead of a path."""
+    image = ImageConfig(user="www", cmd=["sh"])
+    cfg = container_config()
+    cfg.linux.security_context.supplemental_groups.append(9)
+    assert build(cfg, image=image, rootfs=ImageAccounts.from_rootfs(str(rootfs))) == \
+        build(cfg, image=image, rootfs=str(rootfs))
+
+
+def test_default_mounts_are_independent_copies(build: BuildFn) -> None:
+    first = default_mounts()
+    first[0]["options"].append("changed")
+    first[1]["destination"] = "/elsewhere"
+    assert default_mounts() != first
+    assert "changed" not in build(container_config())["mounts"][0]["options"]
