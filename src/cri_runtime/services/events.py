@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
-
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.events.hub import EventHub
+from cri_runtime.rpc import ServicerContext
 from cri_runtime.services.status import server_stream
 
 
@@ -21,7 +20,7 @@ class EventRpcs:
 
     @server_stream
     async def GetContainerEvents(
-        self, request: api_pb2.GetEventsRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.GetEventsRequest, context: ServicerContext
     ) -> AsyncIterator[api_pb2.ContainerEventResponse]:
         subscription = self.container_events.subscribe(peer=context.peer())
         try:

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
 from cri_runtime import errors
 from cri_runtime.images.auth import ANONYMOUS, Credentials
 from cri_runtime.images.manager import ImageManager
 from cri_runtime.images.manifest import user_to_uid_username
 from cri_runtime.images.store import ImageRecord
+from cri_runtime.rpc import ServicerContext
 from cri_runtime.services.status import Gate, server_stream, unary
 
 STREAM_PAGE_SIZE = 100
@@ -74,20 +73,20 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         await self.gate.wait_recovered()
 
     @unary
-    async def PullImage(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def PullImage(self, request: Any, context: ServicerContext) -> Any:
         ref = _image_ref(request.image, "PullImage")
         creds = credentials_from(request.auth if request.HasField("auth") else None)
         image = await self.manager.pull(ref, creds)
         return api_pb2.PullImageResponse(image_ref=image.id)
 
     @unary
-    async def ListImages(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ListImages(self, request: Any, context: ServicerContext) -> Any:
         ref_filter = request.filter.image.image if request.HasField("filter") else ""
         images = await self.manager.list(ref_filter)
         return api_pb2.ListImagesResponse(images=[image_message(i) for i in images])
 
     @server_stream
-    async def StreamImages(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def StreamImages(self, request: Any, context: ServicerContext) -> AsyncIterator[Any]:
         ref_filter = request.filter.image.image if request.HasField("filter") else ""
         images = await self.manager.list(ref_filter)
         for i in range(0, len(images), STREAM_PAGE_SIZE):
@@ -95,7 +94,7 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
             yield api_pb2.StreamImagesResponse(images=[image_message(img) for img in page])
 
     @unary
-    async def ImageStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ImageStatus(self, request: Any, context: ServicerContext) -> Any:
         ref = _image_ref(request.image, "ImageStatus")
         image = await self.manager.status(ref)
         if image is None:
@@ -104,13 +103,13 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         return api_pb2.ImageStatusResponse(image=image_message(image), info=info)
 
     @unary
-    async def RemoveImage(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def RemoveImage(self, request: Any, context: ServicerContext) -> Any:
         ref = _image_ref(request.image, "RemoveImage")
         await self.manager.remove(ref)
         return api_pb2.RemoveImageResponse()
 
     @unary
-    async def ImageFsInfo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ImageFsInfo(self, request: Any, context: ServicerContext) -> Any:
         usage = await self.manager.fs_info()
         fs = _filesystem(usage)
         return api_pb2.ImageFsInfoResponse(image_filesystems=[fs], container_filesystems=[_filesystem(usage)])

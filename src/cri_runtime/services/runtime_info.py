@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import grpc
-
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import RUNTIME_NAME, __version__
 from cri_runtime.config import Config
 from cri_runtime.network.manager import PodNetworkManager
+from cri_runtime.rpc import ServicerContext
 from cri_runtime.runtime.conditions import Probe, collect
 from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.services.status import unary
@@ -47,7 +46,7 @@ class RuntimeInfoRpcs:
 
     @unary
     async def Version(
-        self, request: api_pb2.VersionRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.VersionRequest, context: ServicerContext
     ) -> api_pb2.VersionResponse:
         return api_pb2.VersionResponse(
             version=KUBE_API_VERSION,
@@ -58,7 +57,7 @@ class RuntimeInfoRpcs:
 
     @unary
     async def Status(
-        self, request: api_pb2.StatusRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.StatusRequest, context: ServicerContext
     ) -> api_pb2.StatusResponse:
         conditions = await collect(self.runtime_probe, self.network_probe)
         status = api_pb2.RuntimeStatus(
@@ -78,7 +77,7 @@ class RuntimeInfoRpcs:
 
     @unary
     async def RuntimeConfig(
-        self, request: api_pb2.RuntimeConfigRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.RuntimeConfigRequest, context: ServicerContext
     ) -> api_pb2.RuntimeConfigResponse:
         driver = _CGROUP_DRIVERS[self.config.runtime.cgroup_driver]
         return api_pb2.RuntimeConfigResponse(
@@ -87,7 +86,7 @@ class RuntimeInfoRpcs:
 
     @unary
     async def UpdateRuntimeConfig(
-        self, request: api_pb2.UpdateRuntimeConfigRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.UpdateRuntimeConfigRequest, context: ServicerContext
     ) -> api_pb2.UpdateRuntimeConfigResponse:
         cidr = request.runtime_config.network_config.pod_cidr
         if cidr:

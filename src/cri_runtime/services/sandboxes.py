@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import grpc
-
 from cri_protos.runtime.v1 import api_pb2
-from cri_runtime.rpc import Serialized
+from cri_runtime.rpc import Serialized, ServicerContext
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services.status import unary
 
@@ -20,33 +18,33 @@ class SandboxRpcs:
 
     @unary
     async def RunPodSandbox(
-        self, request: api_pb2.RunPodSandboxRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.RunPodSandboxRequest, context: ServicerContext
     ) -> api_pb2.RunPodSandboxResponse:
         return api_pb2.RunPodSandboxResponse(pod_sandbox_id=await self.sandboxes.run(request))
 
     @unary
     async def StopPodSandbox(
-        self, request: api_pb2.StopPodSandboxRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.StopPodSandboxRequest, context: ServicerContext
     ) -> api_pb2.StopPodSandboxResponse:
         await self.sandboxes.stop(request.pod_sandbox_id)
         return api_pb2.StopPodSandboxResponse()
 
     @unary
     async def RemovePodSandbox(
-        self, request: api_pb2.RemovePodSandboxRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.RemovePodSandboxRequest, context: ServicerContext
     ) -> api_pb2.RemovePodSandboxResponse:
         await self.sandboxes.remove(request.pod_sandbox_id)
         return api_pb2.RemovePodSandboxResponse()
 
     @unary
     async def PodSandboxStatus(
-        self, request: api_pb2.PodSandboxStatusRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.PodSandboxStatusRequest, context: ServicerContext
     ) -> api_pb2.PodSandboxStatusResponse:
         return self.sandboxes.status(request.pod_sandbox_id, request.verbose)
 
     @unary
     async def ListPodSandbox(
-        self, request: api_pb2.ListPodSandboxRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.ListPodSandboxRequest, context: ServicerContext
     ) -> Serialized:
         flt = request.filter if request.HasField("filter") else None
         return Serialized(self.sandboxes.list_encoded(flt))

@@ -10,11 +10,10 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator
 
-import grpc
-
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors
 from cri_runtime.containers.manager import ContainerManager
+from cri_runtime.rpc import ServicerContext
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services.status import server_stream, unary
 from cri_runtime.services.streams import STATS_BATCH_SIZE, batches
@@ -43,7 +42,7 @@ class StatsRpcs:
 
     @unary
     async def ContainerStats(
-        self, request: api_pb2.ContainerStatsRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.ContainerStatsRequest, context: ServicerContext
     ) -> api_pb2.ContainerStatsResponse:
         container = self.containers.get(request.container_id)
         (stats,) = await self.stats.container_stats([container])
@@ -51,14 +50,14 @@ class StatsRpcs:
 
     @unary
     async def ListContainerStats(
-        self, request: api_pb2.ListContainerStatsRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.ListContainerStatsRequest, context: ServicerContext
     ) -> api_pb2.ListContainerStatsResponse:
         flt = request.filter if request.HasField("filter") else None
         return api_pb2.ListContainerStatsResponse(stats=await self._container_stats(flt))
 
     @server_stream
     async def StreamContainerStats(
-        self, request: api_pb2.StreamContainerStatsRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.StreamContainerStatsRequest, context: ServicerContext
     ) -> AsyncIterator[api_pb2.StreamContainerStatsResponse]:
         flt = request.filter if request.HasField("filter") else None
         for batch in batches(await self._container_stats(flt), STATS_BATCH_SIZE):
@@ -73,7 +72,7 @@ class StatsRpcs:
 
     @unary
     async def PodSandboxStats(
-        self, request: api_pb2.PodSandboxStatsRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.PodSandboxStatsRequest, context: ServicerContext
     ) -> api_pb2.PodSandboxStatsResponse:
         sandbox = self.sandboxes.get(request.pod_sandbox_id)
         if not sandbox.ready:
@@ -85,14 +84,14 @@ class StatsRpcs:
 
     @unary
     async def ListPodSandboxStats(
-        self, request: api_pb2.ListPodSandboxStatsRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.ListPodSandboxStatsRequest, context: ServicerContext
     ) -> api_pb2.ListPodSandboxStatsResponse:
         flt = request.filter if request.HasField("filter") else None
         return api_pb2.ListPodSandboxStatsResponse(stats=await self._pod_stats(flt))
 
     @server_stream
     async def StreamPodSandboxStats(
-        self, request: api_pb2.StreamPodSandboxStatsRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.StreamPodSandboxStatsRequest, context: ServicerContext
     ) -> AsyncIterator[api_pb2.StreamPodSandboxStatsResponse]:
         flt = request.filter if request.HasField("filter") else None
         for batch in batches(await self._pod_stats(flt), STATS_BATCH_SIZE):
@@ -102,7 +101,7 @@ class StatsRpcs:
 
     @unary
     async def ListMetricDescriptors(
-        self, request: api_pb2.ListMetricDescriptorsRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.ListMetricDescriptorsRequest, context: ServicerContext
     ) -> api_pb2.ListMetricDescriptorsResponse:
         return api_pb2.ListMetricDescriptorsResponse(descriptors=descriptors.messages())
 
@@ -113,13 +112,13 @@ class StatsRpcs:
 
     @unary
     async def ListPodSandboxMetrics(
-        self, request: api_pb2.ListPodSandboxMetricsRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.ListPodSandboxMetricsRequest, context: ServicerContext
     ) -> api_pb2.ListPodSandboxMetricsResponse:
         return api_pb2.ListPodSandboxMetricsResponse(pod_metrics=await self._pod_sandbox_metrics())
 
     @server_stream
     async def StreamPodSandboxMetrics(
-        self, request: api_pb2.StreamPodSandboxMetricsRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.StreamPodSandboxMetricsRequest, context: ServicerContext
     ) -> AsyncIterator[api_pb2.StreamPodSandboxMetricsResponse]:
         for batch in batches(await self._pod_sandbox_metrics(), STATS_BATCH_SIZE):
             yield api_pb2.StreamPodSandboxMetricsResponse(pod_sandbox_metrics=batch)
@@ -136,7 +135,7 @@ class PodResourcesRpcs:
 
     @unary
     async def UpdatePodSandboxResources(
-        self, request: api_pb2.UpdatePodSandboxResourcesRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.UpdatePodSandboxResourcesRequest, context: ServicerContext
     ) -> api_pb2.UpdatePodSandboxResourcesResponse:
         sandbox = self.sandboxes.get(request.pod_sandbox_id)
         if not sandbox.ready:
@@ -179,7 +178,7 @@ class CheckpointRpcs:
 
     @unary
     async def CheckpointContainer(
-        self, request: api_pb2.CheckpointContainerRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.CheckpointContainerRequest, context: ServicerContext
     ) -> api_pb2.CheckpointContainerResponse:
         self.containers.get(request.container_id)
         if self._criu_problem is None:

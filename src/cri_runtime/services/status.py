@@ -20,6 +20,7 @@ import grpc
 
 from cri_runtime import errors
 from cri_runtime.metrics.server_metrics import SERVER
+from cri_runtime.rpc import ServicerContext
 
 log = logging.getLogger("cri_runtime.rpc")
 
@@ -59,8 +60,8 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 S = TypeVar("S", bound=Gate)
 
-UnaryHandler = Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
-StreamHandler = Callable[[S, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]]
+UnaryHandler = Callable[[S, Req, ServicerContext], Awaitable[Resp]]
+StreamHandler = Callable[[S, Req, ServicerContext], AsyncIterator[Resp]]
 
 
 def _describe(exc: BaseException) -> str:
@@ -68,12 +69,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def unary(fn: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> Any:
+def unary(fn: Callable[[Any, Any, ServicerContext], Awaitable[Any]]) -> Any:
     """Wrap a unary servicer method: recovery gate, error mapping, access log."""
     name = fn.__name__
 
     @functools.wraps(fn)
-    async def wrapper(self: Gate, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(self: Gate, request: Any, context: ServicerContext) -> Any:
         started = time.monotonic()
         code, message = grpc.StatusCode.OK, ""
         try:
@@ -97,13 +98,13 @@ def unary(fn: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]) ->
     return wrapper
 
 
-def server_stream(fn: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[Any]]) -> Any:
+def server_stream(fn: Callable[[Any, Any, ServicerContext], AsyncIterator[Any]]) -> Any:
     """Wrap a server-streaming servicer method with the same mapping as `unary`."""
     name = fn.__name__
 
     @functools.wraps(fn)
     async def wrapper(
-        self: Gate, request: Any, context: grpc.aio.ServicerContext
+        self: Gate, request: Any, context: ServicerContext
     ) -> AsyncIterator[Any]:
         started = time.monotonic()
         code, message = grpc.StatusCode.OK, ""
@@ -130,7 +131,7 @@ def server_stream(fn: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterat
 def unimplemented(name: str, why: str = "not implemented by cri-runtime yet") -> Any:
     """A servicer method that answers UNIMPLEMENTED, naming the RPC."""
 
-    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def handler(self: Any, request: Any, context: ServicerContext) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {why}")
 
     handler.__name__ = name
@@ -140,7 +141,7 @@ def unimplemented(name: str, why: str = "not implemented by cri-runtime yet") ->
 def unimplemented_stream(name: str, why: str = "not implemented by cri-runtime yet") -> Any:
     """Server-streaming variant of `unimplemented`."""
 
-    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def handler(self: Any, request: Any, context: ServicerContext) -> AsyncIterator[Any]:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {why}")
         yield  # pragma: no cover  (makes this an async generator)
 

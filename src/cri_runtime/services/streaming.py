@@ -7,12 +7,11 @@ single-use token.
 
 from __future__ import annotations
 
-import grpc
-
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import RUNNING
+from cri_runtime.rpc import ServicerContext
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services.status import unary
 from cri_runtime.streaming import backend as requests
@@ -38,7 +37,7 @@ class StreamingRpcs:
         return container.id
 
     @unary
-    async def Exec(self, request: api_pb2.ExecRequest, context: grpc.aio.ServicerContext) -> api_pb2.ExecResponse:
+    async def Exec(self, request: api_pb2.ExecRequest, context: ServicerContext) -> api_pb2.ExecResponse:
         cid = self._running_container(request.container_id, "Exec")
         req = requests.ExecRequest(container_id=cid, cmd=list(request.cmd), tty=request.tty, stdin=request.stdin,
                                    stdout=request.stdout, stderr=request.stderr)
@@ -46,7 +45,7 @@ class StreamingRpcs:
 
     @unary
     async def Attach(self, request: api_pb2.AttachRequest,
-                     context: grpc.aio.ServicerContext) -> api_pb2.AttachResponse:
+                     context: ServicerContext) -> api_pb2.AttachResponse:
         cid = self._running_container(request.container_id, "Attach")
         req = requests.AttachRequest(container_id=cid, tty=request.tty, stdin=request.stdin,
                                      stdout=request.stdout, stderr=request.stderr)
@@ -54,7 +53,7 @@ class StreamingRpcs:
 
     @unary
     async def PortForward(self, request: api_pb2.PortForwardRequest,
-                          context: grpc.aio.ServicerContext) -> api_pb2.PortForwardResponse:
+                          context: ServicerContext) -> api_pb2.PortForwardResponse:
         if not request.pod_sandbox_id:
             raise errors.InvalidArgument("PortForward: pod_sandbox_id must not be empty")
         sandbox = self.sandboxes.get(request.pod_sandbox_id)

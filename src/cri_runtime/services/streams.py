@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TypeVar
 
-import grpc
-
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.containers.manager import ContainerManager
+from cri_runtime.rpc import ServicerContext
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services.status import server_stream
 
@@ -45,7 +44,7 @@ class StreamRpcs:
 
     @server_stream
     async def StreamPodSandboxes(
-        self, request: api_pb2.StreamPodSandboxesRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.StreamPodSandboxesRequest, context: ServicerContext
     ) -> AsyncIterator[api_pb2.StreamPodSandboxesResponse]:
         flt = request.filter if request.HasField("filter") else None
         for batch in batches(self.sandboxes.list(flt), LIST_BATCH_SIZE):
@@ -53,7 +52,7 @@ class StreamRpcs:
 
     @server_stream
     async def StreamContainers(
-        self, request: api_pb2.StreamContainersRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.StreamContainersRequest, context: ServicerContext
     ) -> AsyncIterator[api_pb2.StreamContainersResponse]:
         flt = request.filter if request.HasField("filter") else None
         for batch in batches(self.containers.list(flt), LIST_BATCH_SIZE):
