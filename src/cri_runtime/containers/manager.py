@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
 KILL_WAIT = 10.0
 RELAY_DRAIN_TIMEOUT = 2.0
+#: Seconds between RemoveContainer's reply and the deletion of the renamed state dir.
+REMOVE_DELAY = 0.2
 
 
 def signal_number(name: str) -> int:
@@ -463,11 +465,12 @@ class ContainerManager:
         await self._emit("deleted", container)
 
     def _remove_dir_soon(self, path: str) -> None:
-        """Rename the directory out of the way now, delete its files in a worker thread.
+        """Rename the directory out of the way now, delete its files a moment later.
 
-        The rename is one syscall where the deletion is a dozen on the hot path. A
-        leftover (we were killed meanwhile) is not a known container's directory, so
-        start-up orphan collection removes it.
+        The rename is one syscall where the deletion is a dozen on the hot path. The
+        deletion waits until the reply is out (a worker thread doing it at once competes
+        for the GIL with sending it). A leftover (we were killed meanwhile) is not a
+        known container's directory, so start-up orphan collection removes it.
         """
         trash = os.path.join(os.path.dirname(path), f".removed-{os.path.basename(path)}")
         try:
@@ -475,9 +478,16 @@ class ContainerManager:
         except OSError:
             remove_dir(path)
             return
-        task = asyncio.get_running_loop().run_in_executor(None, remove_dir, trash)
+        task = asyncio.ensure_future(self._remove_later(trash))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _remove_later(path: str) -> None:
+        try:
+            await asyncio.sleep(REMOVE_DELAY)
+        finally:  # also when cancelled at shutdown
+            await asyncio.get_running_loop().run_in_executor(None, remove_dir, path)
 
     async def remove_all_in_pod(self, sandbox_id: str) -> None:
         for container in [c for c in self.index if c.metadata.sandbox_id == sandbox_id]:
