@@ -156,7 +156,10 @@ class CriServer:
         self.images = ImageManager(self.ctd, config.image, config.containerd.snapshotter)
         self.node = NodeFacts(config)
         self.sandboxes = SandboxManager(config, self.ctd, self.network, self.images.ensure_image, self.node)
-        self.events = EventMonitor(self.ctd, self._on_task_event, self._resync)
+        self.events = EventMonitor(self.ctd, self._on_task_event, self._resync,
+                                   on_image_change=self.images.store.invalidate)
+        # The image list may be cached only while image events are known to reach us.
+        self.images.store.events_live = self.events.subscribed.is_set
         self.containers = ContainerManager(config, self.ctd, self.sandboxes, self.images, self.node)
         self.recovery.register("pod sandboxes", self.sandboxes.recover)
         self.recovery.register("containers", self.containers.recover)
@@ -253,6 +256,7 @@ class CriServer:
             self._recovery_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recovery_task
+        await self.containers.close()
         await self.ctd.close()
         self.guard.release(remove_socket=True)
         log.info("stopped")

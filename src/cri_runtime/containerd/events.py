@@ -1,5 +1,9 @@
 """Task exit and OOM events from containerd, delivered to one handler.
 
+Image record changes (by anyone) are reported too, so an image cache can be
+dropped; while no subscription is live, `subscribed` is clear and nothing
+may be cached.
+
 The subscription is re-established whenever the stream breaks (containerd
 restarted, connection lost). Exits that happen while no stream is open would
 be lost, so after every (re)subscription `on_resubscribe` runs: the owner
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 
 TOPIC_EXIT = "/tasks/exit"
 TOPIC_OOM = "/tasks/oom"
+TOPIC_IMAGES = "/images/"  # create, update, delete
 # containerd sends no response headers on Subscribe, so nothing tells us the
 # subscription is live. We publish a probe event on our own topic and treat
 # its arrival as the proof; only then do we resync with task states.
@@ -72,8 +77,10 @@ def decode(topic: str, type_url: str, value: bytes) -> TaskEvent | None:
 class EventMonitor:
     """Runs the subscription loop as a background task."""
 
-    def __init__(self, ctd: Containerd, handler: Handler, on_resubscribe: Resync) -> None:
+    def __init__(self, ctd: Containerd, handler: Handler, on_resubscribe: Resync,
+                 on_image_change: Callable[[], None] | None = None) -> None:
         self._ctd = ctd
+        self._on_image_change = on_image_change
         self._handler = handler
         self._resync = on_resubscribe
         self._task: asyncio.Task[None] | None = None
@@ -95,7 +102,7 @@ class EventMonitor:
             f'topic=="{TOPIC_EXIT}",namespace=="{ns}"',
             f'topic=="{TOPIC_OOM}",namespace=="{ns}"',
             f'topic=="{TOPIC_PROBE}",namespace=="{ns}"',
-        ])
+        ] + ([f'topic~="^{TOPIC_IMAGES}",namespace=="{ns}"'] if self._on_image_change else []))
         backoff = 0.1
         while True:
             stream = self._ctd.events.Subscribe(request, metadata=self._ctd.metadata())
@@ -105,9 +112,13 @@ class EventMonitor:
                 async for envelope in stream:
                     if envelope.topic == TOPIC_PROBE:
                         if envelope.event.value.decode(errors="replace") == probe and not self.subscribed.is_set():
+                            self._image_changed()  # anything may have changed while unsubscribed
                             self.subscribed.set()
                             await self._resync_safely()
                             backoff = 0.1
+                        continue
+                    if envelope.topic.startswith(TOPIC_IMAGES):
+                        self._image_changed()
                         continue
                     event = decode(envelope.topic, envelope.event.type_url, envelope.event.value)
                     if event is not None:
@@ -121,6 +132,10 @@ class EventMonitor:
                 stream.cancel()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
+
+    def _image_changed(self) -> None:
+        if self._on_image_change is not None:
+            self._on_image_change()
 
     async def _publish_probe(self, probe: str) -> None:
         """Publish probes until one comes back through our subscription."""

@@ -17,9 +17,11 @@ survives our restarts); only the immutable content-derived facts of a target
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +127,16 @@ class ImageStore:
         self.matcher = matcher
         self.sandbox_ref = reference.normalize(sandbox_image) if sandbox_image else ""
         self._targets: dict[str, TargetInfo] = {}
+        # The image list as last read, kept only while `events_live()` says containerd's
+        # image events reach `invalidate` (other clients may change records too).
+        self.events_live: Callable[[], bool] = lambda: False
+        self._cached: list[ImageRecord] | None = None
+        self._generation = 0
+
+    def invalidate(self) -> None:
+        """Forget the cached image list: a record was created, changed or deleted."""
+        self._generation += 1
+        self._cached = None
 
     # -- content-derived facts ----------------------------------------------
 
@@ -160,6 +172,13 @@ class ImageStore:
 
     async def list(self) -> list[ImageRecord]:
         """All images whose content is present, one entry per image ID."""
+        cached = self._cached
+        if cached is not None and self.events_live():
+            return list(cached)
+        return await self._list_fresh()
+
+    async def _list_fresh(self) -> builtins.list[ImageRecord]:
+        generation = self._generation
         raw = await self._list_raw()
         infos = await asyncio.gather(*(self._safe_describe(r) for r in raw))
         by_id: dict[str, ImageRecord] = {}
@@ -174,7 +193,10 @@ class ImageStore:
             image.labels.update(rec.labels)
             if rec.labels.get(LABEL_PINNED) == LABEL_PINNED_VALUE or rec.name == self.sandbox_ref:
                 image.pinned = True
-        return sorted(by_id.values(), key=lambda i: i.id)
+        images = sorted(by_id.values(), key=lambda i: i.id)
+        if generation == self._generation and self.events_live():
+            self._cached = images  # nothing changed while we were reading
+        return list(images)
 
     async def _safe_describe(self, rec: Any) -> TargetInfo | None:
         try:
@@ -194,9 +216,17 @@ class ImageStore:
         return resp.image
 
     async def find(self, ref_or_id: str) -> ImageRecord | None:
-        """Look an image up by ID, ID prefix, tag or digest reference; None if absent."""
+        """Look an image up by ID, ID prefix, tag or digest reference; None if absent.
+
+        A hit in the cached list is trusted; a miss is always checked with containerd
+        (a record made by another client may not have been announced yet).
+        """
         if not ref_or_id:
             raise errors.InvalidArgument("image reference is empty")
+        if self._cached is not None and self.events_live():
+            hit = self._match(self._cached, ref_or_id)
+            if hit is not None:
+                return hit
         image_id = ""
         if is_image_id(ref_or_id):
             image_id = ref_or_id
@@ -208,10 +238,25 @@ class ImageStore:
                     info = await self._safe_describe(rec)
                     if info is not None:
                         image_id = info.image_id
-        images = await self.list()
+        images = await self._list_fresh()
         if image_id:
             return next((i for i in images if i.id == image_id), None)
-        # An ID prefix, with or without "sha256:" (as docker and containerd accept).
+        return self._match_prefix(images, ref_or_id)
+
+    def _match(self, images: Sequence[ImageRecord], ref_or_id: str) -> ImageRecord | None:
+        if is_image_id(ref_or_id):
+            return next((i for i in images if i.id == ref_or_id), None)
+        ref = reference.try_parse(ref_or_id)
+        if ref is not None:
+            name = str(ref)
+            hit = next((i for i in images if name in i.names), None)
+            if hit is not None:
+                return hit
+        return self._match_prefix(images, ref_or_id)
+
+    @staticmethod
+    def _match_prefix(images: Sequence[ImageRecord], ref_or_id: str) -> ImageRecord | None:
+        """An ID prefix, with or without "sha256:" (as docker and containerd accept)."""
         prefix = ref_or_id.removeprefix(ID_PREFIX).lower()
         if not prefix or not all(c in "0123456789abcdef" for c in prefix):
             return None
@@ -227,6 +272,7 @@ class ImageStore:
     async def put(self, name: str, target: Descriptor, labels: dict[str, str]) -> bool:
         """Create or repoint the record `name`; True if it was created."""
         image = images_pb2.Image(name=name, target=desc_to_pb(target), labels=labels)
+        self.invalidate()
         try:
             await self.ctd.call(self.ctd.images.Create, images_pb2.CreateImageRequest(image=image),
                                 f"create image record {name}")
@@ -242,6 +288,7 @@ class ImageStore:
 
     async def delete(self, name: str, *, sync: bool = False) -> None:
         """Delete one record; already gone is fine."""
+        self.invalidate()
         with contextlib.suppress(errors.NotFound):
             await self.ctd.call(self.ctd.images.Delete, images_pb2.DeleteImageRequest(name=name, sync=sync),
                                 f"delete image record {name}")
