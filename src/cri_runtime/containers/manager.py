@@ -25,7 +25,7 @@ from google.protobuf import any_pb2, field_mask_pb2, json_format
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_protos.runtime.v1 import api_pb2
-from cri_runtime import errors
+from cri_runtime import errors, protowire
 from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
 from cri_runtime.containerd import objects
@@ -534,39 +534,49 @@ class ContainerManager:
             })
         return resp
 
-    def list(self, flt: api_pb2.ContainerFilter | None) -> list[api_pb2.Container]:
+    def _listed(self, flt: api_pb2.ContainerFilter | None) -> list[Container]:
+        """The containers `flt` selects, oldest first."""
         if flt is not None and flt.id:
             found = self._find_quietly(flt.id)
             candidates = [found] if found is not None else []
         else:
             candidates = list(self.index)
-        out = []
-        for c in candidates:
-            state = STATES[c.state]
-            if flt is not None:
-                if flt.HasField("state") and flt.state.state != state:
-                    continue
-                if flt.pod_sandbox_id and not c.metadata.sandbox_id.startswith(flt.pod_sandbox_id):
-                    continue
-                if any(c.config.labels.get(k) != v for k, v in flt.label_selector.items()):
-                    continue
-            out.append(self._list_item(c, state))
-        out.sort(key=lambda x: x.created_at)
-        return out
+        if flt is not None:
+            want_state = flt.state.state if flt.HasField("state") else None
+            pod, selector = flt.pod_sandbox_id, dict(flt.label_selector)
+            candidates = [
+                c for c in candidates
+                if (want_state is None or STATES[c.state] == want_state)
+                and (not pod or c.metadata.sandbox_id.startswith(pod))
+                and all(c.config.labels.get(k) == v for k, v in selector.items())]
+        candidates.sort(key=lambda c: c.metadata.created_at)
+        return candidates
+
+    def list(self, flt: api_pb2.ContainerFilter | None) -> list[api_pb2.Container]:
+        return [self._list_item(c)[0] for c in self._listed(flt)]
+
+    def list_encoded(self, flt: api_pb2.ContainerFilter | None) -> bytes:
+        """The ListContainersResponse bytes, joined from each container's cached entry."""
+        return b"".join(self._list_item(c)[1] for c in self._listed(flt))
 
     @staticmethod
-    def _list_item(c: Container, state: api_pb2.ContainerState) -> api_pb2.Container:
-        """The ListContainers entry; everything but the state is immutable, so it is built once."""
+    def _list_item(c: Container) -> tuple[api_pb2.Container, bytes]:
+        """The ListContainers entry and its encoding as ListContainersResponse.containers.
+
+        Everything but the state is immutable, so both are built once per state;
+        kubelet lists every second.
+        """
+        state = STATES[c.state]
         cached = c.list_item
-        if cached is not None and cached.state == state:
+        if cached is not None and cached[0].state == state:
             return cached
         item = api_pb2.Container(
             id=c.id, pod_sandbox_id=c.metadata.sandbox_id, metadata=c.config.metadata,
             image=api_pb2.ImageSpec(image=c.metadata.image_name), image_ref=c.metadata.image_ref,
             image_id=c.metadata.image_id, state=state, created_at=c.metadata.created_at,
             labels=dict(c.config.labels), annotations=dict(c.config.annotations))
-        c.list_item = item
-        return item
+        c.list_item = (item, protowire.message_field(1, item))
+        return c.list_item
 
     def _find_quietly(self, id_or_prefix: str) -> Container | None:
         try:

@@ -104,7 +104,8 @@ class Container:
         if status.state == EXITED:
             self.exited.set()
         # Spec resources as last applied (UpdateContainerResources changes them).
-        self.list_item: api_pb2.Container | None = None  # ListContainers entry, rebuilt on state change
+        # ListContainers entry and its encoding, rebuilt on state change.
+        self.list_item: tuple[api_pb2.Container, bytes] | None = None
         self.resources: api_pb2.LinuxContainerResources | None = (
             self.config.linux.resources if self.config.linux.HasField("resources") else None)
         # The rootfs snapshot's mounts as Prepare returned them (stable for its life), so

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
-
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors
 from cri_runtime.containers import exec as container_exec
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import RUNNING
+from cri_runtime.rpc import Serialized, ServicerContext
 from cri_runtime.services.status import unary
 
 
@@ -24,20 +23,20 @@ class ContainerRpcs:
 
     @unary
     async def CreateContainer(
-        self, request: api_pb2.CreateContainerRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.CreateContainerRequest, context: ServicerContext
     ) -> api_pb2.CreateContainerResponse:
         return api_pb2.CreateContainerResponse(container_id=await self.containers.create(request))
 
     @unary
     async def StartContainer(
-        self, request: api_pb2.StartContainerRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.StartContainerRequest, context: ServicerContext
     ) -> api_pb2.StartContainerResponse:
         await self.containers.start(request.container_id)
         return api_pb2.StartContainerResponse()
 
     @unary
     async def StopContainer(
-        self, request: api_pb2.StopContainerRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.StopContainerRequest, context: ServicerContext
     ) -> api_pb2.StopContainerResponse:
         if request.timeout < 0:
             raise errors.InvalidArgument(f"StopContainer: timeout must not be negative, got {request.timeout}")
@@ -48,7 +47,7 @@ class ContainerRpcs:
 
     @unary
     async def RemoveContainer(
-        self, request: api_pb2.RemoveContainerRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.RemoveContainerRequest, context: ServicerContext
     ) -> api_pb2.RemoveContainerResponse:
         if not request.container_id:
             raise errors.InvalidArgument("RemoveContainer: container_id must not be empty")
@@ -57,20 +56,20 @@ class ContainerRpcs:
 
     @unary
     async def ListContainers(
-        self, request: api_pb2.ListContainersRequest, context: grpc.aio.ServicerContext
-    ) -> api_pb2.ListContainersResponse:
+        self, request: api_pb2.ListContainersRequest, context: ServicerContext
+    ) -> Serialized:
         flt = request.filter if request.HasField("filter") else None
-        return api_pb2.ListContainersResponse(containers=self.containers.list(flt))
+        return Serialized(self.containers.list_encoded(flt))
 
     @unary
     async def ContainerStatus(
-        self, request: api_pb2.ContainerStatusRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.ContainerStatusRequest, context: ServicerContext
     ) -> api_pb2.ContainerStatusResponse:
         return self.containers.status(request.container_id, request.verbose)
 
     @unary
     async def UpdateContainerResources(
-        self, request: api_pb2.UpdateContainerResourcesRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.UpdateContainerResourcesRequest, context: ServicerContext
     ) -> api_pb2.UpdateContainerResourcesResponse:
         linux = request.linux if request.HasField("linux") else None
         await self.containers.update_resources(request.container_id, linux)
@@ -78,14 +77,14 @@ class ContainerRpcs:
 
     @unary
     async def ReopenContainerLog(
-        self, request: api_pb2.ReopenContainerLogRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.ReopenContainerLogRequest, context: ServicerContext
     ) -> api_pb2.ReopenContainerLogResponse:
         await self.containers.reopen_log(request.container_id)
         return api_pb2.ReopenContainerLogResponse()
 
     @unary
     async def ExecSync(
-        self, request: api_pb2.ExecSyncRequest, context: grpc.aio.ServicerContext
+        self, request: api_pb2.ExecSyncRequest, context: ServicerContext
     ) -> api_pb2.ExecSyncResponse:
         if not request.cmd:
             raise errors.InvalidArgument("ExecSync: cmd must not be empty")

@@ -212,3 +212,34 @@ def test_failed_create_leaves_nothing(rig: Rig, containerd: PrivateContainerd) -
     # the name is free again
     cid = rig.create(["true"], name="noimage")
     rig.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+
+
+def test_list_filters_and_entries_follow_the_state(rig: Rig) -> None:
+    """ListContainers by ID prefix, state, pod and labels; an entry follows its container's state."""
+    first = rig.create(["sleep", "600"], name="listed-a", labels={"role": "a"})
+    second = rig.create(["sleep", "600"], name="listed-b", labels={"role": "b"})
+
+    def listed(**flt: object) -> list[api_pb2.Container]:
+        req = api_pb2.ListContainersRequest(filter=api_pb2.ContainerFilter(**flt))  # type: ignore[arg-type]
+        return [c for c in rig.rt.ListContainers(req, timeout=10).containers if c.id in (first, second)]
+
+    every = [c for c in rig.rt.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+             if c.id in (first, second)]
+    assert [c.id for c in every] == [first, second]  # oldest first
+    assert every[0].metadata.name == "listed-a" and every[0].labels["role"] == "a"
+    assert every[0].image_id == rig.pod_rig.images.busybox.image_id
+    assert {c.state for c in every} == {api_pb2.CONTAINER_CREATED}
+    assert [c.id for c in listed(id=second[:10])] == [second]
+    assert [c.id for c in listed(label_selector={"role": "b"})] == [second]
+    assert [c.id for c in listed(pod_sandbox_id=rig.pod_id[:8], label_selector={"role": "a"})] == [first]
+    assert listed(pod_sandbox_id="0" * 64) == []
+
+    rig.rt.StartContainer(api_pb2.StartContainerRequest(container_id=first), timeout=30)
+    running = api_pb2.ContainerStateValue(state=api_pb2.CONTAINER_RUNNING)
+    created = api_pb2.ContainerStateValue(state=api_pb2.CONTAINER_CREATED)
+    now_running = listed(state=running)
+    assert [c.id for c in now_running] == [first] and now_running[0].state == api_pb2.CONTAINER_RUNNING
+    assert [c.id for c in listed(state=created)] == [second]
+    for cid in (first, second):
+        rig.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+    assert listed() == []
