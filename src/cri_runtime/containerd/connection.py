@@ -33,6 +33,7 @@ from cri_protos.containerd.services.tasks.v1 import tasks_pb2_grpc
 from cri_protos.containerd.services.version.v1 import version_pb2_grpc
 from cri_runtime import errors
 from cri_runtime.containerd.errors import from_rpc_error
+from cri_runtime.rpc.client import FastChannel
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ class Containerd:
                 ("grpc.default_authority", "localhost"),
             ],
         )
-        ch = self.channel
+        # Unary calls take our lean HTTP/2 client; streams stay on grpc.aio.
+        ch = self.fast = FastChannel(target.removeprefix("unix://").removeprefix("unix:"), self.channel)
         self.containers = containers_pb2_grpc.ContainersStub(ch)
         self.content = content_pb2_grpc.ContentStub(ch)
         self.diff = diff_pb2_grpc.DiffStub(ch)
@@ -174,4 +176,4 @@ class Containerd:
             log.warning("lease %s not deleted (it will expire): %s", lease_id, exc)
 
     async def close(self) -> None:
-        await self.channel.close()
+        await self.fast.close()

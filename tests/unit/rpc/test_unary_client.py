@@ -1,0 +1,117 @@
+"""The lean unary client (FastChannel) against our server: results, statuses, limits, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
+from cri_runtime.rpc.client import FastChannel
+
+from .server_thread import ServerThread
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerThread]:
+    srv = ServerThread(tmp_path / "rpc.sock").start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def stub_for(path: str) -> tuple[FastChannel, api_pb2_grpc.RuntimeServiceStub]:
+    channel = FastChannel(path, grpc.aio.insecure_channel(f"unix://{path}"))
+    return channel, api_pb2_grpc.RuntimeServiceStub(channel)
+
+
+async def test_calls_statuses_and_metadata(server: ServerThread) -> None:
+    channel, stub = stub_for(server.path)
+    try:
+        assert (await stub.Version(api_pb2.VersionRequest(version="echo:hi"))).version == "hi"
+        results = await asyncio.gather(*(stub.Version(api_pb2.VersionRequest(version=f"echo:{i}"))
+                                         for i in range(100)))
+        assert [r.version for r in results] == [str(i) for i in range(100)]
+        md = await stub.Version(api_pb2.VersionRequest(version="metadata"), metadata=(("x-ns", "k8s.io"),))
+        assert "('x-ns', 'k8s.io')" in md.version
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Version(api_pb2.VersionRequest(version="abort:NOT_FOUND:no such thing: 100% é"))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert err.value.details() == "no such thing: 100% é"
+    finally:
+        await channel.close()
+
+
+@pytest.mark.parametrize("size", [0, 100_000, 3 * 1024 * 1024])
+async def test_large_requests_and_responses(server: ServerThread, size: int) -> None:
+    channel, stub = stub_for(server.path)
+    try:
+        resp = await stub.ExecSync(api_pb2.ExecSyncRequest(container_id="c", cmd=[str(size)] + ["a" * 1000] * 200))
+        assert resp.stdout == b"x" * size and resp.exit_code == 201
+    finally:
+        await channel.close()
+
+
+async def test_deadline_is_sent_and_enforced(server: ServerThread) -> None:
+    channel, stub = stub_for(server.path)
+    try:
+        remaining = float((await stub.Version(api_pb2.VersionRequest(version="remaining"), timeout=5)).version)
+        assert 0 < remaining <= 5
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Version(api_pb2.VersionRequest(version="sleep:5"), timeout=0.3)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - started < 2
+        assert (await stub.Version(api_pb2.VersionRequest(version="echo:after"))).version == "after"
+    finally:
+        await channel.close()
+
+
+async def test_cancelling_a_call_resets_its_stream(server: ServerThread) -> None:
+    channel, stub = stub_for(server.path)
+    try:
+        call = asyncio.ensure_future(stub.Version(api_pb2.VersionRequest(version="sleep:4")))
+        await asyncio.sleep(0.3)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        for _ in range(50):
+            if server.servicer.cancelled:
+                break
+            await asyncio.sleep(0.05)
+        assert server.servicer.cancelled == ["sleep:4"]
+    finally:
+        await channel.close()
+
+
+async def test_no_server_is_unavailable_and_a_new_server_is_found(tmp_path: Path) -> None:
+    path = tmp_path / "later.sock"
+    channel, stub = stub_for(str(path))
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Version(api_pb2.VersionRequest(version="echo:x"), timeout=1)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        srv = ServerThread(path)
+        starter = asyncio.get_running_loop().run_in_executor(None, lambda: asyncio.run(_start_later(srv)))
+        resp = await stub.Version(api_pb2.VersionRequest(version="echo:ready"), timeout=10, wait_for_ready=True)
+        assert resp.version == "ready"
+        await starter
+        # The server goes away: the call in flight fails as UNAVAILABLE, not as a hang.
+        pending = asyncio.ensure_future(stub.Version(api_pb2.VersionRequest(version="sleep:30"), timeout=20))
+        await asyncio.sleep(0.2)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: srv.stop(grace=0.1))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await pending
+        assert err.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    finally:
+        await channel.close()
+
+
+async def _start_later(srv: ServerThread) -> None:
+    await asyncio.sleep(0.3)
+    srv.start()
