@@ -132,9 +132,11 @@ class ImageStore:
         self.events_live: Callable[[], bool] = lambda: False
         self._cached: list[ImageRecord] | None = None
         self._generation = 0
+        self._reading: tuple[int, asyncio.Task[list[ImageRecord]]] | None = None
 
     def invalidate(self) -> None:
         """Forget the cached image list: a record was created, changed or deleted."""
+        log.debug("image list cache dropped")
         self._generation += 1
         self._cached = None
 
@@ -178,7 +180,13 @@ class ImageStore:
         return await self._list_fresh()
 
     async def _list_fresh(self) -> builtins.list[ImageRecord]:
-        generation = self._generation
+        """Read the list from containerd; callers arriving meanwhile share that read."""
+        reading = self._reading
+        if reading is None or reading[0] != self._generation or reading[1].done():
+            reading = self._reading = (self._generation, asyncio.ensure_future(self._read_list(self._generation)))
+        return list(await asyncio.shield(reading[1]))
+
+    async def _read_list(self, generation: int) -> builtins.list[ImageRecord]:
         raw = await self._list_raw()
         infos = await asyncio.gather(*(self._safe_describe(r) for r in raw))
         by_id: dict[str, ImageRecord] = {}
@@ -196,7 +204,8 @@ class ImageStore:
         images = sorted(by_id.values(), key=lambda i: i.id)
         if generation == self._generation and self.events_live():
             self._cached = images  # nothing changed while we were reading
-        return list(images)
+        log.debug("image list read", extra={"fields": {"images": len(images), "cached": self._cached is images}})
+        return images
 
     async def _safe_describe(self, rec: Any) -> TargetInfo | None:
         try:

@@ -95,3 +95,15 @@ def test_a_change_during_a_read_is_not_cached() -> None:
         assert store.lists == 2
 
     asyncio.run(run())
+
+
+def test_concurrent_readers_share_one_list_call() -> None:
+    store = CountingStore([record("docker.io/library/a:1")])
+    store.events_live = lambda: True
+
+    async def run() -> None:
+        found = await asyncio.gather(*(store.find("docker.io/library/a:1") for _ in range(10)))
+        assert all(f is not None for f in found)
+        assert store.lists == 1
+
+    asyncio.run(run())
