@@ -3,7 +3,7 @@
 
 Run by hand, as root, from the repository root:
 
-    .venv/bin/python bench/lifecycle_bench.py [--rounds 15] [--containers 100] [--parallel 10]
+    .venv/bin/python bench/lifecycle_bench.py [--rounds 25] [--containers 100] [--parallel 10]
 
 It starts a private containerd with its CRI plugin on, a local registry with
 the test images, a host-only CNI network, and cri-runtime on the same
@@ -148,7 +148,7 @@ def parallel_round(ep: Endpoint, n: int) -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=25)
     ap.add_argument("--containers", type=int, default=100)
     ap.add_argument("--list-rounds", type=int, default=300,
                     help="list and status calls per endpoint (sub-millisecond, so many)")
@@ -187,7 +187,7 @@ def main() -> int:
         finally:
             for m in many.values():
                 m.close()
-        for name, ops in interleaved(pair, max(4, args.rounds // 3),
+        for name, ops in interleaved(pair, max(8, args.rounds // 3),
                                      lambda ep: parallel_round(ep, args.parallel)).items():
             results[name].update(ops)
         print(f"{'operation':28} {'cri-runtime ms':>15} {'containerd ms':>15} {'ratio':>7}")
