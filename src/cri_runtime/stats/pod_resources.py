@@ -4,7 +4,8 @@ kubelet resizes the pod cgroup itself before it calls us; we write the same
 values (container sum plus pod overhead) to the pod cgroup named by the
 pod's cgroup parent, so the pod cgroup matches what kubelet told us even if
 kubelet's own write raced with a container start. A pod without a cgroup
-parent has no pod cgroup: the values are only recorded.
+parent has no pod cgroup: there is nothing to write. The pod cgroup itself
+is the record, so nothing needs keeping across restarts of ours.
 """
 
 from __future__ import annotations
@@ -118,25 +119,20 @@ def apply(h: cgroupfs.Hierarchies, cgroup_path: str, r: api_pb2.LinuxContainerRe
 
 
 class PodResources:
-    """Last resources kubelet reported per pod, and their application to the pod cgroup."""
+    """Applies the resources kubelet reports for a pod to its pod cgroup."""
 
     def __init__(self, cgroup_driver: str, hierarchies: Callable[[], cgroupfs.Hierarchies]) -> None:
         self.cgroup_driver = cgroup_driver
         self._hierarchies = hierarchies
-        self.reported: dict[str, api_pb2.LinuxContainerResources] = {}
 
     def update(self, sandbox_id: str, cgroup_parent: str, overhead: api_pb2.LinuxContainerResources | None,
                resources: api_pb2.LinuxContainerResources | None) -> list[str]:
         total = pod_total(overhead, resources)
-        self.reported[sandbox_id] = total
         path = cgroupfs.pod_cgroup_path(cgroup_parent, self.cgroup_driver)
         if not path or path == "/":
-            log.info("pod %s has no pod cgroup; resources recorded only", sandbox_id)
+            log.info("pod %s has no pod cgroup; nothing to update", sandbox_id)
             return []
         written = apply(self._hierarchies(), path, total)
         log.info("pod cgroup resources updated", extra={"fields": {"pod": sandbox_id, "cgroup": path,
                                                                    "files": len(written)}})
         return written
-
-    def forget(self, sandbox_id: str) -> None:
-        self.reported.pop(sandbox_id, None)

@@ -152,9 +152,6 @@ def test_apply_writes_and_maps_refusals() -> None:
         pod_resources.apply(h, "/kubepods/pod1", r, missing)
 
 
-def test_pod_without_cgroup_parent_is_recorded_only() -> None:
+def test_pod_without_cgroup_parent_writes_nothing() -> None:
     pr = pod_resources.PodResources("cgroupfs", lambda: cgroupfs.parse_mountinfo(MOUNTINFO))
     assert pr.update("p1", "", None, api_pb2.LinuxContainerResources(memory_limit_in_bytes=5)) == []
-    assert pr.reported["p1"].memory_limit_in_bytes == 5
-    pr.forget("p1")
-    assert "p1" not in pr.reported
