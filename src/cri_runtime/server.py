@@ -161,6 +161,7 @@ class CriServer:
         # The image list may be cached only while image events are known to reach us.
         self.images.store.events_live = self.events.subscribed.is_set
         self.containers = ContainerManager(config, self.ctd, self.sandboxes, self.images, self.node)
+        self.images.removal_observers.append(self.containers.forget_image)
         self.recovery.register("pod sandboxes", self.sandboxes.recover)
         self.recovery.register("containers", self.containers.recover)
         self.streaming = StreamingServer.from_config(config.streaming, ContainerdStreamingBackend(self.containers))

@@ -216,6 +216,27 @@ class ContainerManager:
     def _accounts_dir(self, image: Any) -> Path:
         return Path(self.config.server.state_dir) / "image-accounts" / str(image.id).removeprefix("sha256:")
 
+    def forget_image(self, image_id: str) -> None:
+        """The image is gone: drop its cached users and groups."""
+        self._accounts.pop(image_id, None)
+        remove_dir(str(Path(self.config.server.state_dir) / "image-accounts" / image_id.removeprefix("sha256:")))
+
+    async def _prune_image_accounts(self) -> None:
+        """Drop cached users and groups of images removed while we were not watching."""
+        root = Path(self.config.server.state_dir) / "image-accounts"
+        try:
+            cached = os.listdir(root)
+        except FileNotFoundError:
+            return
+        try:
+            present = {image.id.removeprefix("sha256:") for image in await self.images.list()}
+        except errors.CriError as exc:
+            log.warning("cannot list images to prune cached image accounts: %s", exc.message)
+            return
+        for name in cached:
+            if name not in present:  # also a temporary dir of a create cut short
+                remove_dir(str(root / name))
+
     def _cached_accounts(self, image: Any) -> ImageAccounts | None:
         """The image's users and groups, parsed once per image (None: not read from it yet)."""
         accounts = self._accounts.get(image.id)
@@ -636,6 +657,7 @@ class ContainerManager:
 
     async def recover(self, per_object_timeout: float) -> None:
         self.relay_launcher.start()  # warm before the first CreateContainer
+        await self._prune_image_accounts()
         await objects.recover_each(self.ctd, objects.KIND_CONTAINER, self._recover_one, per_object_timeout)
 
     async def _recover_one(self, record: containers_pb2.Container) -> None:

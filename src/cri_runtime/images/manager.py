@@ -56,6 +56,8 @@ class ImageManager:
         self.sandbox_ref = reference.normalize(settings.sandbox_image)
         # Told of every pull: (succeeded, seconds, image size in bytes) - the metrics layer listens.
         self.pull_observers: list[Callable[[bool, float, int], None]] = []
+        # Told the ID of every image RemoveImage removed (caches keyed by image ID listen).
+        self.removal_observers: list[Callable[[str], None]] = []
 
     async def pull(self, ref_text: str, credentials: Credentials = ANONYMOUS, *,
                    pinned: bool = False) -> ImageRecord:
@@ -137,6 +139,8 @@ class ImageManager:
             await self.store.delete(name, sync=True)
         if not ids and others:
             log.debug("image %s had no ID record", image.id)
+        for observe in self.removal_observers:
+            observe(image.id)
 
     async def fs_info(self) -> FsUsage:
         return await self.unpacker.usage()
