@@ -253,6 +253,10 @@ def test_cleanup_removes_a_dead_sessions_processes_mounts_and_dir() -> None:
     subprocess.run(["mount", "-t", "tmpfs", "deadsession", str(session / "mnt")], check=True)
     orphan = subprocess.Popen(["sh", "-c", "sleep 600; true", str(session / "marker")], start_new_session=True)
     try:
+        deadline = time.monotonic() + 5  # the process table must show its command line first
+        while str(session).encode() not in Path(f"/proc/{orphan.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         assert session in cleanup.dead_sessions()
         assert paths.session_dir() not in cleanup.dead_sessions()
         actions = cleanup.clean_session(session)
