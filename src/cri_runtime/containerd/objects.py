@@ -25,6 +25,7 @@ from cri_protos.containerd.types import mount_pb2
 from cri_protos.containerd.types.runc.options import oci_pb2 as runc_options_pb2
 from cri_protos.containerd.types.task import task_pb2
 from cri_runtime import errors
+from cri_runtime.config import RuntimeHandlerConfig
 from cri_runtime.containerd.connection import Containerd
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,14 @@ def spec_from_any(value: any_pb2.Any) -> dict[str, Any]:
 def runc_options_any(*, binary_name: str, root: str, systemd_cgroup: bool) -> any_pb2.Any:
     opts = runc_options_pb2.Options(binary_name=binary_name, root=root, systemd_cgroup=systemd_cgroup)
     return any_pb2.Any(type_url=RUNC_OPTIONS_TYPE_URL, value=opts.SerializeToString())
+
+
+def runtime_of(handler: RuntimeHandlerConfig, cgroup_driver: str) -> containers_pb2.Container.Runtime:
+    """The record's runtime: the handler's shim with its runc options."""
+    return containers_pb2.Container.Runtime(
+        name=handler.runtime_type,
+        options=runc_options_any(binary_name=handler.binary_name, root=handler.root,
+                                 systemd_cgroup=cgroup_driver == "systemd"))
 
 
 def json_extension(type_name: str, version: int, data: dict[str, Any]) -> any_pb2.Any:

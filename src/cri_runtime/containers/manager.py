@@ -734,11 +734,7 @@ class _RecordBuilder:
             labels={objects.KIND_LABEL: objects.KIND_CONTAINER, objects.SANDBOX_ID_LABEL: sandbox.id,
                     f"{objects.LABEL_PREFIX}.container.name": cfg.metadata.name},
             image=image.names[0] if image.names else image.id,
-            runtime=containers_pb2.Container.Runtime(
-                name=handler.runtime_type,
-                options=objects.runc_options_any(
-                    binary_name=handler.binary_name, root=handler.root,
-                    systemd_cgroup=m.config.runtime.cgroup_driver == "systemd")),
+            runtime=objects.runtime_of(handler, m.config.runtime.cgroup_driver),
             spec=objects.spec_any(spec), snapshotter=m.snapshotter, snapshot_key=self.container_id,
             extensions={METADATA_EXTENSION: objects.json_extension(METADATA_TYPE, METADATA_VERSION,
                                                                    metadata.to_json())})

@@ -222,11 +222,7 @@ class SandboxManager:
                     f"{objects.LABEL_PREFIX}.pod.namespace": cfg.metadata.namespace,
                     f"{objects.LABEL_PREFIX}.pod.uid": cfg.metadata.uid},
             image=image.names[0] if image.names else image.id,
-            runtime=containers_pb2.Container.Runtime(
-                name=handler.runtime_type,
-                options=objects.runc_options_any(
-                    binary_name=handler.binary_name, root=handler.root,
-                    systemd_cgroup=self.config.runtime.cgroup_driver == "systemd")),
+            runtime=objects.runtime_of(handler, self.config.runtime.cgroup_driver),
             spec=objects.spec_any(spec), snapshotter=snapshotter, snapshot_key=sandbox_id,
             extensions={METADATA_EXTENSION: _metadata_extension(metadata)})
         await objects.create_container(self.ctd, container, lease="")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -16,15 +15,6 @@ from cri_runtime.rpc import frames, hpack
 from .server_thread import RawClient, ServerThread, grpc_message
 
 VERSION = "/runtime.v1.RuntimeService/Version"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerThread]:
-    srv = ServerThread(tmp_path / "rpc.sock").start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def version(server: ServerThread, text: str, **kw: object) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -14,15 +13,6 @@ from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
 from cri_runtime.rpc.client import FastChannel
 
 from .server_thread import ServerThread
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerThread]:
-    srv = ServerThread(tmp_path / "rpc.sock").start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def stub_for(path: str) -> tuple[FastChannel, api_pb2_grpc.RuntimeServiceStub]:
