@@ -6,6 +6,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from cri_protos.runtime.v1 import api_pb2
@@ -16,9 +17,9 @@ from tests.rig.network import TestNetwork
 from tests.rig.registry import LocalRegistry
 
 
-def _wait(check: object, timeout: float = 15.0) -> None:
+def _wait(check: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.1)
 
