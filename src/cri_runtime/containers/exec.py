@@ -31,6 +31,9 @@ from cri_runtime.containerd.connection import Containerd
 
 PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 MAX_EXEC_OUTPUT = 16 * 1024 * 1024
+# stdout and stderr together stay below kubelet's 16 MiB message limit (with room
+# for the response's own fields), so a chatty command gets truncated output, not an error.
+MAX_EXEC_RESPONSE_OUTPUT = MAX_EXEC_OUTPUT - 4096
 # containerd 1.6's runc shim stalls for about a minute when dozens of execs are
 # started into one container at once (measured here: 50 concurrent Exec+Start of
 # `true` took 61 s; with at most 8 in flight, 0.9 s). Starting is quick, so
@@ -93,12 +96,25 @@ async def fifo_chunks(fd: int) -> AsyncIterator[bytes]:
         loop.remove_reader(fd)
 
 
-async def read_fifo(fd: int, limit: int = MAX_EXEC_OUTPUT) -> bytes:
-    """Read a FIFO until every writer is gone; keep at most `limit` bytes."""
+class OutputBudget:
+    """Bytes the readers of one exec may still keep, shared between its streams."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+
+
+async def read_fifo(fd: int, limit: int = MAX_EXEC_OUTPUT, budget: OutputBudget | None = None) -> bytes:
+    """Read a FIFO until every writer is gone; keep at most `limit` bytes (and what `budget` allows)."""
     buf = bytearray()
     async for chunk in fifo_chunks(fd):
-        if len(buf) < limit:
-            buf += chunk[: limit - len(buf)]
+        room = limit - len(buf)
+        if budget is not None:
+            room = min(room, budget.left)
+        if room > 0:
+            kept = chunk[:room]
+            buf += kept
+            if budget is not None:
+                budget.left -= len(kept)
     return bytes(buf)
 
 
@@ -229,7 +245,8 @@ async def exec_sync(ctd: Containerd, container_id: str, state_dir: Path, args: l
     """Run `args` in the container and collect its output (ExecSync)."""
     async with ExecProcess(ctd, container_id, state_dir) as proc:
         fds = await proc.start(args)
-        readers = asyncio.gather(read_fifo(fds.stdout), read_fifo(fds.stderr))
+        budget = OutputBudget(MAX_EXEC_RESPONSE_OUTPUT)
+        readers = asyncio.gather(read_fifo(fds.stdout, budget=budget), read_fifo(fds.stderr, budget=budget))
         try:
             exit_code = await proc.wait(timeout=timeout if timeout > 0 else None)
         except BaseException as exc:

@@ -243,3 +243,17 @@ def test_list_filters_and_entries_follow_the_state(rig: Rig) -> None:
     for cid in (first, second):
         rig.rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
     assert listed() == []
+
+
+def test_exec_sync_output_is_truncated_to_fit_one_response(rig: Rig) -> None:
+    """20 MB on stdout plus 1 MB on stderr: truncated output within kubelet's 16 MiB, not an error."""
+    cid = rig.create(["sleep", "600"], name="chatty")
+    rig.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=30)
+    resp = rig.rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, timeout=60, cmd=[
+        "sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' e >&2; head -c 20000000 /dev/zero | tr '\\0' o; exit 3"]),
+        timeout=90)
+    assert resp.exit_code == 3
+    assert len(resp.stdout) + len(resp.stderr) == 16 * 1024 * 1024 - 4096
+    assert set(resp.stdout) == {ord("o")} and set(resp.stderr) <= {ord("e")}
+    assert resp.ByteSize() < 16 * 1024 * 1024
+    rig.rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=0), timeout=60)
