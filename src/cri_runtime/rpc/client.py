@@ -157,6 +157,8 @@ class _Connection(asyncio.Protocol):
                 reply.headers.setdefault(b"grpc-status", str(grpc.StatusCode.UNAVAILABLE.value[0]).encode())
                 reply.headers.setdefault(b"grpc-message", b"the server is going away")
                 self._end(sid)
+            if not self.replies:
+                self.abort()
 
     def _wake(self, reply: _Reply | None) -> None:
         for r in ([reply] if reply is not None else list(self.replies.values())):
@@ -167,6 +169,8 @@ class _Connection(asyncio.Protocol):
         reply = self.replies.pop(stream, None)
         if reply is not None:
             _finish(reply)
+        if self.going_away and not self.replies:
+            self.abort()  # new calls already use a fresh connection
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:

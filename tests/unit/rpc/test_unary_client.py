@@ -105,3 +105,19 @@ async def test_no_server_is_unavailable_and_a_new_server_is_found(tmp_path: Path
 async def _start_later(srv: ServerThread) -> None:
     await asyncio.sleep(0.3)
     srv.start()
+
+
+async def test_a_call_in_flight_finishes_across_goaway_and_the_old_connection_closes(tmp_path: Path) -> None:
+    srv = ServerThread(tmp_path / "goaway.sock").start()
+    channel, stub = stub_for(srv.path)
+    try:
+        assert (await stub.Version(api_pb2.VersionRequest(version="echo:warm"))).version == "warm"
+        running = asyncio.ensure_future(stub.Version(api_pb2.VersionRequest(version="sleep:0.5")))
+        await asyncio.sleep(0.1)
+        stopping = asyncio.get_running_loop().run_in_executor(None, lambda: srv.stop(grace=5))
+        assert (await running).version == "slept"  # GOAWAY lets it finish
+        await stopping
+        conn = channel.unary._conn
+        assert conn is not None and conn.closed
+    finally:
+        await channel.close()
