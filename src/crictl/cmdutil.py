@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from crictl import log
 from crictl.connection import Clients
 from crictl.errors import CliError
 from crictl.settings import Settings
@@ -87,6 +88,20 @@ def show_help() -> None:
     ctx = click.get_current_context()
     click.echo(ctx.get_help())
     raise click.exceptions.Exit(0)
+
+
+def inspect_targets(ids: Iterable[str], list_ids: Callable[[], list[str]], what: str) -> list[str]:
+    """The IDs an inspect command works on: those given, else those the filters list (help if none)."""
+    targets = list(ids)
+    if not targets:
+        try:
+            targets = list_ids()
+        except CliError as exc:
+            raise CliError(f"listing {what}: {exc.message}") from exc
+    if not targets:
+        log.error("No IDs provided or nothing found per filter")
+        show_help()
+    return targets
 
 
 def output_option(default: str | None, choices_help: str) -> Callable[[F], F]:

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from crictl import log, ops
-from crictl.cmdutil import COMMAND_SETTINGS, app, parse_labels, show_help, template_option
+from crictl import ops
+from crictl.cmdutil import COMMAND_SETTINGS, app, inspect_targets, parse_labels, show_help, template_option
 from crictl.errors import CliError
 from crictl.humanize import ago, go_zero_time_rfc3339, rfc3339nano, truncate_id
 from crictl.output import (
@@ -146,17 +146,9 @@ def inspect_command(
 ) -> None:  # fmt: skip
     """CONTAINER-ID [CONTAINER-ID...]"""
     a = app(ctx)
-    targets = list(ids)
-    if not targets:
-        opts = ops.ListOptions(name_regexp=name, pod_id=pod, namespace_regexp=namespace, image=image, state=state,
-                               latest=latest, last=last, all=all_, labels=parse_labels(label))  # fmt: skip
-        try:
-            targets = [c.id for c in ops.list_containers(a, opts)]
-        except CliError as exc:
-            raise CliError(f"listing containers: {exc.message}") from exc
-    if not targets:
-        log.error("No IDs provided or nothing found per filter")
-        show_help()
+    opts = ops.ListOptions(name_regexp=name, pod_id=pod, namespace_regexp=namespace, image=image, state=state,
+                           latest=latest, last=last, all=all_, labels=parse_labels(label))  # fmt: skip
+    targets = inspect_targets(ids, lambda: [c.id for c in ops.list_containers(a, opts)], "containers")
     try:
         container_status_output(a, targets, output or OUTPUT_JSON, template, not quiet)
     except CliError as exc:

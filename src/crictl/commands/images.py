@@ -11,6 +11,7 @@ from crictl.cmdutil import (
     COMMAND_SETTINGS,
     DURATION,
     app,
+    inspect_targets,
     is_set,
     parse_labels,
     show_help,
@@ -212,15 +213,8 @@ def inspecti_command(
     a = app(ctx)
     verbose = not quiet
     output = output or OUTPUT_JSON
-    targets = list(ids)
-    if not targets:
-        try:
-            targets = [img.id for img in ops.list_images(a, name, split_slice(filters))]
-        except CliError as exc:
-            raise CliError(f"listing images: {exc.message}") from exc
-    if not targets:
-        log.error("No IDs provided or nothing found per filter")
-        show_help()
+    targets = inspect_targets(ids, lambda: [img.id for img in ops.list_images(a, name, split_slice(filters))],
+                              "images")
     entries = []
     for target in targets:
         try:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from crictl import log, ops
-from crictl.cmdutil import COMMAND_SETTINGS, DURATION, app, parse_labels, show_help, template_option
+from crictl.cmdutil import COMMAND_SETTINGS, DURATION, app, inspect_targets, parse_labels, show_help, template_option
 from crictl.configfiles import load_pod_config
 from crictl.errors import CliError
 from crictl.humanize import ago, go_time_string, rfc3339nano, truncate_id
@@ -220,17 +220,9 @@ def inspectp_command(
 ) -> None:  # fmt: skip
     """POD-ID [POD-ID...]"""
     a = app(ctx)
-    targets = list(ids)
-    if not targets:
-        opts = ops.ListOptions(name_regexp=name, namespace_regexp=namespace, state=state, latest=latest, last=last,
-                               labels=parse_labels(label))  # fmt: skip
-        try:
-            targets = [p.id for p in ops.list_pods(a, opts)]
-        except CliError as exc:
-            raise CliError(f"listing pod sandboxes: {exc.message}") from exc
-    if not targets:
-        log.error("No IDs provided or nothing found per filter")
-        show_help()
+    opts = ops.ListOptions(name_regexp=name, namespace_regexp=namespace, state=state, latest=latest, last=last,
+                           labels=parse_labels(label))  # fmt: skip
+    targets = inspect_targets(ids, lambda: [p.id for p in ops.list_pods(a, opts)], "pod sandboxes")
     try:
         pod_status_output(a, targets, output or OUTPUT_JSON, template, not quiet)
     except CliError as exc:
