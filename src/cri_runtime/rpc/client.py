@@ -94,19 +94,12 @@ class _Connection(asyncio.Protocol):
                 self.recv_unacked = 0
             reply = self.replies.get(stream)
             if reply is not None:
-                if flags & frames.FLAG_PADDED and payload:
-                    payload = payload[1:len(payload) - payload[0]]
-                reply.data += payload
+                reply.data += frames.strip_padding(flags, payload)
                 if flags & frames.FLAG_END_STREAM:
                     self._end(stream)
         elif ftype in (frames.HEADERS, frames.CONTINUATION):
             if ftype == frames.HEADERS:
-                block = payload
-                if flags & frames.FLAG_PADDED and block:
-                    block = block[1:len(block) - block[0]]
-                if flags & frames.FLAG_PRIORITY:
-                    block = block[5:]
-                self.continuation = (stream, flags, bytearray(block))
+                self.continuation = (stream, flags, bytearray(frames.header_block(flags, payload)))
             elif self.continuation is not None:
                 self.continuation[2].extend(payload)
             if flags & frames.FLAG_END_HEADERS and self.continuation is not None:
@@ -120,8 +113,7 @@ class _Connection(asyncio.Protocol):
                         self._end(sid)
         elif ftype == frames.SETTINGS:
             if not flags & frames.FLAG_ACK:
-                for offset in range(0, len(payload) - 5, 6):
-                    key, value = struct.unpack_from(">HL", payload, offset)
+                for key, value in frames.parse_settings(payload):
                     if key == frames.SETTINGS_INITIAL_WINDOW_SIZE:
                         delta = value - self.peer_window
                         self.peer_window = value

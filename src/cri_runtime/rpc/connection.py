@@ -236,21 +236,22 @@ class Connection(asyncio.Protocol):
             raise ConnectionError_(frames.PROTOCOL_ERROR, "PUSH_PROMISE from a client")
         # PRIORITY and unknown frame types are ignored (RFC 9113 5.5).
 
-    def _strip_padding(self, flags: int, payload: bytes) -> bytes:
-        if not flags & frames.FLAG_PADDED:
-            return payload
-        if not payload or payload[0] >= len(payload):
-            raise ConnectionError_(frames.PROTOCOL_ERROR, "bad padding")
-        return payload[1:len(payload) - payload[0]]
+    @staticmethod
+    def _strip_padding(flags: int, payload: bytes) -> bytes:
+        try:
+            return frames.strip_padding(flags, payload)
+        except ValueError as exc:
+            raise ConnectionError_(frames.PROTOCOL_ERROR, str(exc)) from None
 
     # -- HEADERS -----------------------------------------------------------
 
     def _on_headers(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id == 0:
             raise ConnectionError_(frames.PROTOCOL_ERROR, "HEADERS on stream 0")
-        block = self._strip_padding(flags, payload)
-        if flags & frames.FLAG_PRIORITY:
-            block = block[5:]
+        try:
+            block = frames.header_block(flags, payload)
+        except ValueError as exc:
+            raise ConnectionError_(frames.PROTOCOL_ERROR, str(exc)) from None
         if flags & frames.FLAG_END_HEADERS:
             self._on_header_block(stream_id, flags, block)
         else:
@@ -330,7 +331,7 @@ class Connection(asyncio.Protocol):
             self._write(frames.window_update(stream_id, call.recv_unacked))
             call.recv_unacked = 0
         if len(call.body) > self._max_message + wire.PREFIX_SIZE and call.task is None:
-            self._finish_early(call, grpc.StatusCode.RESOURCE_EXHAUSTED,
+            self._end(call, grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"request larger than the maximum of {self._max_message} bytes")
             return
         if flags & frames.FLAG_END_STREAM:
@@ -345,10 +346,11 @@ class Connection(asyncio.Protocol):
             if payload:
                 raise ConnectionError_(frames.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
             return
-        if len(payload) % 6:
-            raise ConnectionError_(frames.FRAME_SIZE_ERROR, "SETTINGS length not a multiple of 6")
-        for offset in range(0, len(payload), 6):
-            key, value = struct.unpack_from(">HL", payload, offset)
+        try:
+            settings = frames.parse_settings(payload)
+        except ValueError as exc:
+            raise ConnectionError_(frames.FRAME_SIZE_ERROR, str(exc)) from None
+        for key, value in settings:
             if key == frames.SETTINGS_INITIAL_WINDOW_SIZE:
                 if value > frames.MAX_WINDOW:
                     raise ConnectionError_(frames.FLOW_CONTROL_ERROR, "initial window too large")
@@ -403,14 +405,14 @@ class Connection(asyncio.Protocol):
         method = call.method
         if method is None:
             path = call.headers.get(b":path", b"").decode("latin-1")
-            self._finish_early(call, grpc.StatusCode.UNIMPLEMENTED, f"unknown method {path}")
+            self._end(call, grpc.StatusCode.UNIMPLEMENTED, f"unknown method {path}")
             return
         timeout = None
         raw_timeout = call.headers.get(b"grpc-timeout")
         if raw_timeout is not None:
             timeout = wire.parse_timeout(raw_timeout)
             if timeout is None:
-                self._finish_early(call, grpc.StatusCode.INVALID_ARGUMENT,
+                self._end(call, grpc.StatusCode.INVALID_ARGUMENT,
                                    f"malformed grpc-timeout {raw_timeout.decode('latin-1')!r}")
                 return
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -544,11 +546,6 @@ class Connection(asyncio.Protocol):
                 self._write(frames.rst_stream(call.stream_id, frames.NO_ERROR))
             call.ended = True
         self._forget(call)
-
-    def _finish_early(self, call: Call, code: grpc.StatusCode, details: str) -> None:
-        """End a call that never reached its handler."""
-        call.headers_sent = False
-        self._end(call, code, details)
 
     def _cancel(self, call: Call) -> None:
         if call.context is not None:

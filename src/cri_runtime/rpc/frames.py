@@ -40,12 +40,35 @@ MAX_FRAME_SIZE_LIMIT = 2**24 - 1
 
 _HEADER = struct.Struct(">BHBBL")  # 24-bit length as a high byte + a 16-bit rest
 HEADER_SIZE = 9
+_SETTING = struct.Struct(">HL")
 
 
 def parse_header(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int, int, int]:
     """(length, type, flags, stream id) of the frame header at `pos`."""
     hi, lo, ftype, flags, stream = _HEADER.unpack_from(buf, pos)
     return (hi << 16) | lo, ftype, flags, stream & 0x7FFFFFFF
+
+
+def strip_padding(flags: int, payload: bytes) -> bytes:
+    """The content of a DATA or HEADERS payload without its padding; ValueError if malformed."""
+    if not flags & FLAG_PADDED:
+        return payload
+    if not payload or payload[0] >= len(payload):
+        raise ValueError("bad padding")
+    return payload[1:len(payload) - payload[0]]
+
+
+def header_block(flags: int, payload: bytes) -> bytes:
+    """The header block fragment of a HEADERS payload (padding and priority fields removed)."""
+    block = strip_padding(flags, payload)
+    return block[5:] if flags & FLAG_PRIORITY else block
+
+
+def parse_settings(payload: bytes) -> list[tuple[int, int]]:
+    """(identifier, value) pairs of a SETTINGS payload; ValueError if its length is not a multiple of 6."""
+    if len(payload) % 6:
+        raise ValueError("SETTINGS length not a multiple of 6")
+    return [_SETTING.unpack_from(payload, offset) for offset in range(0, len(payload), 6)]
 
 
 def frame(ftype: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
