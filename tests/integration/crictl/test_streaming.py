@@ -90,9 +90,11 @@ async def test_exec_streams_and_exit_codes(fake: Fake, client: list[str], transp
     rc, out, err = await run(client, ep, "exec", "--transport", transport, "c1", "sh", "-c", "echo x; exit 3")
     assert (rc, out) == (1, b"x\n")
     assert messages(err) == ['"execing command in container c1: command terminated with exit code 3"']
-    blob = os.urandom(2 * 1024 * 1024)
+    blob = os.urandom(3 * 1024 * 1024)
     rc, out, _ = await run(client, ep, "exec", "-i", "--transport", transport, "c1", "md5sum", stdin=blob)
     assert (rc, out.split()[0].decode()) == (0, hashlib.md5(blob).hexdigest())
+    rc, out, _ = await run(client, ep, "exec", "-i", "--transport", transport, "c1", "cat", stdin=blob)
+    assert rc == 0 and out == blob
 
 
 @pytest.mark.parametrize("client", CLIENTS)
