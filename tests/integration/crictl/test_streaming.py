@@ -57,7 +57,13 @@ async def fake() -> AsyncIterator[Fake]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": SRC}
+    # An empty config file of our own: without one, both clients warn on stderr that
+    # /etc/crictl.yaml is missing, so the output would depend on the machine.
+    config = os.path.join(tempfile.gettempdir(), f"crictl-streaming-test-{os.getpid()}.yaml")
+    if not os.path.exists(config):
+        with open(config, "w"):
+            pass
+    return {**os.environ, "PYTHONPATH": SRC, "CRI_CONFIG_FILE": config}
 
 
 async def run(client: list[str], endpoint: str, *args: str, stdin: bytes | None = None,

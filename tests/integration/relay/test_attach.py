@@ -121,15 +121,34 @@ async def test_slow_attacher_is_dropped_and_never_blocks_logging(relay_rig: Rela
     shim = relay_rig.shim(handle)
     slow = await client.attach(handle.dir)  # never reads while output flows
     fast = await client.attach(handle.dir)
-    fast_reader = asyncio.create_task(collect(fast))
+    received = bytearray()
+
+    async def read_fast() -> bytes | None:
+        end = None
+        while (frame := await asyncio.wait_for(fast.read_frame(), 10)) is not None:
+            if frame[0] == protocol.FRAME_STDOUT:
+                received.extend(frame[1])
+            elif frame[0] == protocol.FRAME_END:
+                end = frame[1]
+        await fast.close()
+        return end
+
+    fast_reader = asyncio.create_task(read_fast())
     line = b"y" * 1000 + b"\n"
-    count = 20_000  # ~20 MB: far beyond socket buffers and the relay's per-client backlog
-    await asyncio.wait_for(asyncio.to_thread(shim.write, shim.out, line * count), 60)
-    # everything was written although one client read nothing: logging never waited
+    chunk, chunks = line * 500, 40  # ~20 MB: far beyond socket buffers and the relay's per-client backlog
+    for n in range(1, chunks + 1):
+        # every chunk is written although one client reads nothing: logging never waits for it
+        await asyncio.wait_for(asyncio.to_thread(shim.write, shim.out, chunk), 30)
+        # pace on the client that keeps up, so a loaded machine never makes *it* fall 4 MiB behind
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(received) < n * len(chunk) and not fast_reader.done():
+            assert asyncio.get_running_loop().time() < deadline, "the reading client stopped receiving"
+            await asyncio.sleep(0.005)
     shim.close()
     out, _err, end = await collect(slow)  # what the kernel buffered, then the END frame
     assert end == protocol.END_SLOW
-    assert len(out) < len(line) * count
-    assert await fast_reader == (line * count, b"", protocol.END_EOF)
+    assert len(out) < len(chunk) * chunks
+    assert await fast_reader == protocol.END_EOF
+    assert bytes(received) == chunk * chunks
     assert await client.wait_exited(handle.dir, 10)
-    assert stream_text(read_log(relay_rig.log_path()), "stdout") == line * count
+    assert stream_text(read_log(relay_rig.log_path()), "stdout") == chunk * chunks
