@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from cri_protos.containerd.types.runc.options import oci_pb2 as runc_options_pb2
 from cri_protos.containerd.types.task import task_pb2
 from cri_runtime import errors
 from cri_runtime.config import RuntimeHandlerConfig
+from cri_runtime.containerd import shims
 from cri_runtime.containerd.connection import Containerd
 
 log = logging.getLogger(__name__)
@@ -187,6 +189,8 @@ async def kill_task(ctd: Containerd, container_id: str, signal: int, *, all_proc
         await ctd.call(ctd.tasks.Kill, req, f"signal task {container_id}")
     except errors.NotFound:
         return
+    except errors.DeadlineExceeded:
+        raise  # the shim does not answer: asking it again would wait as long
     except errors.CriError:
         state = await task_state(ctd, container_id)
         if state is None or state.stopped:
@@ -216,3 +220,37 @@ async def wait_task(ctd: Containerd, container_id: str, timeout: float | None = 
         raise errors.DeadlineExceeded(f"task {container_id} still running after {timeout:g}s") from None
     exited = resp.exited_at.seconds * 1_000_000_000 + resp.exited_at.nanos
     return TaskState(pid=0, status=task_pb2.STOPPED, exit_status=resp.exit_status, exited_at_ns=exited)
+
+
+#: Seconds a reaped shim's task may take to disappear from containerd.
+REAP_TIMEOUT = 30.0
+_REAP_POLL = 0.2
+
+
+async def reap_unresponsive_task(ctd: Containerd, container_id: str, shim_ids: list[str],
+                                 timeout: float = REAP_TIMEOUT) -> TaskState | None:
+    """End a task whose shim does not answer; returns its final state if containerd still had one.
+
+    containerd's own dead-shim cleanup is the model: the shim and everything
+    below it are killed, containerd sees its connection drop, runs the shim's
+    `delete` (runc delete --force, bundle removal) and forgets the task. We
+    then delete what is left of the task record.
+    """
+    killed = await asyncio.to_thread(shims.kill_shim, ctd.address, ctd.namespace, shim_ids)
+    if killed:
+        shims.COUNTERS.shims_killed += 1
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = await task_state(ctd, container_id, timeout=2.0)
+        except errors.DeadlineExceeded:
+            state = TaskState(0, task_pb2.UNKNOWN, 0, 0)  # still asking the dying shim
+        if state is None:
+            return None
+        if state.stopped:
+            return await delete_task(ctd, container_id)
+        if time.monotonic() >= deadline:
+            raise errors.DeadlineExceeded(
+                f"task {container_id}: its shim did not answer and was killed "
+                f"(pids {killed or 'none found'}), but containerd still reports the task after {timeout:g}s")
+        await asyncio.sleep(_REAP_POLL)

@@ -52,12 +52,12 @@ from cri_runtime.containers.model import (
 from cri_runtime.containers.relay import client as relay
 from cri_runtime.containers.relay.launcher import RelayLauncher
 from cri_runtime.containers.relay.layout import IoDir
+from cri_runtime.durations import parse_duration
 from cri_runtime.oci import container_spec
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.oci.resources import linux_resources
 from cri_runtime.oci.rootfs import read_rootfs_file
 from cri_runtime.oci.user import ImageAccounts
-from cri_runtime.oci.validate import validate_container_config
 from cri_runtime.rollback import Rollback, remove_dir
 from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.sandbox.manager import SandboxManager
@@ -102,6 +102,8 @@ class ContainerManager:
         self.relay_launcher = RelayLauncher(owner=str(self.state))
         self._background: set[asyncio.Future[None]] = set()
         self.snapshotter = config.containerd.snapshotter
+        # ExecSync's wait for output after the exit (containerd's option; 0 = the caller's deadline).
+        self.drain_exec_sync_io_timeout = parse_duration(config.runtime.drain_exec_sync_io_timeout) or None
         self._accounts: dict[str, ImageAccounts] = {}  # image ID -> its /etc/passwd and /etc/group
         # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
         self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
@@ -124,11 +126,7 @@ class ContainerManager:
     # ------------------------------------------------------------------ create
 
     async def create(self, request: api_pb2.CreateContainerRequest) -> str:
-        if not request.pod_sandbox_id:
-            raise errors.InvalidArgument("CreateContainer: pod_sandbox_id must not be empty")
-        if not request.HasField("config"):
-            raise errors.InvalidArgument("CreateContainer: config is required")
-        validate_container_config(request.config)
+        """CreateContainer; the request has passed `validation.containers.create_container`."""
         sandbox = self.sandboxes.get(request.pod_sandbox_id)
         if not sandbox.ready:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
@@ -611,9 +609,6 @@ class ContainerManager:
         container = self.index.get(id_or_prefix)
         if resources is None:
             return
-        for name in ("cpu_period", "cpu_quota", "cpu_shares", "memory_limit_in_bytes", "memory_swap_limit_in_bytes"):
-            if getattr(resources, name) < 0 and not (name == "cpu_quota" and resources.cpu_quota == -1):
-                raise errors.InvalidArgument(f"resources.{name} must not be negative")
         async with container.lock:
             if container.state not in (CREATED, RUNNING):
                 raise errors.FailedPrecondition(f"container {container.id} is {container.state}")

@@ -47,7 +47,6 @@ from cri_runtime.sandbox.model import (
     SandboxStatus,
     sandbox_name,
 )
-from cri_runtime.sandbox.validate import validate_run_request
 from cri_runtime.store.index import IdIndex, NameRegistry
 
 log = logging.getLogger(__name__)
@@ -124,8 +123,7 @@ class SandboxManager:
     # --------------------------------------------------------------------- run
 
     async def run(self, request: api_pb2.RunPodSandboxRequest) -> str:
-        """RunPodSandbox; returns the new sandbox ID."""
-        validate_run_request(request)
+        """RunPodSandbox; returns the new sandbox ID (the request has passed `validation.sandboxes`)."""
         cfg = request.config
         handler_name, handler = self.handler(request.runtime_handler)
         name = sandbox_name(cfg.metadata)

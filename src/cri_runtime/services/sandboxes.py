@@ -6,6 +6,7 @@ from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.rpc import Serialized, ServicerContext
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services.status import unary
+from cri_runtime.validation import check
 
 
 class SandboxRpcs:
@@ -20,6 +21,7 @@ class SandboxRpcs:
     async def RunPodSandbox(
         self, request: api_pb2.RunPodSandboxRequest, context: ServicerContext
     ) -> api_pb2.RunPodSandboxResponse:
+        check(request)
         return api_pb2.RunPodSandboxResponse(pod_sandbox_id=await self.sandboxes.run(request))
 
     @unary

@@ -21,6 +21,7 @@ from cri_runtime.stats import descriptors, selection
 from cri_runtime.stats.collector import StatsCollector
 from cri_runtime.stats.metrics_collector import MetricsCollector
 from cri_runtime.stats.pod_resources import PodResources
+from cri_runtime.validation import check
 
 
 class StatsRpcs:
@@ -137,6 +138,7 @@ class PodResourcesRpcs:
     async def UpdatePodSandboxResources(
         self, request: api_pb2.UpdatePodSandboxResourcesRequest, context: ServicerContext
     ) -> api_pb2.UpdatePodSandboxResourcesResponse:
+        check(request)
         sandbox = self.sandboxes.get(request.pod_sandbox_id)
         if not sandbox.ready:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
