@@ -272,27 +272,50 @@ class ContainerManager:
     # ------------------------------------------------------------------- start
 
     async def start(self, id_or_prefix: str) -> None:
+        """StartContainer. The work is shielded from the caller: a caller that gives up (deadline)
+        leaves it to finish, so containerd never sees a task creation cut off half-way, and a
+        retry joins the running attempt or, once it succeeded, answers OK."""
         container = self.index.get(id_or_prefix)
+        if container.starting is not None:
+            await asyncio.shield(container.starting)
+            return
+        work = asyncio.ensure_future(self._start(container))
+        container.starting = work
+        work.add_done_callback(lambda _: setattr(container, "starting", None))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            container.start_abandoned = True
+            work.add_done_callback(lambda t: t.cancelled() or t.exception())
+            raise
+
+    async def _start(self, container: Container) -> None:
         async with container.lock:
-            if container.state != CREATED:
-                raise errors.FailedPrecondition(
-                    f"container {container.id} is {container.state}, only a created container can be started")
-            sandbox = self.sandboxes.index.find(container.metadata.sandbox_id)
-            if sandbox is None or not sandbox.ready:
-                raise errors.FailedPrecondition(
-                    f"pod sandbox {container.metadata.sandbox_id} of container {container.id} is not ready")
-            try:
-                await self._start_task(container)
-            except errors.CriError as exc:
-                container.status.state = EXITED
-                container.status.finished_at = time.time_ns()
-                container.status.exit_code = START_ERROR_EXIT_CODE
-                container.status.reason = REASON_START_ERROR
-                container.status.message = exc.message
-                container.save_status()
-                container.exited.set()
-                raise
+            if container.state == RUNNING and container.start_abandoned:
+                container.start_abandoned = False  # the retry of a start whose caller gave up
+                return
+            await self._start_locked(container)
         await self._emit("started", container)
+
+    async def _start_locked(self, container: Container) -> None:
+        if container.state != CREATED:
+            raise errors.FailedPrecondition(
+                f"container {container.id} is {container.state}, only a created container can be started")
+        sandbox = self.sandboxes.index.find(container.metadata.sandbox_id)
+        if sandbox is None or not sandbox.ready:
+            raise errors.FailedPrecondition(
+                f"pod sandbox {container.metadata.sandbox_id} of container {container.id} is not ready")
+        try:
+            await self._start_task(container)
+        except errors.CriError as exc:
+            container.status.state = EXITED
+            container.status.finished_at = time.time_ns()
+            container.status.exit_code = START_ERROR_EXIT_CODE
+            container.status.reason = REASON_START_ERROR
+            container.status.message = exc.message
+            container.save_status()
+            container.exited.set()
+            raise
 
     def _relay_config(self, cfg: api_pb2.ContainerConfig, log_path: str) -> relay.RelayConfig:
         return relay.RelayConfig(
@@ -329,6 +352,33 @@ class ContainerManager:
         return relay.RelayHandle(dir=Path(d.path), pid=pid, stdin=d.stdin if cfg.stdin else "",
                                  stdout=d.stdout, stderr="" if cfg.tty else d.stderr, terminal=cfg.tty)
 
+    async def _create_task(self, container: Container,
+                           req: tasks_pb2.CreateTaskRequest) -> tasks_pb2.CreateTaskResponse:
+        """Tasks.Create; a task left by an earlier, interrupted start is deleted and the call retried once.
+
+        containerd answers a second Create for the same container with AlreadyExists, or,
+        when the first was cut off after making the task's bundle directory, with
+        "mkdir …: file exists" (UNKNOWN). Neither is the caller's failure to report.
+        """
+        action = f"create task of container {container.id}"
+        try:
+            return await self.ctd.call(self.ctd.tasks.Create, req, action)
+        except errors.CriError as exc:
+            if not _left_by_earlier_start(exc):
+                raise
+            log.warning("container has a task from an interrupted start; deleting it and creating it again",
+                        extra={"fields": {"id": container.id, "error": exc.message}})
+        await objects.kill_task(self.ctd, container.id, signal.SIGKILL)
+        await objects.delete_task(self.ctd, container.id)
+        try:
+            return await self.ctd.call(self.ctd.tasks.Create, req, action)
+        except errors.CriError as exc:
+            if not _left_by_earlier_start(exc):
+                raise
+            raise errors.FailedPrecondition(
+                f"container {container.id}: containerd still holds task state from an interrupted start "
+                f"({exc.message}); remove the container and create it again") from None
+
     async def _start_task(self, container: Container) -> None:
         md, cfg = container.metadata, container.config
         io, starting = self._start_relay(container)
@@ -336,11 +386,9 @@ class ContainerManager:
             rootfs = container.rootfs_mounts
             if rootfs is None:  # created before a restart of ours
                 rootfs = await objects.snapshot_mounts(self.ctd, self.snapshotter, container.id)
-            created = await self.ctd.call(
-                self.ctd.tasks.Create,
-                tasks_pb2.CreateTaskRequest(container_id=container.id, rootfs=rootfs, stdin=io.stdin,
-                                            stdout=io.stdout, stderr=io.stderr, terminal=cfg.tty),
-                f"create task of container {container.id}")
+            created = await self._create_task(
+                container, tasks_pb2.CreateTaskRequest(container_id=container.id, rootfs=rootfs, stdin=io.stdin,
+                                                       stdout=io.stdout, stderr=io.stderr, terminal=cfg.tty))
             try:
                 if starting is not None:
                     await starting  # the relay reads the FIFOs before the process runs
@@ -408,12 +456,36 @@ class ContainerManager:
     # -------------------------------------------------------------------- stop
 
     async def stop(self, id_or_prefix: str, timeout: int) -> None:
-        """StopContainer: stop signal, wait `timeout` seconds, then SIGKILL; unknown is success."""
+        """StopContainer: stop signal, wait `timeout` seconds, then SIGKILL; unknown is success.
+
+        A shim that does not answer (every call to it passes its deadline) cannot
+        stop the container: then the shim is killed with its process tree, as
+        containerd does with a dead shim, and the container is reported exited.
+        """
         container = self.index.find(id_or_prefix)
         if container is None:
             return
         if container.state != RUNNING:
             return
+        try:
+            await self._stop_task(container, timeout)
+        except errors.DeadlineExceeded as exc:
+            await self._reap_unresponsive(container, exc)
+
+    async def _reap_unresponsive(self, container: Container, why: errors.CriError) -> None:
+        sandbox_id = container.metadata.sandbox_id
+        others = [c.id for c in self.index if c.metadata.sandbox_id == sandbox_id and c.id != container.id
+                  and c.state == RUNNING]
+        log.warning("shim of container does not answer; killing it with its process tree",
+                    extra={"fields": {"id": container.id, "reason": why.message, "also_ends": others}})
+        final = await objects.reap_unresponsive_task(self.ctd, container.id, [container.id, sandbox_id])
+        async with container.lock:
+            if final is None:  # containerd's cleanup already deleted it: killed by SIGKILL
+                await self._record_exit(container, 128 + signal.SIGKILL, time.time_ns())
+            else:
+                await self._record_exit(container, final.exit_status, final.exited_at_ns)
+
+    async def _stop_task(self, container: Container, timeout: int) -> None:
         stop_signal = self._stop_signal(container)
         if timeout > 0:
             await objects.kill_task(self.ctd, container.id, stop_signal)
@@ -754,6 +826,11 @@ def _image_name(requested: str, image: Any) -> str:
     if image.repo_tags:
         return str(image.repo_tags[0])
     return requested or str(image.id)
+
+
+def _left_by_earlier_start(exc: errors.CriError) -> bool:
+    """containerd's answers to a task creation when a task (or its bundle) is already there."""
+    return isinstance(exc, errors.AlreadyExists) or "file exists" in exc.message
 
 
 def _cri_signal(sig: int) -> api_pb2.Signal:

@@ -294,9 +294,15 @@ class SandboxManager:
                             f"record network of pod {metadata.id}")
 
     async def _kill_and_delete_task(self, sandbox_id: str) -> None:
-        await objects.kill_task(self.ctd, sandbox_id, signal.SIGKILL, all_processes=True)
-        await objects.wait_task(self.ctd, sandbox_id, timeout=STOP_TIMEOUT)
-        await objects.delete_task(self.ctd, sandbox_id)
+        """SIGKILL the pause task and delete it; a shim that does not answer is killed instead."""
+        try:
+            await objects.kill_task(self.ctd, sandbox_id, signal.SIGKILL, all_processes=True)
+            await objects.wait_task(self.ctd, sandbox_id, timeout=STOP_TIMEOUT)
+            await objects.delete_task(self.ctd, sandbox_id)
+        except errors.DeadlineExceeded as exc:
+            log.warning("shim of pod sandbox does not answer; killing it with its process tree",
+                        extra={"fields": {"id": sandbox_id, "reason": exc.message}})
+            await objects.reap_unresponsive_task(self.ctd, sandbox_id, [sandbox_id])
 
     # -------------------------------------------------------------------- stop
 

@@ -46,8 +46,10 @@ class StatsRpcs:
         self, request: api_pb2.ContainerStatsRequest, context: ServicerContext
     ) -> api_pb2.ContainerStatsResponse:
         container = self.containers.get(request.container_id)
-        (stats,) = await self.stats.container_stats([container])
-        return api_pb2.ContainerStatsResponse(stats=stats)
+        answered = await self.stats.container_stats([container])
+        if not answered:
+            raise errors.Unavailable(f"ContainerStats: the shim of container {container.id} does not answer")
+        return api_pb2.ContainerStatsResponse(stats=answered[0])
 
     @unary
     async def ListContainerStats(
@@ -79,9 +81,11 @@ class StatsRpcs:
         if not sandbox.ready:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready: it has no running cgroup "
                                             "or network namespace to measure")
-        (stats,) = await self.stats.pod_stats(
+        answered = await self.stats.pod_stats(
             [(sandbox, selection.containers_of(self.containers.index, sandbox.id))])
-        return api_pb2.PodSandboxStatsResponse(stats=stats)
+        if not answered:
+            raise errors.Unavailable(f"PodSandboxStats: the shim of pod sandbox {sandbox.id} does not answer")
+        return api_pb2.PodSandboxStatsResponse(stats=answered[0])
 
     @unary
     async def ListPodSandboxStats(

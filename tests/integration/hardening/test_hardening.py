@@ -1,0 +1,325 @@
+"""Issue 12 on real containerd and runc: one bad workload, request or shim never jams the node.
+
+Each test waits on conditions with deadlines, never on fixed sleeps. Pods use
+the host network where the network is beside the point, so these tests need
+no CNI and run on servers of their own (whose stuck-shim state and config
+they may change freely).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from cri_protos.runtime.v1 import api_pb2
+from cri_runtime.containerd import shims
+from cri_runtime.validation.process import MAX_ARG_BYTES
+from tests.cri_server import CriServer
+from tests.rig.containerd import PrivateContainerd
+from tests.rig.images import TestImages
+
+pytestmark = pytest.mark.integration
+
+HANG_MARKER = "HANG-FOR-WATCHDOG-TEST"
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not reached within {timeout}s"
+        time.sleep(0.05)
+
+
+class HostPod:
+    """A host-network pod on `server` with busybox containers; removed on close."""
+
+    def __init__(self, server: CriServer, images: TestImages, tmp_path: Path, handler: str = "") -> None:
+        self.rt = server.runtime()
+        self.images = images
+        name = f"hard-{uuid.uuid4().hex[:8]}"
+        self.config = api_pb2.PodSandboxConfig(
+            metadata=api_pb2.PodSandboxMetadata(name=name, namespace="hardening", uid=uuid.uuid4().hex),
+            log_directory=str(tmp_path / name))
+        self.config.linux.security_context.namespace_options.network = api_pb2.NODE
+        server.images().PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=images.busybox.ref)),
+                                  timeout=60)
+        self.id = self.rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=self.config, runtime_handler=handler),
+                                        timeout=60).pod_sandbox_id
+
+    def create(self, name: str, cmd: list[str]) -> str:
+        cfg = api_pb2.ContainerConfig(metadata=api_pb2.ContainerMetadata(name=name),
+                                      image=api_pb2.ImageSpec(image=self.images.busybox.ref), command=cmd)
+        return str(self.rt.CreateContainer(api_pb2.CreateContainerRequest(
+            pod_sandbox_id=self.id, config=cfg, sandbox_config=self.config), timeout=60).container_id)
+
+    def run(self, name: str, cmd: list[str] | None = None) -> str:
+        cid = self.create(name, cmd or ["sleep", "3600"])
+        self.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=60)
+        return cid
+
+    def exec_sync(self, cid: str, cmd: list[str], timeout: int = 10, rpc_timeout: float = 30) -> Any:
+        return self.rt.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=cmd, timeout=timeout),
+                                timeout=rpc_timeout)
+
+    def state(self, cid: str) -> int:
+        return int(self.rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid),
+                                           timeout=10).status.state)
+
+    def close(self) -> None:
+        self.rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=self.id), timeout=90)
+        self.rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=self.id), timeout=90)
+
+
+@pytest.fixture
+def server(make_cri_server: Callable[..., CriServer], test_images: TestImages) -> CriServer:
+    return make_cri_server(sandbox_image=test_images.pause.ref).start()
+
+
+@pytest.fixture
+def pod(server: CriServer, test_images: TestImages, tmp_path: Path) -> Iterator[HostPod]:
+    p = HostPod(server, test_images, tmp_path)
+    yield p
+    p.close()
+
+
+def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value
+
+
+# ----------------------------------------------------------------- argv size
+
+
+def test_exec_argument_above_the_limit_is_refused_before_runc(pod: HostPod) -> None:
+    cid = pod.run("argv")
+    err = rpc_error(lambda: pod.exec_sync(cid, ["echo", "x" * 65536]))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"the limit for one argument is {MAX_ARG_BYTES} bytes" in (err.details() or "")
+    # At the limit it runs, and the container still answers at once.
+    resp = pod.exec_sync(cid, ["sh", "-c", 'echo ${#0}', "x" * MAX_ARG_BYTES])
+    assert (resp.exit_code, resp.stdout) == (0, f"{MAX_ARG_BYTES}\n".encode())
+
+
+def test_streaming_exec_argument_above_the_limit_is_refused(pod: HostPod) -> None:
+    cid = pod.run("argv-stream")
+    err = rpc_error(lambda: pod.rt.Exec(api_pb2.ExecRequest(container_id=cid, cmd=["echo", "x" * 65536],
+                                                            stdout=True), timeout=10))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert str(MAX_ARG_BYTES) in (err.details() or "")
+
+
+# ------------------------------------------------------------ missing binary
+
+
+def test_exec_of_a_missing_binary_answers_like_a_shell(pod: HostPod) -> None:
+    cid = pod.run("nobin")
+    resp = pod.exec_sync(cid, ["/no/such/binary", "arg"])
+    assert resp.exit_code == 127
+    assert b"/no/such/binary" in resp.stderr and b"no such file or directory" in resp.stderr
+    resp = pod.exec_sync(cid, ["no-such-command"])
+    assert resp.exit_code == 127
+    resp = pod.exec_sync(cid, ["/etc/passwd"])  # exists, not executable
+    assert resp.exit_code == 126
+    assert b"permission denied" in resp.stderr
+
+
+# ----------------------------------------------------------------- sysctls
+
+
+@pytest.mark.parametrize("name", ["net/../../etc/passwd", "net.ipv4/../../../etc/passwd", "net..core.somaxconn"])
+def test_sysctl_path_traversal_is_refused(server: CriServer, test_images: TestImages, tmp_path: Path,
+                                          name: str) -> None:
+    cfg = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name=f"sysctl-{uuid.uuid4().hex[:6]}", namespace="hardening",
+                                            uid=uuid.uuid4().hex),
+        log_directory=str(tmp_path))
+    cfg.linux.sysctls[name] = "1"
+    rt = server.runtime()
+    err = rpc_error(lambda: rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=cfg), timeout=30))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "invalid name" in (err.details() or "")
+    pods = rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+    assert not [p for p in pods if p.metadata.name == cfg.metadata.name]
+
+
+def test_update_pod_resources_out_of_range_is_invalid_argument(pod: HostPod) -> None:
+    req = api_pb2.UpdatePodSandboxResourcesRequest(
+        pod_sandbox_id=pod.id,
+        overhead=api_pb2.LinuxContainerResources(memory_limit_in_bytes=2**63 - 1),
+        resources=api_pb2.LinuxContainerResources(memory_limit_in_bytes=1 << 20))
+    err = rpc_error(lambda: pod.rt.UpdatePodSandboxResources(req, timeout=10))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "out of range" in (err.details() or "")
+    req = api_pb2.UpdatePodSandboxResourcesRequest(
+        pod_sandbox_id=pod.id, resources=api_pb2.LinuxContainerResources(unified={"../../cpu.max": "1"}))
+    err = rpc_error(lambda: pod.rt.UpdatePodSandboxResources(req, timeout=10))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# ------------------------------------------------------------ retried start
+
+
+def test_start_container_retried_after_a_cut_off_first_attempt(pod: HostPod) -> None:
+    # Deadlines from "gone before it arrives" to "cut off inside Tasks.Create/Start".
+    for i, deadline in enumerate((0.005, 0.03, 0.1, 0.2, 0.4)):
+        cid = pod.create(f"retry{i}", ["sleep", "3600"])
+        with contextlib.suppress(grpc.RpcError):
+            pod.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=deadline)
+        pod.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=60)
+        assert pod.state(cid) == api_pb2.CONTAINER_RUNNING
+        assert pod.exec_sync(cid, ["true"]).exit_code == 0
+    # A container started normally still refuses a second start with a precise code.
+    err = rpc_error(lambda: pod.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=10))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+# ------------------------------------------------------------- ExecSync drain
+
+
+@pytest.fixture
+def drain_server(make_cri_server: Callable[..., CriServer], test_images: TestImages) -> CriServer:
+    return make_cri_server(sandbox_image=test_images.pause.ref,
+                           extra_toml='[runtime]\ndrain_exec_sync_io_timeout = "2s"\n').start()
+
+
+def test_exec_sync_drain_timeout(drain_server: CriServer, test_images: TestImages, tmp_path: Path) -> None:
+    pod = HostPod(drain_server, test_images, tmp_path)
+    try:
+        cid = pod.run("drain")
+        # A background child writes after the command exited and then closes the pipes in time.
+        resp = pod.exec_sync(cid, ["sh", "-c", "echo first; (sleep 0.5; echo late) & exit 3"])
+        assert (resp.exit_code, resp.stdout) == (3, b"first\nlate\n")
+        # One that keeps them open past the drain timeout fails, naming it.
+        started = time.monotonic()
+        err = rpc_error(lambda: pod.exec_sync(cid, ["sh", "-c", "echo x; sleep 30 & exit 0"]))
+        assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "drain_exec_sync_io_timeout (2s)" in (err.details() or "")
+        assert time.monotonic() - started < 15
+    finally:
+        pod.close()
+
+
+# --------------------------------------------------------- exec watchdog
+
+
+def _wrapper(tmp_path: Path) -> Path:
+    """A runc that, for an exec whose process spec holds HANG_MARKER, never returns (as runc exec
+    was seen to with a 64 KiB argument); anything else goes to the real runc."""
+    runc = shutil.which("runc")
+    assert runc is not None
+    script = tmp_path / "runc-hanging-exec"
+    script.write_text(f"""#!/bin/sh
+prev=""
+for a in "$@"; do
+  if [ "$prev" = "--process" ] && grep -q {HANG_MARKER} "$a" 2>/dev/null; then
+    exec {sys.executable} -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)' "$@"
+  fi
+  prev="$a"
+done
+exec {runc} "$@"
+""")
+    script.chmod(0o755)
+    return script
+
+
+def _hung_execs() -> list[shims.Proc]:
+    """The wrapper's stand-ins for a hung `runc exec` still alive."""
+    return [p for p in shims.process_table()
+            if p.argv and p.argv[0] == sys.executable and "--process" in p.argv and "exec" in p.argv]
+
+
+def test_watchdog_kills_a_stuck_runc_exec(make_cri_server: Callable[..., CriServer], containerd: PrivateContainerd,
+                                          test_images: TestImages, tmp_path: Path) -> None:
+    wrapper = _wrapper(tmp_path)
+    server = make_cri_server(
+        sandbox_image=test_images.pause.ref,
+        extra_toml=f'[runtime.handlers.hangexec]\nbinary_name = "{wrapper}"\nroot = "{containerd.runc_root}"\n')
+    server.start()
+    pod = HostPod(server, test_images, tmp_path, handler="hangexec")
+    try:
+        cid = pod.run("stuck")
+        started = time.monotonic()
+        err = rpc_error(lambda: pod.exec_sync(cid, ["echo", HANG_MARKER], timeout=2))
+        elapsed = time.monotonic() - started
+        assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "killed its stuck runc" in (err.details() or ""), err.details()
+        assert elapsed < 20
+        wait_until(lambda: not _hung_execs(), 10, "stuck runc exec gone")
+        # The shim answers again: exec, update and stop of the same container work.
+        started = time.monotonic()
+        assert pod.exec_sync(cid, ["echo", "ok"]).stdout == b"ok\n"
+        pod.rt.UpdateContainerResources(api_pb2.UpdateContainerResourcesRequest(
+            container_id=cid, linux=api_pb2.LinuxContainerResources(cpu_shares=512)), timeout=30)
+        assert time.monotonic() - started < 10
+        assert "killed stuck runc exec" in server.log_path.read_text()
+    finally:
+        for p in _hung_execs():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGKILL)
+        pod.close()
+
+
+# ------------------------------------------------------------- frozen shim
+
+
+def _shim_of(containerd: PrivateContainerd, pod_id: str) -> shims.Proc:
+    shim = shims.find_shim(shims.process_table(), containerd.address, containerd.namespace, [pod_id])
+    assert shim is not None, f"no shim for pod {pod_id}"
+    return shim
+
+
+def test_frozen_shim_blocks_neither_stats_nor_removal(server: CriServer, containerd: PrivateContainerd,
+                                                      test_images: TestImages, tmp_path: Path) -> None:
+    healthy = HostPod(server, test_images, tmp_path)
+    frozen = HostPod(server, test_images, tmp_path)
+    shim: shims.Proc | None = None
+    frozen_closed = False
+    try:
+        ok_id = healthy.run("healthy")
+        stuck_id = frozen.run("frozen")
+        shim = _shim_of(containerd, frozen.id)
+        os.kill(shim.pid, signal.SIGSTOP)
+        rt = server.runtime()
+        for attempt in range(3):  # the first finds the stuck shim, the next ones skip it at once
+            started = time.monotonic()
+            stats = rt.ListContainerStats(api_pb2.ListContainerStatsRequest(), timeout=2).stats
+            assert time.monotonic() - started < 2
+            ids = {s.attributes.id for s in stats}
+            assert ok_id in ids and stuck_id not in ids, (attempt, ids)
+            assert any(s.attributes.id == ok_id and s.memory.working_set_bytes.value for s in stats)
+        pod_stats = rt.ListPodSandboxStats(api_pb2.ListPodSandboxStatsRequest(), timeout=2).stats
+        assert healthy.id in {s.attributes.id for s in pod_stats}
+        assert "did not answer for stats" in server.log_path.read_text()
+
+        started = time.monotonic()
+        frozen.close()
+        frozen_closed = True
+        assert time.monotonic() - started < 60
+        wait_until(lambda: not os.path.exists(f"/proc/{shim.pid if shim else 0}"), 10, "frozen shim gone")
+        listed = rt.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+        assert stuck_id not in {c.id for c in listed}
+        tasks = containerd.ctr("tasks", "ls").stdout
+        assert frozen.id not in tasks and stuck_id not in tasks
+        # The healthy pod never noticed.
+        assert healthy.exec_sync(ok_id, ["true"]).exit_code == 0
+    finally:
+        if shim is not None and os.path.exists(f"/proc/{shim.pid}"):
+            os.kill(shim.pid, signal.SIGCONT)
+        if not frozen_closed:
+            frozen.close()
+        healthy.close()
