@@ -278,6 +278,7 @@ class ContainerManager:
         container = self.index.get(id_or_prefix)
         if container.starting is not None:
             await asyncio.shield(container.starting)
+            container.start_abandoned = False  # this retry has answered for the abandoned attempt
             return
         work = asyncio.ensure_future(self._start(container))
         container.starting = work

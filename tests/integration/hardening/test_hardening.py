@@ -32,6 +32,8 @@ from tests.rig.images import TestImages
 pytestmark = pytest.mark.integration
 
 HANG_MARKER = "HANG-FOR-WATCHDOG-TEST"
+SLOW_MARKER = "SLOW-CREATE-FOR-RETRY-TEST"
+SLOW_CREATE = 1.5
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -171,23 +173,6 @@ def test_update_pod_resources_out_of_range_is_invalid_argument(pod: HostPod) -> 
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-# ------------------------------------------------------------ retried start
-
-
-def test_start_container_retried_after_a_cut_off_first_attempt(pod: HostPod) -> None:
-    # Deadlines from "gone before it arrives" to "cut off inside Tasks.Create/Start".
-    for i, deadline in enumerate((0.005, 0.03, 0.1, 0.2, 0.4)):
-        cid = pod.create(f"retry{i}", ["sleep", "3600"])
-        with contextlib.suppress(grpc.RpcError):
-            pod.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=deadline)
-        pod.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=60)
-        assert pod.state(cid) == api_pb2.CONTAINER_RUNNING
-        assert pod.exec_sync(cid, ["true"]).exit_code == 0
-    # A container started normally still refuses a second start with a precise code.
-    err = rpc_error(lambda: pod.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=10))
-    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
-
-
 # ------------------------------------------------------------- ExecSync drain
 
 
@@ -218,16 +203,20 @@ def test_exec_sync_drain_timeout(drain_server: CriServer, test_images: TestImage
 
 
 def _wrapper(tmp_path: Path) -> Path:
-    """A runc that, for an exec whose process spec holds HANG_MARKER, never returns (as runc exec
-    was seen to with a 64 KiB argument); anything else goes to the real runc."""
+    """A runc for fault injection: an exec whose process spec holds HANG_MARKER never returns (as
+    `runc exec` was seen to with a 64 KiB argument); a create whose bundle config holds
+    SLOW_MARKER takes SLOW_CREATE seconds longer; everything goes on to the real runc."""
     runc = shutil.which("runc")
     assert runc is not None
-    script = tmp_path / "runc-hanging-exec"
+    script = tmp_path / "runc-with-faults"
     script.write_text(f"""#!/bin/sh
 prev=""
 for a in "$@"; do
   if [ "$prev" = "--process" ] && grep -q {HANG_MARKER} "$a" 2>/dev/null; then
     exec {sys.executable} -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)' "$@"
+  fi
+  if [ "$prev" = "--bundle" ] && grep -q {SLOW_MARKER} "$a/config.json" 2>/dev/null; then
+    sleep {SLOW_CREATE}
   fi
   prev="$a"
 done
@@ -237,20 +226,27 @@ exec {runc} "$@"
     return script
 
 
+@pytest.fixture
+def faulty_server(make_cri_server: Callable[..., CriServer], containerd: PrivateContainerd,
+                  test_images: TestImages, tmp_path: Path) -> CriServer:
+    """A server whose handler "faulty" runs runc through `_wrapper`."""
+    wrapper = _wrapper(tmp_path)
+    return make_cri_server(
+        sandbox_image=test_images.pause.ref,
+        extra_toml=f'[runtime.handlers.faulty]\nbinary_name = "{wrapper}"\nroot = "{containerd.runc_root}"\n',
+    ).start()
+
+
 def _hung_execs() -> list[shims.Proc]:
     """The wrapper's stand-ins for a hung `runc exec` still alive."""
     return [p for p in shims.process_table()
             if p.argv and p.argv[0] == sys.executable and "--process" in p.argv and "exec" in p.argv]
 
 
-def test_watchdog_kills_a_stuck_runc_exec(make_cri_server: Callable[..., CriServer], containerd: PrivateContainerd,
-                                          test_images: TestImages, tmp_path: Path) -> None:
-    wrapper = _wrapper(tmp_path)
-    server = make_cri_server(
-        sandbox_image=test_images.pause.ref,
-        extra_toml=f'[runtime.handlers.hangexec]\nbinary_name = "{wrapper}"\nroot = "{containerd.runc_root}"\n')
-    server.start()
-    pod = HostPod(server, test_images, tmp_path, handler="hangexec")
+def test_watchdog_kills_a_stuck_runc_exec(faulty_server: CriServer, test_images: TestImages,
+                                          tmp_path: Path) -> None:
+    server = faulty_server
+    pod = HostPod(server, test_images, tmp_path, handler="faulty")
     try:
         cid = pod.run("stuck")
         started = time.monotonic()
@@ -323,3 +319,33 @@ def test_frozen_shim_blocks_neither_stats_nor_removal(server: CriServer, contain
         if not frozen_closed:
             frozen.close()
         healthy.close()
+
+
+# ------------------------------------------------------------ retried start
+
+
+def test_start_container_retried_after_a_cut_off_first_attempt(faulty_server: CriServer, test_images: TestImages,
+                                                                 tmp_path: Path) -> None:
+    pod = HostPod(faulty_server, test_images, tmp_path, handler="faulty")
+    slow = ["sh", "-c", "sleep 3600", SLOW_MARKER]
+    start = api_pb2.StartContainerRequest
+    try:
+        # The retry arrives while the first attempt (its caller gone) is still inside runc create.
+        joined = pod.create("joined", slow)
+        err = rpc_error(lambda: pod.rt.StartContainer(start(container_id=joined), timeout=0.5))
+        assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        pod.rt.StartContainer(start(container_id=joined), timeout=60)
+        assert pod.state(joined) == api_pb2.CONTAINER_RUNNING
+        # The retry arrives after the abandoned attempt finished.
+        late = pod.create("late", slow)
+        err = rpc_error(lambda: pod.rt.StartContainer(start(container_id=late), timeout=0.5))
+        assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        wait_until(lambda: pod.state(late) == api_pb2.CONTAINER_RUNNING, 30, "abandoned start finished")
+        pod.rt.StartContainer(start(container_id=late), timeout=60)
+        for cid in (joined, late):
+            assert pod.exec_sync(cid, ["true"]).exit_code == 0
+            # Once answered, a further start is the caller's mistake, with a precise code.
+            err = rpc_error(lambda c=cid: pod.rt.StartContainer(start(container_id=c), timeout=10))  # type: ignore[misc]
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        pod.close()
