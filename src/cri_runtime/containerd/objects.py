@@ -177,6 +177,11 @@ async def task_state(ctd: Containerd, container_id: str, timeout: float | None =
     return TaskState(pid=p.pid, status=p.status, exit_status=p.exit_status, exited_at_ns=exited)
 
 
+def shim_gone(exc: errors.CriError) -> bool:
+    """containerd's answer when the shim's connection dropped (the shim died or was killed)."""
+    return "ttrpc: closed" in exc.message or "ttrpc: client shutting down" in exc.message
+
+
 async def kill_task(ctd: Containerd, container_id: str, signal: int, *, all_processes: bool = False) -> None:
     """Signal the task's init (or all its processes); a task that is gone or exiting is fine.
 
@@ -205,6 +210,10 @@ async def delete_task(ctd: Containerd, container_id: str) -> TaskState | None:
                               f"delete task {container_id}")
     except errors.NotFound:
         return None
+    except errors.CriError as exc:
+        if not shim_gone(exc) or await task_state(ctd, container_id) is not None:
+            raise
+        return None  # the shim died and containerd's cleanup already removed the task
     exited = resp.exited_at.seconds * 1_000_000_000 + resp.exited_at.nanos
     return TaskState(pid=resp.pid, status=task_pb2.STOPPED, exit_status=resp.exit_status, exited_at_ns=exited)
 
@@ -218,6 +227,14 @@ async def wait_task(ctd: Containerd, container_id: str, timeout: float | None = 
         return None
     except TimeoutError:
         raise errors.DeadlineExceeded(f"task {container_id} still running after {timeout:g}s") from None
+    except errors.CriError as exc:
+        if not shim_gone(exc):
+            raise
+        # The shim died while we waited (killed, or it exited): the task has ended with it.
+        state = await task_state(ctd, container_id, timeout=timeout)
+        if state is None or state.stopped:
+            return state
+        raise
     exited = resp.exited_at.seconds * 1_000_000_000 + resp.exited_at.nanos
     return TaskState(pid=0, status=task_pb2.STOPPED, exit_status=resp.exit_status, exited_at_ns=exited)
 

@@ -311,6 +311,7 @@ def test_frozen_shim_blocks_neither_stats_nor_removal(server: CriServer, contain
         assert stuck_id not in {c.id for c in listed}
         tasks = containerd.ctr("tasks", "ls").stdout
         assert frozen.id not in tasks and stuck_id not in tasks
+        assert "killing it with its process tree" in server.log_path.read_text()
         # The healthy pod never noticed.
         assert healthy.exec_sync(ok_id, ["true"]).exit_code == 0
     finally:
