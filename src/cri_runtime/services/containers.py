@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors
+from cri_runtime.completion import run_to_completion
 from cri_runtime.containers import exec as container_exec
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import RUNNING
@@ -42,7 +43,7 @@ class ContainerRpcs:
         self, request: api_pb2.StopContainerRequest, context: ServicerContext
     ) -> api_pb2.StopContainerResponse:
         check(request)
-        await self.containers.stop(request.container_id, request.timeout)
+        await run_to_completion(self.containers.stop(request.container_id, request.timeout))
         return api_pb2.StopContainerResponse()
 
     @unary
@@ -50,7 +51,7 @@ class ContainerRpcs:
         self, request: api_pb2.RemoveContainerRequest, context: ServicerContext
     ) -> api_pb2.RemoveContainerResponse:
         check(request)
-        await self.containers.remove(request.container_id)
+        await run_to_completion(self.containers.remove(request.container_id))
         return api_pb2.RemoveContainerResponse()
 
     @unary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cri_protos.runtime.v1 import api_pb2
+from cri_runtime.completion import run_to_completion
 from cri_runtime.rpc import Serialized, ServicerContext
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services.status import unary
@@ -28,14 +29,14 @@ class SandboxRpcs:
     async def StopPodSandbox(
         self, request: api_pb2.StopPodSandboxRequest, context: ServicerContext
     ) -> api_pb2.StopPodSandboxResponse:
-        await self.sandboxes.stop(request.pod_sandbox_id)
+        await run_to_completion(self.sandboxes.stop(request.pod_sandbox_id))
         return api_pb2.StopPodSandboxResponse()
 
     @unary
     async def RemovePodSandbox(
         self, request: api_pb2.RemovePodSandboxRequest, context: ServicerContext
     ) -> api_pb2.RemovePodSandboxResponse:
-        await self.sandboxes.remove(request.pod_sandbox_id)
+        await run_to_completion(self.sandboxes.remove(request.pod_sandbox_id))
         return api_pb2.RemovePodSandboxResponse()
 
     @unary
