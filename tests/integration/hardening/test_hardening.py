@@ -350,3 +350,60 @@ def test_start_container_retried_after_a_cut_off_first_attempt(faulty_server: Cr
             assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
     finally:
         pod.close()
+
+
+# -------------------------------------------------- runc refusing a config
+
+
+def _create_and_start(pod: HostPod, **config: Any) -> None:
+    cfg = api_pb2.ContainerConfig(metadata=api_pb2.ContainerMetadata(name=f"r{uuid.uuid4().hex[:6]}"),
+                                  image=api_pb2.ImageSpec(image=pod.images.busybox.ref), **config)
+    cid = pod.rt.CreateContainer(api_pb2.CreateContainerRequest(
+        pod_sandbox_id=pod.id, config=cfg, sandbox_config=pod.config), timeout=60).container_id
+    pod.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=60)
+
+
+R = api_pb2.LinuxContainerResources
+
+
+@pytest.mark.parametrize(
+    ("label", "config", "reason"),
+    [
+        ("command missing from the image", {"command": ["/no/such/binary"]}, "no such file or directory"),
+        ("working dir is a file", {"command": ["true"], "working_dir": "/etc/passwd"}, "/etc/passwd"),
+        ("memory limit no process fits in", {"command": ["true"], "linux": api_pb2.LinuxContainerConfig(
+            resources=R(memory_limit_in_bytes=4096))}, "memory"),
+        ("cpuset naming CPUs the node lacks", {"command": ["true"], "linux": api_pb2.LinuxContainerConfig(
+            resources=R(cpuset_cpus="4095"))}, "cpuset"),
+    ],
+)
+def test_runc_refusing_a_container_config_is_failed_precondition(pod: HostPod, label: str, config: dict[str, Any],
+                                                                  reason: str) -> None:
+    err = rpc_error(lambda: _create_and_start(pod, **config))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, (label, err.details())
+    assert reason in (err.details() or ""), (label, err.details())
+
+
+def test_runc_refusing_a_resource_update_is_failed_precondition(pod: HostPod) -> None:
+    cid = pod.run("update")
+    for resources, reason in ((R(memory_limit_in_bytes=4096), "memory limit"),
+                              (R(unified={"memory.high": "max"}), "unified")):
+        err = rpc_error(lambda r=resources: pod.rt.UpdateContainerResources(  # type: ignore[misc]
+            api_pb2.UpdateContainerResourcesRequest(container_id=cid, linux=r), timeout=30))
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+        assert reason in (err.details() or "")
+    assert pod.exec_sync(cid, ["true"]).exit_code == 0
+
+
+def test_sysctl_value_the_kernel_refuses_is_failed_precondition(server: CriServer, tmp_path: Path) -> None:
+    cfg = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name=f"sv-{uuid.uuid4().hex[:6]}", namespace="hardening",
+                                            uid=uuid.uuid4().hex), log_directory=str(tmp_path))
+    cfg.linux.security_context.namespace_options.network = api_pb2.NODE
+    cfg.linux.sysctls["kernel.shm_rmid_forced"] = "not-a-number"
+    rt = server.runtime()
+    err = rpc_error(lambda: rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=cfg), timeout=60))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+    assert "shm_rmid_forced" in (err.details() or "")
+    pods = rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+    assert not [p for p in pods if p.metadata.name == cfg.metadata.name]
