@@ -12,9 +12,12 @@ Two failure modes get special care:
   caller's business, not ours: it is answered the way a shell answers it,
   exit code 127 or 126 with runc's reason on stderr (`CommandNotRunnable`);
 * a `runc exec` that never returns blocks the shim for every other call of
-  the container: when an exec is not started by its deadline, the watchdog
-  kills that exec's runc (found under the shim through /proc), so the shim
-  answers again, and the caller gets DeadlineExceeded.
+  the container: when an exec is not started by its start deadline, a
+  watchdog (which runs even when the caller has gone) kills that exec's runc
+  (found under the shim through /proc), so the shim answers again, and the
+  caller, if still there, gets DeadlineExceeded. As in containerd, an
+  ExecSync timeout counts from the start, so a runc slowed by load is given
+  EXEC_START_DEADLINE before being taken for stuck.
 """
 
 from __future__ import annotations
@@ -50,9 +53,10 @@ MAX_EXEC_RESPONSE_OUTPUT = MAX_EXEC_OUTPUT - 4096
 # bounding only Exec+Start per container costs nothing and avoids the stall.
 MAX_CONCURRENT_STARTS = 8
 _start_gates: dict[str, asyncio.Semaphore] = {}
+_watchdogs: set[asyncio.Future[None]] = set()
 _CHUNK = 64 * 1024
-#: Seconds an exec without a deadline of its own (streaming Exec, ExecSync timeout 0) may take to start.
-EXEC_START_DEADLINE = 30.0
+#: Seconds `runc exec` may take to start a process before the watchdog takes it for stuck.
+EXEC_START_DEADLINE = 10.0
 #: Seconds the shim gets to answer once the watchdog has killed a stuck runc.
 _AFTER_WATCHDOG = 10.0
 # runc's words for "this command cannot be started", and the exit code a shell gives for each.
@@ -169,6 +173,7 @@ class ExecProcess:
         self.dir = state_dir / "exec" / self.exec_id
         self.started = False
         self.fds = ExecFds()
+        self.unjammed: list[int] | None = None  # pids the watchdog killed (None: it did not act)
 
     async def __aenter__(self) -> ExecProcess:
         return self
@@ -197,7 +202,7 @@ class ExecProcess:
         """Create the FIFOs (our ends open first), then create and start the process.
 
         CommandNotRunnable when the command cannot be started; DeadlineExceeded
-        (after the watchdog killed the stuck runc) when it is not started within `deadline`.
+        (after the watchdog killed the stuck runc) when runc does not start it within `deadline`.
         """
         if not args:
             raise errors.InvalidArgument("exec: cmd must not be empty")
@@ -222,29 +227,39 @@ class ExecProcess:
             stdin=paths.get("stdin", ""), stdout=paths.get("stdout", ""), stderr=paths.get("stderr", ""),
             spec=any_pb2.Any(type_url=PROCESS_TYPE_URL, value=json.dumps(process).encode()))
         starting = asyncio.ensure_future(self.create_and_start(req))
+        watchdog = asyncio.ensure_future(self._watchdog(starting, deadline))
+        _watchdogs.add(watchdog)
+        watchdog.add_done_callback(_watchdogs.discard)
         try:
-            await asyncio.wait_for(asyncio.shield(starting), deadline)
-        except TimeoutError:
-            await self._unjam(starting, deadline)
-        except errors.CriError as exc:
+            await asyncio.shield(starting)
+        except (errors.CriError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not starting.cancelled():
+                raise  # our caller gave up; the start and its watchdog go on without it
+            await asyncio.shield(watchdog)
+            if self.unjammed is not None:
+                what = (f"killed its stuck runc (pids {self.unjammed})" if self.unjammed
+                        else "no stuck runc was found; the shim does not answer")
+                raise errors.DeadlineExceeded(
+                    f"exec in container {self.container_id}: runc did not start the process within "
+                    f"{deadline:g}s; {what}") from None
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             problem = not_runnable(exc, args)
             if problem is not None:
                 raise problem from None
             raise
         return fds
 
-    async def _unjam(self, starting: asyncio.Future[int], deadline: float) -> None:
-        """The exec did not start in time: kill its runc so the shim answers again, then report it."""
-        killed = await asyncio.to_thread(shims.kill_stuck_exec, self.ctd.address, self.ctd.namespace,
-                                         self.exec_id)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(starting, _AFTER_WATCHDOG)
+    async def _watchdog(self, starting: asyncio.Future[int], deadline: float) -> None:
+        """Runs beside the start, caller or not: past `deadline`, kill this exec's stuck runc."""
+        done, _ = await asyncio.wait([starting], timeout=deadline)
+        if done:
+            return
+        self.unjammed = await asyncio.to_thread(shims.kill_stuck_exec, self.ctd.address, self.ctd.namespace,
+                                                self.exec_id)
+        await asyncio.wait([starting], timeout=_AFTER_WATCHDOG)
         if not starting.done():
             starting.cancel()
-        what = f"killed its stuck runc (pids {killed})" if killed else "no stuck runc was found"
-        raise errors.DeadlineExceeded(
-            f"exec in container {self.container_id}: runc did not start the process within "
-            f"{deadline:g}s; {what}")
 
     async def create_and_start(self, req: tasks_pb2.ExecProcessRequest) -> int:
         gate = _start_gates.setdefault(self.container_id, asyncio.Semaphore(MAX_CONCURRENT_STARTS))
@@ -312,23 +327,22 @@ async def exec_sync(ctd: Containerd, container_id: str, state_dir: Path, args: l
                     timeout: float, drain_timeout: float | None = None) -> ExecResult:
     """Run `args` in the container and collect its output (ExecSync).
 
-    `timeout` bounds the whole command (0: none; starting still has EXEC_START_DEADLINE).
+    `timeout` bounds the command once started (0: none), as in containerd; the start
+    has its own deadline, the larger of `timeout` and EXEC_START_DEADLINE.
     After the exit, output is read until every writer closes the pipes, for at
     most `drain_timeout` seconds (None: no limit, the caller's deadline applies;
     containerd's `drain_exec_sync_io_timeout`): a background child that keeps them
     open past it makes the call fail, naming the timeout, rather than lose output silently.
     """
-    started = asyncio.get_running_loop().time()
     async with ExecProcess(ctd, container_id, state_dir) as proc:
         try:
-            fds = await proc.start(args, deadline=timeout if timeout > 0 else EXEC_START_DEADLINE)
+            fds = await proc.start(args, deadline=max(timeout, EXEC_START_DEADLINE))
         except CommandNotRunnable as exc:
             return ExecResult(exc.exit_code, b"", (exc.message + "\n").encode())
         budget = OutputBudget(MAX_EXEC_RESPONSE_OUTPUT)
         readers = asyncio.gather(read_fifo(fds.stdout, budget=budget), read_fifo(fds.stderr, budget=budget))
-        left = max(0.001, timeout - (asyncio.get_running_loop().time() - started)) if timeout > 0 else None
         try:
-            exit_code = await proc.wait(timeout=left)
+            exit_code = await proc.wait(timeout=timeout if timeout > 0 else None)
         except BaseException as exc:
             readers.cancel()
             with contextlib.suppress(asyncio.CancelledError):
