@@ -37,16 +37,17 @@ class StatsRpcs:
 
     # ------------------------------------------------------------ containers
 
-    async def _container_stats(self, flt: api_pb2.ContainerStatsFilter | None) -> list[api_pb2.ContainerStats]:
+    async def _container_stats(self, flt: api_pb2.ContainerStatsFilter | None,
+                               context: ServicerContext) -> list[api_pb2.ContainerStats]:
         chosen = selection.select_containers(self.containers.index, flt, self.sandboxes.index)
-        return await self.stats.container_stats(chosen)
+        return await self.stats.container_stats(chosen, context.time_remaining())
 
     @unary
     async def ContainerStats(
         self, request: api_pb2.ContainerStatsRequest, context: ServicerContext
     ) -> api_pb2.ContainerStatsResponse:
         container = self.containers.get(request.container_id)
-        answered = await self.stats.container_stats([container])
+        answered = await self.stats.container_stats([container], context.time_remaining())
         if not answered:
             raise errors.Unavailable(f"ContainerStats: the shim of container {container.id} does not answer")
         return api_pb2.ContainerStatsResponse(stats=answered[0])
@@ -56,22 +57,23 @@ class StatsRpcs:
         self, request: api_pb2.ListContainerStatsRequest, context: ServicerContext
     ) -> api_pb2.ListContainerStatsResponse:
         flt = request.filter if request.HasField("filter") else None
-        return api_pb2.ListContainerStatsResponse(stats=await self._container_stats(flt))
+        return api_pb2.ListContainerStatsResponse(stats=await self._container_stats(flt, context))
 
     @server_stream
     async def StreamContainerStats(
         self, request: api_pb2.StreamContainerStatsRequest, context: ServicerContext
     ) -> AsyncIterator[api_pb2.StreamContainerStatsResponse]:
         flt = request.filter if request.HasField("filter") else None
-        for batch in batches(await self._container_stats(flt), STATS_BATCH_SIZE):
+        for batch in batches(await self._container_stats(flt, context), STATS_BATCH_SIZE):
             yield api_pb2.StreamContainerStatsResponse(container_stats=batch)
 
     # ------------------------------------------------------------------ pods
 
-    async def _pod_stats(self, flt: api_pb2.PodSandboxStatsFilter | None) -> list[api_pb2.PodSandboxStats]:
+    async def _pod_stats(self, flt: api_pb2.PodSandboxStatsFilter | None,
+                         context: ServicerContext) -> list[api_pb2.PodSandboxStats]:
         pods = selection.select_pods(self.sandboxes.index, flt)
         return await self.stats.pod_stats(
-            [(sb, selection.containers_of(self.containers.index, sb.id)) for sb in pods])
+            [(sb, selection.containers_of(self.containers.index, sb.id)) for sb in pods], context.time_remaining())
 
     @unary
     async def PodSandboxStats(
@@ -82,7 +84,7 @@ class StatsRpcs:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready: it has no running cgroup "
                                             "or network namespace to measure")
         answered = await self.stats.pod_stats(
-            [(sandbox, selection.containers_of(self.containers.index, sandbox.id))])
+            [(sandbox, selection.containers_of(self.containers.index, sandbox.id))], context.time_remaining())
         if not answered:
             raise errors.Unavailable(f"PodSandboxStats: the shim of pod sandbox {sandbox.id} does not answer")
         return api_pb2.PodSandboxStatsResponse(stats=answered[0])
@@ -92,14 +94,14 @@ class StatsRpcs:
         self, request: api_pb2.ListPodSandboxStatsRequest, context: ServicerContext
     ) -> api_pb2.ListPodSandboxStatsResponse:
         flt = request.filter if request.HasField("filter") else None
-        return api_pb2.ListPodSandboxStatsResponse(stats=await self._pod_stats(flt))
+        return api_pb2.ListPodSandboxStatsResponse(stats=await self._pod_stats(flt, context))
 
     @server_stream
     async def StreamPodSandboxStats(
         self, request: api_pb2.StreamPodSandboxStatsRequest, context: ServicerContext
     ) -> AsyncIterator[api_pb2.StreamPodSandboxStatsResponse]:
         flt = request.filter if request.HasField("filter") else None
-        for batch in batches(await self._pod_stats(flt), STATS_BATCH_SIZE):
+        for batch in batches(await self._pod_stats(flt, context), STATS_BATCH_SIZE):
             yield api_pb2.StreamPodSandboxStatsResponse(pod_sandbox_stats=batch)
 
     # --------------------------------------------------------------- metrics

@@ -85,14 +85,20 @@ class StatsCollector:
         samples, _ = await self.answered_samples(ids)
         return samples
 
-    async def answered_samples(self, ids: list[str]) -> tuple[dict[str, TaskSample], set[str]]:
-        """(samples, IDs whose shim did not answer in time); never waits on a stuck shim for long."""
+    async def answered_samples(self, ids: list[str], time_left: float | None = None
+                               ) -> tuple[dict[str, TaskSample], set[str]]:
+        """(samples, IDs whose shim did not answer in time); never waits on a stuck shim for long.
+
+        `time_left`: the caller's remaining deadline; each of the (at most two) rounds of
+        calls then gets under half of it, so the answer is out before the caller gives up.
+        """
         if not ids:
             return {}, set()
+        wait = METRICS_CALL_TIMEOUT if time_left is None else max(0.05, min(METRICS_CALL_TIMEOUT, time_left * 0.4))
         fresh = [i for i in ids if i not in self.stuck]
         suspects = [i for i in ids if i in self.stuck]
-        results = await asyncio.gather(self._metrics_or_one_by_one(fresh),
-                                       *(self._metrics_of_one(i) for i in suspects))
+        results = await asyncio.gather(self._metrics_or_one_by_one(fresh, wait),
+                                       *(self._metrics_of_one(i, wait) for i in suspects))
         out: dict[str, TaskSample] = {}
         unanswered: set[str] = set()
         for samples, silent in results:
@@ -102,7 +108,7 @@ class StatsCollector:
             if i in unanswered:
                 if i not in self.stuck:
                     log.warning("shim of task %s did not answer for stats within %gs; its stats are left out "
-                                "until it answers", i, METRICS_CALL_TIMEOUT)
+                                "until it answers", i, wait)
                 self.stuck.add(i)
             elif i in self.stuck:
                 log.info("shim of task %s answers stats again", i)
@@ -110,14 +116,14 @@ class StatsCollector:
         shims.COUNTERS.stats_skipped += len(unanswered)
         return out, unanswered
 
-    async def _metrics_or_one_by_one(self, ids: list[str]) -> tuple[dict[str, TaskSample], set[str]]:
+    async def _metrics_or_one_by_one(self, ids: list[str], wait: float) -> tuple[dict[str, TaskSample], set[str]]:
         if not ids:
             return {}, set()
         try:
-            return await self._metrics(ids), set()
+            return await self._metrics(ids, wait), set()
         except errors.DeadlineExceeded:
             pass
-        results = await asyncio.gather(*(self._metrics_of_one(i) for i in ids))
+        results = await asyncio.gather(*(self._metrics_of_one(i, wait) for i in ids))
         out: dict[str, TaskSample] = {}
         silent: set[str] = set()
         for samples, stuck in results:
@@ -125,20 +131,19 @@ class StatsCollector:
             silent |= stuck
         return out, silent
 
-    async def _metrics_of_one(self, task_id: str) -> tuple[dict[str, TaskSample], set[str]]:
+    async def _metrics_of_one(self, task_id: str, wait: float) -> tuple[dict[str, TaskSample], set[str]]:
         try:
-            return await self._metrics([task_id]), set()
+            return await self._metrics([task_id], wait), set()
         except errors.DeadlineExceeded:
             return {}, {task_id}
 
-    async def _metrics(self, ids: list[str]) -> dict[str, TaskSample]:
+    async def _metrics(self, ids: list[str], wait: float) -> dict[str, TaskSample]:
         req = tasks_pb2.MetricsRequest(filters=[f"id=={i}" for i in ids])
         try:
             resp = await asyncio.wait_for(
-                self.ctd.call(self.ctd.tasks.Metrics, req, "task metrics", timeout=METRICS_CALL_TIMEOUT + 1),
-                METRICS_CALL_TIMEOUT)
+                self.ctd.call(self.ctd.tasks.Metrics, req, "task metrics", timeout=wait + 1), wait)
         except TimeoutError:
-            raise errors.DeadlineExceeded(f"task metrics: no answer within {METRICS_CALL_TIMEOUT:g}s") from None
+            raise errors.DeadlineExceeded(f"task metrics: no answer within {wait:g}s") from None
         out: dict[str, TaskSample] = {}
         for m in resp.metrics:
             if not m.HasField("data"):
@@ -199,11 +204,12 @@ class StatsCollector:
 
     # ------------------------------------------------------------- builders
 
-    async def container_stats(self, containers: list[Container]) -> list[api_pb2.ContainerStats]:
+    async def container_stats(self, containers: list[Container],
+                              time_left: float | None = None) -> list[api_pb2.ContainerStats]:
         """ContainerStats for each container (cpu/memory only while it has a task)."""
         ids = [c.id for c in containers]
         (samples, stuck), layers, mountpoint = await asyncio.gather(
-            self.answered_samples(ids), self.layer_usage(ids), self.mountpoint())
+            self.answered_samples(ids, time_left), self.layer_usage(ids), self.mountpoint())
         return [self.build_container_stats(c, samples.get(c.id), layers.get(c.id), mountpoint)
                 for c in containers if c.id not in stuck]
 
@@ -239,12 +245,14 @@ class StatsCollector:
             if swap is not None:
                 out.swap.CopyFrom(swap)
 
-    async def pod_stats(self, pods: list[tuple[Sandbox, list[Container]]]) -> list[api_pb2.PodSandboxStats]:
+    async def pod_stats(self, pods: list[tuple[Sandbox, list[Container]]],
+                        time_left: float | None = None) -> list[api_pb2.PodSandboxStats]:
         """PodSandboxStats of each (sandbox, its containers)."""
         all_containers = [c for _, cs in pods for c in cs]
         ids = [c.id for c in all_containers] + [sb.id for sb, _ in pods if sb.ready]
         (samples, stuck), layers, mountpoint = await asyncio.gather(
-            self.answered_samples(ids), self.layer_usage([c.id for c in all_containers]), self.mountpoint())
+            self.answered_samples(ids, time_left), self.layer_usage([c.id for c in all_containers]),
+            self.mountpoint())
         nets = await asyncio.gather(*(self.network(sb) for sb, _ in pods))
         out = []
         for (sb, cs), net in zip(pods, nets, strict=True):
