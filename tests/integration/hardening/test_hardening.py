@@ -414,3 +414,51 @@ def test_sysctl_value_the_kernel_refuses_is_failed_precondition(server: CriServe
     assert "shm_rmid_forced" in (err.details() or "")
     pods = rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
     assert not [p for p in pods if p.metadata.name == cfg.metadata.name]
+
+
+def test_run_pod_and_create_container_retried_after_a_cut_off_attempt(server: CriServer, test_images: TestImages,
+                                                                      tmp_path: Path) -> None:
+    """A retry of RunPodSandbox / CreateContainer with the same name either succeeds or is
+    ALREADY_EXISTS naming the object the first attempt made; never INTERNAL or "file exists"."""
+    rt = server.runtime()
+    server.images().PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=test_images.busybox.ref)),
+                              timeout=60)
+    name = f"retry-{uuid.uuid4().hex[:6]}"
+    cfg = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name=name, namespace="hardening", uid=uuid.uuid4().hex),
+        log_directory=str(tmp_path))
+    cfg.linux.security_context.namespace_options.network = api_pb2.NODE
+    run = api_pb2.RunPodSandboxRequest(config=cfg)
+
+    def pods_named() -> list[str]:
+        return [p.id for p in rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+                if p.metadata.name == name]
+
+    try:
+        with contextlib.suppress(grpc.RpcError):
+            rt.RunPodSandbox(run, timeout=0.05)
+        try:
+            pod_id = rt.RunPodSandbox(run, timeout=60).pod_sandbox_id
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.ALREADY_EXISTS, err.details()
+            pod_id = wait_until(lambda: pods_named() and pods_named()[0], 30, "first attempt's pod listed")
+        assert pods_named() == [pod_id]
+        ccfg = api_pb2.ContainerConfig(metadata=api_pb2.ContainerMetadata(name="c"),
+                                       image=api_pb2.ImageSpec(image=test_images.busybox.ref), command=["true"])
+        create = api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=ccfg, sandbox_config=cfg)
+        with contextlib.suppress(grpc.RpcError):
+            rt.CreateContainer(create, timeout=0.05)
+        try:
+            rt.CreateContainer(create, timeout=60)
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.ALREADY_EXISTS, err.details()
+
+        def containers() -> list[Any]:
+            return list(rt.ListContainers(api_pb2.ListContainersRequest(
+                filter=api_pb2.ContainerFilter(pod_sandbox_id=pod_id)), timeout=10).containers)
+
+        wait_until(lambda: len(containers()) == 1, 30, "one container")
+    finally:
+        for pid in pods_named():
+            rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pid), timeout=60)
+            rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pid), timeout=60)
