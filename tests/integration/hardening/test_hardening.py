@@ -8,6 +8,7 @@ they may change freely).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -25,8 +26,10 @@ import pytest
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.containerd import shims
 from cri_runtime.containers.exec import EXEC_START_DEADLINE
+from cri_runtime.streaming.remotecommand import StreamOptions, run_remote_command
 from cri_runtime.validation.process import MAX_ARG_BYTES
 from tests.cri_server import CriServer
+from tests.integration.streaming_containers.test_container_streaming import Collect
 from tests.rig.containerd import PrivateContainerd
 from tests.rig.images import TestImages
 
@@ -139,6 +142,19 @@ def test_exec_of_a_missing_binary_answers_like_a_shell(pod: HostPod) -> None:
     resp = pod.exec_sync(cid, ["/etc/passwd"])  # exists, not executable
     assert resp.exit_code == 126
     assert b"permission denied" in resp.stderr
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_streaming_exec_of_a_missing_binary_answers_like_a_shell(pod: HostPod, tty: bool) -> None:
+    cid = pod.run(f"nobin-stream-{int(tty)}")
+    url = pod.rt.Exec(api_pb2.ExecRequest(container_id=cid, cmd=["/no/such/binary"], tty=tty, stdout=True,
+                                          stderr=not tty), timeout=10).url
+    out, err = Collect(), Collect()
+    code = asyncio.run(run_remote_command(url, StreamOptions(False, True, not tty, tty), stdout=out,
+                                          stderr=None if tty else err))
+    assert code == 127
+    shown = bytes(out.data if tty else err.data)
+    assert b"/no/such/binary" in shown and b"no such file or directory" in shown
 
 
 # ----------------------------------------------------------------- sysctls
