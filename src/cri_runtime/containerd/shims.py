@@ -46,6 +46,7 @@ class Proc:
     pid: int
     ppid: int
     argv: tuple[str, ...]
+    start_ticks: int = 0  # start time in clock ticks after boot (/proc/PID/stat field 22)
 
 
 def _read_proc(pid: int, proc_root: str) -> Proc | None:
@@ -61,7 +62,8 @@ def _read_proc(pid: int, proc_root: str) -> Proc | None:
     if len(fields) < 2:
         return None
     argv = tuple(a.decode(errors="replace") for a in raw.split(b"\0") if a)
-    return Proc(pid=pid, ppid=int(fields[1]), argv=argv)
+    start = int(fields[19]) if len(fields) > 19 else 0
+    return Proc(pid=pid, ppid=int(fields[1]), argv=argv, start_ticks=start)
 
 
 def process_table(proc_root: str = "/proc") -> list[Proc]:
@@ -141,6 +143,38 @@ def kill_stuck_exec(containerd_address: str, namespace: str, exec_id: str) -> li
     if killed:
         COUNTERS.execs_killed += 1
         log.warning("killed stuck runc exec", extra={"fields": {"exec_id": exec_id, "pids": killed}})
+    return killed
+
+
+def age_seconds(p: Proc, proc_root: str = "/proc") -> float:
+    """How long `p` has been running."""
+    with open(f"{proc_root}/uptime", encoding="ascii") as f:
+        uptime = float(f.read().split()[0])
+    return uptime - p.start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def is_our_exec(p: Proc) -> bool:
+    """A `runc exec` the shim runs for one of our execs (pid file `<bundle>/exec-<hex>.pid`)."""
+    pid_file = _flag(p.argv, "--pid-file") or ""
+    return "exec" in p.argv and os.path.basename(pid_file).startswith("exec-")
+
+
+def kill_stale_execs(containerd_address: str, namespace: str, older_than: float,
+                     proc_root: str = "/proc") -> list[int]:
+    """Kill every `runc exec` of ours running longer than `older_than` seconds under our shims.
+
+    The per-exec watchdog covers execs this process started; this sweep covers the rest,
+    e.g. one left stuck by an earlier run of cri-runtime (the jam outlives a restart).
+    """
+    table = process_table(proc_root)
+    killed: list[int] = []
+    for shim in our_shims(table, containerd_address, namespace):
+        for p in table:
+            if p.ppid == shim.pid and is_our_exec(p) and age_seconds(p, proc_root) > older_than:
+                killed += kill_tree(table, p)
+    if killed:
+        COUNTERS.execs_killed += 1
+        log.warning("killed stale runc exec processes", extra={"fields": {"pids": killed}})
     return killed
 
 

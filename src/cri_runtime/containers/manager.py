@@ -28,7 +28,7 @@ from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors, protowire
 from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
-from cri_runtime.containerd import objects
+from cri_runtime.containerd import objects, shims
 from cri_runtime.containerd.connection import Containerd
 from cri_runtime.containers import image_volumes
 from cri_runtime.containers.model import (
@@ -70,6 +70,10 @@ KILL_WAIT = 10.0
 RELAY_DRAIN_TIMEOUT = 2.0
 #: Seconds between RemoveContainer's reply and the deletion of the renamed state dir.
 REMOVE_DELAY = 0.2
+#: A `runc exec` (it exits once the process started) older than this is stuck: twice the
+#: exec start deadline. Swept at recovery and every STALE_EXEC_SWEEP seconds.
+STALE_EXEC_AGE = 20.0
+STALE_EXEC_SWEEP = 10.0
 
 
 def signal_number(name: str) -> int:
@@ -104,6 +108,7 @@ class ContainerManager:
         self.snapshotter = config.containerd.snapshotter
         # ExecSync's wait for output after the exit (containerd's option; 0 = the caller's deadline).
         self.drain_exec_sync_io_timeout = parse_duration(config.runtime.drain_exec_sync_io_timeout) or None
+        self._sweeper: asyncio.Future[None] | None = None  # kills stale `runc exec`s (see recover)
         self._accounts: dict[str, ImageAccounts] = {}  # image ID -> its /etc/passwd and /etc/group
         # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
         self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
@@ -715,8 +720,24 @@ class ContainerManager:
             raise errors.FailedPrecondition(f"container {container.id} is not running")
         await relay.reopen(container.metadata.io_dir)
 
+    async def _sweep_stale_execs(self) -> None:
+        """Every STALE_EXEC_SWEEP seconds, kill `runc exec` processes stuck longer than any start may take.
+
+        Execs started by this process have their own watchdog; this catches those left
+        by an earlier run of ours (a stuck `runc exec` would block its shim for good).
+        """
+        while True:
+            try:
+                await asyncio.to_thread(shims.kill_stale_execs, self.config.containerd.address, self.ctd.namespace,
+                                        STALE_EXEC_AGE)
+            except OSError as exc:
+                log.warning("sweep for stale runc exec processes failed: %s", exc)
+            await asyncio.sleep(STALE_EXEC_SWEEP)
+
     async def close(self) -> None:
         """Server shutdown: finish background removals, stop the relay zygote (relays run on)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
         await self.relay_launcher.close()
@@ -725,6 +746,7 @@ class ContainerManager:
 
     async def recover(self, per_object_timeout: float) -> None:
         self.relay_launcher.start()  # warm before the first CreateContainer
+        self._sweeper = asyncio.ensure_future(self._sweep_stale_execs())
         await self._prune_image_accounts()
         await objects.recover_each(self.ctd, objects.KIND_CONTAINER, self._recover_one, per_object_timeout)
 

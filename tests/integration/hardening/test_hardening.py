@@ -26,6 +26,7 @@ import pytest
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.containerd import shims
 from cri_runtime.containers.exec import EXEC_START_DEADLINE
+from cri_runtime.containers.manager import STALE_EXEC_AGE, STALE_EXEC_SWEEP
 from cri_runtime.streaming.remotecommand import StreamOptions, run_remote_command
 from cri_runtime.validation.process import MAX_ARG_BYTES
 from tests.cri_server import CriServer
@@ -343,6 +344,28 @@ def test_frozen_shim_blocks_neither_stats_nor_removal(server: CriServer, contain
         if not frozen_closed:
             frozen.close()
         healthy.close()
+
+
+def test_a_stuck_runc_exec_does_not_outlive_a_restart(faulty_server: CriServer, test_images: TestImages,
+                                                      tmp_path: Path) -> None:
+    server = faulty_server
+    pod = HostPod(server, test_images, tmp_path, handler="faulty")
+    try:
+        cid = pod.run("stuck-restart")
+        with contextlib.suppress(grpc.RpcError):
+            pod.exec_sync(cid, ["echo", HANG_MARKER], timeout=1, rpc_timeout=1)
+        wait_until(_hung_execs, 10, "stuck runc exec running")
+        server.kill()  # before its watchdog fires: only the new server can end the jam
+        assert _hung_execs()
+        server.start()
+        wait_until(lambda: not _hung_execs(), STALE_EXEC_AGE + STALE_EXEC_SWEEP + 10, "stale runc exec swept")
+        assert pod.exec_sync(cid, ["echo", "ok"]).stdout == b"ok\n"
+        assert "killed stale runc exec processes" in server.log_path.read_text()
+    finally:
+        for p in _hung_execs():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGKILL)
+        pod.close()
 
 
 # ------------------------------------------------------------ retried start

@@ -85,3 +85,25 @@ def test_other_services_keep_no_default_deadline() -> None:
         _path = "/containerd.services.content.v1.Content/Read"
 
     assert default_timeout(Stub()) is None
+
+
+def test_kill_stale_execs_picks_only_old_execs_of_ours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shim = "/usr/bin/containerd-shim-runc-v2"
+    hz = 100
+    monkeypatch.setattr(shims.os, "sysconf", lambda name: hz)
+    (tmp_path / "uptime").write_text("1000.00 5.0\n")
+
+    def proc(pid: int, ppid: int, argv: list[str], started_at: float) -> None:
+        _proc(tmp_path, pid, ppid, argv)
+        stat = tmp_path / str(pid) / "stat"
+        fields = ["S", str(ppid)] + ["0"] * 17 + [str(int(started_at * hz))]
+        stat.write_text(f"{pid} (x) " + " ".join(fields))
+
+    proc(100, 1, [shim, "-namespace", "k8s.io", "-id", "pod1", "-address", ADDR], 10)
+    proc(110, 100, ["runc", "exec", "--pid-file", "/b/exec-old.pid", "c1"], 500)  # 500 s old: stale
+    proc(111, 100, ["runc", "exec", "--pid-file", "/b/exec-new.pid", "c1"], 990)  # 10 s old
+    proc(112, 100, ["runc", "exec", "--pid-file", "/b/other.pid", "c1"], 500)  # not one of ours
+    killed: list[int] = []
+    monkeypatch.setattr(shims.os, "kill", lambda pid, sig: killed.append(pid))
+    assert shims.kill_stale_execs(ADDR, "k8s.io", 60.0, proc_root=str(tmp_path)) == [110]
+    assert killed == [110]
