@@ -76,6 +76,10 @@ STALE_EXEC_AGE = 20.0
 STALE_EXEC_SWEEP = 10.0
 
 
+class StillRunning(errors.DeadlineExceeded):
+    """The container's shim answers, but its process did not exit after SIGKILL."""
+
+
 def signal_number(name: str) -> int:
     """SIGTERM / TERM / 15 → 15; unknown names fall back to SIGTERM."""
     if not name:
@@ -475,6 +479,9 @@ class ContainerManager:
             return
         try:
             await self._stop_task(container, timeout)
+        except StillRunning:
+            raise  # the shim answers; the process ignores SIGKILL (uninterruptible sleep): killing
+            # the shim would end the pod's other containers and not this process
         except errors.DeadlineExceeded as exc:
             await self._reap_unresponsive(container, exc)
 
@@ -499,7 +506,7 @@ class ContainerManager:
         if container.state == RUNNING:
             await objects.kill_task(self.ctd, container.id, signal.SIGKILL, all_processes=False)
             if not await self._wait_exit(container, KILL_WAIT):
-                raise errors.DeadlineExceeded(f"container {container.id} did not exit after SIGKILL")
+                raise StillRunning(f"container {container.id} did not exit after SIGKILL")
 
     @staticmethod
     def _stop_signal(container: Container) -> int:
