@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import any_pb2, field_mask_pb2, json_format
+from google.protobuf import any_pb2, field_mask_pb2
 
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
@@ -30,7 +30,7 @@ from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
 from cri_runtime.containerd import objects
 from cri_runtime.containerd.connection import Containerd
-from cri_runtime.containers import image_volumes
+from cri_runtime.containers import image_volumes, status_info
 from cri_runtime.containers.model import (
     CREATED,
     EXITED,
@@ -197,6 +197,7 @@ class ContainerManager:
             mounts = await self._prepare_snapshot(container_id, image, None, undo)
         container = Container(metadata, ContainerStatus(state=CREATED), self.status_path(container_id))
         container.rootfs_mounts = mounts
+        container.effective_resources = status_info.effective_resources(build.spec)
         # No status file yet: a record without one is a created container (see _recover_one).
         self.index.add(container_id, container)
         log.info("container created", extra={"fields": {"id": container_id, "name": name, "pod": sandbox.id}})
@@ -525,35 +526,33 @@ class ContainerManager:
             image_ref=md.image_ref, image_id=md.image_id, reason=st.reason, message=st.message,
             labels=dict(cfg.labels), annotations=dict(cfg.annotations), mounts=list(cfg.mounts),
             log_path=md.log_path)
-        if container.resources is not None:
-            status.resources.linux.CopyFrom(container.resources)
+        status.resources.linux.CopyFrom(container.effective_resources)
         if md.user:
             status.user.linux.uid = int(md.user.get("uid", 0))
             status.user.linux.gid = int(md.user.get("gid", 0))
             status.user.linux.supplemental_groups.extend(int(g) for g in md.user.get("additionalGids") or ())
         if cfg.stop_signal != api_pb2.RUNTIME_DEFAULT:
             status.stop_signal = cfg.stop_signal
-        elif md.stop_signal:
+        else:  # the image's StopSignal, else SIGTERM (what StopContainer sends), as containerd reports
             status.stop_signal = _cri_signal(signal_number(md.stop_signal))
         return status
 
-    def status(self, id_or_prefix: str, verbose: bool) -> api_pb2.ContainerStatusResponse:
+    async def status(self, id_or_prefix: str, verbose: bool) -> api_pb2.ContainerStatusResponse:
         container = self.index.get(id_or_prefix)
         resp = api_pb2.ContainerStatusResponse(status=self.to_status(container))
         if verbose:
-            resp.info["info"] = json.dumps({
-                "sandboxID": container.metadata.sandbox_id,
-                "pid": container.status.pid,
-                "removing": False,
-                "snapshotKey": container.id,
-                "snapshotter": self.snapshotter,
-                "runtimeType": self.config.runtime.handlers[
-                    self.sandboxes.index.get(container.metadata.sandbox_id).metadata.runtime_handler].runtime_type
-                if container.metadata.sandbox_id in self.sandboxes.index else "",
-                "config": json.loads(json_format.MessageToJson(container.config)),
-                "ioDir": container.metadata.io_dir,
-            })
+            resp.info["info"] = json.dumps(await self._verbose_info(container))
         return resp
+
+    async def _verbose_info(self, container: Container) -> dict[str, Any]:
+        """containerd's verbose keys, from the containerd record (its spec is what runc got)."""
+        record = await self.ctd.call(self.ctd.containers.Get,
+                                     containers_pb2.GetContainerRequest(id=container.id),
+                                     f"get container {container.id}")
+        return status_info.verbose_info(
+            sandbox_id=container.metadata.sandbox_id, pid=container.status.pid, removing=False,
+            record=record.container, config=container.config,
+            extra={"ioDir": container.metadata.io_dir, "imageVolumes": container.metadata.image_volumes})
 
     def _listed(self, flt: api_pb2.ContainerFilter | None) -> list[Container]:
         """The containers `flt` selects, oldest first."""
@@ -640,6 +639,7 @@ class ContainerManager:
                                                       update_mask=field_mask_pb2.FieldMask(paths=["spec"])),
                 f"store resources of container {container.id}")
             container.resources = merged
+            container.effective_resources = status_info.effective_resources(spec)
 
     async def reopen_log(self, id_or_prefix: str) -> None:
         container = self.index.get(id_or_prefix)
@@ -667,6 +667,7 @@ class ContainerManager:
         # No status file: never started (StartContainer writes one), or created when we died.
         status = ContainerStatus.load(path) or ContainerStatus(state=CREATED)
         container = Container(md, status, path)
+        container.effective_resources = status_info.effective_resources(objects.spec_from_any(record.spec))
         self.index.add(md.id, container)
         self.names.reserve(md.name, md.id)
         task = await objects.task_state(self.ctd, md.id)
@@ -711,6 +712,7 @@ class _RecordBuilder:
         self.log_path = log_path
         self.io_dir = io_dir
         self.target_pid = target_pid
+        self.spec: dict[str, Any] = {}  # the OCI spec last built
 
     def __call__(self, accounts: ImageAccounts, extra_mounts: list[api_pb2.Mount],
                  volumes: list[image_volumes.ImageVolume]) -> tuple[ContainerMetadata, containers_pb2.Container]:
@@ -722,6 +724,7 @@ class _RecordBuilder:
             self.container_id, cfg, image_config, image_name=image_name, sandbox=self.sandbox_ctx,
             options=m.node.spec_options(handler, mountinfo=_needs_mountinfo(cfg)), rootfs=accounts,
             target_pid=self.target_pid, extra_mounts=extra_mounts)
+        self.spec = spec
         metadata = ContainerMetadata(
             id=self.container_id, name=self.name, sandbox_id=sandbox.id, config=cfg.SerializeToString(),
             image_id=image.id, image_name=image_name,
