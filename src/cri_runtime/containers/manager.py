@@ -30,7 +30,7 @@ from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
 from cri_runtime.containerd import objects
 from cri_runtime.containerd.connection import Containerd
-from cri_runtime.containers import image_volumes, status_info
+from cri_runtime.containers import image_config_volumes, image_volumes, status_info
 from cri_runtime.containers.model import (
     CREATED,
     EXITED,
@@ -98,6 +98,8 @@ class ContainerManager:
         self.index: IdIndex[Container] = IdIndex("container")
         self.names = NameRegistry("container")
         self.state = Path(config.server.state_dir) / "containers"
+        # Persistent per-container data (the volumes an image config declares).
+        self.root = Path(config.server.root_dir) / "containers"
         # IO relays are forked from one warm zygote process at StartContainer.
         self.relay_launcher = RelayLauncher(owner=str(self.state))
         self._background: set[asyncio.Future[None]] = set()
@@ -176,9 +178,11 @@ class ContainerManager:
         build = _RecordBuilder(self, container_id, name, sandbox, cfg, image, sandbox_ctx, log_path, io_dir,
                                target_pid)
         accounts = self._cached_accounts(image)
-        if accounts is None or any(m.HasField("image") for m in cfg.mounts):
+        volumes_mode = self.config.image.image_volumes
+        config_volumes = image_config_volumes.wanted(ImageConfig.from_json(image.config).volumes, cfg, volumes_mode)
+        if accounts is None or config_volumes or any(m.HasField("image") for m in cfg.mounts):
             # The image's first container (its passwd/group are read from the snapshot before
-            # the spec is built) or image volumes: everything under a lease.
+            # the spec is built), image volumes or VOLUMEs of the image config: under a lease.
             async with self.ctd.lease(f"container-{container_id[:12]}", expire_seconds=600) as lease:
                 mounts = await self._prepare_snapshot(container_id, image, lease, undo)
                 if accounts is None:
@@ -187,6 +191,9 @@ class ContainerManager:
                 undo.add("image volumes", lambda: image_volumes.release(self.ctd, self.snapshotter, volumes))
                 extra_mounts = await image_volumes.prepare(self.ctd, self.images, self.snapshotter, container_id,
                                                            container_dir, cfg, lease, volumes)
+                if config_volumes:
+                    extra_mounts += await self._image_config_volumes(container_id, image, mounts, container_dir,
+                                                                     config_volumes, undo)
                 metadata, record = build(accounts, extra_mounts, volumes)
                 await self._create_record(record, lease, undo)
         else:
@@ -203,6 +210,16 @@ class ContainerManager:
         log.info("container created", extra={"fields": {"id": container_id, "name": name, "pod": sandbox.id}})
         await self._emit("created", container)
         return container_id
+
+    async def _image_config_volumes(self, container_id: str, image: Any, mounts: list[Any], container_dir: Path,
+                                    paths: list[str], undo: Rollback) -> list[api_pb2.Mount]:
+        """The image config's VOLUMEs, set up against the container's rootfs mounted briefly."""
+        mode = self.config.image.image_volumes
+        undo.add_sync("image config volumes", remove_dir, str(self.root / container_id))
+        with ctd_mounts.mounted(mounts, parent=str(container_dir),
+                                readonly=mode != image_config_volumes.MKDIR) as rootfs:
+            return await image_config_volumes.prepare(paths, mode, rootfs, self.root / container_id / "volumes",
+                                                      str(image.id))
 
     async def _prepare_snapshot(self, container_id: str, image: Any, lease: str | None,
                                 undo: Rollback) -> list[Any]:
@@ -481,6 +498,8 @@ class ContainerManager:
             if not os.path.abspath(io_dir).startswith(container_dir + os.sep):
                 remove_dir(io_dir)  # recorded under another state dir
             self._remove_dir_soon(container_dir)
+            if os.path.isdir(self.root / container.id):  # the image config's volumes
+                self._remove_dir_soon(str(self.root / container.id))
             self.index.remove(container.id)
             self.names.release_id(container.id)
         log.info("container removed", extra={"fields": {"id": container.id}})
