@@ -113,8 +113,9 @@ def pid_alive(pid: int) -> bool:
 def test_container_verbose_info_has_containerds_keys(compat: Compat, containerd: PrivateContainerd) -> None:
     """crictl inspect readers use .info.pid/.runtimeSpec/.sandboxID/.snapshotKey/.runtimeType/.config.
 
-    crictl prints the `info` map as JSON under `info` (cri-tools cmd/crictl/container.go,
-    ContainerStatus → outputStatusInfo), so these keys are what `crictl inspect -o go-template` sees.
+    crictl parses every info value that starts with "{" as JSON and puts it under its key
+    (cri-tools cmd/crictl/container.go containerStatus → util.go resourceStatus →
+    outputStatusData), so these keys are what `crictl inspect -o go-template` sees.
     """
     pod_cfg = compat.pod_config()
     pod_id = compat.run_pod(pod_cfg)
@@ -141,7 +142,11 @@ def test_container_verbose_info_has_containerds_keys(compat: Compat, containerd:
 
 
 def test_pod_verbose_info_has_containerds_keys(compat: Compat, containerd: PrivateContainerd) -> None:
-    """crictl inspectp readers use .info.pid/.runtimeSpec/.cniResult/.netNamespaceClosed/.image."""
+    """crictl inspectp readers use .info.pid/.runtimeSpec/.cniResult/.netNamespaceClosed/.image.
+
+    Same path in crictl as for containers (cmd/crictl/sandbox.go podSandboxStatus →
+    util.go outputStatusData).
+    """
     pod_cfg = compat.pod_config()
     pod_id = compat.run_pod(pod_cfg)
     st = compat.pod_status(pod_id, verbose=True)
@@ -167,7 +172,12 @@ def test_pod_verbose_info_has_containerds_keys(compat: Compat, containerd: Priva
 
 
 def test_status_verbose_config_has_containerds_keys(compat: Compat) -> None:
-    """crictl info readers use .config.stateDir/.rootDir/.containerdEndpoint/.cni and the log line size."""
+    """crictl info readers use .config.stateDir/.rootDir/.containerdEndpoint/.cni and the log line size.
+
+    crictl info prints Status(verbose).info through cri-tools cmd/crictl/info.go Info →
+    util.go outputStatusData, which parses "config" as a JSON object. containerd's JSON name
+    for max_container_log_line_size is maxContainerLogSize; both spellings are given.
+    """
     server = compat.rig.server
     resp = compat.rt.Status(api_pb2.StatusRequest(verbose=True), timeout=10)
     cfg = json.loads(resp.info["config"])
@@ -191,9 +201,9 @@ def test_status_verbose_config_has_containerds_keys(compat: Compat) -> None:
 def test_status_reports_effective_resources_and_default_stop_signal(compat: Compat) -> None:
     """resources come from the spec even when the request gave none; stop_signal defaults to SIGTERM.
 
-    kubelet reads ContainerStatus.resources for in-place resize (pkg/kubelet/kuberuntime/
-    kuberuntime_container.go, toKubeContainerStatus → Resources) and StopSignal for the pod's
-    container status (same function, StopSignal): containerd reports both always.
+    containerd fills both always (internal/cri/server/container_status.go toCRIContainerStatus,
+    helpers.go copyResourcesToStatus); kubelet copies them into the pod's container status
+    (pkg/kubelet/kuberuntime/kuberuntime_container.go, where the CRI status is converted).
     """
     pod_cfg = compat.pod_config()
     pod_id = compat.run_pod(pod_cfg)
