@@ -278,11 +278,11 @@ def _sys_mount_options(compat: Compat, cid: str) -> list[str]:
 def test_privileged_container_gets_read_write_sysfs(compat: Compat) -> None:
     """A privileged container of a privileged pod gets a /sys it can really write.
 
-    containerd puts "rw" into such a container's spec (internal/cri/opts/spec_linux_opts.go,
-    WithMounts for privileged), but the kernel shares one sysfs superblock per netns and the
-    pause container's read-only mount comes first: measured with containerd 1.6.20 here, its
-    container's /sys is read-only. We mount the pause's /sys read-write in privileged pods, so
-    the spec's "rw" holds; the README lists this as a deliberate difference.
+    containerd puts "rw" into such a container's spec (measured with containerd 1.6.20 here:
+    sysfs and cgroup mounts both "rw"), but the kernel shares one sysfs superblock per netns
+    and the pause container's read-only mount comes first, so there its /sys is read-only in
+    fact. We mount the pause's /sys read-write in privileged pods, so the spec's "rw" holds;
+    the README lists this as a deliberate difference.
     """
     pod_cfg = compat.pod_config(privileged=True)
     pod_id = compat.run_pod(pod_cfg)
