@@ -686,7 +686,8 @@ class ContainerManager:
         # No status file: never started (StartContainer writes one), or created when we died.
         status = ContainerStatus.load(path) or ContainerStatus(state=CREATED)
         container = Container(md, status, path)
-        container.effective_resources = status_info.effective_resources(objects.spec_from_any(record.spec))
+        if record.spec.value:
+            container.effective_resources = status_info.effective_resources(objects.spec_from_any(record.spec))
         self.index.add(md.id, container)
         self.names.reserve(md.name, md.id)
         task = await objects.task_state(self.ctd, md.id)

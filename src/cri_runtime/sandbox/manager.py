@@ -483,8 +483,11 @@ class SandboxManager:
                 stopped = True
                 log.info("pause task exited; pod sandbox not ready", extra={"fields": {"id": sandbox_id}})
             if not sandbox.task_gone:
-                await objects.delete_task(self.ctd, sandbox_id)
-                sandbox.task_gone = True
+                try:
+                    await objects.delete_task(self.ctd, sandbox_id)
+                    sandbox.task_gone = True
+                except errors.CriError as exc:  # StopPodSandbox deletes it later
+                    log.warning("could not delete exited pause task of pod %s: %s", sandbox_id, exc.message)
             if stopped:
                 await self._emit("stopped", sandbox)
 

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from cri_protos.runtime.v1 import api_pb2
+from tests.cri_server import CriServer
 from tests.pod_rig import PodRig
 from tests.rig.containerd import PrivateContainerd
+from tests.rig.images import TestImages
 
 
 class Compat:
@@ -345,3 +347,60 @@ def test_container_stats_of_a_stopped_container_are_layer_only(compat: Compat) -
         filter=api_pb2.ContainerStatsFilter(id=cid)), timeout=10).stats
     assert listed.attributes.id == cid
     assert listed.HasField("cpu") == stats.HasField("cpu")
+
+
+# ----------------------------------------------------------------- across a restart of ours
+
+
+def test_restart_keeps_reported_fields_and_reaps_a_pause_that_exited_meanwhile(
+        containerd: PrivateContainerd, test_images: TestImages) -> None:
+    """Effective resources and the requested handler survive a kill -9 of cri-runtime, and a pause
+    process that exits while we are down has its task deleted at recovery (its shim then exits)."""
+    server = CriServer(containerd.address, hosts_dir=str(containerd.hosts_dir),
+                       runc_root=str(containerd.runc_root), sandbox_image=test_images.pause.ref).start()
+    rt = server.runtime()
+    pods: list[str] = []
+    try:
+        server.images().PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=test_images.busybox.ref)),
+                                  timeout=60)
+
+        def host_pod() -> tuple[str, api_pb2.PodSandboxConfig]:
+            cfg = api_pb2.PodSandboxConfig(metadata=api_pb2.PodSandboxMetadata(
+                name=f"restart-{uuid.uuid4().hex[:6]}", namespace="compat", uid=uuid.uuid4().hex))
+            cfg.linux.security_context.namespace_options.network = api_pb2.NODE
+            pod_id = str(rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=cfg), timeout=60).pod_sandbox_id)
+            pods.append(pod_id)
+            return pod_id, cfg
+
+        kept, kept_cfg = host_pod()
+        cid = rt.CreateContainer(api_pb2.CreateContainerRequest(pod_sandbox_id=kept, sandbox_config=kept_cfg,
+                                 config=api_pb2.ContainerConfig(
+            metadata=api_pb2.ContainerMetadata(name="c"), image=api_pb2.ImageSpec(image=test_images.busybox.ref),
+            command=["sleep", "60"], linux=api_pb2.LinuxContainerConfig(
+                resources=api_pb2.LinuxContainerResources(memory_limit_in_bytes=48 << 20)))),
+            timeout=60).container_id
+        doomed, _ = host_pod()
+        pause_pid = json.loads(rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(
+            pod_sandbox_id=doomed, verbose=True), timeout=10).info["info"])["pid"]
+        with open(f"/proc/{pause_pid}/stat") as f:
+            shim_pid = int(f.read().rsplit(")", 1)[1].split()[1])
+
+        server.kill(signal.SIGKILL)
+        os.kill(pause_pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pause_pid), "pause exit")
+        server.start()
+
+        st = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid), timeout=10).status
+        assert st.resources.linux.memory_limit_in_bytes == 48 << 20
+        assert st.stop_signal == api_pb2.SIGTERM
+        assert rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=kept),
+                                   timeout=10).status.runtime_handler == ""
+        wait_for(lambda: rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=doomed),
+                                             timeout=10).status.state == api_pb2.SANDBOX_NOTREADY, "NOTREADY")
+        wait_for(lambda: doomed not in containerd.ctr("tasks", "ls", "-q").stdout.split(), "pause task deleted")
+        wait_for(lambda: not pid_alive(shim_pid), "shim exit")
+    finally:
+        for pod_id in pods:
+            rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+            rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+        server.cleanup()
