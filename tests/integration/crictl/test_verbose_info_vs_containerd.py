@@ -147,3 +147,29 @@ def test_status_config_has_the_keys_tools_read(sides: tuple[Side, Side]) -> None
     for key in ("snapshotter", "defaultRuntimeName", "runtimes"):
         assert key in theirs["containerd"] and json_type(ours["containerd"][key]) == json_type(
             theirs["containerd"][key]), key
+
+
+@pytest.mark.parametrize("handler", ["", "runc"])
+def test_runtime_handler_and_slashed_names_as_on_containerd(live_cri: LiveCri, pod_rig: PodRig,
+                                                            handler: str) -> None:
+    """Both accept a pod name with '/' and echo the handler as requested ("" stays "")."""
+    seen = []
+    for endpoint in (live_cri.endpoint, pod_rig.server.endpoint):
+        channel = grpc.insecure_channel(endpoint)
+        rt = api_pb2_grpc.RuntimeServiceStub(channel)
+        cfg = api_pb2.PodSandboxConfig(metadata=api_pb2.PodSandboxMetadata(
+            name=f"team/{uuid.uuid4().hex[:6]}", namespace="shape", uid=uuid.uuid4().hex))
+        cfg.linux.security_context.namespace_options.network = api_pb2.NODE
+        pod_id = rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=cfg, runtime_handler=handler),
+                                  timeout=60).pod_sandbox_id
+        try:
+            st = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=10).status
+            (listed,) = rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(
+                filter=api_pb2.PodSandboxFilter(id=pod_id)), timeout=10).items
+            seen.append((st.metadata.name == cfg.metadata.name, st.runtime_handler, listed.runtime_handler))
+        finally:
+            rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+            rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+            channel.close()
+    theirs, ours = seen
+    assert ours == theirs == (True, handler, handler)
