@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 
 from cri_protos.runtime.v1 import api_pb2
 from tests.cri_server import CriServer
+from tests.integration.crictl.conftest import run_crictl
 from tests.pod_rig import PodRig
 from tests.rig.containerd import PrivateContainerd
 from tests.rig.images import TestImages
@@ -404,3 +406,40 @@ def test_restart_keeps_reported_fields_and_reaps_a_pause_that_exited_meanwhile(
             rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
             rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
         server.cleanup()
+
+
+# ----------------------------------------------------------------- through crictl templates
+
+
+CRICTL_OURS = [sys.executable, "-m", "crictl"]
+CRICTL_UPSTREAM = Path("/opt/cri-tools/bin/crictl")  # built by hand here; absent on a fresh machine
+
+
+@pytest.mark.parametrize("binary", ["ours", "upstream"])
+def test_crictl_templates_written_for_containerd_read_ours(compat: Compat, binary: str) -> None:
+    """The go-templates people use with containerd (`crictl inspect -o go-template`) work on ours."""
+    if binary == "upstream" and not CRICTL_UPSTREAM.exists():
+        pytest.skip("upstream crictl is not installed here (ours is checked in every run)")
+    argv = CRICTL_OURS if binary == "ours" else [str(CRICTL_UPSTREAM)]
+    pod_cfg = compat.pod_config()
+    pod_id = compat.run_pod(pod_cfg)
+    cid = compat.create(pod_id, pod_cfg, ["sleep", "60"])
+    compat.start(cid)
+    endpoint = compat.rig.server.endpoint
+    out = run_crictl(argv, endpoint, "inspect", "-o", "go-template", "--template",
+                     "{{.info.pid}} {{.info.sandboxID}} {{.info.runtimeType}} {{.info.snapshotKey}} "
+                     "{{index .info.runtimeSpec.process.args 0}} {{.info.config.metadata.name}}", cid)
+    assert out.returncode == 0, out.stderr
+    pid, sandbox, runtime_type, snapshot_key, arg0, name = out.stdout.split()
+    assert int(pid) > 0 and pid_alive(int(pid))
+    assert (sandbox, runtime_type, snapshot_key, arg0, name) == (pod_id, "io.containerd.runc.v2", cid, "sleep", "c")
+    out = run_crictl(argv, endpoint, "inspectp", "-o", "go-template", "--template",
+                     "{{.info.pid}} {{.info.netNamespaceClosed}} {{.info.image}} {{.info.processStatus}}", pod_id)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[1:] == ["false", compat.rig.images.pause.ref, "running"]
+    out = run_crictl(argv, endpoint, "info", "-o", "go-template", "--template",
+                     "{{.config.stateDir}} {{.config.containerdEndpoint}} {{.config.cni.confDir}}")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(compat.rig.server.dir / "state"), json.loads(compat.rt.Status(
+        api_pb2.StatusRequest(verbose=True), timeout=10).info["config"])["containerdEndpoint"],
+        str(compat.rig.server.cni_conf_dir)]
