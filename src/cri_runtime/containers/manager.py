@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -553,7 +554,7 @@ class ContainerManager:
         if cfg.stop_signal != api_pb2.RUNTIME_DEFAULT:
             status.stop_signal = cfg.stop_signal
         else:  # the image's StopSignal, else SIGTERM (what StopContainer sends), as containerd reports
-            status.stop_signal = _cri_signal(signal_number(md.stop_signal))
+            status.stop_signal = _reported_stop_signal(md.stop_signal)
         return status
 
     async def status(self, id_or_prefix: str, verbose: bool) -> api_pb2.ContainerStatusResponse:
@@ -782,6 +783,12 @@ def _image_name(requested: str, image: Any) -> str:
     if image.repo_tags:
         return str(image.repo_tags[0])
     return requested or str(image.id)
+
+
+@functools.lru_cache(maxsize=64)
+def _reported_stop_signal(image_stop_signal: str) -> api_pb2.Signal:
+    """The CRI Signal for an image's StopSignal ("" → SIGTERM), cached: ContainerStatus is hot."""
+    return _cri_signal(signal_number(image_stop_signal))
 
 
 def _cri_signal(sig: int) -> api_pb2.Signal:
