@@ -220,6 +220,10 @@ class ImageConfig(Section):
     max_concurrent_downloads: int = _doc("Layers downloaded in parallel per pull.", default=3)
     image_pull_progress_timeout_seconds: float = _doc(
         "Cancel a pull when no byte arrives for this long; 0 = never.", default=300.0)
+    image_volumes: str = _doc(
+        "VOLUMEs an image config declares: \"bind\" (a per-container directory seeded with the image's "
+        "content, as containerd does), \"mkdir\" (only create the path in the rootfs) or \"ignore\".",
+        default="bind")
 
     def validate(self, where: str) -> None:
         if not self.sandbox_image:
@@ -230,6 +234,8 @@ class ImageConfig(Section):
             raise ConfigError(f"{where}.max_concurrent_downloads: must be between 1 and 64")
         if self.image_pull_progress_timeout_seconds < 0:
             raise ConfigError(f"{where}.image_pull_progress_timeout_seconds: must not be negative")
+        if self.image_volumes not in ("bind", "mkdir", "ignore"):
+            raise ConfigError(f"{where}.image_volumes: must be bind, mkdir or ignore, got {self.image_volumes!r}")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import any_pb2, field_mask_pb2, json_format
+from google.protobuf import any_pb2, field_mask_pb2
 
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
@@ -30,7 +31,7 @@ from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
 from cri_runtime.containerd import objects, shims
 from cri_runtime.containerd.connection import Containerd
-from cri_runtime.containers import image_volumes
+from cri_runtime.containers import image_config_volumes, image_volumes, status_info
 from cri_runtime.containers.model import (
     CREATED,
     EXITED,
@@ -106,6 +107,8 @@ class ContainerManager:
         self.index: IdIndex[Container] = IdIndex("container")
         self.names = NameRegistry("container")
         self.state = Path(config.server.state_dir) / "containers"
+        # Persistent per-container data (the volumes an image config declares).
+        self.root = Path(config.server.root_dir) / "containers"
         # IO relays are forked from one warm zygote process at StartContainer.
         self.relay_launcher = RelayLauncher(owner=str(self.state))
         self._background: set[asyncio.Future[None]] = set()
@@ -183,9 +186,11 @@ class ContainerManager:
         build = _RecordBuilder(self, container_id, name, sandbox, cfg, image, sandbox_ctx, log_path, io_dir,
                                target_pid)
         accounts = self._cached_accounts(image)
-        if accounts is None or any(m.HasField("image") for m in cfg.mounts):
+        volumes_mode = self.config.image.image_volumes
+        config_volumes = image_config_volumes.wanted(ImageConfig.from_json(image.config).volumes, cfg, volumes_mode)
+        if accounts is None or config_volumes or any(m.HasField("image") for m in cfg.mounts):
             # The image's first container (its passwd/group are read from the snapshot before
-            # the spec is built) or image volumes: everything under a lease.
+            # the spec is built), image volumes or VOLUMEs of the image config: under a lease.
             async with self.ctd.lease(f"container-{container_id[:12]}", expire_seconds=600) as lease:
                 mounts = await self._prepare_snapshot(container_id, image, lease, undo)
                 if accounts is None:
@@ -194,6 +199,9 @@ class ContainerManager:
                 undo.add("image volumes", lambda: image_volumes.release(self.ctd, self.snapshotter, volumes))
                 extra_mounts = await image_volumes.prepare(self.ctd, self.images, self.snapshotter, container_id,
                                                            container_dir, cfg, lease, volumes)
+                if config_volumes:
+                    extra_mounts += await self._image_config_volumes(container_id, image, mounts, container_dir,
+                                                                     config_volumes, undo)
                 metadata, record = build(accounts, extra_mounts, volumes)
                 await self._create_record(record, lease, undo)
         else:
@@ -204,11 +212,22 @@ class ContainerManager:
             mounts = await self._prepare_snapshot(container_id, image, None, undo)
         container = Container(metadata, ContainerStatus(state=CREATED), self.status_path(container_id))
         container.rootfs_mounts = mounts
+        container.effective_resources = status_info.effective_resources(build.spec)
         # No status file yet: a record without one is a created container (see _recover_one).
         self.index.add(container_id, container)
         log.info("container created", extra={"fields": {"id": container_id, "name": name, "pod": sandbox.id}})
         await self._emit("created", container)
         return container_id
+
+    async def _image_config_volumes(self, container_id: str, image: Any, mounts: list[Any], container_dir: Path,
+                                    paths: list[str], undo: Rollback) -> list[api_pb2.Mount]:
+        """The image config's VOLUMEs, set up against the container's rootfs mounted briefly."""
+        mode = self.config.image.image_volumes
+        undo.add_sync("image config volumes", remove_dir, str(self.root / container_id))
+        with ctd_mounts.mounted(mounts, parent=str(container_dir),
+                                readonly=mode != image_config_volumes.MKDIR) as rootfs:
+            return await image_config_volumes.prepare(paths, mode, rootfs, self.root / container_id / "volumes",
+                                                      str(image.id))
 
     async def _prepare_snapshot(self, container_id: str, image: Any, lease: str | None,
                                 undo: Rollback) -> list[Any]:
@@ -563,6 +582,8 @@ class ContainerManager:
             if not os.path.abspath(io_dir).startswith(container_dir + os.sep):
                 remove_dir(io_dir)  # recorded under another state dir
             self._remove_dir_soon(container_dir)
+            if os.path.isdir(self.root / container.id):  # the image config's volumes
+                self._remove_dir_soon(str(self.root / container.id))
             self.index.remove(container.id)
             self.names.release_id(container.id)
         log.info("container removed", extra={"fields": {"id": container.id}})
@@ -608,35 +629,33 @@ class ContainerManager:
             image_ref=md.image_ref, image_id=md.image_id, reason=st.reason, message=st.message,
             labels=dict(cfg.labels), annotations=dict(cfg.annotations), mounts=list(cfg.mounts),
             log_path=md.log_path)
-        if container.resources is not None:
-            status.resources.linux.CopyFrom(container.resources)
+        status.resources.linux.CopyFrom(container.effective_resources)
         if md.user:
             status.user.linux.uid = int(md.user.get("uid", 0))
             status.user.linux.gid = int(md.user.get("gid", 0))
             status.user.linux.supplemental_groups.extend(int(g) for g in md.user.get("additionalGids") or ())
         if cfg.stop_signal != api_pb2.RUNTIME_DEFAULT:
             status.stop_signal = cfg.stop_signal
-        elif md.stop_signal:
-            status.stop_signal = _cri_signal(signal_number(md.stop_signal))
+        else:  # the image's StopSignal, else SIGTERM (what StopContainer sends), as containerd reports
+            status.stop_signal = _reported_stop_signal(md.stop_signal)
         return status
 
-    def status(self, id_or_prefix: str, verbose: bool) -> api_pb2.ContainerStatusResponse:
+    async def status(self, id_or_prefix: str, verbose: bool) -> api_pb2.ContainerStatusResponse:
         container = self.index.get(id_or_prefix)
         resp = api_pb2.ContainerStatusResponse(status=self.to_status(container))
         if verbose:
-            resp.info["info"] = json.dumps({
-                "sandboxID": container.metadata.sandbox_id,
-                "pid": container.status.pid,
-                "removing": False,
-                "snapshotKey": container.id,
-                "snapshotter": self.snapshotter,
-                "runtimeType": self.config.runtime.handlers[
-                    self.sandboxes.index.get(container.metadata.sandbox_id).metadata.runtime_handler].runtime_type
-                if container.metadata.sandbox_id in self.sandboxes.index else "",
-                "config": json.loads(json_format.MessageToJson(container.config)),
-                "ioDir": container.metadata.io_dir,
-            })
+            resp.info["info"] = json.dumps(await self._verbose_info(container))
         return resp
+
+    async def _verbose_info(self, container: Container) -> dict[str, Any]:
+        """containerd's verbose keys, from the containerd record (its spec is what runc got)."""
+        record = await self.ctd.call(self.ctd.containers.Get,
+                                     containers_pb2.GetContainerRequest(id=container.id),
+                                     f"get container {container.id}")
+        return status_info.verbose_info(
+            sandbox_id=container.metadata.sandbox_id, pid=container.status.pid, removing=False,
+            record=record.container, config=container.config,
+            extra={"ioDir": container.metadata.io_dir, "imageVolumes": container.metadata.image_volumes})
 
     def _listed(self, flt: api_pb2.ContainerFilter | None) -> list[Container]:
         """The containers `flt` selects, oldest first."""
@@ -720,6 +739,7 @@ class ContainerManager:
                                                       update_mask=field_mask_pb2.FieldMask(paths=["spec"])),
                 f"store resources of container {container.id}")
             container.resources = merged
+            container.effective_resources = status_info.effective_resources(spec)
 
     async def reopen_log(self, id_or_prefix: str) -> None:
         container = self.index.get(id_or_prefix)
@@ -764,6 +784,8 @@ class ContainerManager:
         # No status file: never started (StartContainer writes one), or created when we died.
         status = ContainerStatus.load(path) or ContainerStatus(state=CREATED)
         container = Container(md, status, path)
+        if record.spec.value:
+            container.effective_resources = status_info.effective_resources(objects.spec_from_any(record.spec))
         self.index.add(md.id, container)
         self.names.reserve(md.name, md.id)
         task = await objects.task_state(self.ctd, md.id)
@@ -808,6 +830,7 @@ class _RecordBuilder:
         self.log_path = log_path
         self.io_dir = io_dir
         self.target_pid = target_pid
+        self.spec: dict[str, Any] = {}  # the OCI spec last built
 
     def __call__(self, accounts: ImageAccounts, extra_mounts: list[api_pb2.Mount],
                  volumes: list[image_volumes.ImageVolume]) -> tuple[ContainerMetadata, containers_pb2.Container]:
@@ -819,6 +842,7 @@ class _RecordBuilder:
             self.container_id, cfg, image_config, image_name=image_name, sandbox=self.sandbox_ctx,
             options=m.node.spec_options(handler, mountinfo=_needs_mountinfo(cfg)), rootfs=accounts,
             target_pid=self.target_pid, extra_mounts=extra_mounts)
+        self.spec = spec
         metadata = ContainerMetadata(
             id=self.container_id, name=self.name, sandbox_id=sandbox.id, config=cfg.SerializeToString(),
             image_id=image.id, image_name=image_name,
@@ -861,6 +885,12 @@ def _image_name(requested: str, image: Any) -> str:
 def _left_by_earlier_start(exc: errors.CriError) -> bool:
     """containerd's answers to a task creation when a task (or its bundle) is already there."""
     return isinstance(exc, errors.AlreadyExists) or "file exists" in exc.message
+
+
+@functools.lru_cache(maxsize=64)
+def _reported_stop_signal(image_stop_signal: str) -> api_pb2.Signal:
+    """The CRI Signal for an image's StopSignal ("" → SIGTERM), cached: ContainerStatus is hot."""
+    return _cri_signal(signal_number(image_stop_signal))
 
 
 def _cri_signal(sig: int) -> api_pb2.Signal:

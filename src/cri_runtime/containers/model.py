@@ -108,6 +108,9 @@ class Container:
         self.list_item: tuple[api_pb2.Container, bytes] | None = None
         self.resources: api_pb2.LinuxContainerResources | None = (
             self.config.linux.resources if self.config.linux.HasField("resources") else None)
+        # Linux resources read back from the OCI spec (ContainerStatus.resources); set at
+        # creation, recovery and UpdateContainerResources.
+        self.effective_resources = api_pb2.LinuxContainerResources()
         # The rootfs snapshot's mounts as Prepare returned them (stable for its life), so
         # StartContainer needs no Mounts round trip; None after a restart of ours.
         self.rootfs_mounts: list[Any] | None = None

@@ -65,7 +65,7 @@ class ContainerRpcs:
     async def ContainerStatus(
         self, request: api_pb2.ContainerStatusRequest, context: ServicerContext
     ) -> api_pb2.ContainerStatusResponse:
-        return self.containers.status(request.container_id, request.verbose)
+        return await self.containers.status(request.container_id, request.verbose)
 
     @unary
     async def UpdateContainerResources(

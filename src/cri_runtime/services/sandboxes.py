@@ -43,7 +43,7 @@ class SandboxRpcs:
     async def PodSandboxStatus(
         self, request: api_pb2.PodSandboxStatusRequest, context: ServicerContext
     ) -> api_pb2.PodSandboxStatusResponse:
-        return self.sandboxes.status(request.pod_sandbox_id, request.verbose)
+        return await self.sandboxes.status(request.pod_sandbox_id, request.verbose)
 
     @unary
     async def ListPodSandbox(

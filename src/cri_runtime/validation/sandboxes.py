@@ -33,8 +33,6 @@ def validate_metadata(md: api_pb2.PodSandboxMetadata, has_md: bool) -> None:
     for field in ("name", "namespace", "uid"):
         if not getattr(md, field):
             raise _bad(f"pod sandbox metadata: {field} must not be empty")
-    if "/" in md.name:
-        raise _bad(f"pod sandbox metadata: name {md.name!r} must not contain '/'")
 
 
 def validate_sandbox_config(cfg: api_pb2.PodSandboxConfig) -> None:
