@@ -882,15 +882,15 @@ def _image_name(requested: str, image: Any) -> str:
     return requested or str(image.id)
 
 
-def _left_by_earlier_start(exc: errors.CriError) -> bool:
-    """containerd's answers to a task creation when a task (or its bundle) is already there."""
-    return isinstance(exc, errors.AlreadyExists) or "file exists" in exc.message
-
-
 @functools.lru_cache(maxsize=64)
 def _reported_stop_signal(image_stop_signal: str) -> api_pb2.Signal:
     """The CRI Signal for an image's StopSignal ("" → SIGTERM), cached: ContainerStatus is hot."""
     return _cri_signal(signal_number(image_stop_signal))
+
+
+def _left_by_earlier_start(exc: errors.CriError) -> bool:
+    """containerd's answers to a task creation when a task (or its bundle) is already there."""
+    return isinstance(exc, errors.AlreadyExists) or "file exists" in exc.message
 
 
 def _cri_signal(sig: int) -> api_pb2.Signal:
