@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cri_runtime.durations import parse_duration
+
 DEFAULT_CONFIG_PATH = "/etc/cri-runtime/config.toml"
 
 
@@ -178,6 +180,10 @@ class RuntimeConfig(Section):
         "\"true\" or \"false\".", default="auto")
     handlers: dict[str, RuntimeHandlerConfig] = _doc("Runtime handlers by name ([runtime.handlers.NAME]).",
                                                      default_factory=_default_handlers)
+    drain_exec_sync_io_timeout: str = _doc(
+        "containerd's option of that name: how long ExecSync waits for the command's output to close "
+        "after it exited (a background child may hold it); \"0s\" = until the caller's deadline.",
+        default="0s")
 
     @classmethod
     def from_table(cls, table: dict[str, Any], where: str) -> Any:
@@ -193,6 +199,11 @@ class RuntimeConfig(Section):
             raise ConfigError(f"{where}.cgroup_driver: must be cgroupfs or systemd, got {self.cgroup_driver!r}")
         if self.restrict_oom_score_adj not in ("auto", "true", "false"):
             raise ConfigError(f"{where}.restrict_oom_score_adj: must be auto, true or false")
+        try:
+            if parse_duration(self.drain_exec_sync_io_timeout) < 0:
+                raise ValueError("it must not be negative")
+        except ValueError as exc:
+            raise ConfigError(f"{where}.drain_exec_sync_io_timeout: {exc}") from None
         if self.default_handler not in self.handlers:
             raise ConfigError(f"{where}.default_handler: {self.default_handler!r} is not among "
                               f"the handlers ({', '.join(sorted(self.handlers)) or 'none'})")

@@ -29,7 +29,7 @@ from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors, protowire
 from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
-from cri_runtime.containerd import objects
+from cri_runtime.containerd import objects, shims
 from cri_runtime.containerd.connection import Containerd
 from cri_runtime.containers import image_config_volumes, image_volumes, status_info
 from cri_runtime.containers.model import (
@@ -53,12 +53,12 @@ from cri_runtime.containers.model import (
 from cri_runtime.containers.relay import client as relay
 from cri_runtime.containers.relay.launcher import RelayLauncher
 from cri_runtime.containers.relay.layout import IoDir
+from cri_runtime.durations import parse_duration
 from cri_runtime.oci import container_spec
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.oci.resources import linux_resources
 from cri_runtime.oci.rootfs import read_rootfs_file
 from cri_runtime.oci.user import ImageAccounts
-from cri_runtime.oci.validate import validate_container_config
 from cri_runtime.rollback import Rollback, remove_dir
 from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.sandbox.manager import SandboxManager
@@ -71,6 +71,14 @@ KILL_WAIT = 10.0
 RELAY_DRAIN_TIMEOUT = 2.0
 #: Seconds between RemoveContainer's reply and the deletion of the renamed state dir.
 REMOVE_DELAY = 0.2
+#: A `runc exec` (it exits once the process started) older than this is stuck: twice the
+#: exec start deadline. Swept at recovery and every STALE_EXEC_SWEEP seconds.
+STALE_EXEC_AGE = 20.0
+STALE_EXEC_SWEEP = 10.0
+
+
+class StillRunning(errors.DeadlineExceeded):
+    """The container's shim answers, but its process did not exit after SIGKILL."""
 
 
 def signal_number(name: str) -> int:
@@ -105,6 +113,9 @@ class ContainerManager:
         self.relay_launcher = RelayLauncher(owner=str(self.state))
         self._background: set[asyncio.Future[None]] = set()
         self.snapshotter = config.containerd.snapshotter
+        # ExecSync's wait for output after the exit (containerd's option; 0 = the caller's deadline).
+        self.drain_exec_sync_io_timeout = parse_duration(config.runtime.drain_exec_sync_io_timeout) or None
+        self._sweeper: asyncio.Future[None] | None = None  # kills stale `runc exec`s (see recover)
         self._accounts: dict[str, ImageAccounts] = {}  # image ID -> its /etc/passwd and /etc/group
         # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
         self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
@@ -127,11 +138,7 @@ class ContainerManager:
     # ------------------------------------------------------------------ create
 
     async def create(self, request: api_pb2.CreateContainerRequest) -> str:
-        if not request.pod_sandbox_id:
-            raise errors.InvalidArgument("CreateContainer: pod_sandbox_id must not be empty")
-        if not request.HasField("config"):
-            raise errors.InvalidArgument("CreateContainer: config is required")
-        validate_container_config(request.config)
+        """CreateContainer; the request has passed `validation.containers.create_container`."""
         sandbox = self.sandboxes.get(request.pod_sandbox_id)
         if not sandbox.ready:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
@@ -293,27 +300,51 @@ class ContainerManager:
     # ------------------------------------------------------------------- start
 
     async def start(self, id_or_prefix: str) -> None:
+        """StartContainer. The work is shielded from the caller: a caller that gives up (deadline)
+        leaves it to finish, so containerd never sees a task creation cut off half-way, and a
+        retry joins the running attempt or, once it succeeded, answers OK."""
         container = self.index.get(id_or_prefix)
+        if container.starting is not None:
+            await asyncio.shield(container.starting)
+            container.start_abandoned = False  # this retry has answered for the abandoned attempt
+            return
+        work = asyncio.ensure_future(self._start(container))
+        container.starting = work
+        work.add_done_callback(lambda _: setattr(container, "starting", None))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            container.start_abandoned = True
+            work.add_done_callback(lambda t: t.cancelled() or t.exception())
+            raise
+
+    async def _start(self, container: Container) -> None:
         async with container.lock:
-            if container.state != CREATED:
-                raise errors.FailedPrecondition(
-                    f"container {container.id} is {container.state}, only a created container can be started")
-            sandbox = self.sandboxes.index.find(container.metadata.sandbox_id)
-            if sandbox is None or not sandbox.ready:
-                raise errors.FailedPrecondition(
-                    f"pod sandbox {container.metadata.sandbox_id} of container {container.id} is not ready")
-            try:
-                await self._start_task(container)
-            except errors.CriError as exc:
-                container.status.state = EXITED
-                container.status.finished_at = time.time_ns()
-                container.status.exit_code = START_ERROR_EXIT_CODE
-                container.status.reason = REASON_START_ERROR
-                container.status.message = exc.message
-                container.save_status()
-                container.exited.set()
-                raise
+            if container.state == RUNNING and container.start_abandoned:
+                container.start_abandoned = False  # the retry of a start whose caller gave up
+                return
+            await self._start_locked(container)
         await self._emit("started", container)
+
+    async def _start_locked(self, container: Container) -> None:
+        if container.state != CREATED:
+            raise errors.FailedPrecondition(
+                f"container {container.id} is {container.state}, only a created container can be started")
+        sandbox = self.sandboxes.index.find(container.metadata.sandbox_id)
+        if sandbox is None or not sandbox.ready:
+            raise errors.FailedPrecondition(
+                f"pod sandbox {container.metadata.sandbox_id} of container {container.id} is not ready")
+        try:
+            await self._start_task(container)
+        except errors.CriError as exc:
+            container.status.state = EXITED
+            container.status.finished_at = time.time_ns()
+            container.status.exit_code = START_ERROR_EXIT_CODE
+            container.status.reason = REASON_START_ERROR
+            container.status.message = exc.message
+            container.save_status()
+            container.exited.set()
+            raise
 
     def _relay_config(self, cfg: api_pb2.ContainerConfig, log_path: str) -> relay.RelayConfig:
         return relay.RelayConfig(
@@ -350,6 +381,33 @@ class ContainerManager:
         return relay.RelayHandle(dir=Path(d.path), pid=pid, stdin=d.stdin if cfg.stdin else "",
                                  stdout=d.stdout, stderr="" if cfg.tty else d.stderr, terminal=cfg.tty)
 
+    async def _create_task(self, container: Container,
+                           req: tasks_pb2.CreateTaskRequest) -> tasks_pb2.CreateTaskResponse:
+        """Tasks.Create; a task left by an earlier, interrupted start is deleted and the call retried once.
+
+        containerd answers a second Create for the same container with AlreadyExists, or,
+        when the first was cut off after making the task's bundle directory, with
+        "mkdir …: file exists" (UNKNOWN). Neither is the caller's failure to report.
+        """
+        action = f"create task of container {container.id}"
+        try:
+            return await self.ctd.call(self.ctd.tasks.Create, req, action)
+        except errors.CriError as exc:
+            if not _left_by_earlier_start(exc):
+                raise
+            log.warning("container has a task from an interrupted start; deleting it and creating it again",
+                        extra={"fields": {"id": container.id, "error": exc.message}})
+        await objects.kill_task(self.ctd, container.id, signal.SIGKILL)
+        await objects.delete_task(self.ctd, container.id)
+        try:
+            return await self.ctd.call(self.ctd.tasks.Create, req, action)
+        except errors.CriError as exc:
+            if not _left_by_earlier_start(exc):
+                raise
+            raise errors.FailedPrecondition(
+                f"container {container.id}: containerd still holds task state from an interrupted start "
+                f"({exc.message}); remove the container and create it again") from None
+
     async def _start_task(self, container: Container) -> None:
         md, cfg = container.metadata, container.config
         io, starting = self._start_relay(container)
@@ -357,11 +415,9 @@ class ContainerManager:
             rootfs = container.rootfs_mounts
             if rootfs is None:  # created before a restart of ours
                 rootfs = await objects.snapshot_mounts(self.ctd, self.snapshotter, container.id)
-            created = await self.ctd.call(
-                self.ctd.tasks.Create,
-                tasks_pb2.CreateTaskRequest(container_id=container.id, rootfs=rootfs, stdin=io.stdin,
-                                            stdout=io.stdout, stderr=io.stderr, terminal=cfg.tty),
-                f"create task of container {container.id}")
+            created = await self._create_task(
+                container, tasks_pb2.CreateTaskRequest(container_id=container.id, rootfs=rootfs, stdin=io.stdin,
+                                                       stdout=io.stdout, stderr=io.stderr, terminal=cfg.tty))
             try:
                 if starting is not None:
                     await starting  # the relay reads the FIFOs before the process runs
@@ -429,12 +485,39 @@ class ContainerManager:
     # -------------------------------------------------------------------- stop
 
     async def stop(self, id_or_prefix: str, timeout: int) -> None:
-        """StopContainer: stop signal, wait `timeout` seconds, then SIGKILL; unknown is success."""
+        """StopContainer: stop signal, wait `timeout` seconds, then SIGKILL; unknown is success.
+
+        A shim that does not answer (every call to it passes its deadline) cannot
+        stop the container: then the shim is killed with its process tree, as
+        containerd does with a dead shim, and the container is reported exited.
+        """
         container = self.index.find(id_or_prefix)
         if container is None:
             return
         if container.state != RUNNING:
             return
+        try:
+            await self._stop_task(container, timeout)
+        except StillRunning:
+            raise  # the shim answers; the process ignores SIGKILL (uninterruptible sleep): killing
+            # the shim would end the pod's other containers and not this process
+        except errors.DeadlineExceeded as exc:
+            await self._reap_unresponsive(container, exc)
+
+    async def _reap_unresponsive(self, container: Container, why: errors.CriError) -> None:
+        sandbox_id = container.metadata.sandbox_id
+        others = [c.id for c in self.index if c.metadata.sandbox_id == sandbox_id and c.id != container.id
+                  and c.state == RUNNING]
+        log.warning("shim of container does not answer; killing it with its process tree",
+                    extra={"fields": {"id": container.id, "reason": why.message, "also_ends": others}})
+        final = await objects.reap_unresponsive_task(self.ctd, container.id, [container.id, sandbox_id])
+        async with container.lock:
+            if final is None:  # containerd's cleanup already deleted it: killed by SIGKILL
+                await self._record_exit(container, 128 + signal.SIGKILL, time.time_ns())
+            else:
+                await self._record_exit(container, final.exit_status, final.exited_at_ns)
+
+    async def _stop_task(self, container: Container, timeout: int) -> None:
         stop_signal = self._stop_signal(container)
         if timeout > 0:
             await objects.kill_task(self.ctd, container.id, stop_signal)
@@ -442,7 +525,7 @@ class ContainerManager:
         if container.state == RUNNING:
             await objects.kill_task(self.ctd, container.id, signal.SIGKILL, all_processes=False)
             if not await self._wait_exit(container, KILL_WAIT):
-                raise errors.DeadlineExceeded(f"container {container.id} did not exit after SIGKILL")
+                raise StillRunning(f"container {container.id} did not exit after SIGKILL")
 
     @staticmethod
     def _stop_signal(container: Container) -> int:
@@ -630,9 +713,6 @@ class ContainerManager:
         container = self.index.get(id_or_prefix)
         if resources is None:
             return
-        for name in ("cpu_period", "cpu_quota", "cpu_shares", "memory_limit_in_bytes", "memory_swap_limit_in_bytes"):
-            if getattr(resources, name) < 0 and not (name == "cpu_quota" and resources.cpu_quota == -1):
-                raise errors.InvalidArgument(f"resources.{name} must not be negative")
         async with container.lock:
             if container.state not in (CREATED, RUNNING):
                 raise errors.FailedPrecondition(f"container {container.id} is {container.state}")
@@ -667,8 +747,24 @@ class ContainerManager:
             raise errors.FailedPrecondition(f"container {container.id} is not running")
         await relay.reopen(container.metadata.io_dir)
 
+    async def _sweep_stale_execs(self) -> None:
+        """Every STALE_EXEC_SWEEP seconds, kill `runc exec` processes stuck longer than any start may take.
+
+        Execs started by this process have their own watchdog; this catches those left
+        by an earlier run of ours (a stuck `runc exec` would block its shim for good).
+        """
+        while True:
+            try:
+                await asyncio.to_thread(shims.kill_stale_execs, self.config.containerd.address, self.ctd.namespace,
+                                        STALE_EXEC_AGE)
+            except OSError as exc:
+                log.warning("sweep for stale runc exec processes failed: %s", exc)
+            await asyncio.sleep(STALE_EXEC_SWEEP)
+
     async def close(self) -> None:
         """Server shutdown: finish background removals, stop the relay zygote (relays run on)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
         await self.relay_launcher.close()
@@ -677,6 +773,7 @@ class ContainerManager:
 
     async def recover(self, per_object_timeout: float) -> None:
         self.relay_launcher.start()  # warm before the first CreateContainer
+        self._sweeper = asyncio.ensure_future(self._sweep_stale_execs())
         await self._prune_image_accounts()
         await objects.recover_each(self.ctd, objects.KIND_CONTAINER, self._recover_one, per_object_timeout)
 
@@ -789,6 +886,11 @@ def _image_name(requested: str, image: Any) -> str:
 def _reported_stop_signal(image_stop_signal: str) -> api_pb2.Signal:
     """The CRI Signal for an image's StopSignal ("" → SIGTERM), cached: ContainerStatus is hot."""
     return _cri_signal(signal_number(image_stop_signal))
+
+
+def _left_by_earlier_start(exc: errors.CriError) -> bool:
+    """containerd's answers to a task creation when a task (or its bundle) is already there."""
+    return isinstance(exc, errors.AlreadyExists) or "file exists" in exc.message
 
 
 def _cri_signal(sig: int) -> api_pb2.Signal:

@@ -116,6 +116,10 @@ class Container:
         self.rootfs_mounts: list[Any] | None = None
         # The task is known to be deleted (its exit was recorded): RemoveContainer skips that call.
         self.task_deleted = False
+        # A StartContainer still running whose caller gave up (a retry joins it), and whether
+        # such an abandoned start succeeded (the next retry then answers OK once).
+        self.starting: asyncio.Future[None] | None = None
+        self.start_abandoned = False
 
     @property
     def id(self) -> str:

@@ -48,7 +48,6 @@ from cri_runtime.sandbox.model import (
     SandboxStatus,
     sandbox_name,
 )
-from cri_runtime.sandbox.validate import validate_run_request
 from cri_runtime.store.index import IdIndex, NameRegistry
 
 log = logging.getLogger(__name__)
@@ -125,8 +124,7 @@ class SandboxManager:
     # --------------------------------------------------------------------- run
 
     async def run(self, request: api_pb2.RunPodSandboxRequest) -> str:
-        """RunPodSandbox; returns the new sandbox ID."""
-        validate_run_request(request)
+        """RunPodSandbox; returns the new sandbox ID (the request has passed `validation.sandboxes`)."""
         cfg = request.config
         handler_name, handler = self.handler(request.runtime_handler)
         name = sandbox_name(cfg.metadata)
@@ -298,9 +296,15 @@ class SandboxManager:
                             f"record network of pod {metadata.id}")
 
     async def _kill_and_delete_task(self, sandbox_id: str) -> None:
-        await objects.kill_task(self.ctd, sandbox_id, signal.SIGKILL, all_processes=True)
-        await objects.wait_task(self.ctd, sandbox_id, timeout=STOP_TIMEOUT)
-        await objects.delete_task(self.ctd, sandbox_id)
+        """SIGKILL the pause task and delete it; a shim that does not answer is killed instead."""
+        try:
+            await objects.kill_task(self.ctd, sandbox_id, signal.SIGKILL, all_processes=True)
+            await objects.wait_task(self.ctd, sandbox_id, timeout=STOP_TIMEOUT)
+            await objects.delete_task(self.ctd, sandbox_id)
+        except errors.DeadlineExceeded as exc:
+            log.warning("shim of pod sandbox does not answer; killing it with its process tree",
+                        extra={"fields": {"id": sandbox_id, "reason": exc.message}})
+            await objects.reap_unresponsive_task(self.ctd, sandbox_id, [sandbox_id])
 
     # -------------------------------------------------------------------- stop
 
