@@ -86,7 +86,11 @@ def signal_number(name: str) -> int:
     if not name:
         return int(signal.SIGTERM)
     if name.isdigit():
-        return int(name)
+        try:
+            number = int(name)
+        except ValueError:  # a Unicode digit such as "²"
+            return int(signal.SIGTERM)
+        return number if 0 < number <= signal.SIGRTMAX else int(signal.SIGTERM)
     key = name.upper()
     if not key.startswith("SIG"):
         key = "SIG" + key
@@ -894,7 +898,10 @@ def _left_by_earlier_start(exc: errors.CriError) -> bool:
 
 
 def _cri_signal(sig: int) -> api_pb2.Signal:
-    name = signal.Signals(sig).name
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:  # an image's StopSignal such as "99" names no signal
+        return api_pb2.RUNTIME_DEFAULT
     if name not in api_pb2.Signal.keys():  # noqa: SIM118
         return api_pb2.RUNTIME_DEFAULT
     return api_pb2.Signal.Value(name)  # type: ignore[return-value]
