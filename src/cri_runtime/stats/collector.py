@@ -12,8 +12,9 @@ A shim that does not answer (frozen, or blocked behind a stuck runc) would
 hold the whole Metrics call, and with it every container's stats. So the
 call has a short deadline; when it passes, each task is asked on its own,
 and those that still do not answer are marked stuck: logged, counted in
-`shims.COUNTERS.stats_skipped`, and left out of the answer. Later calls ask
-stuck tasks separately (so they never slow the others) until they answer again.
+`shims.COUNTERS.stats_skipped`, and left out of the answer. Later calls leave
+stuck tasks out at once and ask them in the background, so they never slow
+the others; a task rejoins once its shim answers.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ POD_KEY = "pod:"
 #: Seconds one Metrics call may take before its tasks are asked one by one; twice this
 #: bounds a stats answer when a shim stops answering (kubelet's stats loop expects ~1 s).
 METRICS_CALL_TIMEOUT = 0.8
+#: Seconds a background question to a stuck task's shim waits for its answer.
+STUCK_PROBE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,10 @@ class StatsCollector:
         self.cpu = CpuRateTracker()
         self._layers: dict[str, LayerUsage] = {}
         self._hierarchies = hierarchies
-        #: Tasks whose shim did not answer the last time they were asked.
+        #: Tasks whose shim did not answer the last time they were asked, and the background
+        #: questions that find out when they answer again.
         self.stuck: set[str] = set()
+        self._probes: dict[str, asyncio.Future[None]] = {}
 
     # ----------------------------------------------------------- raw sources
 
@@ -96,25 +101,34 @@ class StatsCollector:
             return {}, set()
         wait = METRICS_CALL_TIMEOUT if time_left is None else max(0.05, min(METRICS_CALL_TIMEOUT, time_left * 0.4))
         fresh = [i for i in ids if i not in self.stuck]
-        suspects = [i for i in ids if i in self.stuck]
-        results = await asyncio.gather(self._metrics_or_one_by_one(fresh, wait),
-                                       *(self._metrics_of_one(i, wait) for i in suspects))
-        out: dict[str, TaskSample] = {}
-        unanswered: set[str] = set()
-        for samples, silent in results:
-            out.update(samples)
-            unanswered |= silent
         for i in ids:
-            if i in unanswered:
-                if i not in self.stuck:
-                    log.warning("shim of task %s did not answer for stats within %gs; its stats are left out "
-                                "until it answers", i, wait)
-                self.stuck.add(i)
-            elif i in self.stuck:
-                log.info("shim of task %s answers stats again", i)
-                self.stuck.discard(i)
+            if i in self.stuck and i not in self._probes:
+                self._start_probe(i)
+        out, unanswered = await self._metrics_or_one_by_one(fresh, wait)
+        for i in unanswered:
+            log.warning("shim of task %s did not answer for stats within %gs; its stats are left out "
+                        "until it answers", i, wait)
+            self.stuck.add(i)
+        unanswered |= {i for i in ids if i in self.stuck}
         shims.COUNTERS.stats_skipped += len(unanswered)
         return out, unanswered
+
+    def _start_probe(self, task_id: str) -> None:
+        """Ask a stuck task's shim in the background (one question at a time); it rejoins when it answers."""
+        probe = asyncio.ensure_future(self._probe(task_id))
+        self._probes[task_id] = probe
+        probe.add_done_callback(lambda _: self._probes.pop(task_id, None))
+
+    async def _probe(self, task_id: str) -> None:
+        try:
+            await self._metrics([task_id], STUCK_PROBE_TIMEOUT)
+        except errors.DeadlineExceeded:
+            return
+        except errors.CriError as exc:  # gone (NotFound) or failing otherwise: not stuck any more
+            log.debug("stats probe of task %s: %s", task_id, exc)
+        if task_id in self.stuck:
+            log.info("shim of task %s answers stats again", task_id)
+            self.stuck.discard(task_id)
 
     async def _metrics_or_one_by_one(self, ids: list[str], wait: float) -> tuple[dict[str, TaskSample], set[str]]:
         if not ids:

@@ -318,7 +318,7 @@ def test_frozen_shim_blocks_neither_stats_nor_removal(server: CriServer, contain
         for attempt in range(3):  # the first finds the stuck shim, the next ones skip it at once
             started = time.monotonic()
             stats = rt.ListContainerStats(api_pb2.ListContainerStatsRequest(), timeout=2).stats
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < (2 if attempt == 0 else 0.5)
             ids = {s.attributes.id for s in stats}
             assert ok_id in ids and stuck_id not in ids, (attempt, ids)
             assert any(s.attributes.id == ok_id and s.memory.working_set_bytes.value for s in stats)
