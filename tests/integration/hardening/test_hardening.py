@@ -303,6 +303,15 @@ def _shim_of(containerd: PrivateContainerd, pod_id: str) -> shims.Proc:
     return shim
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    states = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+            stat = f.read()
+            states.append(stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3])
+    return bool(states) and all(st == b"T" for st in states)
+
+
 def test_frozen_shim_blocks_neither_stats_nor_removal(server: CriServer, containerd: PrivateContainerd,
                                                       test_images: TestImages, tmp_path: Path) -> None:
     healthy = HostPod(server, test_images, tmp_path)
@@ -314,6 +323,7 @@ def test_frozen_shim_blocks_neither_stats_nor_removal(server: CriServer, contain
         stuck_id = frozen.run("frozen")
         shim = _shim_of(containerd, frozen.id)
         os.kill(shim.pid, signal.SIGSTOP)
+        wait_until(lambda: _all_threads_stopped(shim.pid if shim else 0), 5, "every thread of the shim stopped")
         rt = server.runtime()
         for attempt in range(3):  # the first finds the stuck shim, the next ones skip it at once
             started = time.monotonic()
@@ -325,6 +335,13 @@ def test_frozen_shim_blocks_neither_stats_nor_removal(server: CriServer, contain
         pod_stats = rt.ListPodSandboxStats(api_pb2.ListPodSandboxStatsRequest(), timeout=2).stats
         assert healthy.id in {s.attributes.id for s in pod_stats}
         assert "did not answer for stats" in server.log_path.read_text()
+        err = rpc_error(lambda: rt.ContainerStats(api_pb2.ContainerStatsRequest(container_id=stuck_id), timeout=2))
+        assert err.code() == grpc.StatusCode.UNAVAILABLE and "does not answer" in (err.details() or "")
+        err = rpc_error(lambda: rt.PodSandboxStats(api_pb2.PodSandboxStatsRequest(pod_sandbox_id=frozen.id),
+                                                   timeout=2))
+        assert err.code() == grpc.StatusCode.UNAVAILABLE
+        # Status and listing never ask the shim.
+        assert frozen.state(stuck_id) == api_pb2.CONTAINER_RUNNING
 
         started = time.monotonic()
         frozen.close()
