@@ -53,6 +53,7 @@ MAX_EXEC_RESPONSE_OUTPUT = MAX_EXEC_OUTPUT - 4096
 # bounding only Exec+Start per container costs nothing and avoids the stall.
 MAX_CONCURRENT_STARTS = 8
 _start_gates: dict[str, asyncio.Semaphore] = {}
+# Background work of execs (watchdogs, detached clean-ups): referenced until done.
 _watchdogs: set[asyncio.Future[None]] = set()
 _CHUNK = 64 * 1024
 #: Seconds `runc exec` may take to start a process before the watchdog takes it for stuck.
@@ -174,12 +175,23 @@ class ExecProcess:
         self.started = False
         self.fds = ExecFds()
         self.unjammed: list[int] | None = None  # pids the watchdog killed (None: it did not act)
+        self.cleanup_detached = False
 
     async def __aenter__(self) -> ExecProcess:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.cleanup_detached:
+            return
         await self.cleanup()
+
+    def detach_cleanup(self) -> None:
+        """Clean up in the background: the caller answers now. (Deleting an exec whose output a
+        background child still holds makes the shim wait 2 s for its IO.)"""
+        self.cleanup_detached = True
+        work = asyncio.ensure_future(self._cleanup())
+        _watchdogs.add(work)
+        work.add_done_callback(_watchdogs.discard)
 
     async def process_spec(self, args: list[str], tty: bool,
                            console_size: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -324,7 +336,8 @@ class ExecProcess:
 
 
 async def exec_sync(ctd: Containerd, container_id: str, state_dir: Path, args: list[str],
-                    timeout: float, drain_timeout: float | None = None) -> ExecResult:
+                    timeout: float, drain_timeout: float | None = None,
+                    reply_by: float | None = None) -> ExecResult:
     """Run `args` in the container and collect its output (ExecSync).
 
     `timeout` bounds the command once started (0: none), as in containerd; the start
@@ -333,6 +346,8 @@ async def exec_sync(ctd: Containerd, container_id: str, state_dir: Path, args: l
     most `drain_timeout` seconds (None: no limit, the caller's deadline applies;
     containerd's `drain_exec_sync_io_timeout`): a background child that keeps them
     open past it makes the call fail, naming the timeout, rather than lose output silently.
+    With no drain timeout, `reply_by` (event loop time: just before the caller's deadline)
+    ends the drain in time to answer with that reason.
     """
     async with ExecProcess(ctd, container_id, state_dir) as proc:
         try:
@@ -352,11 +367,15 @@ async def exec_sync(ctd: Containerd, container_id: str, state_dir: Path, args: l
                     f"ExecSync in container {container_id}: command {args[:1]!r} timed out after {timeout:g}s"
                 ) from None
             raise
+        setting = f"{drain_timeout:g}s" if drain_timeout is not None else "0s: until the caller's deadline"
+        if drain_timeout is None and reply_by is not None:
+            drain_timeout = max(0.0, reply_by - asyncio.get_running_loop().time())
         try:
             stdout, stderr = await asyncio.wait_for(readers, drain_timeout)
         except TimeoutError:
+            proc.detach_cleanup()
             raise errors.DeadlineExceeded(
                 f"ExecSync in container {container_id}: the command exited with code {exit_code}, but its "
-                f"stdout/stderr stayed open for drain_exec_sync_io_timeout ({drain_timeout:g}s) after the exit "
-                "(a background process it started still holds them)") from None
+                f"stdout/stderr stayed open for drain_exec_sync_io_timeout ({setting}) "
+                "after the exit (a background process it started still holds them)") from None
         return ExecResult(exit_code, stdout, stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from cri_protos.runtime.v1 import api_pb2
@@ -13,6 +14,9 @@ from cri_runtime.containers.model import RUNNING
 from cri_runtime.rpc import Serialized, ServicerContext
 from cri_runtime.services.status import unary
 from cri_runtime.validation import check
+
+#: Seconds before the caller's deadline at which ExecSync stops draining output to answer in time.
+DRAIN_REPLY_MARGIN = 1.0
 
 
 class ContainerRpcs:
@@ -91,7 +95,9 @@ class ContainerRpcs:
         container = self.containers.get(request.container_id)
         if container.state != RUNNING:
             raise errors.FailedPrecondition(f"container {container.id} is not running ({container.state})")
+        left = context.time_remaining()
+        reply_by = None if left is None else asyncio.get_running_loop().time() + left - DRAIN_REPLY_MARGIN
         result = await container_exec.exec_sync(
             self.containers.ctd, container.id, Path(self.containers.state) / container.id, list(request.cmd),
-            float(request.timeout), self.containers.drain_exec_sync_io_timeout)
+            float(request.timeout), self.containers.drain_exec_sync_io_timeout, reply_by)
         return api_pb2.ExecSyncResponse(stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code)

@@ -217,6 +217,14 @@ def test_exec_sync_drain_timeout(drain_server: CriServer, test_images: TestImage
         pod.close()
 
 
+def test_exec_sync_drain_default_ends_before_the_callers_deadline(pod: HostPod) -> None:
+    """containerd's default "0s" drains until the caller's deadline: we answer just before it, saying why."""
+    cid = pod.run("drain-default")
+    err = rpc_error(lambda: pod.exec_sync(cid, ["sh", "-c", "echo x; sleep 30 & exit 0"], rpc_timeout=3))
+    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "drain_exec_sync_io_timeout (0s: until the caller's deadline)" in (err.details() or ""), err.details()
+
+
 # --------------------------------------------------------- exec watchdog
 
 
