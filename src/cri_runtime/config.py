@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cri_runtime.durations import parse_duration
+
 DEFAULT_CONFIG_PATH = "/etc/cri-runtime/config.toml"
 
 
@@ -178,6 +180,10 @@ class RuntimeConfig(Section):
         "\"true\" or \"false\".", default="auto")
     handlers: dict[str, RuntimeHandlerConfig] = _doc("Runtime handlers by name ([runtime.handlers.NAME]).",
                                                      default_factory=_default_handlers)
+    drain_exec_sync_io_timeout: str = _doc(
+        "containerd's option of that name: how long ExecSync waits for the command's output to close "
+        "after it exited (a background child may hold it); \"0s\" = until the caller's deadline.",
+        default="0s")
 
     @classmethod
     def from_table(cls, table: dict[str, Any], where: str) -> Any:
@@ -193,6 +199,11 @@ class RuntimeConfig(Section):
             raise ConfigError(f"{where}.cgroup_driver: must be cgroupfs or systemd, got {self.cgroup_driver!r}")
         if self.restrict_oom_score_adj not in ("auto", "true", "false"):
             raise ConfigError(f"{where}.restrict_oom_score_adj: must be auto, true or false")
+        try:
+            if parse_duration(self.drain_exec_sync_io_timeout) < 0:
+                raise ValueError("it must not be negative")
+        except ValueError as exc:
+            raise ConfigError(f"{where}.drain_exec_sync_io_timeout: {exc}") from None
         if self.default_handler not in self.handlers:
             raise ConfigError(f"{where}.default_handler: {self.default_handler!r} is not among "
                               f"the handlers ({', '.join(sorted(self.handlers)) or 'none'})")
@@ -209,6 +220,10 @@ class ImageConfig(Section):
     max_concurrent_downloads: int = _doc("Layers downloaded in parallel per pull.", default=3)
     image_pull_progress_timeout_seconds: float = _doc(
         "Cancel a pull when no byte arrives for this long; 0 = never.", default=300.0)
+    image_volumes: str = _doc(
+        "VOLUMEs an image config declares: \"bind\" (a per-container directory seeded with the image's "
+        "content, as containerd does), \"mkdir\" (only create the path in the rootfs) or \"ignore\".",
+        default="bind")
 
     def validate(self, where: str) -> None:
         if not self.sandbox_image:
@@ -219,6 +234,8 @@ class ImageConfig(Section):
             raise ConfigError(f"{where}.max_concurrent_downloads: must be between 1 and 64")
         if self.image_pull_progress_timeout_seconds < 0:
             raise ConfigError(f"{where}.image_pull_progress_timeout_seconds: must not be negative")
+        if self.image_volumes not in ("bind", "mkdir", "ignore"):
+            raise ConfigError(f"{where}.image_volumes: must be bind, mkdir or ignore, got {self.image_volumes!r}")
 
 
 @dataclass

@@ -32,6 +32,7 @@ from cri_protos.containerd.services.snapshots.v1 import snapshots_pb2_grpc
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2_grpc
 from cri_protos.containerd.services.version.v1 import version_pb2_grpc
 from cri_runtime import errors
+from cri_runtime.containerd.deadlines import default_timeout
 from cri_runtime.containerd.errors import from_rpc_error
 from cri_runtime.rpc.client import FastChannel
 
@@ -105,7 +106,14 @@ class Containerd:
         lease: str | None = None,
         timeout: float | None = None,
     ) -> T:
-        """Invoke a unary RPC; failures surface as `cri_runtime.errors` classes."""
+        """Invoke a unary RPC; failures surface as `cri_runtime.errors` classes.
+
+        A call into a shim (the Tasks service) without a `timeout` gets its own
+        deadline (see `deadlines`), so one shim that does not answer cannot
+        block its caller forever.
+        """
+        if timeout is None:
+            timeout = default_timeout(rpc)
         try:
             return await rpc(request, metadata=self.metadata(lease), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
