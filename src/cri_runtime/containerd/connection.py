@@ -31,7 +31,7 @@ from cri_protos.containerd.services.namespaces.v1 import namespace_pb2_grpc
 from cri_protos.containerd.services.snapshots.v1 import snapshots_pb2_grpc
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2_grpc
 from cri_protos.containerd.services.version.v1 import version_pb2_grpc
-from cri_runtime import errors
+from cri_runtime import errors, tracing
 from cri_runtime.containerd.errors import from_rpc_error
 from cri_runtime.rpc.client import FastChannel
 
@@ -49,6 +49,14 @@ GC_EXPIRE_LABEL = "containerd.io/gc.expire"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 Metadata = tuple[tuple[str, str], ...]
+
+
+def _method_name(rpc: Any) -> str:
+    """`containerd.services.tasks.v1.Tasks/Create` for a stub's method (span name, as containerd's client)."""
+    path = getattr(rpc, "_path", None) or getattr(rpc, "_method", None) or getattr(rpc, "__name__", "call")
+    if isinstance(path, bytes):
+        path = path.decode()
+    return str(path).lstrip("/")
 
 
 class Containerd:
@@ -106,10 +114,16 @@ class Containerd:
         timeout: float | None = None,
     ) -> T:
         """Invoke a unary RPC; failures surface as `cri_runtime.errors` classes."""
-        try:
-            return await rpc(request, metadata=self.metadata(lease), timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc, action) from None
+        if not tracing.enabled():
+            try:
+                return await rpc(request, metadata=self.metadata(lease), timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc, action) from None
+        with tracing.span(_method_name(rpc), **{"rpc.system": "grpc", "containerd.action": action}):
+            try:
+                return await rpc(request, metadata=self.metadata(lease), timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc, action) from None
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Block until containerd answers, or raise Unavailable after `timeout`."""
