@@ -9,19 +9,28 @@ helper threads (metrics HTTP, executors) are doing. The stdlib's
 from __future__ import annotations
 
 import asyncio
-import io
+import linecache
 import logging
 import sys
 import threading
-import traceback
+from types import FrameType
 
 log = logging.getLogger(__name__)
 
 
+def _frame_line(frame: FrameType) -> str:
+    # Not Task.print_stack: a frame without a line number (seen on 3.11) makes it raise.
+    lineno = frame.f_lineno or 0
+    text = linecache.getline(frame.f_code.co_filename, lineno).strip() if lineno else ""
+    line = f'  File "{frame.f_code.co_filename}", line {lineno}, in {frame.f_code.co_name}'
+    return f"{line}\n    {text}" if text else line
+
+
 def _task_stack(task: asyncio.Task[object]) -> str:
-    out = io.StringIO()
-    task.print_stack(limit=50, file=out)
-    return out.getvalue()
+    frames = task.get_stack(limit=50)
+    if not frames:
+        return "  (no frames: the task is about to run or has finished)"
+    return "\n".join(_frame_line(f) for f in frames)
 
 
 def dump() -> str:
@@ -40,7 +49,12 @@ def dump() -> str:
     parts.append(f"=== {len(frames)} threads ===")
     for ident, frame in frames.items():
         parts.append(f"--- thread {names.get(ident, '?')} ({ident}) ---")
-        parts.append("".join(traceback.format_stack(frame)).rstrip())
+        chain: list[FrameType] = []
+        current: FrameType | None = frame
+        while current is not None and len(chain) < 100:
+            chain.append(current)
+            current = current.f_back
+        parts.append("\n".join(_frame_line(f) for f in reversed(chain)))
     return "\n".join(parts)
 
 
