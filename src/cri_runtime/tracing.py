@@ -14,10 +14,12 @@ contextvars, which asyncio copies into every task.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import logging
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cri_runtime.config import ConfigError, TracingConfig
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _provider: TracerProvider | None = None
 _tracer: Tracer | None = None
@@ -83,18 +86,33 @@ def shutdown() -> None:
 
 
 @contextlib.contextmanager
-def server_span(service: str, method: str, metadata: Sequence[tuple[str, str]]) -> Iterator[Any]:
-    """The span of one CRI call; its parent comes from the `traceparent` metadata, if any."""
+def server_span(service: str, method: str, metadata: Sequence[tuple[str, str]], *,
+                current: bool = True) -> Iterator[Any]:
+    """The span of one CRI call; its parent comes from the `traceparent` metadata, if any.
+
+    `current=False` (server streams, whose generator may resume in another
+    context) records the span without making it the parent of inner spans.
+    """
     tracer = _tracer
     if tracer is None:
         yield None
         return
+    from opentelemetry.context import Context
     from opentelemetry.trace import SpanKind
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     carrier = {k: v for k, v in metadata if k in ("traceparent", "tracestate")}
-    parent = TraceContextTextMapPropagator().extract(carrier) if carrier else None
+    # Never the ambient context: a CRI call's parent is the caller's span or nothing.
+    parent = TraceContextTextMapPropagator().extract(carrier, context=Context()) if carrier else Context()
     attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+    if not current:
+        detached = tracer.start_span(f"{service}/{method}", context=parent, kind=SpanKind.SERVER,
+                                     attributes=attributes)
+        try:
+            yield detached
+        finally:
+            detached.end()
+        return
     with tracer.start_as_current_span(f"{service}/{method}", context=parent, kind=SpanKind.SERVER,
                                       attributes=attributes, record_exception=False,
                                       set_status_on_exception=False) as span:
@@ -119,7 +137,22 @@ def span(name: str, **attributes: str | int | float | bool) -> Iterator[Any]:
     if tracer is None:
         yield None
         return
-    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace import SpanKind, get_current_span
 
+    if not get_current_span().is_recording():  # background work outside any CRI call: no orphan spans
+        yield None
+        return
     with tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes) as current:
         yield current
+
+
+async def in_own_context(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` in a task with a fresh contextvars context.
+
+    The RPC transport starts handlers eagerly in the connection's callback
+    context and continues them in a task, so a span made current in the
+    handler would leak into the next call on that connection and could not
+    be detached. A task of its own (only while tracing is on) keeps each
+    call's span current exactly for that call.
+    """
+    return await asyncio.create_task(work, context=contextvars.Context())

@@ -81,6 +81,11 @@ def unary(fn: Callable[[Any, Any, ServicerContext], Awaitable[Any]]) -> Any:
 
     @functools.wraps(fn)
     async def wrapper(self: Gate, request: Any, context: ServicerContext) -> Any:
+        if tracing.enabled():
+            return await tracing.in_own_context(handle(self, request, context))
+        return await handle(self, request, context)
+
+    async def handle(self: Gate, request: Any, context: ServicerContext) -> Any:
         started = time.monotonic()
         code, message = grpc.StatusCode.OK, ""
         with tracing.server_span(service, name, _metadata(context)) as span:
@@ -118,7 +123,7 @@ def server_stream(fn: Callable[[Any, Any, ServicerContext], AsyncIterator[Any]])
         started = time.monotonic()
         code, message = grpc.StatusCode.OK, ""
         sent = 0
-        with tracing.server_span(service, name, _metadata(context)) as span:
+        with tracing.server_span(service, name, _metadata(context), current=False) as span:
             try:
                 await self.wait_recovered()
                 async for item in fn(self, request, context):
