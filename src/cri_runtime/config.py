@@ -213,6 +213,10 @@ class RuntimeConfig(Section):
     restrict_oom_score_adj: str = _doc(
         "Clamp oom_score_adj to our own value: \"auto\" (on when we lack CAP_SYS_RESOURCE), "
         "\"true\" or \"false\".", default="auto")
+    relay_cgroup: str = _doc(
+        "cgroup (path in every mounted hierarchy, cgroupfs) the container IO relays run in, apart from the "
+        "server's, so restarting or limiting the service never touches them; empty = the server's own.",
+        default="/cri-runtime-relays")
     handlers: dict[str, RuntimeHandlerConfig] = _doc("Runtime handlers by name ([runtime.handlers.NAME]).",
                                                      default_factory=_default_handlers)
 
@@ -230,6 +234,9 @@ class RuntimeConfig(Section):
             raise ConfigError(f"{where}.cgroup_driver: must be cgroupfs or systemd, got {self.cgroup_driver!r}")
         if self.restrict_oom_score_adj not in ("auto", "true", "false"):
             raise ConfigError(f"{where}.restrict_oom_score_adj: must be auto, true or false")
+        if self.relay_cgroup and (not self.relay_cgroup.startswith("/") or ".." in self.relay_cgroup.split("/")):
+            raise ConfigError(f"{where}.relay_cgroup: must be an absolute cgroup path without '..', "
+                              f"got {self.relay_cgroup!r}")
         if self.default_handler not in self.handlers:
             raise ConfigError(f"{where}.default_handler: {self.default_handler!r} is not among "
                               f"the handlers ({', '.join(sorted(self.handlers)) or 'none'})")

@@ -99,7 +99,7 @@ class ContainerManager:
         self.names = NameRegistry("container")
         self.state = Path(config.server.state_dir) / "containers"
         # IO relays are forked from one warm zygote process at StartContainer.
-        self.relay_launcher = RelayLauncher(owner=str(self.state))
+        self.relay_launcher = RelayLauncher(owner=str(self.state), cgroup=config.runtime.relay_cgroup)
         self._background: set[asyncio.Future[None]] = set()
         self.snapshotter = config.containerd.snapshotter
         self._accounts: dict[str, ImageAccounts] = {}  # image ID -> its /etc/passwd and /etc/group
