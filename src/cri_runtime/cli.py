@@ -99,7 +99,7 @@ def config_check(path: str | None, config_dir: str | None, strict: bool) -> None
         _fail(str(exc))
     for warning in cfg.warnings:
         click.echo(f"cri-runtime: warning: {warning}", err=True)
-    click.echo(f"{cfg.source}: ok")
+    click.echo(f"{cfg.source.replace(',', ', ')}: ok")
 
 
 @config.command("dump")
