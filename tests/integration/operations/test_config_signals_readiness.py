@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -66,6 +67,12 @@ def notify() -> Iterator[NotifySocket]:
     n = NotifySocket()
     yield n
     n.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def effective_config(server: CriServer) -> dict[str, dict[str, object]]:
@@ -164,13 +171,16 @@ def test_ready_reload_on_sighup_and_stack_dump_on_sigusr1(make_cri_server: Calla
     assert "last reload failed" in failed["STATUS"] and "95-broken.toml" in failed["STATUS"]
     assert effective_config(server)["server"]["log_level"] == "info"
 
-    # And back to debug, live.
+    # And back to debug, live; metrics come on without a restart.
     (drop / "95-broken.toml").unlink()
-    (drop / "90-level.toml").write_text('[server]\nlog_level = "debug"\n')
+    port = free_port()
+    (drop / "90-level.toml").write_text(f'[server]\nlog_level = "debug"\nmetrics_address = "127.0.0.1:{port}"\n')
     server.proc.send_signal(signal.SIGHUP)
     notify.receive_until("RELOADING", "1")
     notify.receive_until("READY", "1")
     assert debug_rpc_logged(server, "c")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        assert 'grpc_method="Version"' in resp.read().decode()
 
     server.proc.send_signal(signal.SIGUSR1)
     wait_for(lambda: "=== end task stack dump ===" in full_log(server), "the SIGUSR1 stack dump", server=server)
