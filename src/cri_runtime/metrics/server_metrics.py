@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -111,6 +112,7 @@ class ServerMetrics:
         self.stuck_shims = Counter(f"{PREFIX}_stuck_shims",
                                    "Shim calls that passed their deadline (the shim did not answer).",
                                    registry=reg)
+        self._children: dict[tuple[str, str, bool], tuple[Any, ...]] = {}
         self.objects = _ByState()
         reg.register(self.objects)
         ProcessCollector(registry=reg)
@@ -119,18 +121,35 @@ class ServerMetrics:
     def observe_rpc(self, method: str, code: str, seconds: float, *, stream: bool = False,
                     sent: int = 1) -> None:
         """One finished CRI call (`sent` = messages sent; a unary reply is one)."""
+        key = (method, code, stream)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = self._resolve(method, code, stream)
+        started, received, sent_counter, handled, grpc_seconds, operations, operation_seconds, failed = children
+        started.inc()
+        received.inc()
+        if sent:
+            sent_counter.inc(sent)
+        handled.inc()
+        grpc_seconds.observe(seconds)
+        operations.inc()
+        operation_seconds.observe(seconds)
+        if failed is not None:
+            failed.inc()
+
+    def _resolve(self, method: str, code: str, stream: bool) -> tuple[Any, ...]:
+        """The labelled children one (method, code, type) updates; looked up once, then cached.
+
+        `labels()` costs ~2 us each; resolving them per call made metrics
+        10x dearer than the hand-written registry they replaced.
+        """
         labels = (SERVICE_OF.get(method, "runtime.v1.RuntimeService"), method,
                   "server_stream" if stream else "unary")
-        self.grpc_started.labels(*labels).inc()
-        self.grpc_received.labels(*labels).inc()
-        if sent:
-            self.grpc_sent.labels(*labels).inc(sent)
-        self.grpc_handled.labels(*labels, code).inc()
-        self.grpc_seconds.labels(*labels).observe(seconds)
-        self.operations.labels(method).inc()
-        self.operation_seconds.labels(method).observe(seconds)
-        if code != "OK":
-            self.operation_errors.labels(method, code).inc()
+        return (self.grpc_started.labels(*labels), self.grpc_received.labels(*labels),
+                self.grpc_sent.labels(*labels), self.grpc_handled.labels(*labels, code),
+                self.grpc_seconds.labels(*labels), self.operations.labels(method),
+                self.operation_seconds.labels(method),
+                self.operation_errors.labels(method, code) if code != "OK" else None)
 
     def observe_pull(self, ok: bool, seconds: float, size_bytes: int = 0) -> None:
         if ok:

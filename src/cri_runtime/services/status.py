@@ -104,7 +104,7 @@ def unary(fn: Callable[[Any, Any, ServicerContext], Awaitable[Any]]) -> Any:
             finally:
                 elapsed = time.monotonic() - started
                 log.debug("rpc %s code=%s %.1fms", name, code.name, elapsed * 1000)
-                SERVER.observe_rpc(name, code.name, elapsed)
+                SERVER.observe_rpc(name, code.name, elapsed, sent=int(code == grpc.StatusCode.OK))
                 tracing.set_code(span, code.name, message)
         await context.abort(code, message)
 
@@ -150,6 +150,7 @@ def unimplemented(name: str, why: str = "not implemented by cri-runtime yet") ->
     """A servicer method that answers UNIMPLEMENTED, naming the RPC."""
 
     async def handler(self: Any, request: Any, context: ServicerContext) -> Any:
+        SERVER.observe_rpc(name, "UNIMPLEMENTED", 0.0, sent=0)
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {why}")
 
     handler.__name__ = name
@@ -160,6 +161,7 @@ def unimplemented_stream(name: str, why: str = "not implemented by cri-runtime y
     """Server-streaming variant of `unimplemented`."""
 
     async def handler(self: Any, request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+        SERVER.observe_rpc(name, "UNIMPLEMENTED", 0.0, stream=True, sent=0)
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {why}")
         yield  # pragma: no cover  (makes this an async generator)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -16,6 +17,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
@@ -55,6 +57,40 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
 
     def stop(self) -> None:
         self.server.stop(grace=None)
+
+
+class OtlpHttpReceiver:
+    """OTLP/HTTP: POSTs of a protobuf ExportTraceServiceRequest to /v1/traces."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        received = self.spans
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/v1/traces" and self.headers["Content-Type"] == "application/x-protobuf":
+                    request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+                    received.extend(s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans)
+                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
 
 
 def free_port() -> int:
@@ -208,3 +244,33 @@ def test_pod_lifecycle_is_measured_traced_and_logged_as_json(observed: tuple[Cri
         assert {"time", "level", "msg"} <= entry.keys(), line
         assert entry["time"].endswith("Z") and entry["level"] in ("debug", "info", "warning", "error")
     assert any(json.loads(line)["msg"] == "serving" for line in lines)
+
+
+def test_sighup_moves_tracing_to_otlp_http(observed: tuple[CriServer, int]) -> None:
+    server, _ = observed
+    http = OtlpHttpReceiver()
+    try:
+        (server.dir / "config.d" / "20-trace-http.toml").write_text(
+            f'[tracing]\nprotocol = "http/protobuf"\nendpoint = "http://127.0.0.1:{http.port}/v1/traces"\n'
+            'sampling_ratio = 0.0\n')
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGHUP)
+
+        def reloaded() -> bool:
+            return any(json.loads(line).get("msg") == "configuration reloaded"
+                       and "tracing.protocol" in json.loads(line).get("applied", "")
+                       for line in server.log_path.read_text().splitlines() if line.strip())
+
+        wait_for(reloaded, "the tracing reload")
+        trace_id, parent_id = os.urandom(16), os.urandom(8)
+        # sampling_ratio 0 starts no trace of its own, but a sampled caller is always followed.
+        server.runtime().Version(api_pb2.VersionRequest(), timeout=10)
+        server.runtime().Version(api_pb2.VersionRequest(), timeout=10,
+                                 metadata=[("traceparent", f"00-{trace_id.hex()}-{parent_id.hex()}-01")])
+        span = wait_for(lambda: next((s for s in http.spans if s.trace_id == trace_id), None),
+                        "the Version span at the OTLP/HTTP receiver")
+        assert span.name == "runtime.v1.RuntimeService/Version" and span.parent_span_id == parent_id
+        assert all(s.trace_id == trace_id for s in http.spans)  # the unsampled call exported nothing
+    finally:
+        (server.dir / "config.d" / "20-trace-http.toml").unlink(missing_ok=True)
+        http.stop()
