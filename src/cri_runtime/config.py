@@ -7,7 +7,8 @@ key), as containerd's "Ignoring unknown key" does, so config templates shared
 across versions keep working; `config check --strict` makes them fatal.
 The main file is merged with the `*.toml` drop-ins of the config directory in
 lexical order, tables key by key (CRI-O's crio.conf.d, containerd's imports);
-every duration key (`*_seconds`) also takes a Go duration string ("1m30s").
+every duration key (a float named `*_seconds`, `*_timeout`, …) also takes a
+Go duration string ("1m30s").
 `render_default()` prints the commented defaults (`cri-runtime config
 default`) from the same field declarations, so documentation and code cannot
 drift apart.
@@ -56,7 +57,7 @@ class Section:
             if key not in known:
                 raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
             tp = hints[key]
-            if key.endswith("_seconds") and isinstance(value, str):
+            if tp is float and isinstance(value, str) and is_duration_key(key):
                 value = parse_go_duration(value, f"{where}.{key}")
             kwargs[key] = _coerce(tp, value, f"{where}.{key}")
         obj = cls(**kwargs)
@@ -66,6 +67,14 @@ class Section:
 
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+DURATION_SUFFIXES = ("_seconds", "_timeout", "_interval", "_period")
+
+
+def is_duration_key(key: str) -> bool:
+    """Number-of-seconds keys, which also take Go duration strings (containerd spells them "5m0s")."""
+    return key.endswith(DURATION_SUFFIXES)
 
 
 def parse_go_duration(text: str, where: str) -> float:
