@@ -178,6 +178,7 @@ class CriServer:
         self._metrics_http: MetricsHttpServer | None = None
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[object]] = set()
+        self._ready = False  # READY=1 sent (socket serving, recovery done)
 
     def network_probe(self) -> Probe:
         return NetworkProbe(self.network)
@@ -214,12 +215,14 @@ class CriServer:
             raise
         log.info("serving", extra={"fields": {"socket": self.config.server.socket, "version": __version__,
                                               "containerd": self.config.containerd.address}})
+        sdnotify.status(f"recovering pods and containers from containerd; socket {self.config.server.socket} is up")
         self._recovery_task = asyncio.create_task(self._recover_then_watch(), name="recovery")
 
     async def _recover_then_watch(self) -> None:
         """Recover state, then follow task events (whose resync catches up on gaps)."""
         await self.recovery.run()
         self.events.start()
+        self._ready = True
         sdnotify.ready(f"serving on {self.config.server.socket}")
 
     async def _on_task_event(self, event: TaskEvent) -> None:
@@ -268,7 +271,7 @@ class CriServer:
                 new = load_config()
             except ConfigError as exc:
                 log.error("configuration reload failed, keeping the running configuration: %s", exc)
-                sdnotify.ready(f"serving on {self.config.server.socket} (last reload failed: {exc})")
+                self._notify_reloaded(f"last reload failed: {exc}")
                 return [], []
             for warning in new.warnings:
                 log.warning(warning)
@@ -282,9 +285,16 @@ class CriServer:
                             extra={"fields": {"needs_restart": ",".join(needs_restart)}})
             log.info("configuration reloaded", extra={"fields": {"applied": ",".join(applied) or "none",
                                                                  "needs_restart": ",".join(needs_restart)}})
-            sdnotify.ready(f"serving on {self.config.server.socket}"
-                           + (f" (needs restart for: {', '.join(needs_restart)})" if needs_restart else ""))
+            self._notify_reloaded(f"needs restart for: {', '.join(needs_restart)}" if needs_restart else "")
             return applied, needs_restart
+
+    def _notify_reloaded(self, note: str) -> None:
+        """READY=1 after a reload, unless start-up recovery has not finished (then READY=1 waits for it)."""
+        text = f"serving on {self.config.server.socket}" + (f" ({note})" if note else "")
+        if self._ready:
+            sdnotify.ready(text)
+        else:
+            sdnotify.status(f"{text}; recovering")
 
     def _apply(self, old_server: ServerConfig, applied: list[str]) -> None:
         """Push reloaded values to the parts that copied them at start-up."""
@@ -313,9 +323,6 @@ class CriServer:
                 tracing.configure(self.config.tracing)
             except ConfigError as exc:
                 log.error("tracing stays off: %s", exc)
-
-    def dump_stacks(self) -> None:
-        stackdump.log_dump()
 
     async def wait(self) -> None:
         await self._stopping.wait()

@@ -142,6 +142,7 @@ def test_ready_reload_on_sighup_and_stack_dump_on_sigusr1(make_cri_server: Calla
                                                           notify: NotifySocket) -> None:
     server = make_cri_server(env={"NOTIFY_SOCKET": notify.path}).start()
     ready = notify.receive_until("READY", "1")
+    assert notify.messages[0]["STATUS"].startswith("recovering")  # STATUS= before READY=1
     assert ready["MAINPID"] == str(server.proc.pid)  # type: ignore[union-attr]
     assert ready["STATUS"].startswith("serving")
     assert server.proc is not None
