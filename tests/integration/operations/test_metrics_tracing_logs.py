@@ -149,8 +149,12 @@ def scrape(port: int, path: str = "/metrics") -> str:
         return str(resp.read().decode())
 
 
+def sample(body: str, name: str) -> float:
+    return float(next(line for line in body.splitlines() if line.startswith(name + " ")).split()[1])
+
+
 def test_pod_lifecycle_is_measured_traced_and_logged_as_json(observed: tuple[CriServer, int],
-                                                             receiver: OtlpReceiver) -> None:
+                                                             receiver: OtlpReceiver, test_images: TestImages) -> None:
     server, port = observed
     rt = server.runtime()
     trace_id, parent_id = os.urandom(16), os.urandom(8)
@@ -174,6 +178,18 @@ def test_pod_lifecycle_is_measured_traced_and_logged_as_json(observed: tuple[Cri
         rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60,
                           metadata=[("traceparent", traceparent)])
         rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+
+    # Image pulls: successes with their bytes and duration, and failures.
+    server.images().PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=test_images.busybox.ref)),
+                              timeout=120)
+    with pytest.raises(grpc.RpcError):
+        server.images().PullImage(api_pb2.PullImageRequest(
+            image=api_pb2.ImageSpec(image=f"{test_images.registry_host}/test/no-such-image:1")), timeout=120)
+    body = scrape(port)
+    assert sample(body, "container_runtime_image_pulls_success_total") >= 1
+    assert sample(body, "container_runtime_image_pulls_failure_total") >= 1
+    assert sample(body, "container_runtime_image_pulls_bytes_total") > 1000
+    assert sample(body, "container_runtime_image_pulls_duration_seconds_count") >= 1
 
     # Errors are counted by code too (the caller's mistake: no such pod).
     with pytest.raises(grpc.RpcError):
