@@ -143,7 +143,8 @@ class Containerd:
                 raise from_rpc_error(exc, action) from None
         with tracing.span(_method_name(rpc, action), **{"rpc.system": "grpc", "containerd.action": action}):
             try:
-                return await rpc(request, metadata=self.metadata(lease), timeout=timeout)
+                return await rpc(request, metadata=self.metadata(lease) + tracing.outgoing_metadata(),
+                                 timeout=timeout)
             except grpc.aio.AioRpcError as exc:
                 raise from_rpc_error(exc, action) from None
 
