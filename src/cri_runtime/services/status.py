@@ -82,29 +82,33 @@ def unary(fn: Callable[[Any, Any, ServicerContext], Awaitable[Any]]) -> Any:
     @functools.wraps(fn)
     async def wrapper(self: Gate, request: Any, context: ServicerContext) -> Any:
         if tracing.enabled():
-            return await tracing.in_own_context(handle(self, request, context))
-        return await handle(self, request, context)
+            return await tracing.in_own_context(traced(self, request, context))
+        return await handle(self, request, context, None)
 
-    async def handle(self: Gate, request: Any, context: ServicerContext) -> Any:
+    async def traced(self: Gate, request: Any, context: ServicerContext) -> Any:
+        with tracing.server_span(service, name, _metadata(context)) as span:
+            return await handle(self, request, context, span)
+
+    async def handle(self: Gate, request: Any, context: ServicerContext, span: Any) -> Any:
         started = time.monotonic()
         code, message = grpc.StatusCode.OK, ""
-        with tracing.server_span(service, name, _metadata(context)) as span:
-            try:
-                await self.wait_recovered()
-                return await fn(self, request, context)
-            except errors.CriError as exc:
-                code, message = code_for(exc), exc.message
-            except asyncio.CancelledError:
-                log.debug("%s cancelled by the caller", name)
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception as exc:
-                log.exception("%s failed unexpectedly", name)
-                code, message = grpc.StatusCode.INTERNAL, f"{name}: internal error: {_describe(exc)}"
-            finally:
-                elapsed = time.monotonic() - started
-                log.debug("rpc %s code=%s %.1fms", name, code.name, elapsed * 1000)
-                SERVER.observe_rpc(name, code.name, elapsed, sent=int(code == grpc.StatusCode.OK))
+        try:
+            await self.wait_recovered()
+            return await fn(self, request, context)
+        except errors.CriError as exc:
+            code, message = code_for(exc), exc.message
+        except asyncio.CancelledError:
+            log.debug("%s cancelled by the caller", name)
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:
+            log.exception("%s failed unexpectedly", name)
+            code, message = grpc.StatusCode.INTERNAL, f"{name}: internal error: {_describe(exc)}"
+        finally:
+            elapsed = time.monotonic() - started
+            log.debug("rpc %s code=%s %.1fms", name, code.name, elapsed * 1000)
+            SERVER.observe_rpc(name, code.name, elapsed, sent=int(code == grpc.StatusCode.OK))
+            if span is not None:
                 tracing.set_code(span, code.name, message)
         await context.abort(code, message)
 
