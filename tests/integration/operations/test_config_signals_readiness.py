@@ -69,6 +69,19 @@ def notify() -> Iterator[NotifySocket]:
     n.close()
 
 
+CONFLIST = {
+    "cniVersion": "1.0.0",
+    "name": "crirt-reload",
+    "plugins": [{"type": "bridge", "bridge": "crirt-none1", "ipam": {"type": "host-local",
+                                                                     "subnet": "10.99.251.0/24"}}],
+}
+
+
+def network_ready(server: CriServer) -> bool:
+    status = server.runtime().Status(api_pb2.StatusRequest(), timeout=10).status
+    return any(c.type == "NetworkReady" and c.status for c in status.conditions)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -148,16 +161,24 @@ def test_ready_reload_on_sighup_and_stack_dump_on_sigusr1(make_cri_server: Calla
     assert server.proc is not None
     assert debug_rpc_logged(server, "a")  # the file says log_level = "debug"
 
+    assert not network_ready(server)  # no CNI config in the server's conf dir
     drop = server.dir / "config.d"
     drop.mkdir()
-    (drop / "90-level.toml").write_text('[server]\nlog_level = "info"\n[streaming]\nport = 1\n')
+    other_net = server.dir / "other-net.d"
+    other_net.mkdir()
+    (other_net / "10-reload.conflist").write_text(json.dumps(CONFLIST))
+    (drop / "90-level.toml").write_text(f'[server]\nlog_level = "info"\n[streaming]\nport = 1\n'
+                                        f'[network]\ncni_conf_dir = "{other_net}"\n'
+                                        f'[image]\nregistry_config_path = "{server.dir}/certs.d"\n')
     server.proc.send_signal(signal.SIGHUP)
     notify.receive_until("RELOADING", "1")
     after = notify.receive_until("READY", "1")
     assert "needs restart for: streaming.port" in after["STATUS"]
     wait_for(lambda: "configuration reloaded" in full_log(server), "the reload log line")
     reloaded = next(line for line in full_log(server).splitlines() if "configuration reloaded" in line)
-    assert "applied=server.log_level" in reloaded and "needs_restart=streaming.port" in reloaded
+    assert ("applied=image.registry_config_path,network.cni_conf_dir,server.log_level" in reloaded
+            and "needs_restart=streaming.port" in reloaded), reloaded
+    assert network_ready(server)  # the CNI config of the new directory is loaded live
     assert "needs restart" in full_log(server)
     assert server.proc.poll() is None  # SIGHUP never ends the server
     assert not debug_rpc_logged(server, "b")  # info now: the debug access line is gone
