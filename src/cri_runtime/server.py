@@ -345,7 +345,7 @@ class CriServer:
         await self.containers.close()
         await self.ctd.close()
         self.guard.release(remove_socket=True)
-        tracing.shutdown()
+        await asyncio.to_thread(tracing.shutdown, tracing.STOP_FLUSH_SECONDS)
         log.info("stopped")
 
 

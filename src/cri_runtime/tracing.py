@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import threading
 from collections.abc import Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+EXPORT_TIMEOUT = 5  # seconds per export; the SDK's default is 10
+STOP_FLUSH_SECONDS = 3.0
 
 _provider: TracerProvider | None = None
 _tracer: Tracer | None = None
@@ -42,9 +46,9 @@ def enabled() -> bool:
 def _exporter(cfg: TracingConfig) -> Any:
     if cfg.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-        return GrpcExporter(endpoint=cfg.endpoint, insecure=cfg.insecure)
+        return GrpcExporter(endpoint=cfg.endpoint, insecure=cfg.insecure, timeout=EXPORT_TIMEOUT)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-    return HttpExporter(endpoint=cfg.endpoint)
+    return HttpExporter(endpoint=cfg.endpoint, timeout=EXPORT_TIMEOUT)
 
 
 def configure(cfg: TracingConfig) -> None:
@@ -77,12 +81,22 @@ def configure(cfg: TracingConfig) -> None:
                                              "sampling_ratio": cfg.sampling_ratio}})
 
 
-def shutdown() -> None:
-    """Flush and stop the exporter (at stop, and before a reload replaces it)."""
+def shutdown(wait: float = 0.0) -> None:
+    """Flush and stop the exporter (at stop, and before a reload replaces it).
+
+    The flush runs in a thread of its own: with the collector unreachable it
+    can take the exporter's whole timeout, which must never stall the event
+    loop. `wait` bounds how long the caller waits for it (at stop, so the
+    last spans leave).
+    """
     global _provider, _tracer, _settings
     provider, _provider, _tracer, _settings = _provider, None, None, None
-    if provider is not None:
-        provider.shutdown()
+    if provider is None:
+        return
+    flusher = threading.Thread(target=provider.shutdown, name="tracing-shutdown", daemon=True)
+    flusher.start()
+    if wait > 0:
+        flusher.join(wait)
 
 
 @contextlib.contextmanager
