@@ -25,10 +25,14 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from cri_protos.runtime.v1 import api_pb2
+from cri_runtime.containers.relay import cgroup as relay_cgroup
 from tests.cri_server import CriServer
+from tests.rig import paths
 from tests.rig.containerd import PrivateContainerd
 from tests.rig.images import TestImages
 from tests.rig.network import TestNetwork
+
+RELAY_CGROUP = f"/crirt-{paths.session_token()}-obs-relays"
 
 
 class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
@@ -124,7 +128,8 @@ def observed(containerd: PrivateContainerd, test_images: TestImages,
     server = CriServer(containerd.address, hosts_dir=str(containerd.hosts_dir),
                        runc_root=str(containerd.runc_root), sandbox_image=test_images.pause.ref,
                        extra_toml=f'[tracing]\nendpoint = "127.0.0.1:{receiver.port}"\nprotocol = "grpc"\n'
-                                  f'service_name = "cri-runtime-test"\n')
+                                  f'service_name = "cri-runtime-test"\n'
+                                  f'[runtime]\nrelay_cgroup = "{RELAY_CGROUP}"\n')
     drop = server.dir / "config.d"
     drop.mkdir()
     # metrics and JSON logs come from a drop-in: [server] keys merge with the main file's
@@ -136,6 +141,12 @@ def observed(containerd: PrivateContainerd, test_images: TestImages,
     finally:
         server.cleanup()
         network.close()
+        wait_for(lambda: _relay_cgroup_removed(), f"cgroup {RELAY_CGROUP} to empty", timeout=15)
+
+
+def _relay_cgroup_removed() -> bool:
+    relay_cgroup.remove(RELAY_CGROUP)
+    return not any((m / RELAY_CGROUP.lstrip("/")).exists() for m in relay_cgroup.hierarchies())
 
 
 def pod_config() -> api_pb2.PodSandboxConfig:
@@ -167,8 +178,7 @@ def test_pod_lifecycle_is_measured_traced_and_logged_as_json(observed: tuple[Cri
                 'grpc_service="runtime.v1.RuntimeService",grpc_type="unary"} 1.0') in body
         assert 'grpc_server_handling_seconds_count{grpc_method="RunPodSandbox",' in body
         assert 'container_runtime_operations_total{operation="RunPodSandbox"} 1.0' in body
-        assert 'container_runtime_pod_sandboxes{state="SANDBOX_READY"} 1.0' in body \
-            or 'container_runtime_pod_sandboxes{state="' in body
+        assert 'container_runtime_pod_sandboxes{state="ready"} 1.0' in body
         rss = next(line for line in body.splitlines() if line.startswith("process_resident_memory_bytes "))
         assert float(rss.split()[1]) > 10 * 1024 * 1024
         assert "process_cpu_seconds_total " in body and "process_open_fds " in body
@@ -290,3 +300,57 @@ def test_sighup_moves_tracing_to_otlp_http(observed: tuple[CriServer, int]) -> N
     finally:
         (server.dir / "config.d" / "20-trace-http.toml").unlink(missing_ok=True)
         http.stop()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def test_container_relay_runs_in_the_relay_cgroup(observed: tuple[CriServer, int], test_images: TestImages) -> None:
+    server, port = observed
+    rt = server.runtime()
+    pod_cfg = pod_config()
+    pod_id = rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=pod_cfg), timeout=60).pod_sandbox_id
+    try:
+        server.images().PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=test_images.busybox.ref)),
+                                  timeout=120)
+        cid = rt.CreateContainer(api_pb2.CreateContainerRequest(
+            pod_sandbox_id=pod_id, sandbox_config=pod_cfg, config=api_pb2.ContainerConfig(
+                metadata=api_pb2.ContainerMetadata(name="relayed"),
+                image=api_pb2.ImageSpec(image=test_images.busybox.ref),
+                command=["sh", "-c", "echo up; sleep 300"])), timeout=60).container_id
+        rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=60)
+        state_dir = str(server.dir / "state")
+        zygote = next(int(p) for p in os.listdir("/proc") if p.isdigit() and _cmdline(int(p)).endswith(
+            f"--for\0{state_dir}/containers"))
+        relays = _children(zygote)
+        assert relays, "the zygote forked no relay"
+        assert server.proc is not None
+        server_cgroups = relay_cgroup.current(server.proc.pid)
+        for pid in (zygote, *relays):
+            placed = relay_cgroup.current(pid)
+            assert set(placed.values()) == {RELAY_CGROUP}, placed
+        assert RELAY_CGROUP not in server_cgroups.values()
+        body = scrape(port)
+        assert 'container_runtime_containers{state="running"} 1.0' in body
+    finally:
+        rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+        rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read().rstrip("\0")
+    except OSError:
+        return ""
