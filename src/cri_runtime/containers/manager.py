@@ -53,7 +53,6 @@ from cri_runtime.containers.model import (
 from cri_runtime.containers.relay import client as relay
 from cri_runtime.containers.relay.launcher import RelayLauncher
 from cri_runtime.containers.relay.layout import IoDir
-from cri_runtime.durations import parse_duration
 from cri_runtime.oci import container_spec
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.oci.resources import linux_resources
@@ -110,11 +109,11 @@ class ContainerManager:
         # Persistent per-container data (the volumes an image config declares).
         self.root = Path(config.server.root_dir) / "containers"
         # IO relays are forked from one warm zygote process at StartContainer.
-        self.relay_launcher = RelayLauncher(owner=str(self.state))
+        self.relay_launcher = RelayLauncher(owner=str(self.state), cgroup=config.runtime.relay_cgroup)
         self._background: set[asyncio.Future[None]] = set()
         self.snapshotter = config.containerd.snapshotter
         # ExecSync's wait for output after the exit (containerd's option; 0 = the caller's deadline).
-        self.drain_exec_sync_io_timeout = parse_duration(config.runtime.drain_exec_sync_io_timeout) or None
+        self.drain_exec_sync_io_timeout = config.runtime.drain_exec_sync_io_timeout or None
         self._sweeper: asyncio.Future[None] | None = None  # kills stale `runc exec`s (see recover)
         self._accounts: dict[str, ImageAccounts] = {}  # image ID -> its /etc/passwd and /etc/group
         # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
