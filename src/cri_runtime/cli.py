@@ -87,5 +87,13 @@ def config_check(path: str) -> None:
     click.echo(f"{path}: ok")
 
 
+def _register_node_tools() -> None:
+    from cri_runtime.nodetools.commands import register
+
+    register(main)
+
+
+_register_node_tools()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
