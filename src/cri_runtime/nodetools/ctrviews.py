@@ -77,7 +77,7 @@ async def namespaces(ctd: Containerd) -> View:
 
 async def list_containers(ctd: Containerd) -> list[containers_pb2.Container]:
     resp = await ctd.call(ctd.containers.List, containers_pb2.ListContainersRequest(), "list containers")
-    return sorted(resp.containers, key=lambda c: c.id)
+    return list(resp.containers)  # containerd's order (by ID), as ctr prints it
 
 
 async def containers(ctd: Containerd, cri: bool) -> View:
@@ -263,7 +263,7 @@ class ImageWalker:
 
 async def list_images(ctd: Containerd) -> list[images_pb2.Image]:
     resp = await ctd.call(ctd.images.List, images_pb2.ListImagesRequest(), "list images")
-    return sorted(resp.images, key=lambda i: i.name)
+    return list(resp.images)
 
 
 def _target(image: images_pb2.Image) -> dict[str, Any]:
@@ -297,7 +297,7 @@ async def list_content(ctd: Containerd) -> list[content_pb2.Info]:
             found.extend(resp.info)
     except Exception as exc:  # grpc.aio errors: one message for the operator
         raise errors.Unavailable(f"list content: {exc}") from None
-    return sorted(found, key=lambda i: i.digest)
+    return found
 
 
 async def image_refs(ctd: Containerd) -> dict[str, list[images_pb2.Image]]:
