@@ -459,14 +459,32 @@ def _files_below(directory: str) -> Iterator[str]:
 
 
 def _cached_ips(entry: Path) -> list[str]:
+    """The IPs of a cached attachment: from its ADD result, else from host-local's allocation files.
+
+    A server killed during ADD leaves the record without a result while
+    host-local already wrote `<dataDir>/<network>/<ip>` naming the sandbox.
+    """
     import json
 
     ips: list[str] = []
     for f in dir_entries(entry):
         with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
-            result = json.loads(f.read_text()).get("result") or {}
-            ips.extend(str(ip.get("address", "")) for ip in result.get("ips") or [])
-    return ips
+            record = json.loads(f.read_text())
+            result = record.get("result") or {}
+            ips.extend(str(ip.get("address", "")).split("/")[0] for ip in result.get("ips") or [])
+            if result:
+                continue
+            config = record.get("config") or {}
+            for plugin in config.get("plugins") or []:
+                ipam = plugin.get("ipam") or {}
+                if ipam.get("type") != "host-local":
+                    continue
+                data_dir = Path(ipam.get("dataDir") or "/var/lib/cni/networks") / str(config.get("name", ""))
+                for alloc in dir_entries(data_dir):
+                    with contextlib.suppress(OSError):
+                        if alloc.read_text().split()[:1] == [entry.name]:
+                            ips.append(alloc.name)
+    return sorted(set(ips))
 
 
 async def diagnose(config: Config, ctd: Containerd, *, fix: bool, grace: float) -> tuple[list[Finding], bool]:
