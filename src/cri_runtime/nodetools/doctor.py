@@ -390,7 +390,8 @@ class Doctor:
                 finding.apply, finding.not_fixable = None, f"its ID belongs to {owner.runtime}"
             elif shim.children:
                 finding.apply, finding.not_fixable = None, f"it still has child processes {shim.children}"
-            self.add(finding)
+            # A shim containerd just started has no task until its Create call lands: hence the age.
+            self.add(finding, age=procfs.age_of(shim.pid) or 0.0)
 
     def _kill(self, pid: int, cmd: str) -> Fix:
         async def fix() -> None:

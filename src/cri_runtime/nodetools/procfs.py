@@ -112,6 +112,19 @@ class ProcTable:
         return sorted(found, key=lambda p: p.pid)
 
 
+def age_of(pid: int) -> float | None:
+    """Seconds since the process started (from /proc/PID/stat starttime), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError):
+        return None
+    start_ticks = int(stat[stat.rindex(")") + 2:].split()[19])
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
 def listening_socket_inode(path: str) -> int:
     """The inode of the unix socket listening at `path` (from /proc/net/unix), 0 if none."""
     with contextlib.suppress(OSError), open("/proc/net/unix") as f:

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.leases.v1 import leases_pb2
+from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
 from cri_runtime.containerd import objects
 from cri_runtime.containerd.connection import LEASE_OWNER_LABEL, Containerd
 from cri_runtime.containers.relay import client as relay
 from tests.cri_server import CriServer
 from tests.integration.nodetools.conftest import (
+    cli,
     ctr,
     doctor,
     kinds,
@@ -243,15 +247,10 @@ def shared_containerd(test_images: Any, registry: Any) -> Iterator[PrivateContai
 
 def test_clean_node_with_containerd_cri_objects_beside_ours(shared_containerd: PrivateContainerd,
                                                             test_images: Any, tmp_path: Path) -> None:
-    from tests.cri_server import CriServer as Server
-
     theirs_net = TestNetwork(shared_containerd.cni_conf_dir, index=4)
-    server = Server(shared_containerd.address, hosts_dir=str(shared_containerd.hosts_dir),
+    server = CriServer(shared_containerd.address, hosts_dir=str(shared_containerd.hosts_dir),
                     runc_root=str(shared_containerd.runc_root), sandbox_image=test_images.pause.ref)
     our_net = TestNetwork(server.cni_conf_dir, index=5)
-    import grpc
-
-    from cri_protos.runtime.v1 import api_pb2_grpc
     channel = grpc.insecure_channel(f"unix://{shared_containerd.address}")
     theirs = api_pb2_grpc.RuntimeServiceStub(channel)
     their_pod = our_pod = ""
@@ -269,9 +268,8 @@ def test_clean_node_with_containerd_cri_objects_beside_ours(shared_containerd: P
 
         code, report = doctor(server, "--grace", "0")
         assert (code, report["findings"]) == (0, []), report
-        owners = {line.split()[-1].split(":")[0] for line in subprocess.run(
-            [str(Path(os.sys.executable).with_name("cri-runtime")), "ctr", "-a", shared_containerd.address,
-             "containers", "ls", "--cri"], capture_output=True, text=True, check=True).stdout.splitlines()[1:]}
+        listing = cli("ctr", "-a", shared_containerd.address, "containers", "ls", "--cri").stdout
+        owners = {line.split()[-1].split(":")[0] for line in listing.splitlines()[1:]}
         assert owners == {"cri-runtime", "containerd-cri"}
         server.stop()  # no server running: everything not ours is still left alone
         code, report = doctor(server, "--fix")
@@ -289,9 +287,50 @@ def test_clean_node_with_containerd_cri_objects_beside_ours(shared_containerd: P
 
 
 def _network_ready(rt: Any) -> bool:
-    from cri_protos.runtime.v1 import api_pb2
-
     status = rt.Status(api_pb2.StatusRequest(), timeout=10).status
     return any(c.type == "NetworkReady" and c.status for c in status.conditions)
 
 
+
+
+@pytest.fixture
+def idle_shim(containerd: PrivateContainerd) -> Iterator[int]:
+    """A real containerd-shim-runc-v2 started as containerd starts one, but never given a task."""
+    bundle = paths.make_dir("bundle")
+    (bundle / "config.json").write_text('{"ociVersion": "1.0.2", "annotations": {}}')
+    os.mkfifo(bundle / "log")
+    shim_id = f"nodetools-idle-{secrets.token_hex(4)}"
+    subprocess.run(["containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", shim_id, "-address",
+                    containerd.address, "start"], cwd=bundle, stdin=subprocess.DEVNULL, capture_output=True,
+                   check=True, timeout=30)
+    socket_path = (bundle / "address").read_text().strip().removeprefix("unix://")
+
+    def find() -> int | None:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            with contextlib.suppress(OSError):
+                if shim_id.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return int(pid)
+        return None
+
+    pid = wait_for(find, "the idle shim")
+    try:
+        yield pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+        paths.remove_tree(bundle)
+
+
+def test_shim_without_task(idle_shim: int, pod_rig: PodRig) -> None:
+    code, report = doctor(pod_rig.server)
+    finding = next(f for f in report["findings"] if f["kind"] == "shim-without-task")
+    assert code == 1 and finding["subject"] == str(idle_shim) and finding["fix"] == f"kill {idle_shim}"
+    assert "grace" in finding["notFixedBecause"]  # just started: containerd may be about to create its task
+    tree = json.loads(cli("tree", "--config", str(pod_rig.server.config_path), "-o", "json").stdout)
+    shim = next(n for n in tree["children"] if n["pid"] == idle_shim)
+    assert shim["kind"] == "shim" and shim["anomalies"] == ["serves no task"]
+    code, report = doctor(pod_rig.server, "--fix", "--grace", "0")
+    assert next(f for f in report["findings"] if f["kind"] == "shim-without-task")["result"] == "fixed"
+    wait_for(lambda: not Path(f"/proc/{idle_shim}").exists(), "the shim to be gone")
