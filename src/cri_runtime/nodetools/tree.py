@@ -181,24 +181,33 @@ class TreeBuilder:
             root["children"].append(node)
 
     def _strays(self, root: Node, only: set[str] | None) -> None:
-        """Processes inside a pod's cgroup that no task owns (not below any shim)."""
+        """Processes inside a pod's cgroup that no task owns (below no shim, and no relay).
+
+        A pod has a cgroup of its own only when its config names a cgroup parent
+        (kubelet always does); then the pause process's cgroup sits right below it.
+        Only our pods are checked: containerd CRI's keep their config elsewhere.
+        """
         pod_cgroups: dict[str, str] = {}
-        for cid in self.inv.containers:
-            if only is not None and cid not in only:
+        for pod in self.inv.pods.values():
+            if (only is not None and pod.id not in only) or pod.metadata is None or not pod.metadata.cgroup_parent:
                 continue
-            t = self.inv.tasks.get(cid)
+            t = self.inv.tasks.get(pod.id)
             p = self.procs.get(t.pid) if t is not None and t.pid else None
-            if p is not None and p.cgroup and self._labels(cid).get("pod"):
-                parent = os.path.dirname(p.cgroup)
-                if parent not in ("", "/"):
-                    pod_cgroups[parent] = self._labels(cid)["pod"]
+            if p is not None and os.path.dirname(p.cgroup) not in ("", "/"):
+                pod_cgroups[os.path.dirname(p.cgroup)] = pod.name
+        if not pod_cgroups:
+            return
+        owned = set(self.placed)
+        for shim in self.procs.shims(self.address):
+            owned.add(shim.pid)
+            owned.update(self.procs.descendants(shim.pid))
         for p in sorted(self.procs.procs.values(), key=lambda p: p.pid):
-            if p.pid in self.placed:
+            if p.pid in owned:
                 continue
-            for cg, pod in pod_cgroups.items():
+            for cg, pod_name in pod_cgroups.items():
                 if p.cgroup == cg or p.cgroup.startswith(cg + "/"):
-                    node = _node(p, "stray", pod=pod, cgroup=p.cgroup)
-                    node["anomalies"].append(f"in pod {pod}'s cgroup {cg} but no task owns it")
+                    node = _node(p, "stray", pod=pod_name, cgroup=p.cgroup)
+                    node["anomalies"].append(f"in pod {pod_name}'s cgroup {cg} but no task owns it")
                     root["children"].append(node)
                     break
 

@@ -38,6 +38,7 @@ def running(pod_rig: PodRig, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     rt = server.runtime()
     pull(server, pod_rig.images.busybox.ref)
     cfg = pod_config("tree", tmp_path_factory.mktemp("logs"))
+    cfg.linux.cgroup_parent = f"/{cfg.metadata.name}"  # a cgroup of the pod's own, as kubelet gives it
     pod_id = run_pod(rt, cfg)
     cid = run_container(rt, pod_id, cfg, pod_rig.images.busybox.ref, name="worker",
                         command=("sh", "-c", "sleep 3600 & wait"))
@@ -45,6 +46,9 @@ def running(pod_rig: PodRig, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield {"rt": rt, "pod": pod_id, "container": cid, "pod_name": cfg.metadata.name, "server": server}
     finally:
         remove_pod(rt, pod_id)
+        for controller in Path("/sys/fs/cgroup").iterdir():  # runc leaves the parent (kubelet's) behind
+            with contextlib.suppress(OSError):
+                (controller / cfg.metadata.name).rmdir()
 
 
 def tree_json(server: Any, *args: str) -> dict[str, Any]:
@@ -120,6 +124,7 @@ def test_stray_process_in_pod_cgroup_is_marked(running: dict[str, Any]) -> None:
     root = tree_json(running["server"], running["pod_name"])
     pause = next(n for n in walk(root) if n["kind"] == "pause")
     pod_cgroup = os.path.dirname(pause["cgroup"])
+    assert pod_cgroup == f"/{running['pod_name']}"
     procs = Path("/sys/fs/cgroup/pids") / pod_cgroup.lstrip("/") / "cgroup.procs"
     if not procs.exists():
         pytest.skip(f"no pids cgroup at {procs}")
@@ -131,9 +136,17 @@ def test_stray_process_in_pod_cgroup_is_marked(running: dict[str, Any]) -> None:
         assert node["kind"] == "stray" and "no task owns it" in node["anomalies"][0]
         table = cli("tree", "--config", str(running["server"].config_path)).stdout
         assert f"stray {stray.pid}" in table and "!! in pod" in table
+        # Nothing else is stray: the pod's own processes are all below its shim.
+        assert [n["pid"] for n in walk(root) if n["kind"] == "stray"] == [stray.pid]
     finally:
         stray.kill()
         stray.wait()
+
+
+def test_no_strays_without_one(running: dict[str, Any]) -> None:
+    for args in ((), (running["pod_name"],), ("worker",)):
+        root = tree_json(running["server"], *args)
+        assert [n for n in walk(root) if n["kind"] == "stray" or n.get("anomalies")] == []
 
 
 def test_table_output(running: dict[str, Any]) -> None:
