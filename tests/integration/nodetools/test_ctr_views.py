@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.nodetools.conftest import cli, ctr, pod_config, pull, remove_pod, run_container, run_pod
+from tests.integration.nodetools.helpers import cli, ctr, pod_config, pull, remove_pod, run_container, run_pod
 from tests.pod_rig import PodRig
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,7 @@ from cri_runtime.containerd import objects
 from cri_runtime.containerd.connection import LEASE_OWNER_LABEL, Containerd
 from cri_runtime.containers.relay import client as relay
 from tests.cri_server import CriServer
-from tests.integration.nodetools.conftest import (
+from tests.integration.nodetools.helpers import (
     cli,
     ctr,
     doctor,
@@ -207,7 +207,24 @@ def test_records_deleted_by_hand_and_leftovers(containerd: PrivateContainerd, ma
         assert (code, report["findings"]) == (0, [])
         assert f"foreign-{key}" in ctr(containerd.address, "-n", "k8s.io", "leases", "ls", "-q").stdout
 
-        server.start()
+        # The pod's task deleted and its netns unpinned by hand: its record is now wrong, which only
+        # the server may correct (doctor reports, never "fixes" a live CRI object).
+        netns_pin = next((server.dir / "state" / "netns").glob("cri-*"))
+        ctr(containerd.address, "-n", "k8s.io", "tasks", "kill", "-a", "-s", "SIGKILL", pod_id)
+        wait_for(lambda: "STOPPED" in ctr(containerd.address, "-n", "k8s.io", "tasks", "ls").stdout.split(pod_id)[1]
+                 .split("\n")[0], "the killed pause task to stop")
+        ctr(containerd.address, "-n", "k8s.io", "tasks", "rm", pod_id)
+        subprocess.run(["umount", str(netns_pin)], check=True)
+        netns_pin.unlink()
+        code, report = doctor(server, "--fix")
+        assert code == 1
+        assert {(f["kind"], f["subject"]) for f in report["findings"]} == {
+            ("record-without-task", pod_id), ("record-without-netns", pod_id)}
+        assert all("result" not in f and f["notFixedBecause"] for f in report["findings"])
+
+        server.start()  # recovery: the pod is not ready any more, which is consistent again
+        code, report = doctor(server)
+        assert (code, report["findings"]) == (0, [])
         remove_pod(server.runtime(), pod_id)
         assert network.allocations() == []
     finally:

@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from cri_protos.runtime.v1 import api_pb2
-from tests.integration.nodetools.conftest import cli, pod_config, pull, remove_pod, run_container, run_pod, wait_for
+from tests.integration.nodetools.helpers import cli, pod_config, pull, remove_pod, run_container, run_pod, wait_for
 from tests.pod_rig import PodRig
 
 pytestmark = pytest.mark.integration

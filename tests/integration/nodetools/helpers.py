@@ -1,4 +1,4 @@
-"""Helpers of the node-tool tests: run `cri-runtime ctr|tree|doctor`, make pods and containers."""
+"""Helpers shared by the node-tool tests: run `cri-runtime ctr|tree|doctor`, make pods and containers."""
 
 from __future__ import annotations
 
@@ -11,12 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from cri_protos.runtime.v1 import api_pb2
 from tests.cri_server import CriServer
-
-pytestmark = pytest.mark.integration
 
 CRI_RUNTIME = str(Path(sys.executable).with_name("cri-runtime"))
 
