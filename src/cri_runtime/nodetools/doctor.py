@@ -155,6 +155,18 @@ class Doctor:
             return []
         return sorted(p.pid for p in self.inv.procs.procs.values() if p.netns == ino)
 
+    def _running_members(self, pod_id: str) -> list[str]:
+        """Containers of a pod (by their sandbox-id label) whose tasks still run: they use its netns, shm, files."""
+        return sorted(cid for cid, c in self.inv.containers.items()
+                      if c.labels.get(objects.SANDBOX_ID_LABEL) == pod_id and self.inv.task_running(cid))
+
+    def _guard_pod(self, finding: Finding, pod_id: str) -> None:
+        """Leave what a pod's still running containers use, even when the pod's record is gone."""
+        running = self._running_members(pod_id)
+        if running and finding.apply is not None:
+            finding.apply = None
+            finding.not_fixable = f"containers {', '.join(c[:12] for c in running)} of the pod still run"
+
     def _mounts(self) -> None:
         """Mounts under our state dirs whose pod or container has no record (netns pins: see _netns)."""
         known = self._known_ids()
@@ -167,11 +179,14 @@ class Doctor:
                 owner_id = point[len(root) + 1:].split("/", 1)[0].removeprefix(".removed-")
                 if owner_id in known:
                     continue
-                self.add(Finding(
+                finding = Finding(
                     "mount-without-owner", point,
                     f"{fstype} mount at {point}, under the dir of {kind} {owner_id}",
                     f"no {kind} record {owner_id} exists in containerd, so nothing will ever unmount it",
-                    f"umount -l {point}", apply=self._unmount(point)), age=age_seconds(point, self.now))
+                    f"umount -l {point}", apply=self._unmount(point))
+                if kind == "pod":
+                    self._guard_pod(finding, owner_id)
+                self.add(finding, age=age_seconds(point, self.now))
 
     def _unmount(self, point: str) -> Fix:
         async def fix() -> None:
@@ -218,6 +233,7 @@ class Doctor:
             users = self._netns_in_use(pin) if os.path.exists(pin) else []
             if users:
                 finding.apply, finding.not_fixable = None, f"processes {users} still run in its netns {pin}"
+            self._guard_pod(finding, entry.name)
             self.add(finding, age=age_seconds(entry, self.now))
 
     def _cni_del(self, sandbox_id: str, pin: str) -> Fix:
@@ -295,16 +311,30 @@ class Doctor:
                           f"ctr -n {self.ns} tasks rm {cid}; ctr -n {self.ns} containers rm {cid}; "
                           f"ctr -n {self.ns} snapshots --snapshotter {c.snapshotter} rm {c.snapshot_key}",
                           apply=self._delete_record(cid, c.snapshotter, c.snapshot_key))
+        if c.labels.get(objects.KIND_LABEL) == objects.KIND_CONTAINER:
+            finding.fix += f"; rm -r {self.layout.container_state / cid} (after stopping its IO relay)"
         if self.inv.task_running(cid):
             finding.apply, finding.not_fixable = None, f"its task still runs (pid {self.inv.tasks[cid].pid})"
         self.add(finding, age=self.now - c.created_at.seconds)
 
     def _delete_record(self, cid: str, snapshotter: str, key: str) -> Fix:
+        """Task, record and snapshot; and the state dir of a container (its relay, FIFOs, status)."""
+        remove_state = self._remove_dir(str(self.layout.container_state / cid))
+
         async def fix() -> None:
-            await objects.delete_task(self.ctd, cid)
+            try:
+                await objects.delete_task(self.ctd, cid)
+            except errors.CriError:
+                # A stopped task whose shim connection is gone ("ttrpc: closed", e.g. the pod's pause task
+                # was deleted by hand and took the shared shim's connection with it): the record can still go.
+                state = await objects.task_state(self.ctd, cid)
+                if state is not None and state.running:
+                    raise
             await objects.delete_container(self.ctd, cid)
             if key:
                 await objects.remove_snapshot(self.ctd, snapshotter, key)
+            if self.inv.containers[cid].labels.get(objects.KIND_LABEL) == objects.KIND_CONTAINER:
+                await remove_state()
         return fix
 
     def _records(self) -> None:
@@ -356,10 +386,13 @@ class Doctor:
                         "the container has no record in containerd: nothing will ever read its output or stop it",
                         f"kill {pid or '<relay pid>'}; rm -r {d}", apply=self._stop_relay(str(io_dir))),
                         age=age_seconds(d, self.now))
-                self.add(Finding(
+                finding = Finding(
                     "dir-without-record", str(d), f"{kind} directory {d}",
                     f"no {kind} record {oid} exists in containerd (removed, or its create was interrupted)",
-                    f"rm -r {d}", apply=self._remove_dir(str(d))), age=age_seconds(d, self.now))
+                    f"rm -r {d}", apply=self._remove_dir(str(d)))
+                if kind == "pod":
+                    self._guard_pod(finding, oid)
+                self.add(finding, age=age_seconds(d, self.now))
 
     def _stop_relay(self, io_dir: str) -> Fix:
         async def fix() -> None:

@@ -67,10 +67,11 @@ def run_pod(rt: Any, cfg: api_pb2.PodSandboxConfig) -> str:
 
 
 def run_container(rt: Any, pod_id: str, pod_cfg: api_pb2.PodSandboxConfig, image: str, name: str = "sleeper",
-                  command: tuple[str, ...] = ("sleep", "3600")) -> str:
+                  command: tuple[str, ...] = ("sleep", "3600"), pid_namespace: int = api_pb2.POD) -> str:
     cfg = api_pb2.ContainerConfig(metadata=api_pb2.ContainerMetadata(name=name),
                                   image=api_pb2.ImageSpec(image=image), command=list(command),
                                   log_path=f"{name}.log")
+    cfg.linux.security_context.namespace_options.pid = pid_namespace  # type: ignore[assignment]
     cid = str(rt.CreateContainer(api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=cfg,
                                                                 sandbox_config=pod_cfg), timeout=60).container_id)
     rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=60)

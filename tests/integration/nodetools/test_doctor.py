@@ -79,7 +79,7 @@ def mounts_under(directory: Path) -> list[str]:
 
 def assert_all_fixed(report: dict[str, Any]) -> None:
     left = [f for f in report["findings"] if f.get("result") != "fixed"]
-    assert not left, left
+    assert not left, [(f["kind"], f.get("result"), f.get("notFixedBecause")) for f in left]
 
 
 @pytest.fixture
@@ -351,3 +351,53 @@ def test_shim_without_task(idle_shim: int, pod_rig: PodRig) -> None:
     code, report = doctor(pod_rig.server, "--fix", "--grace", "0")
     assert next(f for f in report["findings"] if f["kind"] == "shim-without-task")["result"] == "fixed"
     wait_for(lambda: not Path(f"/proc/{idle_shim}").exists(), "the shim to be gone")
+
+
+def test_pod_record_deleted_under_a_running_container(containerd: PrivateContainerd, make_cri_server: Any,
+                                                      pod_rig: PodRig, tmp_path: Path) -> None:
+    """What a running container of the pod uses is never touched, even though the pod's record is gone."""
+    server: CriServer = make_cri_server(sandbox_image=pod_rig.images.pause.ref)
+    network = TestNetwork(server.cni_conf_dir, index=6)
+    try:
+        server.start()
+        rt = server.runtime()
+        pull(server, pod_rig.images.busybox.ref)
+        cfg = pod_config("orphan", tmp_path / "logs")
+        # Its own PID namespace: killing the pause process must not take the container with it.
+        cfg.linux.security_context.namespace_options.pid = api_pb2.CONTAINER
+        pod_id = run_pod(rt, cfg)
+        cid = run_container(rt, pod_id, cfg, pod_rig.images.busybox.ref, pid_namespace=api_pb2.CONTAINER)
+        server.stop()
+        ctr(containerd.address, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", pod_id)
+        wait_for(lambda: "STOPPED" in ctr(containerd.address, "-n", "k8s.io", "tasks", "ls").stdout.split(pod_id)[1]
+                 .split("\n")[0], "the killed pause task to stop")
+        ctr(containerd.address, "-n", "k8s.io", "tasks", "rm", pod_id)
+        ctr(containerd.address, "-n", "k8s.io", "containers", "rm", pod_id)
+
+        code, report = doctor(server, "--fix")
+        assert code == 1
+        by_kind = {f["kind"]: f for f in report["findings"]}
+        assert {"container-without-pod", "netns-without-pod", "cni-without-pod", "mount-without-owner",
+                "dir-without-record"} <= set(by_kind)
+        assert "task still runs" in by_kind["container-without-pod"].get("notFixedBecause", ""), (
+            report, ctr(containerd.address, "-n", "k8s.io", "tasks", "ls").stdout)
+        assert "still run" in by_kind["netns-without-pod"]["notFixedBecause"]
+        assert "still run" in by_kind["mount-without-owner"]["notFixedBecause"]
+        assert all("result" not in f for f in report["findings"]), report
+        assert len(network.allocations()) == 1
+        assert "RUNNING" in ctr(containerd.address, "-n", "k8s.io", "tasks", "ls").stdout.split(cid)[1].split("\n")[0]
+
+        # Once the container has stopped, all of it is safe to release.
+        ctr(containerd.address, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", cid)
+        wait_for(lambda: "STOPPED" in ctr(containerd.address, "-n", "k8s.io", "tasks", "ls").stdout.split(cid)[1]
+                 .split("\n")[0], "the killed container to stop")
+        code, report = doctor(server, "--fix")
+        assert code == 1
+        assert_all_fixed(report)
+        code, report = doctor(server)
+        assert (code, report["findings"]) == (0, [])
+        assert network.allocations() == []
+        assert cid not in ctr(containerd.address, "-n", "k8s.io", "containers", "ls", "-q").stdout
+        assert cid not in ctr(containerd.address, "-n", "k8s.io", "tasks", "ls", "-q").stdout
+    finally:
+        network.close()
