@@ -50,7 +50,18 @@ def _with_containerd(address: str, namespace: str, work: Callable[[Any], Awaitab
 
 # ------------------------------------------------------------------------ ctr
 
-@click.group("ctr")
+class _AliasGroup(click.Group):
+    """ctr's short names (ns, c, i, t …) resolve to the full command without cluttering --help."""
+
+    aliases = {"namespace": "namespaces", "ns": "namespaces", "container": "containers", "c": "containers",
+               "image": "images", "i": "images", "snapshot": "snapshots", "task": "tasks", "t": "tasks",
+               "lease": "leases", "list": "ls"}
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
+
+
+@click.group("ctr", cls=_AliasGroup)
 @click.option("-a", "--address", envvar="CONTAINERD_ADDRESS", default=DEFAULT_ADDRESS, show_default=True,
               help="containerd's gRPC socket.")
 @click.option("-n", "--namespace", envvar="CONTAINERD_NAMESPACE", default=DEFAULT_NAMESPACE, show_default=True,
@@ -61,14 +72,13 @@ def ctr(ctx: click.Context, address: str, namespace: str) -> None:
     ctx.obj = {"address": address, "namespace": namespace}
 
 
-def _list_command(group: click.Group, name: str, aliases: tuple[str, ...], what: str,
-                  lister: Callable[..., Awaitable[Any]], *, snapshotter: bool = False,
+def _list_command(group: click.Group, name: str, what: str, lister_name: str, *, snapshotter: bool = False,
                   cri_flag: bool = True) -> None:
-    @group.group(name)
+    @group.group(name, cls=_AliasGroup)
     def obj_group() -> None:
         pass
 
-    obj_group.help = f"Manage {what}."
+    obj_group.help = f"List {what} (ls)."
 
     @obj_group.command("ls")
     @click.option("-q", "--quiet", is_flag=True, help="Print only the IDs.")
@@ -77,7 +87,9 @@ def _list_command(group: click.Group, name: str, aliases: tuple[str, ...], what:
     @output_option
     @click.pass_context
     def ls(ctx: click.Context, /, quiet: bool, cri: bool, output: str, **kwargs: Any) -> None:
-        from cri_runtime.nodetools import render
+        from cri_runtime.nodetools import ctrviews, render
+
+        lister: Callable[..., Awaitable[Any]] = getattr(ctrviews, lister_name)
 
         def call(ctd: Any) -> Awaitable[Any]:
             args: list[Any] = [ctd]
@@ -99,22 +111,16 @@ def _list_command(group: click.Group, name: str, aliases: tuple[str, ...], what:
     if snapshotter:
         click.option("--snapshotter", envvar="CONTAINERD_SNAPSHOTTER", default="overlayfs", show_default=True,
                      help="Snapshotter to list.")(ls)
-    for alias in aliases:
-        group.add_command(obj_group, alias)
-    obj_group.add_command(ls, "list")
 
 
 def _register_ctr() -> None:
-    from cri_runtime.nodetools import ctrviews
-
-    _list_command(ctr, "namespaces", ("namespace", "ns"), "namespaces", ctrviews.namespaces, cri_flag=False)
-    _list_command(ctr, "containers", ("container", "c"), "containers", ctrviews.containers)
-    _list_command(ctr, "images", ("image", "i"), "images", ctrviews.images)
-    _list_command(ctr, "content", (), "content (blobs); --cri says which images refer to each",
-                  ctrviews.content)
-    _list_command(ctr, "snapshots", ("snapshot",), "snapshots", ctrviews.snapshots, snapshotter=True)
-    _list_command(ctr, "leases", (), "leases", ctrviews.leases)
-    _list_command(ctr, "tasks", ("task", "t"), "tasks", ctrviews.tasks)
+    _list_command(ctr, "namespaces", "namespaces", "namespaces", cri_flag=False)
+    _list_command(ctr, "containers", "containers", "containers")
+    _list_command(ctr, "images", "images", "images")
+    _list_command(ctr, "content", "content (blobs); --cri says which images refer to each", "content")
+    _list_command(ctr, "snapshots", "snapshots", "snapshots", snapshotter=True)
+    _list_command(ctr, "leases", "leases", "leases")
+    _list_command(ctr, "tasks", "tasks", "tasks")
 
 
 # ----------------------------------------------------------------- tree, doctor
