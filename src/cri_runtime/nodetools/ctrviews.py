@@ -83,7 +83,7 @@ async def list_containers(ctd: Containerd) -> list[containers_pb2.Container]:
 async def containers(ctd: Containerd, cri: bool) -> View:
     view = View(["CONTAINER", "IMAGE", "RUNTIME"] + (["CRI"] if cri else []), render.WIDE)
     for c in await list_containers(ctd):
-        owner = owners.of_container(c.labels)
+        owner = owners.of_record(c)
         view.rows.append([c.id, c.image or "-", c.runtime.name] + ([owner.text()] if cri else []))
         view.ids.append(c.id)
         view.records.append({"id": c.id, "image": c.image, "runtime": c.runtime.name,
@@ -102,9 +102,10 @@ async def list_tasks(ctd: Containerd) -> list[task_pb2.Process]:
 
 async def tasks(ctd: Containerd, cri: bool) -> View:
     view = View(["TASK", "PID", "STATUS"] + (["CRI"] if cri else []), render.WIDE)
-    labels = {c.id: dict(c.labels) for c in await list_containers(ctd)} if cri else {}
+    records = {c.id: c for c in await list_containers(ctd)} if cri else {}
     for t in await list_tasks(ctd):
-        owner = owners.of_container(labels.get(t.id, {}))
+        record = records.get(t.id)
+        owner = owners.of_record(record) if record is not None else owners.NONE
         status = task_pb2.Status.Name(t.status)
         view.rows.append([t.id, str(t.pid), status] + ([owner.text()] if cri else []))
         view.ids.append(t.id)
@@ -132,7 +133,7 @@ async def snapshots(ctd: Containerd, snapshotter: str, cri: bool) -> View:
     if cri:
         for c in await list_containers(ctd):
             if c.snapshotter == snapshotter and c.snapshot_key:
-                by_key[c.snapshot_key] = owners.of_container(c.labels)
+                by_key[c.snapshot_key] = owners.of_record(c)
     for info in await list_snapshots(ctd, snapshotter):
         kind = SNAPSHOT_KINDS.get(info.kind, "Unknown")
         owner = by_key.get(info.name, owners.NONE)

@@ -123,7 +123,7 @@ class Inventory:
 
     def owner(self, container_id: str) -> owners.CriOwner:
         c = self.containers.get(container_id)
-        return owners.of_container(c.labels) if c is not None else owners.NONE
+        return owners.of_record(c) if c is not None else owners.NONE
 
     def task_running(self, container_id: str) -> bool:
         t = self.tasks.get(container_id)
@@ -134,14 +134,8 @@ class Inventory:
         c = self.containers.get(container_id)
         if c is None:
             return ""
-        owner = owners.of_container(c.labels)
-        if owner.kind == "pod":
-            return c.id
-        if owner.sandbox_id:
-            return owner.sandbox_id
-        # containerd CRI 1.6 keeps the sandbox ID in the spec's annotations.
-        spec = objects.spec_from_any(c.spec) if c.spec.value else {}
-        return str((spec.get("annotations") or {}).get("io.kubernetes.cri.sandbox-id", ""))
+        owner = owners.of_record(c)
+        return c.id if owner.kind == "pod" else owner.sandbox_id
 
 
 def _pod_record(c: containers_pb2.Container, layout: Layout) -> PodRecord:

@@ -9,9 +9,12 @@ neither (ctr, docker/moby, a test) and the doctor never touches it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_runtime.containerd.connection import LEASE_OWNER_LABEL
 from cri_runtime.containerd.objects import KIND_LABEL, LABEL_PREFIX, SANDBOX_ID_LABEL, SNAPSHOT_OWNER_LABEL
 from cri_runtime.images.store import LABEL_MANAGED
@@ -70,6 +73,37 @@ def of_container(labels: Mapping[str, str]) -> CriOwner:
         return CriOwner(CONTAINERD_CRI, "container", labels.get(K8S_CONTAINER_NAME, ""),
                         labels.get(K8S_SANDBOX_ID, ""))
     return NONE
+
+
+CONTAINERD_CRI_EXTENSIONS = {"sandbox": "io.cri-containerd.sandbox.metadata",
+                             "container": "io.cri-containerd.container.metadata"}
+
+
+def _containerd_cri_metadata(c: containers_pb2.Container, kind: str) -> dict[str, Any]:
+    """containerd CRI's metadata extension: JSON {"Version": "v1", "Metadata": {...}}."""
+    ext = c.extensions.get(CONTAINERD_CRI_EXTENSIONS.get(kind, ""))
+    if ext is None:
+        return {}
+    try:
+        data = json.loads(ext.value).get("Metadata") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def of_record(c: containers_pb2.Container) -> CriOwner:
+    """Owner of a containerd container; containerd CRI's names come from its metadata extension
+    when kubelet's labels are absent (containerd 1.6 keeps the pod and container names there)."""
+    owner = of_container(c.labels)
+    if owner.runtime != CONTAINERD_CRI or (owner.name and owner.sandbox_id):
+        return owner
+    md = _containerd_cri_metadata(c, c.labels.get(CONTAINERD_CRI_KIND_LABEL, ""))
+    meta = (md.get("Config") or {}).get("metadata") or {}
+    if owner.kind == "pod":
+        name = owner.name or _pod_name(str(meta.get("namespace", "")), str(meta.get("name", "")))
+        return CriOwner(CONTAINERD_CRI, "pod", name, c.id)
+    return CriOwner(CONTAINERD_CRI, "container", owner.name or str(meta.get("name", "")),
+                    owner.sandbox_id or str(md.get("SandboxID", "")))
 
 
 def of_image(labels: Mapping[str, str]) -> CriOwner:

@@ -57,7 +57,7 @@ class TreeBuilder:
         pods: set[str] = set()
         ctrs: set[str] = set()
         for cid, c in self.inv.containers.items():
-            owner = owners.of_container(c.labels)
+            owner = owners.of_record(c)
             names = {owner.name, owner.name.split("/")[-1]} if owner.name else set()
             if cid == target or (len(target) >= 3 and cid.startswith(target)) or target in names:
                 (pods if owner.kind == "pod" else ctrs).add(cid)
@@ -83,7 +83,7 @@ class TreeBuilder:
 
     def _labels(self, cid: str) -> dict[str, Any]:
         c = self.inv.containers.get(cid)
-        owner = owners.of_container(c.labels) if c is not None else owners.NONE
+        owner = owners.of_record(c) if c is not None else owners.NONE
         t = self.inv.tasks.get(cid)
         out: dict[str, Any] = {"id": cid, "runtime": owner.runtime or "-",
                                "state": task_pb2.Status.Name(t.status) if t else "NO-TASK",
@@ -94,7 +94,7 @@ class TreeBuilder:
             out["container"] = owner.name
             pod = self.inv.containers.get(self.inv.pod_of(cid))
             if pod is not None:
-                out["pod"] = owners.of_container(pod.labels).name
+                out["pod"] = owners.of_record(pod).name
         return out
 
     def _shim(self, shim: Proc, ctd_pid: int, only: set[str] | None) -> Node | None:

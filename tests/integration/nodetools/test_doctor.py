@@ -286,8 +286,20 @@ def test_clean_node_with_containerd_cri_objects_beside_ours(shared_containerd: P
         code, report = doctor(server, "--grace", "0")
         assert (code, report["findings"]) == (0, []), report
         listing = cli("ctr", "-a", shared_containerd.address, "containers", "ls", "--cri").stdout
-        owners = {line.split()[-1].split(":")[0] for line in listing.splitlines()[1:]}
-        assert owners == {"cri-runtime", "containerd-cri"}
+        owners = {line.split()[0]: line.split()[-1] for line in listing.splitlines()[1:]}
+        assert owners[our_pod] == f"cri-runtime:pod:nodetools/{cfg.metadata.name}"
+        assert owners[their_pod] == f"containerd-cri:pod:nodetools/{their_cfg.metadata.name}"
+        assert sorted(owners.values()) == sorted([
+            f"cri-runtime:pod:nodetools/{cfg.metadata.name}", "cri-runtime:container:sleeper",
+            f"containerd-cri:pod:nodetools/{their_cfg.metadata.name}", "containerd-cri:container:sleeper"])
+        # The tree shows both runtimes' pods; theirs selected by its pod name.
+        tree = json.loads(cli("tree", "--config", str(server.config_path), "-o", "json",
+                              their_cfg.metadata.name).stdout)
+        shims = tree["children"]
+        tasks = [n for shim in shims for n in shim["children"]]
+        assert sorted((n["kind"], n["runtime"], n["pod"]) for n in tasks) == [
+            ("container", "containerd-cri", f"nodetools/{their_cfg.metadata.name}"),
+            ("pause", "containerd-cri", f"nodetools/{their_cfg.metadata.name}")]
         server.stop()  # no server running: everything not ours is still left alone
         code, report = doctor(server, "--fix")
         assert (code, report["findings"]) == (0, []), report
