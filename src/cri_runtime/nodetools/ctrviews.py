@@ -212,7 +212,9 @@ class ImageWalker:
         tree.digests.add(digest)
         platform = desc.get("platform")
         if isinstance(platform, dict) and platform.get("os") != "unknown" and platform.get("architecture") != "unknown":
-            tree.platforms.add(_platform_text(platform))
+            # As ctr: a descriptor's platform verbatim, a config's normalized.
+            tree.platforms.add("/".join(str(platform.get(k, "")) for k in ("os", "architecture", "variant")
+                                        if platform.get(k)))
             count_platform = False
         else:
             count_platform = True
