@@ -443,17 +443,19 @@ class Doctor:
                 log_dir = p.metadata.pod_config().log_directory
                 if log_dir:
                     log_dirs.add(log_dir)
-        for log_dir in sorted(log_dirs):
-            for path in _files_below(log_dir):
-                if any(path == cur or path.startswith(cur + ".") for cur in current):
-                    continue
-                if not path.endswith(".log") and ".log." not in path:
-                    continue
-                self.add(Finding(
-                    "log-of-removed-container", path, f"container log file {path}",
-                    "no container of ours writes it any more (its container was removed); kubelet removes only"
-                    " the logs of containers it removes itself",
-                    f"rm {path}", apply=self._remove_file(path)), age=age_seconds(path, self.now))
+        candidates = [path for log_dir in sorted(log_dirs) for path in _files_below(log_dir)
+                      if (path.endswith(".log") or ".log." in path)
+                      and not any(path == cur or path.startswith(cur + ".") for cur in current)]
+        holders = procfs.open_files() if candidates else {}
+        for path in candidates:
+            finding = Finding(
+                "log-of-removed-container", path, f"container log file {path}",
+                "no container of ours writes it any more (its container was removed); kubelet removes only"
+                " the logs of containers it removes itself",
+                f"rm {path}", apply=self._remove_file(path))
+            if path in holders:
+                finding.apply, finding.not_fixable = None, f"process {holders[path]} still has it open"
+            self.add(finding, age=age_seconds(path, self.now))
 
     def _remove_file(self, path: str) -> Fix:
         async def fix() -> None:

@@ -164,6 +164,19 @@ def holds_file(pid: int, path: str) -> bool:
     return False
 
 
+def open_files() -> dict[str, int]:
+    """Every path some process has open, with one pid holding it."""
+    found: dict[str, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{name}/fd"):
+                with contextlib.suppress(OSError):
+                    found.setdefault(os.readlink(f"/proc/{name}/fd/{fd}"), int(name))
+    return found
+
+
 def mounts() -> list[tuple[str, str, str]]:
     """(mount point, fs type, source) of every mount in our mount namespace."""
     out: list[tuple[str, str, str]] = []
