@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cri_protos.containerd.services.leases.v1 import leases_pb2
+from cri_protos.containerd.services.snapshots.v1 import snapshots_pb2
 from cri_runtime import errors
 from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
@@ -247,9 +248,12 @@ class Doctor:
         used = {c.snapshot_key for c in self.inv.containers.values()
                 if c.snapshotter == self.config.containerd.snapshotter}
         snapshotter = self.config.containerd.snapshotter
+        parents = {info.parent for info in self.inv.snapshots}
         for info in self.inv.snapshots:
             if not owners.snapshot_is_ours(info.labels) or info.name in used:
                 continue
+            if info.kind == snapshots_pb2.COMMITTED or info.name in parents:
+                continue  # an image layer, or something builds on it: never a leftover rootfs
             if info.name in known or image_volumes.owner_of(info.name) in known:
                 continue
             self.add(Finding(
