@@ -150,7 +150,10 @@ class Doctor:
         return set(self.inv.pods) | set(self.inv.ctrs)
 
     def _netns_in_use(self, path: str) -> list[int]:
+        """Processes inside the namespace pinned at `path` (none when the pin no longer holds one)."""
         try:
+            if not netns.is_netns(path):
+                return []
             ino = netns.inode(path)
         except OSError:
             return []
