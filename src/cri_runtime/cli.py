@@ -118,5 +118,13 @@ def config_dump(config_path: str | None, config_dir: str) -> None:
     click.echo(render_effective(cfg))
 
 
+def _register_node_tools() -> None:
+    from cri_runtime.nodetools.commands import register
+
+    register(main)
+
+
+_register_node_tools()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
