@@ -74,7 +74,11 @@ class NriHost:
         return [p for p in self._plugins if not p.closed]
 
     async def start(self) -> None:
-        if not self.settings.disable_connections:
+        if not self.settings.disable_connections and _served_elsewhere(self.settings.socket_path):
+            log.error("NRI: %s is served by another process (containerd's own NRI?); external plugins "
+                      "cannot reach cri-runtime until it is freed or nri.socket_path changes",
+                      self.settings.socket_path)
+        elif not self.settings.disable_connections:
             path = Path(self.settings.socket_path)
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
@@ -282,6 +286,18 @@ class NriHost:
     async def _relay(self, event: int, method: str, request: object, response_type: type) -> None:
         for plugin in self._subscribed(event):
             await plugin.call(method, request, response_type)  # type: ignore[arg-type]
+
+
+def _served_elsewhere(path: str) -> bool:
+    """A live listener already owns the socket: never take it over (containerd removes it blindly)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def _merge(visible: list[api.PodSandbox] | list[api.Container], pending: dict) -> list:  # type: ignore[type-arg]

@@ -61,6 +61,16 @@ def container(ctr: Container, spec: dict[str, Any] | None = None) -> api.Contain
     return out
 
 
+def new_container(container_id: str, sandbox_id: str, cfg: cri.ContainerConfig,
+                  spec: dict[str, Any]) -> api.Container:  # fmt: skip
+    """A container being created, as plugins see it in CreateContainer."""
+    out = api.Container(id=container_id, pod_sandbox_id=sandbox_id, name=cfg.metadata.name,
+                        state=api.CONTAINER_CREATED, labels=dict(cfg.labels),
+                        annotations=dict(spec.get("annotations") or cfg.annotations))  # fmt: skip
+    fill_from_spec(out, spec)
+    return out
+
+
 def fill_from_spec(out: api.Container, spec: dict[str, Any]) -> None:
     process = spec.get("process") or {}
     out.args.extend(process.get("args") or [])
