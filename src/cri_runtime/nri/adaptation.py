@@ -153,8 +153,12 @@ class NriHost:
                 pods, containers = await self._sync_source()
                 pods = _merge(pods, self._pending.pods)
                 containers = _merge(containers, self._pending.containers)
+                # A plugin sets itself up for the whole node in Synchronize, so it gets the registration
+                # time on top of a request's (containerd gives it a request's alone, and a plugin that
+                # takes 2 s there is dropped: critest's Synchronize specs then lose containers).
                 response = await plugin.call("Synchronize", api.SynchronizeRequest(pods=pods, containers=containers),
-                                             api.SynchronizeResponse, fatal=True)  # fmt: skip
+                                             api.SynchronizeResponse, fatal=True,
+                                             timeout=self.settings.request_timeout + self.settings.registration_timeout)
                 if plugin.closed:
                     raise PluginError(plugin.qualified_name, "Synchronize", "connection closed")
                 if response.update:

@@ -113,11 +113,12 @@ class Plugin:
             raise PluginError(self.qualified_name, "Configure", f"invalid event mask 0x{events:x}")
         self.events = events
 
-    async def call(self, method: str, request: Message, response_type: type[M], *, fatal: bool = False) -> M:
+    async def call(self, method: str, request: Message, response_type: type[M], *, fatal: bool = False,
+                   timeout: float | None = None) -> M:  # fmt: skip
         """Call the plugin; a timeout or lost connection closes it (raising only when `fatal`)."""
         try:
             payload = await self._plugin.call(PLUGIN_SERVICE, method, request.SerializeToString(),
-                                              self._request_timeout)  # fmt: skip
+                                              timeout or self._request_timeout)  # fmt: skip
         except TtrpcError as exc:
             if exc.code in (DEADLINE_EXCEEDED, UNAVAILABLE):
                 log.error("NRI plugin %s: closing it, %s failed: %s", self.qualified_name, method, exc.message)
