@@ -76,13 +76,15 @@ class NriHooks:
                          resources: cri.LinuxContainerResources | None) -> None:  # fmt: skip
         if self.host is None:
             return
-        pod = convert.pod(sandbox)
         try:
-            await self.host.update_pod_sandbox(pod, convert.resources(overhead) if overhead else None,
+            await self.host.update_pod_sandbox(convert.pod(sandbox), convert.resources(overhead) if overhead else None,
                                                convert.resources(resources) if resources else None)  # fmt: skip
         except PluginError as exc:
             raise _refused(exc) from None
-        await self._notify("PostUpdatePodSandbox", self.host.post_update_pod_sandbox(pod))
+
+    async def post_update_pod(self, sandbox: Sandbox) -> None:
+        if self.host is not None:
+            await self._notify("PostUpdatePodSandbox", self.host.post_update_pod_sandbox(convert.pod(sandbox)))
 
     # ---- containers
 

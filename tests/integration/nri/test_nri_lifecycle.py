@@ -211,3 +211,33 @@ async def test_a_late_plugin_is_synchronized_with_existing_pods_and_containers(n
         plugin.close()
     finally:
         await node.remove_pod(pod_id)
+
+
+async def test_resource_updates_of_pods_and_containers_pass_through_plugins(node: Node) -> None:
+    async def halve(request: Message) -> nri.UpdateContainerResponse:
+        assert isinstance(request, nri.UpdateContainerRequest)
+        update = nri.ContainerUpdate(container_id=request.container.id)
+        update.linux.resources.cpu.shares.value = request.linux_resources.cpu.shares.value // 2
+        return nri.UpdateContainerResponse(update=[update])
+
+    plugin = await node.plugin(handlers={"UpdateContainer": halve},
+                               events=("UpdatePodSandbox", "PostUpdatePodSandbox", "UpdateContainer",
+                                       "PostUpdateContainer"))
+    pod_id = await node.run_pod()
+    try:
+        cid = await node.create(pod_id, ["sleep", "600"])
+        await call(node.rt.StartContainer, api_pb2.StartContainerRequest(container_id=cid), timeout=30)
+        await call(node.rt.UpdateContainerResources, api_pb2.UpdateContainerResourcesRequest(
+            container_id=cid, linux=api_pb2.LinuxContainerResources(cpu_shares=1024)), timeout=30)
+        assert int(await node.exec(cid, "cat", "/sys/fs/cgroup/cpu/cpu.shares")) == 512  # the plugin's say
+        await call(node.rt.UpdatePodSandboxResources, api_pb2.UpdatePodSandboxResourcesRequest(
+            pod_sandbox_id=pod_id, resources=api_pb2.LinuxContainerResources(cpu_shares=2048)), timeout=30)
+        await wait_for(lambda: events(plugin)[-1:] == ["PostUpdatePodSandbox"], what="PostUpdatePodSandbox")
+        assert events(plugin) == ["UpdateContainer", "PostUpdateContainer", "UpdatePodSandbox",
+                                  "PostUpdatePodSandbox"]
+        pod_update = plugin.calls[4][1]
+        assert isinstance(pod_update, nri.UpdatePodSandboxRequest)
+        assert pod_update.linux_resources.cpu.shares.value == 2048
+    finally:
+        await node.remove_pod(pod_id)
+        plugin.close()
