@@ -30,7 +30,8 @@ class CriServer:
     """One cri-runtime process; `.endpoint` is what crictl's `-r` takes."""
 
     def __init__(self, containerd_address: str, *, hosts_dir: str = "", extra_toml: str = "",
-                 sandbox_image: str = "registry.k8s.io/pause:3.6", runc_root: str = "") -> None:
+                 sandbox_image: str = "registry.k8s.io/pause:3.6", runc_root: str = "",
+                 args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.dir = paths.make_dir("cri")
         self.socket = str(self.dir / "cri.sock")
         self.endpoint = f"unix://{self.socket}"
@@ -38,6 +39,11 @@ class CriServer:
         self.cni_conf_dir.mkdir()
         self.log_path = self.dir / "server.log"
         self.config_path = self.dir / "config.toml"
+        # NRI on, as by default, but on a socket of this server's own (plugins dir likewise).
+        self.nri_socket = str(self.dir / "nri.sock")
+        nri_toml = "" if "[nri]" in extra_toml else (
+            f'[nri]\nsocket_path = "{self.nri_socket}"\nplugin_path = "{self.dir}/nri-plugins"\n'
+            f'plugin_config_path = "{self.dir}/nri-conf.d"\n')
         self.config_path.write_text(
             f'[server]\nsocket = "{self.socket}"\nroot_dir = "{self.dir}/root"\n'
             f'state_dir = "{self.dir}/state"\nlog_level = "debug"\n'
@@ -45,15 +51,19 @@ class CriServer:
             f'[image]\nsandbox_image = "{sandbox_image}"\nregistry_config_path = "{hosts_dir}"\n'
             f'[network]\ncni_conf_dir = "{self.cni_conf_dir}"\n'
             + (f'[runtime.handlers.runc]\nroot = "{runc_root}"\n' if runc_root else "")
-            + extra_toml
+            + nri_toml + extra_toml
         )
+        # Extra command-line arguments (e.g. --config-dir) and environment (e.g. NOTIFY_SOCKET).
+        self.args, self.env = args, env
         self.proc: subprocess.Popen[bytes] | None = None
         self._channel: grpc.Channel | None = None
 
     def start(self, timeout: float = 15.0) -> CriServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([CRI_RUNTIME, "serve", "--config", str(self.config_path)],
-                                     stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([CRI_RUNTIME, "serve", "--config", str(self.config_path),
+                                      "--config-dir", str(self.dir / "config.d"), *self.args],
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     env=None if self.env is None else {**os.environ, **self.env})
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
