@@ -215,6 +215,7 @@ class StatsCollector:
         self.cpu.forget(object_id)
         self.cpu.forget(POD_KEY + object_id)
         self._layers.pop(object_id, None)
+        self.stuck.discard(object_id)
 
     # ------------------------------------------------------------- builders
 
