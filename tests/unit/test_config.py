@@ -92,7 +92,7 @@ def test_unknown_keys_warn_with_file_and_key_and_fail_when_strict() -> None:
         "f.toml: ignoring unknown key server.sockt (known: log_format, log_level, metrics_address, "
         "recovery_timeout_seconds, root_dir, socket, state_dir)",
         "f.toml: ignoring unknown section [nope] (known: server, containerd, runtime, image, network, "
-        "streaming, logs, tracing)",
+        "streaming, logs, tracing, nri)",
         "f.toml: ignoring unknown key runtime.handlers.kata.flavour (known: binary_name, "
         "privileged_without_host_devices, root, runtime_type)",
     ]
