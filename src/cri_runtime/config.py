@@ -178,6 +178,10 @@ class RuntimeConfig(Section):
         "\"true\" or \"false\".", default="auto")
     handlers: dict[str, RuntimeHandlerConfig] = _doc("Runtime handlers by name ([runtime.handlers.NAME]).",
                                                      default_factory=_default_handlers)
+    enable_cdi: bool = _doc("Resolve CDI devices (ContainerConfig.CDI_devices, cdi.k8s.io/* annotations).",
+                            default=True)
+    cdi_spec_dirs: list[str] = _doc("CDI spec directories, lowest priority first (a later one overrides).",
+                                    default_factory=lambda: ["/etc/cdi", "/var/run/cdi"])
 
     @classmethod
     def from_table(cls, table: dict[str, Any], where: str) -> Any:
@@ -193,6 +197,8 @@ class RuntimeConfig(Section):
             raise ConfigError(f"{where}.cgroup_driver: must be cgroupfs or systemd, got {self.cgroup_driver!r}")
         if self.restrict_oom_score_adj not in ("auto", "true", "false"):
             raise ConfigError(f"{where}.restrict_oom_score_adj: must be auto, true or false")
+        for i, d in enumerate(self.cdi_spec_dirs):
+            _require_abs(d, f"{where}.cdi_spec_dirs[{i}]")
         if self.default_handler not in self.handlers:
             raise ConfigError(f"{where}.default_handler: {self.default_handler!r} is not among "
                               f"the handlers ({', '.join(sorted(self.handlers)) or 'none'})")

@@ -25,7 +25,7 @@ from google.protobuf import any_pb2, field_mask_pb2, json_format
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_protos.runtime.v1 import api_pb2
-from cri_runtime import errors, protowire
+from cri_runtime import cdi, errors, protowire
 from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
 from cri_runtime.containerd import objects
@@ -105,6 +105,7 @@ class ContainerManager:
         self._accounts: dict[str, ImageAccounts] = {}  # image ID -> its /etc/passwd and /etc/group
         # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
         self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
+        self.cdi = cdi.CdiRegistry(config.runtime.cdi_spec_dirs) if config.runtime.enable_cdi else None
         sandboxes.stop_containers = self.stop_all_in_pod
         sandboxes.remove_containers = self.remove_all_in_pod
 
@@ -133,24 +134,32 @@ class ContainerManager:
         if not sandbox.ready:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
         cfg = request.config
+        cdi_devices = self._cdi_devices(cfg)
         name = container_name(cfg.metadata, sandbox.config.metadata)
         container_id = secrets.token_hex(32)
         self.names.reserve(name, container_id)
         undo = Rollback(f"container {container_id}")
         undo.add_sync("name", self.names.release, name)
-        work = asyncio.ensure_future(self._create(container_id, name, sandbox, cfg, undo))
+        work = asyncio.ensure_future(self._create(container_id, name, sandbox, cfg, undo, cdi_devices))
         return await asyncio.shield(work)
 
+    def _cdi_devices(self, cfg: api_pb2.ContainerConfig) -> list[cdi.ResolvedDevice]:
+        """The CDI devices the config asks for, resolved now so a bad name fails before anything is made."""
+        names = cdi.requested_devices([d.name for d in cfg.CDI_devices], cfg.annotations)
+        if not names or self.cdi is None:
+            return []
+        return self.cdi.resolve(names)
+
     async def _create(self, container_id: str, name: str, sandbox: Any, cfg: api_pb2.ContainerConfig,
-                      undo: Rollback) -> str:
+                      undo: Rollback, cdi_devices: list[cdi.ResolvedDevice]) -> str:
         try:
-            return await self._create_steps(container_id, name, sandbox, cfg, undo)
+            return await self._create_steps(container_id, name, sandbox, cfg, undo, cdi_devices)
         except BaseException:
             await undo.run()
             raise
 
     async def _create_steps(self, container_id: str, name: str, sandbox: Any, cfg: api_pb2.ContainerConfig,
-                            undo: Rollback) -> str:
+                            undo: Rollback, cdi_devices: list[cdi.ResolvedDevice]) -> str:
         md_sb = sandbox.metadata
         target_pid = None
         ns = cfg.linux.security_context.namespace_options
@@ -175,6 +184,7 @@ class ContainerManager:
             resolv_conf_path=md_sb.resolv_conf_path, shm_path=md_sb.shm_path)
         build = _RecordBuilder(self, container_id, name, sandbox, cfg, image, sandbox_ctx, log_path, io_dir,
                                target_pid)
+        build.cdi_devices = tuple(cdi_devices)
         accounts = self._cached_accounts(image)
         if accounts is None or any(m.HasField("image") for m in cfg.mounts):
             # The image's first container (its passwd/group are read from the snapshot before
@@ -698,6 +708,8 @@ class ContainerManager:
 class _RecordBuilder:
     """Builds the OCI spec, our metadata and the containerd record of a new container."""
 
+    cdi_devices: tuple[cdi.ResolvedDevice, ...] = ()
+
     def __init__(self, manager: ContainerManager, container_id: str, name: str, sandbox: Any,
                  cfg: api_pb2.ContainerConfig, image: Any, sandbox_ctx: container_spec.SandboxContext,
                  log_path: str, io_dir: str, target_pid: int | None) -> None:
@@ -722,6 +734,7 @@ class _RecordBuilder:
             self.container_id, cfg, image_config, image_name=image_name, sandbox=self.sandbox_ctx,
             options=m.node.spec_options(handler, mountinfo=_needs_mountinfo(cfg)), rootfs=accounts,
             target_pid=self.target_pid, extra_mounts=extra_mounts)
+        cdi.apply_edits(spec, self.cdi_devices)
         metadata = ContainerMetadata(
             id=self.container_id, name=self.name, sandbox_id=sandbox.id, config=cfg.SerializeToString(),
             image_id=image.id, image_name=image_name,
