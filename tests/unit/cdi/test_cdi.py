@@ -104,8 +104,9 @@ def test_spec_example_applies_edits(tmp_path: Path) -> None:
     assert devices["/dev/zero"]["minor"] == os.minor(ZERO.st_rdev)
     rules = spec["linux"]["resources"]["devices"]
     assert rules[0] == {"allow": False, "access": "rwm"}
+    null, zero = NULL.st_rdev, ZERO.st_rdev
     assert {(r["major"], r["minor"], r["access"]) for r in rules[1:]} == {
-        (os.major(NULL.st_rdev), os.minor(NULL.st_rdev), "rwm"), (os.major(ZERO.st_rdev), os.minor(ZERO.st_rdev), "rwm")}
+        (os.major(null), os.minor(null), "rwm"), (os.major(zero), os.minor(zero), "rwm")}
     # A CDI mount replaces the one at the same destination; parents sort first.
     assert [m["destination"] for m in spec["mounts"]] == ["/proc", "/bin/vendorBin", "/usr/lib/libVendor.so.0"]
     assert spec["mounts"][1]["source"] == "/bin/vendorBin"
@@ -179,7 +180,7 @@ def test_requested_devices_from_field_and_annotations() -> None:
     got = requested_devices(["v.com/a=1"], {"cdi.k8s.io/zz": "v.com/a=2, v.com/a=1", "cdi.k8s.io/aa": "v.com/b=x",
                                              "other": "not,cdi"})
     assert got == ["v.com/a=1", "v.com/b=x", "v.com/a=2"]
-    with pytest.raises(InvalidArgument, match="annotation cdi.k8s.io/x"):
+    with pytest.raises(InvalidArgument, match=r"annotation cdi\.k8s\.io/x"):
         requested_devices([], {"cdi.k8s.io/x": "nope"})
 
 
