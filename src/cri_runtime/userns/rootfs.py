@@ -1,0 +1,159 @@
+"""A container's snapshot and volumes made usable inside the pod's user namespace.
+
+As containerd 2.x's overlay snapshotter does with idmapped layers: every
+overlay lowerdir gets an idmapped copy (so files owned by root in the image
+are owned by the pod's root), overlay is mounted by the shim over those
+copies, and the upper dir is chowned to the pod's root, so "/" and everything
+the container writes belong to it. The copies are needed only while the shim
+mounts the rootfs (overlay keeps private clones of its layers): they are
+detached right after CreateTask. A snapshot that is not overlay (e.g. native,
+a bind mount of a directory) gets an idmapped copy of the directory itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from cri_protos.containerd.types import mount_pb2
+
+from ..errors import FailedPrecondition
+from .idmap import IdmapError, detach, helper_userns, idmapped_mount
+from .mappings import PodUserns
+
+#: Under a container's state dir: the idmapped copies of its layers and volumes while its task is created.
+IDMAP_DIR = "idmap"
+#: Under a container's state dir: volumes to idmap at start ({"source": ..., "target": ...} list).
+VOLUMES_FILE = "idmap-volumes.json"
+
+
+def _option(options: Sequence[str], key: str) -> str | None:
+    for o in options:
+        if o.startswith(key + "="):
+            return o[len(key) + 1:]
+    return None
+
+
+def chown_upper(mounts: Sequence[Any], userns: PodUserns) -> None:
+    """Give the pod's root the snapshot's upper dir (the rootfs "/" and everything written)."""
+    uid, gid = userns.host_root
+    for m in mounts:
+        upper = _option(m.options, "upperdir") if m.type == "overlay" else None
+        if upper:
+            os.chown(upper, uid, gid)
+
+
+class PreparedMounts:
+    """Idmapped copies made for one CreateTask; ``release()`` detaches them."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.targets: list[str] = []
+
+    def add(self, source: str, fd: int, *, recursive: bool = False) -> str:
+        target = str(self.workdir / str(len(self.targets)))
+        if os.path.isdir(source):
+            os.makedirs(target, exist_ok=True)
+        else:
+            Path(target).touch()
+        idmapped_mount(source, target, fd, recursive=recursive)
+        self.targets.append(target)
+        return target
+
+    def release(self) -> None:
+        for target in reversed(self.targets):
+            detach(target)
+        self.targets.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _rootfs(mounts: Sequence[Any], prepared: PreparedMounts, fd: int) -> list[Any]:
+    out = []
+    for m in mounts:
+        options = list(m.options)
+        if m.type == "overlay":
+            lower = _option(options, "lowerdir")
+            if lower:
+                mapped = [prepared.add(d, fd) for d in lower.split(":")]
+                options = [f"lowerdir={':'.join(mapped)}" if o.startswith("lowerdir=") else o for o in options]
+            out.append(mount_pb2.Mount(type=m.type, source=m.source, target=m.target, options=options))
+        elif m.type == "bind" or "bind" in options or "rbind" in options:
+            out.append(mount_pb2.Mount(type=m.type, source=prepared.add(m.source, fd), target=m.target,
+                                       options=options))
+        else:
+            raise FailedPrecondition(f"user namespaces: cannot idmap a {m.type!r} rootfs mount "
+                                     "(only overlay and bind snapshots are supported)")
+    return out
+
+
+@contextlib.contextmanager
+def prepared(mounts: Sequence[Any], userns: PodUserns, state_dir: Path) -> Iterator[list[Any]]:
+    """The rootfs mounts to hand CreateTask, with the layers and volumes idmapped for the pod.
+
+    Volumes listed in ``state_dir/VOLUMES_FILE`` are idmapped onto the target
+    paths the OCI spec already names. Everything made is detached on exit.
+    """
+    chown_upper(mounts, userns)
+    prep = PreparedMounts(state_dir / IDMAP_DIR)
+    prep.release()  # leftovers of an interrupted start
+    prep.workdir.mkdir(parents=True)
+    volume_targets: list[str] = []
+    try:
+        with helper_userns(userns) as fd:
+            rootfs = _rootfs(mounts, prep, fd)
+            for vol in load_volumes(state_dir):
+                target = vol["target"]
+                if os.path.isdir(vol["source"]):
+                    os.makedirs(target, exist_ok=True)
+                else:
+                    Path(target).touch()
+                idmapped_mount(vol["source"], target, fd, recursive=True)
+                volume_targets.append(target)
+        yield rootfs
+    except IdmapError as exc:
+        raise FailedPrecondition(f"user namespaces: cannot prepare idmapped mounts: {exc.strerror}") from None
+    finally:
+        for target in volume_targets:
+            detach(target)
+        prep.release()
+
+
+def volume_target(state_dir: Path, index: int) -> str:
+    return str(state_dir / "idmap-volumes" / str(index))
+
+
+def save_volumes(state_dir: Path, volumes: list[dict[str, str]]) -> None:
+    (state_dir / VOLUMES_FILE).write_text(json.dumps(volumes))
+
+
+def load_volumes(state_dir: Path) -> list[dict[str, str]]:
+    try:
+        data = json.loads((state_dir / VOLUMES_FILE).read_text())
+    except FileNotFoundError:
+        return []
+    return list(data)
+
+
+def idmap_volumes(spec: dict[str, Any], config: Any, state_dir: Path) -> None:
+    """Point the spec's bind mounts of the volumes the container asked for at idmapped copies made at start.
+
+    Only ``config.mounts`` (what the pod asked for) are idmapped; the pod's own
+    files (/etc/hosts, resolv.conf, …) stay owned by the host's root, so root in
+    the pod cannot write them.
+    """
+    asked = {os.path.normpath(m.container_path): m.host_path for m in config.mounts if m.host_path}
+    volumes: list[dict[str, str]] = []
+    for m in spec.get("mounts", []):
+        dst = os.path.normpath(m.get("destination", ""))
+        if dst in asked and m.get("source") and ({"bind", "rbind"} & {m.get("type"), *m.get("options", [])}):
+            target = volume_target(state_dir, len(volumes))
+            volumes.append({"source": m["source"], "target": target})
+            m["source"] = target
+    if volumes:
+        (state_dir / "idmap-volumes").mkdir(parents=True, exist_ok=True)
+        save_volumes(state_dir, volumes)
