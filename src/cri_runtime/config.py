@@ -182,6 +182,10 @@ class RuntimeConfig(Section):
                             default=True)
     cdi_spec_dirs: list[str] = _doc("CDI spec directories, lowest priority first (a later one overrides).",
                                     default_factory=lambda: ["/etc/cdi", "/var/run/cdi"])
+    userns_rootfs: str = _doc(
+        "How user-namespaced pods get a usable rootfs: \"auto\" (idmapped layers and volumes when the "
+        "start-up self-check finds them working, else a chowned copy-up of the snapshot) or \"copy\".",
+        default="auto")
 
     @classmethod
     def from_table(cls, table: dict[str, Any], where: str) -> Any:
@@ -197,6 +201,8 @@ class RuntimeConfig(Section):
             raise ConfigError(f"{where}.cgroup_driver: must be cgroupfs or systemd, got {self.cgroup_driver!r}")
         if self.restrict_oom_score_adj not in ("auto", "true", "false"):
             raise ConfigError(f"{where}.restrict_oom_score_adj: must be auto, true or false")
+        if self.userns_rootfs not in ("auto", "copy"):
+            raise ConfigError(f"{where}.userns_rootfs: must be auto or copy, got {self.userns_rootfs!r}")
         for i, d in enumerate(self.cdi_spec_dirs):
             _require_abs(d, f"{where}.cdi_spec_dirs[{i}]")
         if self.default_handler not in self.handlers:

@@ -63,7 +63,6 @@ from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.store.index import IdIndex, NameRegistry
 from cri_runtime.userns import rootfs as userns_rootfs
-from cri_runtime.userns import support as userns_support
 from cri_runtime.userns.mappings import pod_userns
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,6 @@ class ContainerManager:
         self._accounts: dict[str, ImageAccounts] = {}  # image ID -> its /etc/passwd and /etc/group
         # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
         self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
-        userns_support.self_check(str(self.state))
         self.cdi = cdi.CdiRegistry(config.runtime.cdi_spec_dirs) if config.runtime.enable_cdi else None
         sandboxes.stop_containers = self.stop_all_in_pod
         sandboxes.remove_containers = self.remove_all_in_pod
@@ -345,7 +343,7 @@ class ContainerManager:
         return relay.RelayHandle(dir=Path(d.path), pid=pid, stdin=d.stdin if cfg.stdin else "",
                                  stdout=d.stdout, stderr="" if cfg.tty else d.stderr, terminal=cfg.tty)
 
-    def _userns_rootfs(self, container: Container, rootfs: list[Any]) -> contextlib.AbstractContextManager[Any]:
+    def _userns_rootfs(self, container: Container, rootfs: list[Any]) -> contextlib.AbstractAsyncContextManager[Any]:
         """In a pod with a user namespace: the rootfs with idmapped layers and volumes while the task is made."""
         sandbox = self.sandboxes.index.find(container.metadata.sandbox_id)
         userns = pod_userns(sandbox.config.linux.security_context.namespace_options) if sandbox else None
@@ -360,7 +358,7 @@ class ContainerManager:
             rootfs = container.rootfs_mounts
             if rootfs is None:  # created before a restart of ours
                 rootfs = await objects.snapshot_mounts(self.ctd, self.snapshotter, container.id)
-            with self._userns_rootfs(container, rootfs) as rootfs:
+            async with self._userns_rootfs(container, rootfs) as rootfs:
                 created = await self.ctd.call(
                     self.ctd.tasks.Create,
                     tasks_pb2.CreateTaskRequest(container_id=container.id, rootfs=rootfs, stdin=io.stdin,

@@ -51,6 +51,7 @@ from cri_runtime.sandbox.model import (
 from cri_runtime.sandbox.validate import validate_run_request
 from cri_runtime.store.index import IdIndex, NameRegistry
 from cri_runtime.userns import rootfs as userns_rootfs
+from cri_runtime.userns import support as userns_support
 from cri_runtime.userns.mappings import pod_userns
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,9 @@ class SandboxManager:
         cfg = request.config
         ns_opts = cfg.linux.security_context.namespace_options
         userns = pod_userns(ns_opts)  # validated before anything is made
+        if userns is not None and not userns_support.result().supported:
+            raise errors.FailedPrecondition(
+                f"user namespaces are not supported on this node: {userns_support.result().detail}")
         host_network = ns_opts.network == api_pb2.NODE
         host_ipc = ns_opts.ipc == api_pb2.NODE
         created_at = time.time_ns()
@@ -236,7 +240,7 @@ class SandboxManager:
         undo.add("containerd container", lambda: objects.delete_container(self.ctd, sandbox_id))
         mounts = await objects.prepare_snapshot(self.ctd, snapshotter, sandbox_id, image.chain_id, lease="")
         undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, snapshotter, sandbox_id))
-        with contextlib.nullcontext(mounts) if userns is None else \
+        async with contextlib.nullcontext(mounts) if userns is None else \
                 userns_rootfs.prepared(mounts, userns, self.state / sandbox_id) as mounts:
             created = await self.ctd.call(
                 self.ctd.tasks.Create, tasks_pb2.CreateTaskRequest(container_id=sandbox_id, rootfs=mounts),

@@ -12,22 +12,24 @@ a bind mount of a directory) gets an idmapped copy of the directory itself.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from cri_protos.containerd.types import mount_pb2
 
+from ..containerd import mounts as ctd_mounts
 from ..errors import FailedPrecondition
+from . import support
+from .copyup import chowned_copy_up
 from .idmap import IdmapError, detach, helper_userns, idmapped_mount
 from .mappings import PodUserns
 
-#: Under a container's state dir: the idmapped copies of its layers and volumes while its task is created.
-IDMAP_DIR = "idmap"
 #: Under a container's state dir: volumes to idmap at start ({"source": ..., "target": ...} list).
 VOLUMES_FILE = "idmap-volumes.json"
 
@@ -91,18 +93,18 @@ def _rootfs(mounts: Sequence[Any], prepared: PreparedMounts, fd: int) -> list[An
     return out
 
 
-@contextlib.contextmanager
-def prepared(mounts: Sequence[Any], userns: PodUserns, state_dir: Path) -> Iterator[list[Any]]:
-    """The rootfs mounts to hand CreateTask, with the layers and volumes idmapped for the pod.
+def mount_dir(state_dir: Path) -> Path:
+    """Where the idmapped copies of the object with state dir ``<state>/<kind>/<id>`` are mounted."""
+    return state_dir.parent.parent / support.IDMAP_DIR / f"{state_dir.parent.name}-{state_dir.name}"
 
-    Volumes listed in ``state_dir/VOLUMES_FILE`` are idmapped onto the target
-    paths the OCI spec already names. Everything made is detached on exit.
-    """
+
+def _prepare_idmapped(mounts: Sequence[Any], userns: PodUserns, state_dir: Path) -> tuple[list[Any], PreparedMounts]:
     chown_upper(mounts, userns)
-    prep = PreparedMounts(state_dir / IDMAP_DIR)
-    prep.release()  # leftovers of an interrupted start
+    prep = PreparedMounts(mount_dir(state_dir))
+    if prep.workdir.exists():  # leftovers of an interrupted start
+        ctd_mounts.unmount_tree(str(prep.workdir))
+        shutil.rmtree(prep.workdir)
     prep.workdir.mkdir(parents=True)
-    volume_targets: list[str] = []
     try:
         with helper_userns(userns) as fd:
             rootfs = _rootfs(mounts, prep, fd)
@@ -113,18 +115,37 @@ def prepared(mounts: Sequence[Any], userns: PodUserns, state_dir: Path) -> Itera
                 else:
                     Path(target).touch()
                 idmapped_mount(vol["source"], target, fd, recursive=True)
-                volume_targets.append(target)
+                prep.targets.append(target)
+    except BaseException as exc:
+        prep.release()
+        if isinstance(exc, IdmapError):
+            raise FailedPrecondition(f"user namespaces: cannot prepare idmapped mounts: {exc.strerror}") from None
+        raise
+    return rootfs, prep
+
+
+@contextlib.asynccontextmanager
+async def prepared(mounts: Sequence[Any], userns: PodUserns, state_dir: Path) -> AsyncIterator[list[Any]]:
+    """The rootfs mounts to hand CreateTask, made usable for the pod's root.
+
+    With idmapped mounts: layers idmapped, the upper dir chowned, and the
+    volumes listed in ``state_dir/VOLUMES_FILE`` idmapped onto the paths the
+    OCI spec names; all detached on exit. With the chowned copy-up fallback:
+    the snapshot is remapped once and the mounts are handed on unchanged.
+    """
+    if support.result().method == support.COPY:
+        await asyncio.to_thread(chowned_copy_up, mounts, userns, state_dir)
+        yield list(mounts)
+        return
+    rootfs, prep = await asyncio.to_thread(_prepare_idmapped, mounts, userns, state_dir)
+    try:
         yield rootfs
-    except IdmapError as exc:
-        raise FailedPrecondition(f"user namespaces: cannot prepare idmapped mounts: {exc.strerror}") from None
     finally:
-        for target in volume_targets:
-            detach(target)
         prep.release()
 
 
 def volume_target(state_dir: Path, index: int) -> str:
-    return str(state_dir / "idmap-volumes" / str(index))
+    return str(mount_dir(state_dir) / f"v{index}")
 
 
 def save_volumes(state_dir: Path, volumes: list[dict[str, str]]) -> None:
@@ -146,6 +167,8 @@ def idmap_volumes(spec: dict[str, Any], config: Any, state_dir: Path) -> None:
     files (/etc/hosts, resolv.conf, …) stay owned by the host's root, so root in
     the pod cannot write them.
     """
+    if support.result().method != support.IDMAP:
+        return  # the chowned copy-up fallback leaves volumes as they are
     asked = {os.path.normpath(m.container_path): m.host_path for m in config.mounts if m.host_path}
     volumes: list[dict[str, str]] = []
     for m in spec.get("mounts", []):
@@ -155,5 +178,4 @@ def idmap_volumes(spec: dict[str, Any], config: Any, state_dir: Path) -> None:
             volumes.append({"source": m["source"], "target": target})
             m["source"] = target
     if volumes:
-        (state_dir / "idmap-volumes").mkdir(parents=True, exist_ok=True)
         save_volumes(state_dir, volumes)

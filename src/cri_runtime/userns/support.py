@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..containerd import mounts as ctd_mounts
 from .idmap import IdmapError, detach, helper_userns, idmapped_mount
 from .mappings import IdMap, PodUserns
 
@@ -27,6 +28,12 @@ log = logging.getLogger(__name__)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+
+#: Under the server's state dir: the idmapped copies of layers and volumes while a task is created. Kept
+#: apart from the containers' state dirs, so removing one can never recurse into a mounted layer or volume.
+IDMAP_DIR = "idmap"
+IDMAP = "idmapped mounts"
+COPY = "chowned copy-up"
 
 #: The mapping tried (kubelet's first range).
 PROBE_USERNS = PodUserns(IdMap(0, 65536, 65536), IdMap(0, 65536, 65536))
@@ -58,11 +65,8 @@ def _mount_overlay(lower: str, upper: str, work: str, target: str) -> None:
         raise IdmapError(err, f"mount overlay over an idmapped lowerdir: {os.strerror(err)} (errno {err})")
 
 
-def _probe(base: str) -> UsernsSupport:
-    if not os.path.exists("/proc/self/ns/user"):
-        return UsernsSupport(False, "the kernel has no user namespaces (/proc/self/ns/user missing)")
-    if shutil.which("unshare") is None:
-        return UsernsSupport(False, "unshare (util-linux) is not installed: no helper user namespace")
+def _idmap_probe(base: str) -> str | None:
+    """Why idmapped overlay layers do not work on ``base`` (None: they do)."""
     dirs = {name: os.path.join(base, name) for name in ("lower", "idmapped", "upper", "work", "merged")}
     for d in dirs.values():
         os.mkdir(d)
@@ -79,22 +83,54 @@ def _probe(base: str) -> UsernsSupport:
         mounted.append(dirs["merged"])
         st = os.stat(os.path.join(dirs["merged"], "owned-by-root"))
         if (st.st_uid, st.st_gid) != (uid, gid):
-            return UsernsSupport(False, f"an idmapped layer shows uid/gid {st.st_uid}/{st.st_gid}, "
-                                        f"expected {uid}/{gid}")
+            return f"an idmapped layer shows uid/gid {st.st_uid}/{st.st_gid}, expected {uid}/{gid}"
     except IdmapError as exc:
-        return UsernsSupport(False, f"idmapped mounts do not work on {os.path.dirname(base)}: {exc.strerror}")
+        return f"idmapped mounts do not work on {os.path.dirname(base)}: {exc.strerror}"
     finally:
         for m in reversed(mounted):
             with contextlib.suppress(OSError):
                 detach(m)
+    return None
+
+
+def _probe(base: str, mode: str) -> UsernsSupport:
+    if not os.path.exists("/proc/self/ns/user"):
+        return UsernsSupport(False, "the kernel has no user namespaces (/proc/self/ns/user missing)")
+    if shutil.which("unshare") is None:
+        return UsernsSupport(False, "unshare (util-linux) is not installed: no helper user namespace")
+    try:
+        with helper_userns(PROBE_USERNS):
+            pass
+    except OSError as exc:
+        return UsernsSupport(False, f"cannot create a user namespace with a mapping: {exc}")
+    kernel = os.uname().release
+    if mode == "copy":
+        return UsernsSupport(True, f"runtime.userns_rootfs = copy (kernel {kernel}): each container's snapshot "
+                                   "is chowned into the pod's range; volumes are not remapped", method=COPY)
+    problem = _idmap_probe(base)
+    if problem is not None:
+        return UsernsSupport(True, f"{problem}; falling back to a chowned copy-up of each container's snapshot "
+                                   "(volumes are not remapped)", method=COPY)
     where = os.path.dirname(base)
-    return UsernsSupport(True, f"idmapped overlay layers work on {where} (kernel {os.uname().release}); "
-                               "runc joins the pod's user namespace", method="idmapped mounts")
+    return UsernsSupport(True, f"idmapped overlay layers work on {where} (kernel {kernel}); "
+                               "runc joins the pod's user namespace", method=IDMAP)
 
 
-def self_check(parent: str) -> UsernsSupport:
-    """Run the check in a scratch dir under ``parent``; remember, log and return the result."""
+def detach_leftovers(server_state_dir: str) -> None:
+    """Detach idmapped copies a killed predecessor left (none is in use before we serve)."""
+    root = os.path.join(server_state_dir, IDMAP_DIR)
+    if os.path.isdir(root):
+        ctd_mounts.unmount_tree(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def self_check(parent: str, mode: str = "auto") -> UsernsSupport:
+    """Run the check in a scratch dir under ``parent``; remember, log and return the result.
+
+    ``mode`` is ``runtime.userns_rootfs``: "auto" or "copy" (skip idmapped mounts).
+    """
     global _result
+    detach_leftovers(parent)
     try:
         os.makedirs(parent, exist_ok=True)
         base = tempfile.mkdtemp(prefix=".userns-check-", dir=parent)
@@ -102,13 +138,13 @@ def self_check(parent: str) -> UsernsSupport:
         _result = UsernsSupport(False, f"cannot make a scratch directory under {parent}: {exc.strerror}")
     else:
         try:
-            _result = _probe(base)
+            _result = _probe(base, mode)
         except OSError as exc:
             _result = UsernsSupport(False, f"self-check failed: {exc}")
         finally:
             shutil.rmtree(base, ignore_errors=True)
     if _result.supported:
-        log.info("user namespaces supported: %s", _result.detail)
+        log.info("user namespaces supported (%s): %s", _result.method, _result.detail)
     else:
         log.warning("user namespaces NOT supported (Status reports user_namespaces=false): %s", _result.detail)
     return _result

@@ -23,8 +23,12 @@ import pytest
 
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.userns import support
+from tests.cri_server import CriServer
 from tests.pod_rig import PodRig
 from tests.rig import paths
+from tests.rig.containerd import PrivateContainerd
+from tests.rig.images import TestImages
+from tests.rig.network import TestNetwork
 
 HOST_ID = 300000
 LENGTH = 65536
@@ -64,17 +68,42 @@ class UsernsPod:
         return st.exit_code, text
 
 
+def require_userns(mode: str = "auto") -> support.UsernsSupport:
+    check_dir = paths.make_dir("userns-check")
+    try:
+        result = support.self_check(str(check_dir), mode)
+    finally:
+        shutil.rmtree(check_dir)
+    if not result.supported:
+        pytest.skip(f"user namespaces unsupported here: {result.detail}")
+    return result
+
+
 @pytest.fixture(scope="module")
 def userns_pod(pod_rig: PodRig) -> Iterator[UsernsPod]:
-    check_dir = paths.make_dir("userns-check")
-    supported = support.self_check(str(check_dir)).supported
-    shutil.rmtree(check_dir)
-    if not supported:
-        pytest.skip(f"user namespaces unsupported here: {support.result().detail}")
+    if require_userns().method != support.IDMAP:
+        pytest.skip(f"idmapped mounts unusable here: {support.result().detail}")
     base = paths.make_dir("userns")
     try:
         yield from _userns_pod(pod_rig, base)
     finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def copy_userns_pod(containerd: PrivateContainerd, test_images: TestImages) -> Iterator[UsernsPod]:
+    """A server configured for the chowned copy-up fallback (what a node without idmapped mounts gets)."""
+    require_userns("copy")
+    server = CriServer(containerd.address, hosts_dir=str(containerd.hosts_dir), runc_root=str(containerd.runc_root),
+                       sandbox_image=test_images.pause.ref, extra_toml='[runtime]\nuserns_rootfs = "copy"\n')
+    network = TestNetwork(server.cni_conf_dir, index=3)
+    base = paths.make_dir("userns-copy")
+    try:
+        server.start()
+        yield from _userns_pod(PodRig(server, network, test_images), base)
+    finally:
+        server.cleanup()
+        network.close()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -103,6 +132,20 @@ def test_status_reports_user_namespaces(userns_pod: UsernsPod) -> None:
     resp = userns_pod.rig.server.runtime().Status(api_pb2.StatusRequest(verbose=True), timeout=10)
     assert all(h.features.user_namespaces for h in resp.runtime_handlers)
     assert '"supported": true' in resp.info["userNamespaces"]
+    assert '"method": "idmapped mounts"' in resp.info["userNamespaces"]
+
+
+def test_chowned_copy_up_fallback(copy_userns_pod: UsernsPod) -> None:
+    resp = copy_userns_pod.rig.server.runtime().Status(api_pb2.StatusRequest(verbose=True), timeout=10)
+    assert all(h.features.user_namespaces for h in resp.runtime_handlers)
+    assert '"method": "chowned copy-up"' in resp.info["userNamespaces"]
+    code, out = copy_userns_pod.run("copy", "cat /proc/self/uid_map; stat -c '%u:%g' / /bin/busybox /etc; "
+                                            "echo hi > /new-file && echo ok; (echo x >> /etc/hosts) 2>/dev/null || "
+                                            "echo hosts-denied")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].split() == ["0", str(HOST_ID), str(LENGTH)], out
+    assert lines[1:] == ["0:0", "0:0", "0:0", "ok", "hosts-denied"], out
 
 
 def test_uid_map_shows_the_pod_mapping(userns_pod: UsernsPod) -> None:

@@ -13,7 +13,8 @@ from cri_runtime.errors import InvalidArgument
 from cri_runtime.oci.options import SpecOptions
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.oci.sandbox_spec import build_sandbox_spec
-from cri_runtime.userns import IdMap, PodUserns, pod_userns
+from cri_runtime.userns import IdMap, PodUserns, pod_userns, support
+from cri_runtime.userns.copyup import remap_tree
 from cri_runtime.userns.mappings import keep_locked_flags
 from cri_runtime.userns.rootfs import idmap_volumes
 from tests.unit.oci.conftest import build, pod_files  # noqa: F401 (fixtures)
@@ -111,12 +112,41 @@ def test_locked_flags_are_kept_on_binds(tmp_path: Path) -> None:
     assert mounts[1]["options"] == []
 
 
-def test_only_asked_volumes_are_idmapped(tmp_path: Path) -> None:
+def test_only_asked_volumes_are_idmapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(support, "_result", support.UsernsSupport(True, "test", method=support.IDMAP))
+    state = tmp_path / "containers" / "c1"
+    state.mkdir(parents=True)
     cfg = container_config()
     cfg.mounts.add(container_path="/data", host_path="/srv/data")
     spec = {"mounts": [{"destination": "/data", "type": "bind", "source": "/srv/data", "options": ["rbind"]},
                        {"destination": "/etc/hosts", "type": "bind", "source": "/run/pod/hosts", "options": ["rbind"]}]}
-    idmap_volumes(spec, cfg, tmp_path)
-    assert spec["mounts"][0]["source"] == str(tmp_path / "idmap-volumes" / "0")
+    idmap_volumes(spec, cfg, state)
+    # Mounted outside the container's state dir, so removing that never recurses into a volume.
+    assert spec["mounts"][0]["source"] == str(tmp_path / "idmap" / "containers-c1" / "v0")
     assert spec["mounts"][1]["source"] == "/run/pod/hosts"
-    assert (tmp_path / "idmap-volumes.json").exists()
+    assert (state / "idmap-volumes.json").exists()
+    monkeypatch.setattr(support, "_result", support.UsernsSupport(True, "test", method=support.COPY))
+    spec["mounts"][0]["source"] = "/srv/data"
+    idmap_volumes(spec, cfg, state)
+    assert spec["mounts"][0]["source"] == "/srv/data"  # the copy-up fallback leaves volumes alone
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_remap_tree_shifts_owners_and_keeps_setuid(tmp_path: Path) -> None:
+    root = tmp_path / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    tool = root / "bin" / "su"
+    tool.write_text("")
+    os.chmod(tool, 0o4755)
+    os.symlink("su", root / "bin" / "link")
+    other = root / "owned-by-high-id"
+    other.write_text("")
+    os.chown(other, 70000, 70000)  # outside a 65536 range: left alone
+    os.chown(root / "bin", 33, 33)
+    userns = PodUserns(IdMap(0, 100000, 65536), IdMap(0, 200000, 65536))
+    assert remap_tree(str(root), userns) == 4
+    assert (os.stat(root).st_uid, os.stat(root).st_gid) == (100000, 200000)
+    assert (os.stat(root / "bin").st_uid, os.stat(root / "bin").st_gid) == (100033, 200033)
+    assert os.stat(tool).st_mode & 0o7777 == 0o4755 and os.stat(tool).st_uid == 100000
+    assert os.lstat(root / "bin" / "link").st_uid == 100000
+    assert os.stat(other).st_uid == 70000
