@@ -10,8 +10,10 @@ did not ask for (/etc/hosts, /etc/resolv.conf, /etc/hostname).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -211,3 +213,39 @@ def test_bad_mappings_are_invalid_argument(pod_rig: PodRig, options: api_pb2.Use
         pod_rig.server.runtime().RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config), timeout=60)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in exc.value.details()
+
+
+UPSTREAM_CRICTL = Path("/opt/cri-tools/bin/crictl")
+
+
+@pytest.mark.skipif(not UPSTREAM_CRICTL.exists(), reason="upstream crictl is not installed here")
+def test_upstream_crictl_runs_a_userns_pod(userns_pod: UsernsPod, tmp_path: Path) -> None:
+    mapping = [{"container_id": 0, "host_id": HOST_ID + LENGTH, "length": LENGTH}]
+    ns = {"userns_options": {"mode": 0, "uids": mapping, "gids": mapping}}  # mode 0: POD
+    pod = {"metadata": {"name": f"crictl-userns-{uuid.uuid4().hex[:8]}", "namespace": "userns", "uid": "crictl-u"},
+           "log_directory": str(tmp_path / "logs"), "linux": {"security_context": {"namespace_options": ns}}}
+    ctr = {"metadata": {"name": "uidmap"}, "image": {"image": userns_pod.rig.images.busybox.ref},
+           "command": ["cat", "/proc/self/uid_map"], "log_path": "uidmap.log",
+           "linux": {"security_context": {"namespace_options": ns}}}
+    (tmp_path / "pod.json").write_text(json.dumps(pod))
+    (tmp_path / "ctr.json").write_text(json.dumps(ctr))
+    env = {**os.environ, "CONTAINER_RUNTIME_ENDPOINT": userns_pod.rig.server.endpoint}
+
+    def crictl(*args: str) -> str:
+        done = subprocess.run([str(UPSTREAM_CRICTL), "--config", os.devnull, *args], env=env, capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    pod_id = crictl("runp", str(tmp_path / "pod.json"))
+    try:
+        ctr_id = crictl("create", pod_id, str(tmp_path / "ctr.json"), str(tmp_path / "pod.json"))
+        crictl("start", ctr_id)
+        deadline = time.monotonic() + 30
+        while "EXITED" not in crictl("inspect", "-o", "go-template", "--template", "{{.status.state}}", ctr_id):
+            assert time.monotonic() < deadline, "container did not exit"
+            time.sleep(0.1)
+        assert crictl("logs", ctr_id).split() == ["0", str(HOST_ID + LENGTH), str(LENGTH)]
+    finally:
+        crictl("stopp", pod_id)
+        crictl("rmp", pod_id)
