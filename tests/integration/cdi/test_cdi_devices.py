@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from tests.rig.containerd import PrivateContainerd
 from tests.rig.images import TestImages
 
 UPSTREAM_CRICTL = Path("/opt/cri-tools/bin/crictl")
+SRC = str(Path(__file__).resolve().parents[3] / "src")
 NULL = os.stat("/dev/null").st_rdev
 
 SPEC_YAML = """\
@@ -178,10 +180,13 @@ def test_spec_written_later_is_seen_and_broken_one_is_named(cdi_rig: CdiRig) -> 
         shutil.rmtree(cdi_rig.run, ignore_errors=True)
 
 
-@pytest.mark.skipif(not UPSTREAM_CRICTL.exists(), reason="upstream crictl is not installed here")
-def test_upstream_crictl_create_with_cdi_devices(cdi_rig: CdiRig, tmp_path: Path) -> None:
-    ctr = {"metadata": {"name": "crictl-cdi"}, "image": {"image": cdi_rig.images.busybox.ref},
-           "command": ["sh", "-c", PROBE], "log_path": "crictl-cdi.log",
+@pytest.mark.parametrize("client", ["upstream", "ours"])
+def test_crictl_create_with_cdi_devices(cdi_rig: CdiRig, tmp_path: Path, client: str) -> None:
+    if client == "upstream" and not UPSTREAM_CRICTL.exists():
+        pytest.skip("upstream crictl is not installed here")
+    binary = [str(UPSTREAM_CRICTL)] if client == "upstream" else [sys.executable, "-m", "crictl"]
+    ctr = {"metadata": {"name": f"crictl-cdi-{client}"}, "image": {"image": cdi_rig.images.busybox.ref},
+           "command": ["sh", "-c", PROBE], "log_path": f"crictl-cdi-{client}.log",
            "CDI_devices": [{"name": "example.test/node=null0"}], "linux": {}}
     pod = json.loads(json.dumps({"metadata": {"name": cdi_rig.pod_config.metadata.name, "namespace": "cdi",
                                               "uid": cdi_rig.pod_config.metadata.uid},
@@ -189,8 +194,8 @@ def test_upstream_crictl_create_with_cdi_devices(cdi_rig: CdiRig, tmp_path: Path
                                  "linux": {"security_context": {"namespace_options": {"network": 2}}}}))
     (tmp_path / "ctr.json").write_text(json.dumps(ctr))
     (tmp_path / "pod.json").write_text(json.dumps(pod))
-    env = {**os.environ, "CONTAINER_RUNTIME_ENDPOINT": cdi_rig.server.endpoint}
-    created = subprocess.run([str(UPSTREAM_CRICTL), "--config", os.devnull, "create", cdi_rig.pod_id,
+    env = {**os.environ, "CONTAINER_RUNTIME_ENDPOINT": cdi_rig.server.endpoint, "PYTHONPATH": SRC}
+    created = subprocess.run([*binary, "--config", os.devnull, "create", cdi_rig.pod_id,
                               str(tmp_path / "ctr.json"), str(tmp_path / "pod.json")],
                              env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert created.returncode == 0, created.stderr
