@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -249,3 +250,37 @@ def test_upstream_crictl_runs_a_userns_pod(userns_pod: UsernsPod, tmp_path: Path
     finally:
         crictl("stopp", pod_id)
         crictl("rmp", pod_id)
+
+
+def test_created_container_starts_in_the_userns_after_a_server_kill(own_pod_rig: PodRig, tmp_path: Path) -> None:
+    """Everything a userns container's start needs is recovered: the pod's mapping, pinned netns, volumes."""
+    require_userns()
+    gen = _userns_pod(own_pod_rig, tmp_path)
+    pod = next(gen)
+    volume = pod.volume
+    try:
+        rt = own_pod_rig.server.runtime()
+        cfg = api_pb2.ContainerConfig(
+            metadata=api_pb2.ContainerMetadata(name="after-restart"),
+            image=api_pb2.ImageSpec(image=own_pod_rig.images.busybox.ref),
+            command=["sh", "-c", "cat /proc/self/uid_map; echo x > /vol/f && stat -c %u /vol/f"],
+            log_path="after-restart.log", mounts=[api_pb2.Mount(container_path="/vol", host_path=str(volume))],
+            linux=api_pb2.LinuxContainerConfig(security_context=api_pb2.LinuxContainerSecurityContext(
+                namespace_options=pod.config.linux.security_context.namespace_options)))
+        cid = rt.CreateContainer(api_pb2.CreateContainerRequest(pod_sandbox_id=pod.pod_id, config=cfg,
+                                                                sandbox_config=pod.config), timeout=60).container_id
+        own_pod_rig.server.kill(signal.SIGKILL)
+        own_pod_rig.server.start()
+        rt = own_pod_rig.server.runtime()
+        rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=60)
+        deadline = time.monotonic() + 30
+        while (st := rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid),
+                                        timeout=10).status).state != api_pb2.CONTAINER_EXITED:
+            assert time.monotonic() < deadline, "container did not exit"
+            time.sleep(0.05)
+        lines = [line.split(" ", 3)[3] for line in Path(st.log_path).read_text().splitlines()]
+        assert st.exit_code == 0, lines
+        assert lines[0].split() == ["0", str(HOST_ID), str(LENGTH)] and lines[1] == "0", lines
+        assert os.stat(volume / "f").st_uid == 0
+    finally:
+        gen.close()
