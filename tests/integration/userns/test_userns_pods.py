@@ -165,6 +165,17 @@ def test_containers_share_the_pause_user_namespace(userns_pod: UsernsPod) -> Non
     assert first != os.readlink("/proc/self/ns/user")
 
 
+def test_pod_network_lives_in_a_netns_of_the_pod_userns(userns_pod: UsernsPod) -> None:
+    """runc makes the netns inside the pod's userns; it is pinned and CNI configures it."""
+    status = userns_pod.rig.server.runtime().PodSandboxStatus(
+        api_pb2.PodSandboxStatusRequest(pod_sandbox_id=userns_pod.pod_id), timeout=10).status
+    assert status.network.ip
+    code, out = userns_pod.run("net", f"ip -4 addr show eth0 | grep -c {status.network.ip}; "
+                                      "cat /sys/class/net/eth0/address >/dev/null && echo sysfs-ok")
+    assert code == 0, out
+    assert out.splitlines() == ["1", "sysfs-ok"]
+
+
 def test_rootfs_is_owned_by_pod_root_and_writable(userns_pod: UsernsPod) -> None:
     code, out = userns_pod.run("rootfs", "stat -c '%u:%g' / /bin/busybox /etc; echo hi > /new-file && "
                                          "mkdir -p /tmp/d && echo ok")
