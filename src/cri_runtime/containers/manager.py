@@ -347,9 +347,9 @@ class ContainerManager:
         """In a pod with a user namespace: the rootfs with idmapped layers and volumes while the task is made."""
         sandbox = self.sandboxes.index.find(container.metadata.sandbox_id)
         userns = pod_userns(sandbox.config.linux.security_context.namespace_options) if sandbox else None
-        if userns is None:
+        if sandbox is None or userns is None:
             return contextlib.nullcontext(rootfs)
-        return userns_rootfs.prepared(rootfs, userns, self.state / container.id)
+        return userns_rootfs.prepared(rootfs, userns, self.state / container.id, holder_pid=sandbox.status.pid)
 
     async def _start_task(self, container: Container) -> None:
         md, cfg = container.metadata, container.config

@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,26 @@ def mount_dir(state_dir: Path) -> Path:
     return state_dir.parent.parent / support.IDMAP_DIR / f"{state_dir.parent.name}-{state_dir.name}"
 
 
-def _prepare_idmapped(mounts: Sequence[Any], userns: PodUserns, state_dir: Path) -> tuple[list[Any], PreparedMounts]:
+@contextlib.contextmanager
+def _userns_fd(userns: PodUserns, holder_pid: int | None) -> Iterator[int]:
+    """An fd of the pod's user namespace (held by the pause process), else of a helper with its mapping."""
+    if holder_pid:
+        try:
+            fd = os.open(f"/proc/{holder_pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            pass  # the pause is gone: a helper with the same mapping idmaps the same way
+        else:
+            try:
+                yield fd
+            finally:
+                os.close(fd)
+            return
+    with helper_userns(userns) as fd:
+        yield fd
+
+
+def _prepare_idmapped(mounts: Sequence[Any], userns: PodUserns, state_dir: Path,
+                      holder_pid: int | None) -> tuple[list[Any], PreparedMounts]:
     chown_upper(mounts, userns)
     prep = PreparedMounts(mount_dir(state_dir))
     if prep.workdir.exists():  # leftovers of an interrupted start
@@ -106,7 +125,7 @@ def _prepare_idmapped(mounts: Sequence[Any], userns: PodUserns, state_dir: Path)
         shutil.rmtree(prep.workdir)
     prep.workdir.mkdir(parents=True)
     try:
-        with helper_userns(userns) as fd:
+        with _userns_fd(userns, holder_pid) as fd:
             rootfs = _rootfs(mounts, prep, fd)
             for vol in load_volumes(state_dir):
                 target = vol["target"]
@@ -125,19 +144,21 @@ def _prepare_idmapped(mounts: Sequence[Any], userns: PodUserns, state_dir: Path)
 
 
 @contextlib.asynccontextmanager
-async def prepared(mounts: Sequence[Any], userns: PodUserns, state_dir: Path) -> AsyncIterator[list[Any]]:
+async def prepared(mounts: Sequence[Any], userns: PodUserns, state_dir: Path,
+                   holder_pid: int | None = None) -> AsyncIterator[list[Any]]:
     """The rootfs mounts to hand CreateTask, made usable for the pod's root.
 
     With idmapped mounts: layers idmapped, the upper dir chowned, and the
     volumes listed in ``state_dir/VOLUMES_FILE`` idmapped onto the paths the
-    OCI spec names; all detached on exit. With the chowned copy-up fallback:
+    OCI spec names; all detached on exit. ``holder_pid``: the pause process
+    (its user namespace is used; a helper one is made when None). With the chowned copy-up fallback:
     the snapshot is remapped once and the mounts are handed on unchanged.
     """
     if support.result().method == support.COPY:
         await asyncio.to_thread(chowned_copy_up, mounts, userns, state_dir)
         yield list(mounts)
         return
-    rootfs, prep = await asyncio.to_thread(_prepare_idmapped, mounts, userns, state_dir)
+    rootfs, prep = await asyncio.to_thread(_prepare_idmapped, mounts, userns, state_dir, holder_pid)
     try:
         yield rootfs
     finally:
