@@ -30,7 +30,8 @@ class CriServer:
     """One cri-runtime process; `.endpoint` is what crictl's `-r` takes."""
 
     def __init__(self, containerd_address: str, *, hosts_dir: str = "", extra_toml: str = "",
-                 sandbox_image: str = "registry.k8s.io/pause:3.6", runc_root: str = "") -> None:
+                 sandbox_image: str = "registry.k8s.io/pause:3.6", runc_root: str = "",
+                 args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.dir = paths.make_dir("cri")
         self.socket = str(self.dir / "cri.sock")
         self.endpoint = f"unix://{self.socket}"
@@ -47,13 +48,17 @@ class CriServer:
             + (f'[runtime.handlers.runc]\nroot = "{runc_root}"\n' if runc_root else "")
             + extra_toml
         )
+        # Extra command-line arguments (e.g. --config-dir) and environment (e.g. NOTIFY_SOCKET).
+        self.args, self.env = args, env
         self.proc: subprocess.Popen[bytes] | None = None
         self._channel: grpc.Channel | None = None
 
     def start(self, timeout: float = 15.0) -> CriServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([CRI_RUNTIME, "serve", "--config", str(self.config_path)],
-                                     stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([CRI_RUNTIME, "serve", "--config", str(self.config_path),
+                                      "--config-dir", str(self.dir / "config.d"), *self.args],
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     env=None if self.env is None else {**os.environ, **self.env})
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,10 +1,17 @@
 """Configuration: TOML file, defaults, and validation with clear errors.
 
-Each section is a dataclass that validates itself: unknown keys, wrong types
-and out-of-range values fail at start-up with the file, the key and what is
-wrong, before anything is created. `render_default()` prints the commented
-defaults (`cri-runtime config default`) from the same field declarations, so
-documentation and code cannot drift apart.
+Each section is a dataclass that validates itself: wrong types and
+out-of-range values fail at start-up with the file, the key and what is
+wrong, before anything is created. Unknown keys only warn (naming file and
+key), as containerd's "Ignoring unknown key" does, so config templates shared
+across versions keep working; `config check --strict` makes them fatal.
+The main file is merged with the `*.toml` drop-ins of the config directory in
+lexical order, tables key by key (CRI-O's crio.conf.d, containerd's imports);
+every duration key (a float named `*_seconds`, `*_timeout`, …) also takes a
+Go duration string ("1m30s").
+`render_default()` prints the commented defaults (`cri-runtime config
+default`) from the same field declarations, so documentation and code cannot
+drift apart.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -20,6 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 DEFAULT_CONFIG_PATH = "/etc/cri-runtime/config.toml"
+DEFAULT_CONFIG_DIR = "/etc/cri-runtime/config.d"
 
 
 class ConfigError(Exception):
@@ -47,10 +56,44 @@ class Section:
         for key, value in table.items():
             if key not in known:
                 raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
-            kwargs[key] = _coerce(hints[key], value, f"{where}.{key}")
+            tp = hints[key]
+            if tp is float and isinstance(value, str) and is_duration_key(key):
+                value = parse_go_duration(value, f"{where}.{key}")
+            kwargs[key] = _coerce(tp, value, f"{where}.{key}")
         obj = cls(**kwargs)
         obj.validate(where)
         return obj
+
+
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+DURATION_SUFFIXES = ("_seconds", "_timeout", "_interval", "_period")
+
+
+def is_duration_key(key: str) -> bool:
+    """Number-of-seconds keys, which also take Go duration strings (containerd spells them "5m0s")."""
+    return key.endswith(DURATION_SUFFIXES)
+
+
+def parse_go_duration(text: str, where: str) -> float:
+    """Seconds in a Go duration string ("1m30s", "300ms", "1.5h", "0"), as Go's time.ParseDuration reads it."""
+    body = text.strip()
+    sign = -1.0 if body.startswith("-") else 1.0
+    body = body.lstrip("+-")
+    if body == "0":
+        return 0.0
+    total, pos = 0.0, 0
+    while pos < len(body):
+        m = _GO_PART.match(body, pos)
+        if m is None:
+            break
+        total += float(m.group(1)) * _GO_UNITS[m.group(2)]
+        pos = m.end()
+    if not body or pos != len(body):
+        raise ConfigError(f"{where}: expected seconds or a Go duration such as \"1m30s\", got {text!r}")
+    return sign * total
 
 
 def _type_name(tp: Any) -> str:
@@ -107,6 +150,7 @@ class ServerConfig(Section):
     state_dir: str = _doc("Volatile state (status files, fifos, CNI results); survives restarts of "
                           "cri-runtime, not of the machine.", default="/run/cri-runtime/state")
     log_level: str = _doc("debug, info, warning or error.", default="info")
+    log_format: str = _doc("text (logfmt) or json (logrus field names: time, level, msg).", default="text")
     recovery_timeout_seconds: float = _doc("Time allowed per object while recovering state at start-up.",
                                            default=10.0)
     metrics_address: str = _doc("host:port for Prometheus metrics of the server itself; empty = off.",
@@ -120,6 +164,8 @@ class ServerConfig(Section):
         _require_abs(self.state_dir, f"{where}.state_dir")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"{where}.log_level: must be debug, info, warning or error, got {self.log_level!r}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"{where}.log_format: must be text or json, got {self.log_format!r}")
         if self.recovery_timeout_seconds <= 0:
             raise ConfigError(f"{where}.recovery_timeout_seconds: must be positive")
         if self.metrics_address:
@@ -176,8 +222,16 @@ class RuntimeConfig(Section):
     restrict_oom_score_adj: str = _doc(
         "Clamp oom_score_adj to our own value: \"auto\" (on when we lack CAP_SYS_RESOURCE), "
         "\"true\" or \"false\".", default="auto")
+    relay_cgroup: str = _doc(
+        "cgroup (path in every mounted hierarchy, cgroupfs) the container IO relays run in, apart from the "
+        "server's, so restarting or limiting the service never touches them; empty = the server's own.",
+        default="/cri-runtime-relays")
     handlers: dict[str, RuntimeHandlerConfig] = _doc("Runtime handlers by name ([runtime.handlers.NAME]).",
                                                      default_factory=_default_handlers)
+    drain_exec_sync_io_timeout: float = _doc(
+        "containerd's option of that name (seconds, or a Go duration such as \"10s\"): how long ExecSync "
+        "waits for the command's output to close after it exited (a background child may hold it); "
+        "0 = until the caller's deadline.", default=0.0)
     enable_cdi: bool = _doc("Resolve CDI devices (ContainerConfig.CDI_devices, cdi.k8s.io/* annotations).",
                             default=True)
     cdi_spec_dirs: list[str] = _doc("CDI spec directories, lowest priority first (a later one overrides).",
@@ -201,6 +255,11 @@ class RuntimeConfig(Section):
             raise ConfigError(f"{where}.cgroup_driver: must be cgroupfs or systemd, got {self.cgroup_driver!r}")
         if self.restrict_oom_score_adj not in ("auto", "true", "false"):
             raise ConfigError(f"{where}.restrict_oom_score_adj: must be auto, true or false")
+        if self.drain_exec_sync_io_timeout < 0:
+            raise ConfigError(f"{where}.drain_exec_sync_io_timeout: must not be negative")
+        if self.relay_cgroup and (not self.relay_cgroup.startswith("/") or ".." in self.relay_cgroup.split("/")):
+            raise ConfigError(f"{where}.relay_cgroup: must be an absolute cgroup path without '..', "
+                              f"got {self.relay_cgroup!r}")
         if self.userns_rootfs not in ("auto", "copy"):
             raise ConfigError(f"{where}.userns_rootfs: must be auto or copy, got {self.userns_rootfs!r}")
         for i, d in enumerate(self.cdi_spec_dirs):
@@ -221,6 +280,10 @@ class ImageConfig(Section):
     max_concurrent_downloads: int = _doc("Layers downloaded in parallel per pull.", default=3)
     image_pull_progress_timeout_seconds: float = _doc(
         "Cancel a pull when no byte arrives for this long; 0 = never.", default=300.0)
+    image_volumes: str = _doc(
+        "VOLUMEs an image config declares: \"bind\" (a per-container directory seeded with the image's "
+        "content, as containerd does), \"mkdir\" (only create the path in the rootfs) or \"ignore\".",
+        default="bind")
 
     def validate(self, where: str) -> None:
         if not self.sandbox_image:
@@ -231,6 +294,8 @@ class ImageConfig(Section):
             raise ConfigError(f"{where}.max_concurrent_downloads: must be between 1 and 64")
         if self.image_pull_progress_timeout_seconds < 0:
             raise ConfigError(f"{where}.image_pull_progress_timeout_seconds: must not be negative")
+        if self.image_volumes not in ("bind", "mkdir", "ignore"):
+            raise ConfigError(f"{where}.image_volumes: must be bind, mkdir or ignore, got {self.image_volumes!r}")
 
 
 @dataclass
@@ -292,6 +357,29 @@ class LogsConfig(Section):
 
 
 @dataclass
+class TracingConfig(Section):
+    name = "tracing"
+    endpoint: str = _doc("OTLP collector: host:port for grpc, a URL for http/protobuf; empty = tracing off.",
+                         default="")
+    protocol: str = _doc("OTLP transport: grpc or http/protobuf.", default="grpc")
+    sampling_ratio: float = _doc("Fraction of new traces sampled (a sampled parent is always followed).",
+                                 default=1.0)
+    service_name: str = _doc("service.name resource attribute of every span.", default="cri-runtime")
+    insecure: bool = _doc("Plain-text gRPC to the collector (no TLS).", default=True)
+
+    def validate(self, where: str) -> None:
+        if self.protocol not in ("grpc", "http/protobuf"):
+            raise ConfigError(f"{where}.protocol: must be grpc or http/protobuf, got {self.protocol!r}")
+        if not 0.0 <= self.sampling_ratio <= 1.0:
+            raise ConfigError(f"{where}.sampling_ratio: must be between 0 and 1, got {self.sampling_ratio}")
+        if not self.service_name:
+            raise ConfigError(f"{where}.service_name: must not be empty")
+        if self.endpoint and self.protocol == "http/protobuf" and "://" not in self.endpoint:
+            raise ConfigError(f"{where}.endpoint: http/protobuf needs a URL such as "
+                              f"http://127.0.0.1:4318/v1/traces, got {self.endpoint!r}")
+
+
+@dataclass
 class Config:
     """The whole configuration; every section has complete defaults."""
 
@@ -302,53 +390,169 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
+    # Files read, in merge order ("," joined); which file set each dotted key; unknown-key warnings.
     source: str = ""
+    origins: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for `Status(verbose)` and logs."""
         data = dataclasses.asdict(self)
-        data.pop("source")
+        for meta in ("source", "origins", "warnings"):
+            data.pop(meta)
         return data
 
 
 SECTIONS: dict[str, type[Section]] = {
     s.name: s
     for s in (ServerConfig, ContainerdConfig, RuntimeConfig, ImageConfig, NetworkConfig, StreamingConfig,
-              LogsConfig)
+              LogsConfig, TracingConfig)
 }
 
 
-def parse(text: str, source: str) -> Config:
-    """Build a Config from TOML text; errors name `source` and the key."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    kwargs: dict[str, Any] = {}
+def _section_keys(cls: type[Section]) -> dict[str, Any]:
+    return {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+
+
+def _prune(data: dict[str, Any], source: str, warnings: list[str]) -> dict[str, Any]:
+    """`data` without the keys no section knows; each dropped key adds a warning naming file and key."""
+    pruned: dict[str, Any] = {}
     for key, value in data.items():
         section = SECTIONS.get(key)
         if section is None:
-            raise ConfigError(f"{source}: unknown section [{key}] (known: {', '.join(SECTIONS)})")
+            warnings.append(f"{source}: ignoring unknown section [{key}] (known: {', '.join(SECTIONS)})")
+            continue
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: {key} must be a table")
+        pruned[key] = _prune_table(section, value, key, source, warnings)
+    return pruned
+
+
+def _prune_table(cls: type[Section], table: dict[str, Any], where: str, source: str,
+                 warnings: list[str]) -> dict[str, Any]:
+    known = _section_keys(cls)
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            warnings.append(f"{source}: ignoring unknown key {where}.{key} (known: {', '.join(sorted(known))})")
+            continue
+        tp = hints[key]
+        if typing.get_origin(tp) is dict and isinstance(value, dict):
+            _, val_tp = typing.get_args(tp)
+            if isinstance(val_tp, type) and issubclass(val_tp, Section):
+                value = {name: _prune_table(val_tp, sub, f"{where}.{key}.{name}", source, warnings)
+                         if isinstance(sub, dict) else sub for name, sub in value.items()}
+        out[key] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], source: str, origins: dict[str, str],
+           prefix: str = "") -> None:
+    """Merge `over` into `base`: tables key by key, anything else replaced; record who set each leaf."""
+    for key, value in over.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value, source, origins, dotted + ".")
+        else:
+            base[key] = value
+            for stale in [k for k in origins if k.startswith(dotted + ".")]:
+                del origins[stale]
+            _record(value, dotted, source, origins)
+
+
+def _record(value: Any, dotted: str, source: str, origins: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _record(v, f"{dotted}.{k}", source, origins)
+    else:
+        origins[dotted] = source
+
+
+_KEY_AT_START = re.compile(r"^([A-Za-z0-9_.\-]+)")
+
+
+def _blame(message: str, origins: dict[str, str], sources: list[str]) -> str:
+    """The file that set the key an error message starts with (the last file read if none did)."""
+    match = _KEY_AT_START.match(message)
+    key = match.group(1) if match else ""
+    while key:
+        if key in origins:
+            return origins[key]
+        under = [src for k, src in origins.items() if k.startswith(key + ".")]
+        if under:
+            return under[-1]
+        key = key.rpartition(".")[0]
+    return sources[-1] if sources else "(defaults)"
+
+
+def build(layers: list[tuple[str, dict[str, Any]]], *, strict: bool = False) -> Config:
+    """Merge raw TOML tables in order (later wins) into a validated Config.
+
+    Unknown keys are dropped with a warning (an error when `strict`); every
+    error names the file that set the offending key.
+    """
+    warnings: list[str] = []
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for source, data in layers:
+        _merge(merged, _prune(data, source, warnings), source, origins)
+    sources = [source for source, _ in layers]
+    if strict and warnings:
+        raise ConfigError(warnings[0].replace("ignoring unknown", "unknown", 1))
+    kwargs: dict[str, Any] = {}
+    for key, value in merged.items():
         try:
-            kwargs[key] = section.from_table(value, key)
+            kwargs[key] = SECTIONS[key].from_table(value, key)
         except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-    return Config(source=source, **kwargs)
+            raise ConfigError(f"{_blame(str(exc), origins, sources)}: {exc}") from None
+    return Config(source=",".join(sources) or "(defaults)", origins=origins, warnings=warnings, **kwargs)
 
 
-def load(path: str | None) -> Config:
-    """Load `path`; with no path, the default file if it exists, else defaults."""
-    if path is None:
-        if not os.path.exists(DEFAULT_CONFIG_PATH):
-            return Config(source="(defaults)")
-        path = DEFAULT_CONFIG_PATH
+def _read_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+
+
+def parse(text: str, source: str, *, strict: bool = False) -> Config:
+    """Build a Config from TOML text; errors name `source` and the key."""
+    return build([(source, _read_toml(text, source))], strict=strict)
+
+
+def _read_file(path: str) -> dict[str, Any]:
     try:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse(text, path)
+    return _read_toml(text, path)
+
+
+def drop_in_files(config_dir: str) -> list[str]:
+    """The `*.toml` files of `config_dir` in lexical order; a missing directory has none."""
+    if not os.path.exists(config_dir):
+        return []
+    if not os.path.isdir(config_dir):
+        raise ConfigError(f"{config_dir}: config directory is not a directory")
+    try:
+        names = sorted(n for n in os.listdir(config_dir) if n.endswith(".toml") and not n.startswith("."))
+    except OSError as exc:
+        raise ConfigError(f"{config_dir}: cannot list: {exc.strerror}") from None
+    return [os.path.join(config_dir, n) for n in names]
+
+
+def load(path: str | None, config_dir: str | None = None, *, strict: bool = False) -> Config:
+    """Load `path` (default: the default file if it exists) merged with the drop-ins of `config_dir`."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is None and os.path.exists(DEFAULT_CONFIG_PATH):
+        path = DEFAULT_CONFIG_PATH
+    if path is not None:
+        layers.append((path, _read_file(path)))
+    if config_dir:
+        layers.extend((f, _read_file(f)) for f in drop_in_files(config_dir))
+    return build(layers, strict=strict)
 
 
 def _split_host_port(value: str, where: str) -> tuple[str, int]:
@@ -368,22 +572,34 @@ def _toml_value(value: Any) -> str:
     return repr(value)
 
 
-def _render_section(lines: list[str], header: str, obj: Any) -> None:
+def _render_section(lines: list[str], header: str, obj: Any, origins: dict[str, str] | None = None) -> None:
+    """One TOML table; with `origins`, values set by a file carry `# from FILE` instead of the doc comment."""
     lines.append(f"[{header}]")
     nested: list[tuple[str, Any, str]] = []
+    default = type(obj)()
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         doc = f.metadata.get("doc", "")
         if isinstance(value, dict):
             nested.append((f.name, value, doc))
             continue
-        lines.append(f"# {doc}")
-        lines.append(f"{f.name} = {_toml_value(value)}")
+        rendered = f"{f.name} = {_toml_value(value)}"
+        if origins is None:
+            lines.append(f"# {doc}")
+            lines.append(rendered)
+            continue
+        source = origins.get(f"{header}.{f.name}")
+        if source is not None:
+            state = "" if value != getattr(default, f.name) else ", same as default"
+            lines.append(f"{rendered}  # from {source}{state}")
+        else:
+            lines.append(rendered)
     lines.append("")
     for name, table, doc in nested:
-        lines.append(f"# {doc}")
+        if origins is None:
+            lines.append(f"# {doc}")
         for key, sub in table.items():
-            _render_section(lines, f"{header}.{name}.{key}", sub)
+            _render_section(lines, f"{header}.{name}.{key}", sub, origins)
 
 
 def render_default() -> str:
@@ -392,4 +608,12 @@ def render_default() -> str:
     cfg = Config()
     for name in SECTIONS:
         _render_section(lines, name, getattr(cfg, name))
+    return "\n".join(lines)
+
+
+def render_effective(cfg: Config) -> str:
+    """The effective configuration as TOML; each key a file set names that file (`config dump`)."""
+    lines = [f"# cri-runtime effective configuration, merged from: {cfg.source.replace(',', ', ')}", ""]
+    for name in SECTIONS:
+        _render_section(lines, name, getattr(cfg, name), cfg.origins)
     return "\n".join(lines)

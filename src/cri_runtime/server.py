@@ -4,13 +4,17 @@ Start-up order matters for kubelet: we fail fast (one line, non-zero exit)
 when the socket cannot be ours or containerd does not answer; otherwise the
 socket appears at once and RPCs wait for recovery. SIGTERM/SIGINT stop the
 gRPC server gracefully; containers are never touched on the way out — they
-belong to their shims, which outlive us by design.
+belong to their shims, which outlive us by design. SIGHUP reloads the
+configuration (never stops the server), SIGUSR1 logs every task's and
+thread's stack. systemd hears READY=1 once the socket serves and recovery is
+done, RELOADING=1/READY=1 around a reload, and STOPPING=1 on the way out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import logging
@@ -18,11 +22,12 @@ import os
 import signal
 import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from cri_protos.runtime.v1 import api_pb2_grpc
-from cri_runtime import __version__, errors
-from cri_runtime.config import Config
+from cri_runtime import __version__, errors, logging_setup, reload, sdnotify, stackdump, tracing
+from cri_runtime.config import Config, ConfigError, ServerConfig
 from cri_runtime.containerd.connection import Containerd
 from cri_runtime.containerd.events import EventMonitor, TaskEvent, TaskExit
 from cri_runtime.containers.manager import ContainerManager
@@ -172,6 +177,9 @@ class CriServer:
         self._stopping = asyncio.Event()
         self._recovery_task: asyncio.Task[None] | None = None
         self._metrics_http: MetricsHttpServer | None = None
+        self._reload_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[object]] = set()
+        self._ready = False  # READY=1 sent (socket serving, recovery done)
 
     def network_probe(self) -> Probe:
         return NetworkProbe(self.network)
@@ -210,12 +218,15 @@ class CriServer:
             raise
         log.info("serving", extra={"fields": {"socket": self.config.server.socket, "version": __version__,
                                               "containerd": self.config.containerd.address}})
+        sdnotify.status(f"recovering pods and containers from containerd; socket {self.config.server.socket} is up")
         self._recovery_task = asyncio.create_task(self._recover_then_watch(), name="recovery")
 
     async def _recover_then_watch(self) -> None:
         """Recover state, then follow task events (whose resync catches up on gaps)."""
         await self.recovery.run()
         self.events.start()
+        self._ready = True
+        sdnotify.ready(f"serving on {self.config.server.socket}")
 
     async def _on_task_event(self, event: TaskEvent) -> None:
         """Route a task event to the pod or container it belongs to."""
@@ -243,11 +254,85 @@ class CriServer:
     def request_stop(self) -> None:
         self._stopping.set()
 
+    def request_reload(self, load_config: Callable[[], Config]) -> None:
+        """SIGHUP: reload in a task (signal handlers must not block the loop)."""
+        task = asyncio.create_task(self.reload(load_config), name="reload")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reload(self, load_config: Callable[[], Config]) -> tuple[list[str], list[str]]:
+        """Re-read the configuration; apply the live keys, report the others as needing a restart.
+
+        Returns (applied, needs_restart). A file that does not validate
+        changes nothing: the running configuration stays, and the error is
+        logged naming file and key.
+        """
+        async with self._reload_lock:
+            log.info("SIGHUP received, reloading configuration")
+            sdnotify.reloading("reloading configuration")
+            try:
+                new = load_config()
+            except ConfigError as exc:
+                log.error("configuration reload failed, keeping the running configuration: %s", exc)
+                self._notify_reloaded(f"last reload failed: {exc}")
+                return [], []
+            for warning in new.warnings:
+                log.warning(warning)
+            applied, needs_restart = reload.split(reload.changed_keys(self.config, new))
+            old_server = dataclasses.replace(self.config.server)
+            reload.copy_live(self.config, new, applied)
+            self._apply(old_server, applied)
+            self.config.origins, self.config.source = new.origins, new.source
+            if needs_restart:
+                log.warning("configuration changed but needs restart to take effect",
+                            extra={"fields": {"needs_restart": ",".join(needs_restart)}})
+            log.info("configuration reloaded", extra={"fields": {"applied": ",".join(applied) or "none",
+                                                                 "needs_restart": ",".join(needs_restart)}})
+            self._notify_reloaded(f"needs restart for: {', '.join(needs_restart)}" if needs_restart else "")
+            return applied, needs_restart
+
+    def _notify_reloaded(self, note: str) -> None:
+        """READY=1 after a reload, unless start-up recovery has not finished (then READY=1 waits for it)."""
+        text = f"serving on {self.config.server.socket}" + (f" ({note})" if note else "")
+        if self._ready:
+            sdnotify.ready(text)
+        else:
+            sdnotify.status(f"{text}; recovering")
+
+    def _apply(self, old_server: ServerConfig, applied: list[str]) -> None:
+        """Push reloaded values to the parts that copied them at start-up."""
+        server = self.config.server
+        if server.log_format != old_server.log_format:
+            logging_setup.configure(server.log_level, server.log_format)
+        elif server.log_level != old_server.log_level:
+            logging_setup.set_level(server.log_level)
+        image = self.config.image
+        puller = self.images.puller
+        puller.registry_config_path = image.registry_config_path
+        puller.max_concurrent_downloads = image.max_concurrent_downloads
+        puller.progress_timeout = image.image_pull_progress_timeout_seconds
+        if any(k.startswith("network.") for k in applied):
+            self.network.status()  # rescans the CNI config directory now
+        if server.metrics_address != old_server.metrics_address:
+            if self._metrics_http is not None:
+                self._metrics_http.stop()
+            self._metrics_http = None
+            try:
+                self._metrics_http = stats_wiring.serve_metrics(server.metrics_address)
+            except OSError as exc:
+                log.error("cannot serve metrics on %s: %s", server.metrics_address, exc.strerror)
+        if any(k.startswith("tracing.") for k in applied):
+            try:
+                tracing.configure(self.config.tracing)
+            except ConfigError as exc:
+                log.error("tracing stays off: %s", exc)
+
     async def wait(self) -> None:
         await self._stopping.wait()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop serving; in-flight RPCs get `grace` seconds to finish."""
+        sdnotify.stopping("stopping")
         if self._grpc is not None:
             await self._grpc.stop(grace)
             self._grpc = None
@@ -263,16 +348,29 @@ class CriServer:
         await self.containers.close()
         await self.ctd.close()
         self.guard.release(remove_socket=True)
+        await asyncio.to_thread(tracing.shutdown, tracing.STOP_FLUSH_SECONDS)
         log.info("stopped")
 
 
-async def serve(config: Config) -> None:
-    """Run until SIGTERM/SIGINT."""
+async def serve(config: Config, load_config: Callable[[], Config] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads through `load_config`, SIGUSR1 dumps stacks."""
+    loop = asyncio.get_running_loop()
+    # SIGHUP and SIGUSR1 must never end the server, not even during start-up.
+    hup_while_starting: list[bool] = []
+    loop.add_signal_handler(signal.SIGHUP, hup_while_starting.append, True)
+    loop.add_signal_handler(signal.SIGUSR1, stackdump.log_dump)
+    try:
+        tracing.configure(config.tracing)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
     server = CriServer(config)
     await server.start()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop)
+    reload_from = load_config or (lambda: config)
+    loop.add_signal_handler(signal.SIGHUP, server.request_reload, reload_from)
+    if hup_while_starting:  # a drop-in written while we started must not be missed
+        server.request_reload(reload_from)
     try:
         await server.wait()
     finally:

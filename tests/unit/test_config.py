@@ -40,8 +40,6 @@ def test_extra_handler_keeps_runc() -> None:
     ("text", "expected"),
     [
         ("[server]\nsocket = 1\n", "f.toml: server.socket: expected string, got int 1"),
-        ("[server]\nsockt = '/a'\n", "f.toml: server.sockt: unknown key"),
-        ("[nope]\na = 1\n", "f.toml: unknown section [nope]"),
         ("[server]\nsocket = 'relative.sock'\n", "server.socket: must be an absolute path"),
         ("[server]\nsocket = '/" + "a" * 120 + "'\n", "server.socket: unix socket paths are limited"),
         ("[server]\nlog_level = 'loud'\n", "server.log_level: must be debug, info"),
@@ -59,6 +57,11 @@ def test_extra_handler_keeps_runc() -> None:
         ("[streaming]\ntls_cert_file = '/c.pem'\n", "tls_cert_file and tls_key_file go together"),
         ("[logs]\nmax_container_log_line_size = 0\n", "must be positive or -1"),
         ("[server]\nmetrics_address = 'nohost'\n", "server.metrics_address: expected host:port"),
+        ("[server]\nrecovery_timeout_seconds = '10 s'\n", "server.recovery_timeout_seconds: expected seconds or a Go"),
+        ("[server]\nrecovery_timeout_seconds = '5x'\n", "Go duration"),
+        ("[server]\nlog_format = 'xml'\n", "server.log_format: must be text or json"),
+        ("[tracing]\nprotocol = 'udp'\n", "tracing.protocol: must be grpc or http/protobuf"),
+        ("[tracing]\nsampling_ratio = 2\n", "tracing.sampling_ratio: must be between 0 and 1"),
         ("server = 3\n", "f.toml: server must be a table"),
         ("[server\n", "f.toml: not valid TOML"),
     ],
@@ -82,3 +85,70 @@ def test_load_file(tmp_path: Path) -> None:
     cfg = config.load(str(path))
     assert cfg.containerd.address == "/tmp/c.sock"
     assert cfg.source == str(path)
+
+
+def test_unknown_keys_warn_with_file_and_key_and_fail_when_strict() -> None:
+    text = "[server]\nsockt = '/a'\n[nope]\na = 1\n[runtime.handlers.kata]\nflavour = 'x'\n"
+    cfg = config.parse(text, "f.toml")
+    assert cfg.warnings == [
+        "f.toml: ignoring unknown key server.sockt (known: log_format, log_level, metrics_address, "
+        "recovery_timeout_seconds, root_dir, socket, state_dir)",
+        "f.toml: ignoring unknown section [nope] (known: server, containerd, runtime, image, network, "
+        "streaming, logs, tracing)",
+        "f.toml: ignoring unknown key runtime.handlers.kata.flavour (known: binary_name, "
+        "privileged_without_host_devices, root, runtime_type)",
+    ]
+    assert cfg.server.socket == config.ServerConfig().socket
+    with pytest.raises(config.ConfigError, match=r"^f\.toml: unknown key server\.sockt"):
+        config.parse(text, "f.toml", strict=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1m30s", 90.0), ("300ms", 0.3), ("1h", 3600.0), ("1.5h", 5400.0), ("0", 0.0), ("2m0.5s", 120.5),
+     ("1h2m3s4ms5us6ns", 3723.004005006), ("5m0s", 300.0)],
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    assert config.parse_go_duration(text, "k") == pytest.approx(seconds)
+    cfg = config.parse(f"[image]\nimage_pull_progress_timeout_seconds = '{text}'\n", "f.toml")
+    assert cfg.image.image_pull_progress_timeout_seconds == pytest.approx(seconds)
+
+
+def test_drop_ins_merge_key_by_key_in_lexical_order(tmp_path: Path) -> None:
+    main = tmp_path / "config.toml"
+    main.write_text("[server]\nlog_level = 'warning'\nsocket = '/run/a.sock'\n"
+                    "[runtime.handlers.kata]\nruntime_type = 'io.containerd.kata.v2'\n")
+    drop = tmp_path / "config.d"
+    drop.mkdir()
+    (drop / "20-b.toml").write_text("[server]\nlog_level = 'error'\n")
+    (drop / "10-a.toml").write_text("[server]\nlog_level = 'debug'\n[image]\nmax_concurrent_downloads = 7\n"
+                                    "[runtime.handlers.kata]\nroot = '/run/kata'\n")
+    (drop / "ignored.conf").write_text("[server]\nlog_level = 'nonsense'\n")
+    cfg = config.load(str(main), str(drop))
+    assert cfg.server.log_level == "error"  # 20-b wins over 10-a
+    assert cfg.server.socket == "/run/a.sock"  # untouched keys of the same table survive
+    assert cfg.image.max_concurrent_downloads == 7
+    assert cfg.runtime.handlers["kata"].runtime_type == "io.containerd.kata.v2"
+    assert cfg.runtime.handlers["kata"].root == "/run/kata"
+    assert cfg.origins["server.log_level"] == str(drop / "20-b.toml")
+    assert cfg.origins["server.socket"] == str(main)
+    dump = config.render_effective(cfg)
+    assert f'log_level = "error"  # from {drop / "20-b.toml"}' in dump
+    assert f'max_concurrent_downloads = 7  # from {drop / "10-a.toml"}' in dump
+    assert 'namespace = "k8s.io"\n' in dump
+
+
+def test_drop_in_error_names_the_file_that_set_the_key(tmp_path: Path) -> None:
+    main = tmp_path / "config.toml"
+    main.write_text("[streaming]\nport = 1\n")
+    drop = tmp_path / "d"
+    drop.mkdir()
+    (drop / "50-bad.toml").write_text("[streaming]\nport = 99999\n")
+    with pytest.raises(config.ConfigError) as info:
+        config.load(str(main), str(drop))
+    assert str(info.value).startswith(f"{drop / '50-bad.toml'}: streaming.port: must be between")
+
+
+def test_missing_config_dir_is_empty(tmp_path: Path) -> None:
+    cfg = config.load(None, str(tmp_path / "absent"))
+    assert cfg.warnings == []

@@ -31,7 +31,8 @@ from cri_protos.containerd.services.namespaces.v1 import namespace_pb2_grpc
 from cri_protos.containerd.services.snapshots.v1 import snapshots_pb2_grpc
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2_grpc
 from cri_protos.containerd.services.version.v1 import version_pb2_grpc
-from cri_runtime import errors
+from cri_runtime import errors, tracing
+from cri_runtime.containerd.deadlines import default_timeout
 from cri_runtime.containerd.errors import from_rpc_error
 from cri_runtime.rpc.client import FastChannel
 
@@ -49,6 +50,35 @@ GC_EXPIRE_LABEL = "containerd.io/gc.expire"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 Metadata = tuple[tuple[str, str], ...]
+
+
+SPAN_NAME_ATTR = "cri_span_name"
+
+
+class _NamingChannel:
+    """Passes a channel through to the generated stubs, labelling each unary method with its path.
+
+    The label (`containerd.services.tasks.v1.Tasks/Create`, as containerd's
+    own client names its spans) is read by tracing; it keeps span names
+    independent of the transport's internals.
+    """
+
+    def __init__(self, channel: Any) -> None:
+        self._channel = channel
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        callable_ = self._channel.unary_unary(method, *args, **kwargs)
+        with contextlib.suppress(AttributeError):
+            setattr(callable_, SPAN_NAME_ATTR, method.lstrip("/"))
+        return callable_
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._channel, name)
+
+
+def _method_name(rpc: Any, action: str) -> str:
+    """The span name of a containerd call: the method's path, else what the caller is doing."""
+    return str(getattr(rpc, SPAN_NAME_ATTR, "") or action)
 
 
 class Containerd:
@@ -77,7 +107,8 @@ class Containerd:
             ],
         )
         # Unary calls take our lean HTTP/2 client; streams stay on grpc.aio.
-        ch = self.fast = FastChannel(target.removeprefix("unix://").removeprefix("unix:"), self.channel)
+        self.fast = FastChannel(target.removeprefix("unix://").removeprefix("unix:"), self.channel)
+        ch = _NamingChannel(self.fast)
         self.containers = containers_pb2_grpc.ContainersStub(ch)
         self.content = content_pb2_grpc.ContentStub(ch)
         self.diff = diff_pb2_grpc.DiffStub(ch)
@@ -105,11 +136,25 @@ class Containerd:
         lease: str | None = None,
         timeout: float | None = None,
     ) -> T:
-        """Invoke a unary RPC; failures surface as `cri_runtime.errors` classes."""
-        try:
-            return await rpc(request, metadata=self.metadata(lease), timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc, action) from None
+        """Invoke a unary RPC; failures surface as `cri_runtime.errors` classes.
+
+        A call into a shim (the Tasks service) without a `timeout` gets its own
+        deadline (see `deadlines`), so one shim that does not answer cannot
+        block its caller forever.
+        """
+        if timeout is None:
+            timeout = default_timeout(rpc)
+        if not tracing.enabled():
+            try:
+                return await rpc(request, metadata=self.metadata(lease), timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc, action) from None
+        with tracing.span(_method_name(rpc, action), **{"rpc.system": "grpc", "containerd.action": action}):
+            try:
+                return await rpc(request, metadata=self.metadata(lease) + tracing.outgoing_metadata(),
+                                 timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc, action) from None
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Block until containerd answers, or raise Unavailable after `timeout`."""

@@ -28,6 +28,14 @@ _BY_CODE: dict[grpc.StatusCode, type[errors.CriError]] = {
     grpc.StatusCode.CANCELLED: errors.DeadlineExceeded,
 }
 
+# How containerd passes on runc refusing a container's or exec's configuration (as UNKNOWN):
+# a command missing from the image, a working dir that is a file, a memory limit below the
+# current usage, a cpuset naming CPUs the node lacks, `unified` on cgroup v1, a sysctl value
+# the kernel rejects. The request is well-formed but cannot run here: FailedPrecondition with
+# runc's reason, not INTERNAL (which says "our bug").
+RUNC_REFUSALS = ("OCI runtime create failed", "OCI runtime exec failed", "OCI runtime start failed",
+                 "runc did not terminate successfully")
+
 
 def from_rpc_error(exc: grpc.aio.AioRpcError, action: str) -> errors.CriError:
     """Map a containerd RPC failure to the domain error of the same meaning."""
@@ -41,6 +49,8 @@ def from_status(code: grpc.StatusCode, details: str, action: str) -> errors.CriE
     if code == grpc.StatusCode.UNKNOWN and "context deadline exceeded" in detail:
         # containerd passes a deadline hit inside the shim through as UNKNOWN.
         cls = errors.DeadlineExceeded
+    elif code == grpc.StatusCode.UNKNOWN and any(r in detail for r in RUNC_REFUSALS):
+        cls = errors.FailedPrecondition
     if cls is errors.Unavailable:
         return cls(f"containerd is unavailable ({action}): {detail}")
     return cls(f"{action}: {detail}")

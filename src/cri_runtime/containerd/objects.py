@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from cri_protos.containerd.types.runc.options import oci_pb2 as runc_options_pb2
 from cri_protos.containerd.types.task import task_pb2
 from cri_runtime import errors
 from cri_runtime.config import RuntimeHandlerConfig
+from cri_runtime.containerd import shims
 from cri_runtime.containerd.connection import Containerd
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,11 @@ async def task_state(ctd: Containerd, container_id: str, timeout: float | None =
     return TaskState(pid=p.pid, status=p.status, exit_status=p.exit_status, exited_at_ns=exited)
 
 
+def shim_gone(exc: errors.CriError) -> bool:
+    """containerd's answer when the shim's connection dropped (the shim died or was killed)."""
+    return "ttrpc: closed" in exc.message or "ttrpc: client shutting down" in exc.message
+
+
 async def kill_task(ctd: Containerd, container_id: str, signal: int, *, all_processes: bool = False) -> None:
     """Signal the task's init (or all its processes); a task that is gone or exiting is fine.
 
@@ -187,6 +194,8 @@ async def kill_task(ctd: Containerd, container_id: str, signal: int, *, all_proc
         await ctd.call(ctd.tasks.Kill, req, f"signal task {container_id}")
     except errors.NotFound:
         return
+    except errors.DeadlineExceeded:
+        raise  # the shim does not answer: asking it again would wait as long
     except errors.CriError:
         state = await task_state(ctd, container_id)
         if state is None or state.stopped:
@@ -201,6 +210,10 @@ async def delete_task(ctd: Containerd, container_id: str) -> TaskState | None:
                               f"delete task {container_id}")
     except errors.NotFound:
         return None
+    except errors.CriError as exc:
+        if not shim_gone(exc) or await task_state(ctd, container_id) is not None:
+            raise
+        return None  # the shim died and containerd's cleanup already removed the task
     exited = resp.exited_at.seconds * 1_000_000_000 + resp.exited_at.nanos
     return TaskState(pid=resp.pid, status=task_pb2.STOPPED, exit_status=resp.exit_status, exited_at_ns=exited)
 
@@ -214,5 +227,47 @@ async def wait_task(ctd: Containerd, container_id: str, timeout: float | None = 
         return None
     except TimeoutError:
         raise errors.DeadlineExceeded(f"task {container_id} still running after {timeout:g}s") from None
+    except errors.CriError as exc:
+        if not shim_gone(exc):
+            raise
+        # The shim died while we waited (killed, or it exited): the task has ended with it.
+        state = await task_state(ctd, container_id, timeout=timeout)
+        if state is None or state.stopped:
+            return state
+        raise
     exited = resp.exited_at.seconds * 1_000_000_000 + resp.exited_at.nanos
     return TaskState(pid=0, status=task_pb2.STOPPED, exit_status=resp.exit_status, exited_at_ns=exited)
+
+
+#: Seconds a reaped shim's task may take to disappear from containerd.
+REAP_TIMEOUT = 30.0
+_REAP_POLL = 0.2
+
+
+async def reap_unresponsive_task(ctd: Containerd, container_id: str, shim_ids: list[str],
+                                 timeout: float = REAP_TIMEOUT) -> TaskState | None:
+    """End a task whose shim does not answer; returns its final state if containerd still had one.
+
+    containerd's own dead-shim cleanup is the model: the shim and everything
+    below it are killed, containerd sees its connection drop, runs the shim's
+    `delete` (runc delete --force, bundle removal) and forgets the task. We
+    then delete what is left of the task record.
+    """
+    killed = await asyncio.to_thread(shims.kill_shim, ctd.address, ctd.namespace, shim_ids)
+    if killed:
+        shims.COUNTERS.shims_killed += 1
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = await task_state(ctd, container_id, timeout=2.0)
+        except errors.DeadlineExceeded:
+            state = TaskState(0, task_pb2.UNKNOWN, 0, 0)  # still asking the dying shim
+        if state is None:
+            return None
+        if state.stopped:
+            return await delete_task(ctd, container_id)
+        if time.monotonic() >= deadline:
+            raise errors.DeadlineExceeded(
+                f"task {container_id}: its shim did not answer and was killed "
+                f"(pids {killed or 'none found'}), but containerd still reports the task after {timeout:g}s")
+        await asyncio.sleep(_REAP_POLL)

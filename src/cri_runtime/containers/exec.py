@@ -5,6 +5,19 @@ container's state dir. Unlike the container's own output, exec output is
 tied to one client call, so the server reads the FIFOs itself. Every exit
 path (success, timeout, cancellation, error) kills and deletes the process
 and removes its FIFOs.
+
+Two failure modes get special care:
+
+* a command that cannot be started (missing binary, not executable) is the
+  caller's business, not ours: it is answered the way a shell answers it,
+  exit code 127 or 126 with runc's reason on stderr (`CommandNotRunnable`);
+* a `runc exec` that never returns blocks the shim for every other call of
+  the container: when an exec is not started by its start deadline, a
+  watchdog (which runs even when the caller has gone) kills that exec's runc
+  (found under the shim through /proc), so the shim answers again, and the
+  caller, if still there, gets DeadlineExceeded. As in containerd, an
+  ExecSync timeout counts from the start, so a runc slowed by load is given
+  EXEC_START_DEADLINE before being taken for stuck.
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ from google.protobuf import any_pb2
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_runtime import errors
-from cri_runtime.containerd import objects
+from cri_runtime.containerd import objects, shims
 from cri_runtime.containerd.connection import Containerd
 
 PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
@@ -40,7 +53,39 @@ MAX_EXEC_RESPONSE_OUTPUT = MAX_EXEC_OUTPUT - 4096
 # bounding only Exec+Start per container costs nothing and avoids the stall.
 MAX_CONCURRENT_STARTS = 8
 _start_gates: dict[str, asyncio.Semaphore] = {}
+_watchdogs: set[asyncio.Future[None]] = set()
 _CHUNK = 64 * 1024
+#: Seconds `runc exec` may take to start a process before the watchdog takes it for stuck.
+EXEC_START_DEADLINE = 10.0
+#: Seconds the shim gets to answer once the watchdog has killed a stuck runc.
+_AFTER_WATCHDOG = 10.0
+# runc's words for "this command cannot be started", and the exit code a shell gives for each.
+_NOT_FOUND = ("no such file or directory", "executable file not found")
+_NOT_EXECUTABLE = ("permission denied", "exec format error", "is a directory")
+
+
+class CommandNotRunnable(errors.FailedPrecondition):
+    """The exec's command could not be started; answered like a shell would (127 / 126)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def not_runnable(exc: errors.CriError, args: list[str]) -> CommandNotRunnable | None:
+    """The shell-style answer for a failed exec start, or None if it failed for another reason."""
+    text = exc.message
+    if "exec failed" not in text:
+        return None
+    lowered = text.lower()
+    if any(m in lowered for m in _NOT_FOUND):
+        code = 127
+    elif any(m in lowered for m in _NOT_EXECUTABLE):
+        code = 126
+    else:
+        return None
+    reason = text.split("unable to start container process: ", 1)[-1].removesuffix(": unknown")
+    return CommandNotRunnable(f"{args[0]}: {reason}", code)
 
 
 @dataclass
@@ -128,6 +173,7 @@ class ExecProcess:
         self.dir = state_dir / "exec" / self.exec_id
         self.started = False
         self.fds = ExecFds()
+        self.unjammed: list[int] | None = None  # pids the watchdog killed (None: it did not act)
 
     async def __aenter__(self) -> ExecProcess:
         return self
@@ -151,8 +197,13 @@ class ExecProcess:
 
     async def start(self, args: list[str], *, tty: bool = False, stdin: bool = False,
                     stdout: bool = True, stderr: bool = True,
-                    console_size: tuple[int, int] | None = None) -> ExecFds:
-        """Create the FIFOs (our ends open first), then create and start the process."""
+                    console_size: tuple[int, int] | None = None,
+                    deadline: float = EXEC_START_DEADLINE) -> ExecFds:
+        """Create the FIFOs (our ends open first), then create and start the process.
+
+        CommandNotRunnable when the command cannot be started; DeadlineExceeded
+        (after the watchdog killed the stuck runc) when runc does not start it within `deadline`.
+        """
         if not args:
             raise errors.InvalidArgument("exec: cmd must not be empty")
         self.dir.mkdir(parents=True, mode=0o700)
@@ -175,8 +226,40 @@ class ExecProcess:
             container_id=self.container_id, exec_id=self.exec_id, terminal=tty,
             stdin=paths.get("stdin", ""), stdout=paths.get("stdout", ""), stderr=paths.get("stderr", ""),
             spec=any_pb2.Any(type_url=PROCESS_TYPE_URL, value=json.dumps(process).encode()))
-        await self.create_and_start(req)
+        starting = asyncio.ensure_future(self.create_and_start(req))
+        watchdog = asyncio.ensure_future(self._watchdog(starting, deadline))
+        _watchdogs.add(watchdog)
+        watchdog.add_done_callback(_watchdogs.discard)
+        try:
+            await asyncio.shield(starting)
+        except (errors.CriError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not starting.cancelled():
+                raise  # our caller gave up; the start and its watchdog go on without it
+            await asyncio.shield(watchdog)
+            if self.unjammed is not None:
+                what = (f"killed its stuck runc (pids {self.unjammed})" if self.unjammed
+                        else "no stuck runc was found; the shim does not answer")
+                raise errors.DeadlineExceeded(
+                    f"exec in container {self.container_id}: runc did not start the process within "
+                    f"{deadline:g}s; {what}") from None
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            problem = not_runnable(exc, args)
+            if problem is not None:
+                raise problem from None
+            raise
         return fds
+
+    async def _watchdog(self, starting: asyncio.Future[int], deadline: float) -> None:
+        """Runs beside the start, caller or not: past `deadline`, kill this exec's stuck runc."""
+        done, _ = await asyncio.wait([starting], timeout=deadline)
+        if done:
+            return
+        self.unjammed = await asyncio.to_thread(shims.kill_stuck_exec, self.ctd.address, self.ctd.namespace,
+                                                self.exec_id)
+        await asyncio.wait([starting], timeout=_AFTER_WATCHDOG)
+        if not starting.done():
+            starting.cancel()
 
     async def create_and_start(self, req: tasks_pb2.ExecProcessRequest) -> int:
         gate = _start_gates.setdefault(self.container_id, asyncio.Semaphore(MAX_CONCURRENT_STARTS))
@@ -241,10 +324,21 @@ class ExecProcess:
 
 
 async def exec_sync(ctd: Containerd, container_id: str, state_dir: Path, args: list[str],
-                    timeout: float) -> ExecResult:
-    """Run `args` in the container and collect its output (ExecSync)."""
+                    timeout: float, drain_timeout: float | None = None) -> ExecResult:
+    """Run `args` in the container and collect its output (ExecSync).
+
+    `timeout` bounds the command once started (0: none), as in containerd; the start
+    has its own deadline, the larger of `timeout` and EXEC_START_DEADLINE.
+    After the exit, output is read until every writer closes the pipes, for at
+    most `drain_timeout` seconds (None: no limit, the caller's deadline applies;
+    containerd's `drain_exec_sync_io_timeout`): a background child that keeps them
+    open past it makes the call fail, naming the timeout, rather than lose output silently.
+    """
     async with ExecProcess(ctd, container_id, state_dir) as proc:
-        fds = await proc.start(args)
+        try:
+            fds = await proc.start(args, deadline=max(timeout, EXEC_START_DEADLINE))
+        except CommandNotRunnable as exc:
+            return ExecResult(exc.exit_code, b"", (exc.message + "\n").encode())
         budget = OutputBudget(MAX_EXEC_RESPONSE_OUTPUT)
         readers = asyncio.gather(read_fifo(fds.stdout, budget=budget), read_fifo(fds.stderr, budget=budget))
         try:
@@ -255,12 +349,14 @@ async def exec_sync(ctd: Containerd, container_id: str, state_dir: Path, args: l
                 await readers
             if isinstance(exc, errors.DeadlineExceeded):
                 raise errors.DeadlineExceeded(
-                    f"ExecSync in container {container_id}: command {args!r} timed out after {timeout:g}s"
+                    f"ExecSync in container {container_id}: command {args[:1]!r} timed out after {timeout:g}s"
                 ) from None
             raise
         try:
-            stdout, stderr = await asyncio.wait_for(readers, 10)
+            stdout, stderr = await asyncio.wait_for(readers, drain_timeout)
         except TimeoutError:
-            # A background child kept the pipes open; what it wrote so far is lost to us.
-            stdout, stderr = b"", b""
+            raise errors.DeadlineExceeded(
+                f"ExecSync in container {container_id}: the command exited with code {exit_code}, but its "
+                f"stdout/stderr stayed open for drain_exec_sync_io_timeout ({drain_timeout:g}s) after the exit "
+                "(a background process it started still holds them)") from None
         return ExecResult(exit_code, stdout, stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import any_pb2, field_mask_pb2, json_format
+from google.protobuf import any_pb2, field_mask_pb2
 
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
@@ -28,9 +29,9 @@ from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import cdi, errors, protowire
 from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
-from cri_runtime.containerd import objects
+from cri_runtime.containerd import objects, shims
 from cri_runtime.containerd.connection import Containerd
-from cri_runtime.containers import image_volumes
+from cri_runtime.containers import image_config_volumes, image_volumes, status_info
 from cri_runtime.containers.model import (
     CREATED,
     EXITED,
@@ -57,7 +58,6 @@ from cri_runtime.oci.process import ImageConfig
 from cri_runtime.oci.resources import linux_resources
 from cri_runtime.oci.rootfs import read_rootfs_file
 from cri_runtime.oci.user import ImageAccounts
-from cri_runtime.oci.validate import validate_container_config
 from cri_runtime.rollback import Rollback, remove_dir
 from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.sandbox.manager import SandboxManager
@@ -72,6 +72,14 @@ KILL_WAIT = 10.0
 RELAY_DRAIN_TIMEOUT = 2.0
 #: Seconds between RemoveContainer's reply and the deletion of the renamed state dir.
 REMOVE_DELAY = 0.2
+#: A `runc exec` (it exits once the process started) older than this is stuck: twice the
+#: exec start deadline. Swept at recovery and every STALE_EXEC_SWEEP seconds.
+STALE_EXEC_AGE = 20.0
+STALE_EXEC_SWEEP = 10.0
+
+
+class StillRunning(errors.DeadlineExceeded):
+    """The container's shim answers, but its process did not exit after SIGKILL."""
 
 
 def signal_number(name: str) -> int:
@@ -100,10 +108,15 @@ class ContainerManager:
         self.index: IdIndex[Container] = IdIndex("container")
         self.names = NameRegistry("container")
         self.state = Path(config.server.state_dir) / "containers"
+        # Persistent per-container data (the volumes an image config declares).
+        self.root = Path(config.server.root_dir) / "containers"
         # IO relays are forked from one warm zygote process at StartContainer.
-        self.relay_launcher = RelayLauncher(owner=str(self.state))
+        self.relay_launcher = RelayLauncher(owner=str(self.state), cgroup=config.runtime.relay_cgroup)
         self._background: set[asyncio.Future[None]] = set()
         self.snapshotter = config.containerd.snapshotter
+        # ExecSync's wait for output after the exit (containerd's option; 0 = the caller's deadline).
+        self.drain_exec_sync_io_timeout = config.runtime.drain_exec_sync_io_timeout or None
+        self._sweeper: asyncio.Future[None] | None = None  # kills stale `runc exec`s (see recover)
         self._accounts: dict[str, ImageAccounts] = {}  # image ID -> its /etc/passwd and /etc/group
         # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
         self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
@@ -127,11 +140,7 @@ class ContainerManager:
     # ------------------------------------------------------------------ create
 
     async def create(self, request: api_pb2.CreateContainerRequest) -> str:
-        if not request.pod_sandbox_id:
-            raise errors.InvalidArgument("CreateContainer: pod_sandbox_id must not be empty")
-        if not request.HasField("config"):
-            raise errors.InvalidArgument("CreateContainer: config is required")
-        validate_container_config(request.config)
+        """CreateContainer; the request has passed `validation.containers.create_container`."""
         sandbox = self.sandboxes.get(request.pod_sandbox_id)
         if not sandbox.ready:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
@@ -188,9 +197,11 @@ class ContainerManager:
                                target_pid)
         build.cdi_devices = tuple(cdi_devices)
         accounts = self._cached_accounts(image)
-        if accounts is None or any(m.HasField("image") for m in cfg.mounts):
+        volumes_mode = self.config.image.image_volumes
+        config_volumes = image_config_volumes.wanted(ImageConfig.from_json(image.config).volumes, cfg, volumes_mode)
+        if accounts is None or config_volumes or any(m.HasField("image") for m in cfg.mounts):
             # The image's first container (its passwd/group are read from the snapshot before
-            # the spec is built) or image volumes: everything under a lease.
+            # the spec is built), image volumes or VOLUMEs of the image config: under a lease.
             async with self.ctd.lease(f"container-{container_id[:12]}", expire_seconds=600) as lease:
                 mounts = await self._prepare_snapshot(container_id, image, lease, undo)
                 if accounts is None:
@@ -199,6 +210,9 @@ class ContainerManager:
                 undo.add("image volumes", lambda: image_volumes.release(self.ctd, self.snapshotter, volumes))
                 extra_mounts = await image_volumes.prepare(self.ctd, self.images, self.snapshotter, container_id,
                                                            container_dir, cfg, lease, volumes)
+                if config_volumes:
+                    extra_mounts += await self._image_config_volumes(container_id, image, mounts, container_dir,
+                                                                     config_volumes, undo)
                 metadata, record = build(accounts, extra_mounts, volumes)
                 await self._create_record(record, lease, undo)
         else:
@@ -209,11 +223,22 @@ class ContainerManager:
             mounts = await self._prepare_snapshot(container_id, image, None, undo)
         container = Container(metadata, ContainerStatus(state=CREATED), self.status_path(container_id))
         container.rootfs_mounts = mounts
+        container.effective_resources = status_info.effective_resources(build.spec)
         # No status file yet: a record without one is a created container (see _recover_one).
         self.index.add(container_id, container)
         log.info("container created", extra={"fields": {"id": container_id, "name": name, "pod": sandbox.id}})
         await self._emit("created", container)
         return container_id
+
+    async def _image_config_volumes(self, container_id: str, image: Any, mounts: list[Any], container_dir: Path,
+                                    paths: list[str], undo: Rollback) -> list[api_pb2.Mount]:
+        """The image config's VOLUMEs, set up against the container's rootfs mounted briefly."""
+        mode = self.config.image.image_volumes
+        undo.add_sync("image config volumes", remove_dir, str(self.root / container_id))
+        with ctd_mounts.mounted(mounts, parent=str(container_dir),
+                                readonly=mode != image_config_volumes.MKDIR) as rootfs:
+            return await image_config_volumes.prepare(paths, mode, rootfs, self.root / container_id / "volumes",
+                                                      str(image.id))
 
     async def _prepare_snapshot(self, container_id: str, image: Any, lease: str | None,
                                 undo: Rollback) -> list[Any]:
@@ -286,27 +311,51 @@ class ContainerManager:
     # ------------------------------------------------------------------- start
 
     async def start(self, id_or_prefix: str) -> None:
+        """StartContainer. The work is shielded from the caller: a caller that gives up (deadline)
+        leaves it to finish, so containerd never sees a task creation cut off half-way, and a
+        retry joins the running attempt or, once it succeeded, answers OK."""
         container = self.index.get(id_or_prefix)
+        if container.starting is not None:
+            await asyncio.shield(container.starting)
+            container.start_abandoned = False  # this retry has answered for the abandoned attempt
+            return
+        work = asyncio.ensure_future(self._start(container))
+        container.starting = work
+        work.add_done_callback(lambda _: setattr(container, "starting", None))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            container.start_abandoned = True
+            work.add_done_callback(lambda t: t.cancelled() or t.exception())
+            raise
+
+    async def _start(self, container: Container) -> None:
         async with container.lock:
-            if container.state != CREATED:
-                raise errors.FailedPrecondition(
-                    f"container {container.id} is {container.state}, only a created container can be started")
-            sandbox = self.sandboxes.index.find(container.metadata.sandbox_id)
-            if sandbox is None or not sandbox.ready:
-                raise errors.FailedPrecondition(
-                    f"pod sandbox {container.metadata.sandbox_id} of container {container.id} is not ready")
-            try:
-                await self._start_task(container)
-            except errors.CriError as exc:
-                container.status.state = EXITED
-                container.status.finished_at = time.time_ns()
-                container.status.exit_code = START_ERROR_EXIT_CODE
-                container.status.reason = REASON_START_ERROR
-                container.status.message = exc.message
-                container.save_status()
-                container.exited.set()
-                raise
+            if container.state == RUNNING and container.start_abandoned:
+                container.start_abandoned = False  # the retry of a start whose caller gave up
+                return
+            await self._start_locked(container)
         await self._emit("started", container)
+
+    async def _start_locked(self, container: Container) -> None:
+        if container.state != CREATED:
+            raise errors.FailedPrecondition(
+                f"container {container.id} is {container.state}, only a created container can be started")
+        sandbox = self.sandboxes.index.find(container.metadata.sandbox_id)
+        if sandbox is None or not sandbox.ready:
+            raise errors.FailedPrecondition(
+                f"pod sandbox {container.metadata.sandbox_id} of container {container.id} is not ready")
+        try:
+            await self._start_task(container)
+        except errors.CriError as exc:
+            container.status.state = EXITED
+            container.status.finished_at = time.time_ns()
+            container.status.exit_code = START_ERROR_EXIT_CODE
+            container.status.reason = REASON_START_ERROR
+            container.status.message = exc.message
+            container.save_status()
+            container.exited.set()
+            raise
 
     def _relay_config(self, cfg: api_pb2.ContainerConfig, log_path: str) -> relay.RelayConfig:
         return relay.RelayConfig(
@@ -351,6 +400,33 @@ class ContainerManager:
             return contextlib.nullcontext(rootfs)
         return userns_rootfs.prepared(rootfs, userns, self.state / container.id, holder_pid=sandbox.status.pid)
 
+    async def _create_task(self, container: Container,
+                           req: tasks_pb2.CreateTaskRequest) -> tasks_pb2.CreateTaskResponse:
+        """Tasks.Create; a task left by an earlier, interrupted start is deleted and the call retried once.
+
+        containerd answers a second Create for the same container with AlreadyExists, or,
+        when the first was cut off after making the task's bundle directory, with
+        "mkdir …: file exists" (UNKNOWN). Neither is the caller's failure to report.
+        """
+        action = f"create task of container {container.id}"
+        try:
+            return await self.ctd.call(self.ctd.tasks.Create, req, action)
+        except errors.CriError as exc:
+            if not _left_by_earlier_start(exc):
+                raise
+            log.warning("container has a task from an interrupted start; deleting it and creating it again",
+                        extra={"fields": {"id": container.id, "error": exc.message}})
+        await objects.kill_task(self.ctd, container.id, signal.SIGKILL)
+        await objects.delete_task(self.ctd, container.id)
+        try:
+            return await self.ctd.call(self.ctd.tasks.Create, req, action)
+        except errors.CriError as exc:
+            if not _left_by_earlier_start(exc):
+                raise
+            raise errors.FailedPrecondition(
+                f"container {container.id}: containerd still holds task state from an interrupted start "
+                f"({exc.message}); remove the container and create it again") from None
+
     async def _start_task(self, container: Container) -> None:
         md, cfg = container.metadata, container.config
         io, starting = self._start_relay(container)
@@ -359,11 +435,10 @@ class ContainerManager:
             if rootfs is None:  # created before a restart of ours
                 rootfs = await objects.snapshot_mounts(self.ctd, self.snapshotter, container.id)
             async with self._userns_rootfs(container, rootfs) as rootfs:
-                created = await self.ctd.call(
-                    self.ctd.tasks.Create,
-                    tasks_pb2.CreateTaskRequest(container_id=container.id, rootfs=rootfs, stdin=io.stdin,
-                                                stdout=io.stdout, stderr=io.stderr, terminal=cfg.tty),
-                    f"create task of container {container.id}")
+                created = await self._create_task(
+                    container, tasks_pb2.CreateTaskRequest(container_id=container.id, rootfs=rootfs,
+                                                           stdin=io.stdin, stdout=io.stdout,
+                                                           stderr=io.stderr, terminal=cfg.tty))
             try:
                 if starting is not None:
                     await starting  # the relay reads the FIFOs before the process runs
@@ -431,12 +506,39 @@ class ContainerManager:
     # -------------------------------------------------------------------- stop
 
     async def stop(self, id_or_prefix: str, timeout: int) -> None:
-        """StopContainer: stop signal, wait `timeout` seconds, then SIGKILL; unknown is success."""
+        """StopContainer: stop signal, wait `timeout` seconds, then SIGKILL; unknown is success.
+
+        A shim that does not answer (every call to it passes its deadline) cannot
+        stop the container: then the shim is killed with its process tree, as
+        containerd does with a dead shim, and the container is reported exited.
+        """
         container = self.index.find(id_or_prefix)
         if container is None:
             return
         if container.state != RUNNING:
             return
+        try:
+            await self._stop_task(container, timeout)
+        except StillRunning:
+            raise  # the shim answers; the process ignores SIGKILL (uninterruptible sleep): killing
+            # the shim would end the pod's other containers and not this process
+        except errors.DeadlineExceeded as exc:
+            await self._reap_unresponsive(container, exc)
+
+    async def _reap_unresponsive(self, container: Container, why: errors.CriError) -> None:
+        sandbox_id = container.metadata.sandbox_id
+        others = [c.id for c in self.index if c.metadata.sandbox_id == sandbox_id and c.id != container.id
+                  and c.state == RUNNING]
+        log.warning("shim of container does not answer; killing it with its process tree",
+                    extra={"fields": {"id": container.id, "reason": why.message, "also_ends": others}})
+        final = await objects.reap_unresponsive_task(self.ctd, container.id, [container.id, sandbox_id])
+        async with container.lock:
+            if final is None:  # containerd's cleanup already deleted it: killed by SIGKILL
+                await self._record_exit(container, 128 + signal.SIGKILL, time.time_ns())
+            else:
+                await self._record_exit(container, final.exit_status, final.exited_at_ns)
+
+    async def _stop_task(self, container: Container, timeout: int) -> None:
         stop_signal = self._stop_signal(container)
         if timeout > 0:
             await objects.kill_task(self.ctd, container.id, stop_signal)
@@ -444,7 +546,7 @@ class ContainerManager:
         if container.state == RUNNING:
             await objects.kill_task(self.ctd, container.id, signal.SIGKILL, all_processes=False)
             if not await self._wait_exit(container, KILL_WAIT):
-                raise errors.DeadlineExceeded(f"container {container.id} did not exit after SIGKILL")
+                raise StillRunning(f"container {container.id} did not exit after SIGKILL")
 
     @staticmethod
     def _stop_signal(container: Container) -> int:
@@ -501,6 +603,8 @@ class ContainerManager:
             if not os.path.abspath(io_dir).startswith(container_dir + os.sep):
                 remove_dir(io_dir)  # recorded under another state dir
             self._remove_dir_soon(container_dir)
+            if os.path.isdir(self.root / container.id):  # the image config's volumes
+                self._remove_dir_soon(str(self.root / container.id))
             self.index.remove(container.id)
             self.names.release_id(container.id)
         log.info("container removed", extra={"fields": {"id": container.id}})
@@ -546,35 +650,33 @@ class ContainerManager:
             image_ref=md.image_ref, image_id=md.image_id, reason=st.reason, message=st.message,
             labels=dict(cfg.labels), annotations=dict(cfg.annotations), mounts=list(cfg.mounts),
             log_path=md.log_path)
-        if container.resources is not None:
-            status.resources.linux.CopyFrom(container.resources)
+        status.resources.linux.CopyFrom(container.effective_resources)
         if md.user:
             status.user.linux.uid = int(md.user.get("uid", 0))
             status.user.linux.gid = int(md.user.get("gid", 0))
             status.user.linux.supplemental_groups.extend(int(g) for g in md.user.get("additionalGids") or ())
         if cfg.stop_signal != api_pb2.RUNTIME_DEFAULT:
             status.stop_signal = cfg.stop_signal
-        elif md.stop_signal:
-            status.stop_signal = _cri_signal(signal_number(md.stop_signal))
+        else:  # the image's StopSignal, else SIGTERM (what StopContainer sends), as containerd reports
+            status.stop_signal = _reported_stop_signal(md.stop_signal)
         return status
 
-    def status(self, id_or_prefix: str, verbose: bool) -> api_pb2.ContainerStatusResponse:
+    async def status(self, id_or_prefix: str, verbose: bool) -> api_pb2.ContainerStatusResponse:
         container = self.index.get(id_or_prefix)
         resp = api_pb2.ContainerStatusResponse(status=self.to_status(container))
         if verbose:
-            resp.info["info"] = json.dumps({
-                "sandboxID": container.metadata.sandbox_id,
-                "pid": container.status.pid,
-                "removing": False,
-                "snapshotKey": container.id,
-                "snapshotter": self.snapshotter,
-                "runtimeType": self.config.runtime.handlers[
-                    self.sandboxes.index.get(container.metadata.sandbox_id).metadata.runtime_handler].runtime_type
-                if container.metadata.sandbox_id in self.sandboxes.index else "",
-                "config": json.loads(json_format.MessageToJson(container.config)),
-                "ioDir": container.metadata.io_dir,
-            })
+            resp.info["info"] = json.dumps(await self._verbose_info(container))
         return resp
+
+    async def _verbose_info(self, container: Container) -> dict[str, Any]:
+        """containerd's verbose keys, from the containerd record (its spec is what runc got)."""
+        record = await self.ctd.call(self.ctd.containers.Get,
+                                     containers_pb2.GetContainerRequest(id=container.id),
+                                     f"get container {container.id}")
+        return status_info.verbose_info(
+            sandbox_id=container.metadata.sandbox_id, pid=container.status.pid, removing=False,
+            record=record.container, config=container.config,
+            extra={"ioDir": container.metadata.io_dir, "imageVolumes": container.metadata.image_volumes})
 
     def _listed(self, flt: api_pb2.ContainerFilter | None) -> list[Container]:
         """The containers `flt` selects, oldest first."""
@@ -632,9 +734,6 @@ class ContainerManager:
         container = self.index.get(id_or_prefix)
         if resources is None:
             return
-        for name in ("cpu_period", "cpu_quota", "cpu_shares", "memory_limit_in_bytes", "memory_swap_limit_in_bytes"):
-            if getattr(resources, name) < 0 and not (name == "cpu_quota" and resources.cpu_quota == -1):
-                raise errors.InvalidArgument(f"resources.{name} must not be negative")
         async with container.lock:
             if container.state not in (CREATED, RUNNING):
                 raise errors.FailedPrecondition(f"container {container.id} is {container.state}")
@@ -661,6 +760,7 @@ class ContainerManager:
                                                       update_mask=field_mask_pb2.FieldMask(paths=["spec"])),
                 f"store resources of container {container.id}")
             container.resources = merged
+            container.effective_resources = status_info.effective_resources(spec)
 
     async def reopen_log(self, id_or_prefix: str) -> None:
         container = self.index.get(id_or_prefix)
@@ -668,8 +768,24 @@ class ContainerManager:
             raise errors.FailedPrecondition(f"container {container.id} is not running")
         await relay.reopen(container.metadata.io_dir)
 
+    async def _sweep_stale_execs(self) -> None:
+        """Every STALE_EXEC_SWEEP seconds, kill `runc exec` processes stuck longer than any start may take.
+
+        Execs started by this process have their own watchdog; this catches those left
+        by an earlier run of ours (a stuck `runc exec` would block its shim for good).
+        """
+        while True:
+            try:
+                await asyncio.to_thread(shims.kill_stale_execs, self.config.containerd.address, self.ctd.namespace,
+                                        STALE_EXEC_AGE)
+            except OSError as exc:
+                log.warning("sweep for stale runc exec processes failed: %s", exc)
+            await asyncio.sleep(STALE_EXEC_SWEEP)
+
     async def close(self) -> None:
         """Server shutdown: finish background removals, stop the relay zygote (relays run on)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
         await self.relay_launcher.close()
@@ -678,6 +794,7 @@ class ContainerManager:
 
     async def recover(self, per_object_timeout: float) -> None:
         self.relay_launcher.start()  # warm before the first CreateContainer
+        self._sweeper = asyncio.ensure_future(self._sweep_stale_execs())
         await self._prune_image_accounts()
         await objects.recover_each(self.ctd, objects.KIND_CONTAINER, self._recover_one, per_object_timeout)
 
@@ -688,6 +805,8 @@ class ContainerManager:
         # No status file: never started (StartContainer writes one), or created when we died.
         status = ContainerStatus.load(path) or ContainerStatus(state=CREATED)
         container = Container(md, status, path)
+        if record.spec.value:
+            container.effective_resources = status_info.effective_resources(objects.spec_from_any(record.spec))
         self.index.add(md.id, container)
         self.names.reserve(md.name, md.id)
         task = await objects.task_state(self.ctd, md.id)
@@ -734,6 +853,7 @@ class _RecordBuilder:
         self.log_path = log_path
         self.io_dir = io_dir
         self.target_pid = target_pid
+        self.spec: dict[str, Any] = {}  # the OCI spec last built
 
     def __call__(self, accounts: ImageAccounts, extra_mounts: list[api_pb2.Mount],
                  volumes: list[image_volumes.ImageVolume]) -> tuple[ContainerMetadata, containers_pb2.Container]:
@@ -748,6 +868,7 @@ class _RecordBuilder:
         cdi.apply_edits(spec, self.cdi_devices)
         if pod_userns(sandbox.config.linux.security_context.namespace_options) is not None:
             userns_rootfs.idmap_volumes(spec, cfg, Path(self.io_dir).parent)
+        self.spec = spec
         metadata = ContainerMetadata(
             id=self.container_id, name=self.name, sandbox_id=sandbox.id, config=cfg.SerializeToString(),
             image_id=image.id, image_name=image_name,
@@ -785,6 +906,17 @@ def _image_name(requested: str, image: Any) -> str:
     if image.repo_tags:
         return str(image.repo_tags[0])
     return requested or str(image.id)
+
+
+@functools.lru_cache(maxsize=64)
+def _reported_stop_signal(image_stop_signal: str) -> api_pb2.Signal:
+    """The CRI Signal for an image's StopSignal ("" → SIGTERM), cached: ContainerStatus is hot."""
+    return _cri_signal(signal_number(image_stop_signal))
+
+
+def _left_by_earlier_start(exc: errors.CriError) -> bool:
+    """containerd's answers to a task creation when a task (or its bundle) is already there."""
+    return isinstance(exc, errors.AlreadyExists) or "file exists" in exc.message
 
 
 def _cri_signal(sig: int) -> api_pb2.Signal:

@@ -108,11 +108,18 @@ class Container:
         self.list_item: tuple[api_pb2.Container, bytes] | None = None
         self.resources: api_pb2.LinuxContainerResources | None = (
             self.config.linux.resources if self.config.linux.HasField("resources") else None)
+        # Linux resources read back from the OCI spec (ContainerStatus.resources); set at
+        # creation, recovery and UpdateContainerResources.
+        self.effective_resources = api_pb2.LinuxContainerResources()
         # The rootfs snapshot's mounts as Prepare returned them (stable for its life), so
         # StartContainer needs no Mounts round trip; None after a restart of ours.
         self.rootfs_mounts: list[Any] | None = None
         # The task is known to be deleted (its exit was recorded): RemoveContainer skips that call.
         self.task_deleted = False
+        # A StartContainer still running whose caller gave up (a retry joins it), and whether
+        # such an abandoned start succeeded (the next retry then answers OK once).
+        self.starting: asyncio.Future[None] | None = None
+        self.start_abandoned = False
 
     @property
     def id(self) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_runtime import errors
-from cri_runtime.containers.exec import ExecProcess, fifo_chunks
+from cri_runtime.containers.exec import CommandNotRunnable, ExecProcess, fifo_chunks
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import EXITED, RUNNING
 from cri_runtime.containers.relay import client as relay
@@ -96,8 +96,15 @@ class ContainerdStreamingBackend:
         if tty:
             initial, resize = await split_initial_size(resize)
         async with ExecProcess(self.ctd, cid, Path(self.containers.state) / cid) as proc:
-            fds = await proc.start(cmd, tty=tty, stdin=stdin is not None, stdout=True, stderr=not tty,
-                                   console_size=(initial.width, initial.height) if initial else None)
+            try:
+                fds = await proc.start(cmd, tty=tty, stdin=stdin is not None, stdout=True, stderr=not tty,
+                                       console_size=(initial.width, initial.height) if initial else None)
+            except CommandNotRunnable as exc:
+                # As a shell would: the reason on stderr (the terminal with a tty), exit 127 or 126.
+                out = stdout if tty else stderr
+                if out is not None:
+                    await out.write((exc.message + ("\r\n" if tty else "\n")).encode())
+                return exc.exit_code
             pumps = [asyncio.ensure_future(_pump_fd(fds.stdout, stdout))]
             if fds.stderr >= 0:
                 pumps.append(asyncio.ensure_future(_pump_fd(fds.stderr, stderr)))

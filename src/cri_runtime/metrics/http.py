@@ -1,7 +1,8 @@
-"""Serve /metrics over HTTP from a daemon thread (stdlib http.server).
+"""Serve the metrics on `/metrics` and containerd's `/v1/metrics` from a daemon thread.
 
-A thread keeps scrapes off the event loop, so a slow scraper never delays
-a CRI call; the registry is thread-safe.
+prometheus-client renders the exposition (and negotiates OpenMetrics from
+the Accept header); the stdlib http.server serves it. A thread keeps scrapes
+off the event loop, so a slow scraper never delays a CRI call.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from cri_runtime.metrics.registry import Registry
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PATHS = ("/metrics", "/v1/metrics")
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -23,7 +25,7 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 class MetricsHttpServer:
-    def __init__(self, address: str, registry: Registry) -> None:
+    def __init__(self, address: str, registry: CollectorRegistry) -> None:
         self.address = address
         self.registry = registry
         self._httpd: ThreadingHTTPServer | None = None
@@ -40,12 +42,13 @@ class MetricsHttpServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path.split("?", 1)[0] != "/metrics":
-                    self.send_error(404, "only /metrics is served here")
+                if self.path.split("?", 1)[0] not in PATHS:
+                    self.send_error(404, "metrics are served on /metrics and /v1/metrics")
                     return
-                body = registry.expose().encode()
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                body = encoder(registry)
                 self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -58,7 +61,7 @@ class MetricsHttpServer:
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
         self._thread.start()
-        log.info("serving metrics", extra={"fields": {"address": f"{host}:{self.port}"}})
+        log.info("serving metrics", extra={"fields": {"address": f"{host}:{self.port}", "paths": ",".join(PATHS)}})
 
     def stop(self) -> None:
         if self._httpd is not None:

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from cri_runtime import errors
+from cri_runtime import errors, tracing
 from cri_runtime.config import NetworkConfig
 from cri_runtime.network import netns
 from cri_runtime.network.cni import attach, cache, config, result, template
@@ -293,8 +293,9 @@ class PodNetworkManager:
             self.cache.save(record)
             rt = RuntimeConf(sandbox_id, netns_path, ifname, tuple(args), caps)
             try:
-                res = await attach.add_network_list(net, rt, self.cfg.cni_bin_dirs,
-                                                    self.cfg.cni_plugin_timeout_seconds)
+                with tracing.span("CNI ADD", network=net.name, ifname=ifname):
+                    res = await attach.add_network_list(net, rt, self.cfg.cni_bin_dirs,
+                                                        self.cfg.cni_plugin_timeout_seconds)
             except cni_errors.PluginError as exc:
                 if exc.rolled_back:
                     self.cache.remove(sandbox_id, ifname)
@@ -334,8 +335,9 @@ class PodNetworkManager:
                                   f"({record.ifname}) is unusable: {exc}") from None
         rt = RuntimeConf(record.container_id, netns_path, record.ifname, tuple(record.cni_args),
                          record.capability_args)
-        await attach.del_network_list(network, rt, record.result, self.cfg.cni_bin_dirs,
-                                      self.cfg.cni_plugin_timeout_seconds)
+        with tracing.span("CNI DEL", network=network.name, ifname=record.ifname):
+            await attach.del_network_list(network, rt, record.result, self.cfg.cni_bin_dirs,
+                                          self.cfg.cni_plugin_timeout_seconds)
         self.cache.remove(record.container_id, record.ifname)
 
     async def teardown(self, sandbox_id: str, netns_path: str) -> None:

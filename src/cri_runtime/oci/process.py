@@ -39,6 +39,8 @@ class ImageConfig:
     working_dir: str = ""
     user: str = ""
     stop_signal: str = ""
+    # The paths of config.Volumes (a Dockerfile's VOLUME), in the image's order.
+    volumes: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ImageConfig:
@@ -55,7 +57,17 @@ class ImageConfig:
             working_dir=_str(inner, "WorkingDir"),
             user=_str(inner, "User"),
             stop_signal=_str(inner, "StopSignal"),
+            volumes=_volumes(inner),
         )
+
+
+def _volumes(config: Mapping[str, Any]) -> list[str]:
+    value = config.get("Volumes")
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        raise InvalidArgument("image config Volumes must be an object")
+    return [str(path) for path in value]
 
 
 def container_args(command: Sequence[str], args: Sequence[str], image: ImageConfig) -> list[str]:

@@ -115,6 +115,8 @@ def build_sandbox_spec(
         mounts.append(
             {"destination": ETC_RESOLV_CONF, "type": "bind", "source": resolv_conf_path, "options": ["rbind", "ro"]}
         )
+    if sc.privileged and not host_network:
+        _writable_sysfs(mounts)
     if userns is not None:
         keep_locked_flags(mounts)
     spec["mounts"] = mounts
@@ -166,3 +168,17 @@ def build_sandbox_spec(
     )
     spec["annotations"] = annotations
     return spec
+
+
+def _writable_sysfs(mounts: list[dict[str, Any]]) -> None:
+    """Mount the pause container's /sys read-write (privileged pods with their own netns).
+
+    The kernel keeps one sysfs superblock per network namespace, and the first
+    mount decides whether it is read-only: the pause container mounts first, so
+    a read-only /sys there would make every later /sys of the pod read-only,
+    even the read-write one a privileged container asks for (as containerd gives
+    it). Per-mount flags still keep the pod's other containers' /sys read-only.
+    """
+    for m in mounts:
+        if m["type"] == "sysfs":
+            m["options"] = ["rw" if o == "ro" else o for o in m["options"]]

@@ -7,6 +7,7 @@ would change the host (runc refuses it too, but later and less clearly).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from ..errors import InvalidArgument
@@ -24,6 +25,10 @@ _IPC_SYSCTLS = frozenset(
     }
 )
 _UTS_SYSCTLS = frozenset({"kernel.domainname"})
+# kubelet's sysctl name pattern (dot or slash form): segments of [a-z0-9_-], starting and
+# ending alphanumeric, so no empty, "." or ".." segment can step out of /proc/sys.
+_NAME = re.compile(r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$")
+_MAX_NAME = 253
 
 
 def normalize_sysctl_name(name: str) -> str:
@@ -37,9 +42,13 @@ def validate_sysctls(sysctls: Mapping[str, str], *, host_network: bool, host_ipc
     """Normalised copy of ``sysctls``; InvalidArgument naming the first unacceptable one."""
     out: dict[str, str] = {}
     for raw_name, value in sysctls.items():
+        if len(raw_name) > _MAX_NAME or not _NAME.match(raw_name):
+            raise InvalidArgument(
+                f"sysctl {raw_name!r}: invalid name (segments of a-z, 0-9, '_' and '-' separated by '.' "
+                f"or '/', at most {_MAX_NAME} characters)")
+        if "\n" in value or "\0" in value:
+            raise InvalidArgument(f"sysctl {raw_name!r}: the value must be one line")
         name = normalize_sysctl_name(raw_name)
-        if not name or name.startswith(".") or name.endswith(".") or ".." in name:
-            raise InvalidArgument(f"sysctl {raw_name!r}: invalid name")
         if name in _IPC_SYSCTLS or name.startswith("fs.mqueue."):
             if host_ipc:
                 raise InvalidArgument(f"sysctl {raw_name!r} is not allowed with the host IPC namespace")

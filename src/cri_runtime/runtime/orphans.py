@@ -101,16 +101,16 @@ class OrphanCollector:
 
     async def _container_dirs(self) -> None:
         known = {c.id for c in self.containers.index}
-        base = self.containers.state
-        if not base.is_dir():
-            return
-        for d in base.iterdir():
-            if d.name in known:
+        for base in (self.containers.state, self.containers.root):  # root: image config volumes
+            if not base.is_dir():
                 continue
-            await relay.cleanup(str(d / "io"))
-            ctd_mounts.unmount_tree(str(d))  # a temporary rootfs mount of an interrupted create
-            shutil.rmtree(d, ignore_errors=True)
-            log.info("removed leftover container dir", extra={"fields": {"path": str(d)}})
+            for d in base.iterdir():
+                if d.name in known:
+                    continue
+                await relay.cleanup(str(d / "io"))
+                ctd_mounts.unmount_tree(str(d))  # a temporary rootfs mount of an interrupted create
+                shutil.rmtree(d, ignore_errors=True)
+                log.info("removed leftover container dir", extra={"fields": {"path": str(d)}})
 
     async def _snapshots(self) -> None:
         snapshotter = self.config.containerd.snapshotter

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -36,7 +37,7 @@ from cri_runtime.oci import sandbox_spec
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.rollback import Rollback, remove_dir
 from cri_runtime.runtime.node import NodeFacts
-from cri_runtime.sandbox import files
+from cri_runtime.sandbox import files, status_info
 from cri_runtime.sandbox.model import (
     METADATA_EXTENSION,
     METADATA_TYPE,
@@ -48,7 +49,6 @@ from cri_runtime.sandbox.model import (
     SandboxStatus,
     sandbox_name,
 )
-from cri_runtime.sandbox.validate import validate_run_request
 from cri_runtime.store.index import IdIndex, NameRegistry
 from cri_runtime.userns import rootfs as userns_rootfs
 from cri_runtime.userns import support as userns_support
@@ -128,8 +128,7 @@ class SandboxManager:
     # --------------------------------------------------------------------- run
 
     async def run(self, request: api_pb2.RunPodSandboxRequest) -> str:
-        """RunPodSandbox; returns the new sandbox ID."""
-        validate_run_request(request)
+        """RunPodSandbox; returns the new sandbox ID (the request has passed `validation.sandboxes`)."""
         cfg = request.config
         handler_name, handler = self.handler(request.runtime_handler)
         name = sandbox_name(cfg.metadata)
@@ -212,7 +211,8 @@ class SandboxManager:
             id=sandbox_id, name=name, config=cfg.SerializeToString(), runtime_handler=handler_name,
             created_at=created_at, netns_path=netns_path, pod_dir=pod_dir, shm_path=shm_path,
             hostname_path=hostname_path, hosts_path=hosts_path, resolv_conf_path=resolv_path,
-            cgroup_parent=cfg.linux.cgroup_parent, image=image.id)
+            cgroup_parent=cfg.linux.cgroup_parent, image=image.id,
+            requested_runtime_handler=request.runtime_handler)
 
         spec = sandbox_spec.build_sandbox_spec(
             sandbox_id, cfg, ImageConfig.from_json(image.config), options=self.node.spec_options(handler),
@@ -312,9 +312,15 @@ class SandboxManager:
                             f"record network of pod {metadata.id}")
 
     async def _kill_and_delete_task(self, sandbox_id: str) -> None:
-        await objects.kill_task(self.ctd, sandbox_id, signal.SIGKILL, all_processes=True)
-        await objects.wait_task(self.ctd, sandbox_id, timeout=STOP_TIMEOUT)
-        await objects.delete_task(self.ctd, sandbox_id)
+        """SIGKILL the pause task and delete it; a shim that does not answer is killed instead."""
+        try:
+            await objects.kill_task(self.ctd, sandbox_id, signal.SIGKILL, all_processes=True)
+            await objects.wait_task(self.ctd, sandbox_id, timeout=STOP_TIMEOUT)
+            await objects.delete_task(self.ctd, sandbox_id)
+        except errors.DeadlineExceeded as exc:
+            log.warning("shim of pod sandbox does not answer; killing it with its process tree",
+                        extra={"fields": {"id": sandbox_id, "reason": exc.message}})
+            await objects.reap_unresponsive_task(self.ctd, sandbox_id, [sandbox_id])
 
     # -------------------------------------------------------------------- stop
 
@@ -372,11 +378,11 @@ class SandboxManager:
 
     # ------------------------------------------------------------ status, list
 
-    def status(self, id_or_prefix: str, verbose: bool) -> api_pb2.PodSandboxStatusResponse:
+    async def status(self, id_or_prefix: str, verbose: bool) -> api_pb2.PodSandboxStatusResponse:
         sandbox = self.index.get(id_or_prefix)
         resp = api_pb2.PodSandboxStatusResponse(status=self.to_status(sandbox))
         if verbose:
-            resp.info["info"] = self._verbose_info(sandbox)
+            resp.info["info"] = json.dumps(await self._verbose_info(sandbox))
         return resp
 
     def to_status(self, sandbox: Sandbox) -> api_pb2.PodSandboxStatus:
@@ -386,7 +392,8 @@ class SandboxManager:
             id=sandbox.id, metadata=cfg.metadata,
             state=api_pb2.SANDBOX_READY if sandbox.ready else api_pb2.SANDBOX_NOTREADY,
             created_at=md.created_at,
-            labels=dict(cfg.labels), annotations=dict(cfg.annotations), runtime_handler=md.runtime_handler,
+            labels=dict(cfg.labels), annotations=dict(cfg.annotations),
+            runtime_handler=md.reported_runtime_handler,
             linux=api_pb2.LinuxPodSandboxStatus(namespaces=api_pb2.Namespace(options=api_pb2.NamespaceOption(
                 network=ns.network, pid=ns.pid, ipc=ns.ipc, target_id=ns.target_id,
                 userns_options=ns.userns_options if ns.HasField("userns_options") else None))))
@@ -395,24 +402,18 @@ class SandboxManager:
             status.network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in md.additional_ips)
         return status
 
-    def _verbose_info(self, sandbox: Sandbox) -> str:
-        import json
-
-        from google.protobuf import json_format
-
-        md = sandbox.metadata
-        cni = self.network.cached_status(sandbox.id)
-        info = {
-            "pid": sandbox.status.pid,
-            "processStatus": "running" if sandbox.ready else "stopped",
-            "netNamespacePath": md.netns_path,
-            "runtimeHandler": md.runtime_handler,
-            "image": md.image,
-            "podDir": md.pod_dir,
-            "config": json.loads(json_format.MessageToJson(sandbox.config)),
-            "cniResult": dict(cni.results) if cni is not None else None,
-        }
-        return json.dumps(info)
+    async def _verbose_info(self, sandbox: Sandbox) -> dict[str, Any]:
+        """containerd's verbose keys, from the containerd record and task, plus ours."""
+        try:
+            record: containers_pb2.Container | None = (await self.ctd.call(
+                self.ctd.containers.Get, containers_pb2.GetContainerRequest(id=sandbox.id),
+                f"get pod sandbox {sandbox.id}")).container
+        except errors.NotFound:
+            record = None
+        task = None if sandbox.task_gone else await objects.task_state(self.ctd, sandbox.id)
+        cni = self.network.cached_status(sandbox.id) if sandbox.metadata.netns_path else None
+        return status_info.verbose_info(sandbox, record=record, task=task,
+                                        cni_raw=cni.results if cni is not None else None)
 
     def _listed(self, flt: api_pb2.PodSandboxFilter | None) -> list[Sandbox]:
         """The sandboxes `flt` selects, oldest first."""
@@ -467,6 +468,9 @@ class SandboxManager:
             if status.state == READY:
                 status.exited_at = task.exited_at_ns if task is not None and task.exited_at_ns else time.time_ns()
             status.state = NOTREADY
+            if task is not None and task.stopped:  # the pause exited while we were away: let its shim go
+                await objects.delete_task(self.ctd, md.id)
+                sandbox.task_gone = True
         sandbox.save_status()
         self.index.add(md.id, sandbox)
         self.names.reserve(md.name, md.id)
@@ -482,16 +486,29 @@ class SandboxManager:
         await self._record_metadata(md)
 
     async def on_task_exit(self, sandbox_id: str, exited_at_ns: int) -> None:
-        """The pause process died: the pod is no longer ready."""
+        """The pause process died: the pod is no longer ready, and its task is deleted at once.
+
+        Deleting the exited pause task (as containerd's CRI does) lets a shim with no live
+        task left exit now instead of lingering until RemovePodSandbox.
+        """
         sandbox = self.index.find(sandbox_id)
         if sandbox is None:
             return
         async with sandbox.lock:
+            stopped = False
             if sandbox.status.state == READY:
                 sandbox.status.state = NOTREADY
                 sandbox.status.exited_at = exited_at_ns or time.time_ns()
                 sandbox.save_status()
+                stopped = True
                 log.info("pause task exited; pod sandbox not ready", extra={"fields": {"id": sandbox_id}})
+            if not sandbox.task_gone:
+                try:
+                    await objects.delete_task(self.ctd, sandbox_id)
+                    sandbox.task_gone = True
+                except errors.CriError as exc:  # StopPodSandbox deletes it later
+                    log.warning("could not delete exited pause task of pod %s: %s", sandbox_id, exc.message)
+            if stopped:
                 await self._emit("stopped", sandbox)
 
     async def resync(self) -> None:
@@ -565,6 +582,6 @@ def _list_item(sandbox: Sandbox) -> tuple[api_pb2.PodSandbox, bytes]:
     item = api_pb2.PodSandbox(
         id=sandbox.id, metadata=cfg.metadata, state=state, created_at=sandbox.metadata.created_at,
         labels=dict(cfg.labels), annotations=dict(cfg.annotations),
-        runtime_handler=sandbox.metadata.runtime_handler)
+        runtime_handler=sandbox.metadata.reported_runtime_handler)
     sandbox.list_entry = (item, protowire.message_field(1, item))
     return sandbox.list_entry

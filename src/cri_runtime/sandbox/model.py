@@ -49,6 +49,16 @@ class SandboxMetadata:
     image: str  # sandbox (pause) image ID
     ip: str = ""
     additional_ips: list[str] = field(default_factory=list)
+    # The handler as RunPodSandbox named it ("" for the default), echoed by status and list
+    # as containerd does (kubelet compares it); None in records written before it was kept.
+    requested_runtime_handler: str | None = None
+
+    @property
+    def reported_runtime_handler(self) -> str:
+        """What PodSandboxStatus and ListPodSandbox report: the requested handler."""
+        if self.requested_runtime_handler is None:
+            return self.runtime_handler
+        return self.requested_runtime_handler
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

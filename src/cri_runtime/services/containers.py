@@ -6,11 +6,13 @@ from pathlib import Path
 
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors
+from cri_runtime.completion import run_to_completion
 from cri_runtime.containers import exec as container_exec
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import RUNNING
 from cri_runtime.rpc import Serialized, ServicerContext
 from cri_runtime.services.status import unary
+from cri_runtime.validation import check
 
 
 class ContainerRpcs:
@@ -25,12 +27,14 @@ class ContainerRpcs:
     async def CreateContainer(
         self, request: api_pb2.CreateContainerRequest, context: ServicerContext
     ) -> api_pb2.CreateContainerResponse:
+        check(request)
         return api_pb2.CreateContainerResponse(container_id=await self.containers.create(request))
 
     @unary
     async def StartContainer(
         self, request: api_pb2.StartContainerRequest, context: ServicerContext
     ) -> api_pb2.StartContainerResponse:
+        check(request)
         await self.containers.start(request.container_id)
         return api_pb2.StartContainerResponse()
 
@@ -38,20 +42,16 @@ class ContainerRpcs:
     async def StopContainer(
         self, request: api_pb2.StopContainerRequest, context: ServicerContext
     ) -> api_pb2.StopContainerResponse:
-        if request.timeout < 0:
-            raise errors.InvalidArgument(f"StopContainer: timeout must not be negative, got {request.timeout}")
-        if not request.container_id:
-            raise errors.InvalidArgument("StopContainer: container_id must not be empty")
-        await self.containers.stop(request.container_id, request.timeout)
+        check(request)
+        await run_to_completion(self.containers.stop(request.container_id, request.timeout))
         return api_pb2.StopContainerResponse()
 
     @unary
     async def RemoveContainer(
         self, request: api_pb2.RemoveContainerRequest, context: ServicerContext
     ) -> api_pb2.RemoveContainerResponse:
-        if not request.container_id:
-            raise errors.InvalidArgument("RemoveContainer: container_id must not be empty")
-        await self.containers.remove(request.container_id)
+        check(request)
+        await run_to_completion(self.containers.remove(request.container_id))
         return api_pb2.RemoveContainerResponse()
 
     @unary
@@ -65,12 +65,13 @@ class ContainerRpcs:
     async def ContainerStatus(
         self, request: api_pb2.ContainerStatusRequest, context: ServicerContext
     ) -> api_pb2.ContainerStatusResponse:
-        return self.containers.status(request.container_id, request.verbose)
+        return await self.containers.status(request.container_id, request.verbose)
 
     @unary
     async def UpdateContainerResources(
         self, request: api_pb2.UpdateContainerResourcesRequest, context: ServicerContext
     ) -> api_pb2.UpdateContainerResourcesResponse:
+        check(request)
         linux = request.linux if request.HasField("linux") else None
         await self.containers.update_resources(request.container_id, linux)
         return api_pb2.UpdateContainerResourcesResponse()
@@ -86,14 +87,11 @@ class ContainerRpcs:
     async def ExecSync(
         self, request: api_pb2.ExecSyncRequest, context: ServicerContext
     ) -> api_pb2.ExecSyncResponse:
-        if not request.cmd:
-            raise errors.InvalidArgument("ExecSync: cmd must not be empty")
-        if request.timeout < 0:
-            raise errors.InvalidArgument(f"ExecSync: timeout must not be negative, got {request.timeout}")
+        check(request)
         container = self.containers.get(request.container_id)
         if container.state != RUNNING:
             raise errors.FailedPrecondition(f"container {container.id} is not running ({container.state})")
         result = await container_exec.exec_sync(
             self.containers.ctd, container.id, Path(self.containers.state) / container.id, list(request.cmd),
-            float(request.timeout))
+            float(request.timeout), self.containers.drain_exec_sync_io_timeout)
         return api_pb2.ExecSyncResponse(stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code)

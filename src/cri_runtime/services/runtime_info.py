@@ -13,6 +13,7 @@ from cri_runtime.rpc import ServicerContext
 from cri_runtime.runtime.conditions import Probe, collect
 from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.services.status import unary
+from cri_runtime.services.status_config import status_config
 from cri_runtime.userns import support as userns_support
 
 # The CRI "kubelet API version" this runtime speaks (VersionResponse.version).
@@ -72,7 +73,8 @@ class RuntimeInfoRpcs:
             status=status, runtime_handlers=self.runtime_handlers(),
             features=api_pb2.RuntimeFeatures(supplemental_groups_policy=True))
         if request.verbose:
-            info: dict[str, Any] = {"config": self.config.to_dict(), "configSource": self.config.source,
+            config = status_config(self.config, restrict_oom_score_adj=self.node.restrict_oom_score_adj)
+            info: dict[str, Any] = {"config": config, "configSource": self.config.source,
                                     "userNamespaces": userns_support.result().to_dict()}
             info.update(self.extra_info())
             response.info.update({key: json.dumps(value) for key, value in info.items()})

@@ -21,6 +21,7 @@ from cri_runtime.stats import descriptors, selection
 from cri_runtime.stats.collector import StatsCollector
 from cri_runtime.stats.metrics_collector import MetricsCollector
 from cri_runtime.stats.pod_resources import PodResources
+from cri_runtime.validation import check
 
 
 class StatsRpcs:
@@ -36,39 +37,43 @@ class StatsRpcs:
 
     # ------------------------------------------------------------ containers
 
-    async def _container_stats(self, flt: api_pb2.ContainerStatsFilter | None) -> list[api_pb2.ContainerStats]:
+    async def _container_stats(self, flt: api_pb2.ContainerStatsFilter | None,
+                               context: ServicerContext) -> list[api_pb2.ContainerStats]:
         chosen = selection.select_containers(self.containers.index, flt, self.sandboxes.index)
-        return await self.stats.container_stats(chosen)
+        return await self.stats.container_stats(chosen, context.time_remaining())
 
     @unary
     async def ContainerStats(
         self, request: api_pb2.ContainerStatsRequest, context: ServicerContext
     ) -> api_pb2.ContainerStatsResponse:
         container = self.containers.get(request.container_id)
-        (stats,) = await self.stats.container_stats([container])
-        return api_pb2.ContainerStatsResponse(stats=stats)
+        answered = await self.stats.container_stats([container], context.time_remaining())
+        if not answered:
+            raise errors.Unavailable(f"ContainerStats: the shim of container {container.id} does not answer")
+        return api_pb2.ContainerStatsResponse(stats=answered[0])
 
     @unary
     async def ListContainerStats(
         self, request: api_pb2.ListContainerStatsRequest, context: ServicerContext
     ) -> api_pb2.ListContainerStatsResponse:
         flt = request.filter if request.HasField("filter") else None
-        return api_pb2.ListContainerStatsResponse(stats=await self._container_stats(flt))
+        return api_pb2.ListContainerStatsResponse(stats=await self._container_stats(flt, context))
 
     @server_stream
     async def StreamContainerStats(
         self, request: api_pb2.StreamContainerStatsRequest, context: ServicerContext
     ) -> AsyncIterator[api_pb2.StreamContainerStatsResponse]:
         flt = request.filter if request.HasField("filter") else None
-        for batch in batches(await self._container_stats(flt), STATS_BATCH_SIZE):
+        for batch in batches(await self._container_stats(flt, context), STATS_BATCH_SIZE):
             yield api_pb2.StreamContainerStatsResponse(container_stats=batch)
 
     # ------------------------------------------------------------------ pods
 
-    async def _pod_stats(self, flt: api_pb2.PodSandboxStatsFilter | None) -> list[api_pb2.PodSandboxStats]:
+    async def _pod_stats(self, flt: api_pb2.PodSandboxStatsFilter | None,
+                         context: ServicerContext) -> list[api_pb2.PodSandboxStats]:
         pods = selection.select_pods(self.sandboxes.index, flt)
         return await self.stats.pod_stats(
-            [(sb, selection.containers_of(self.containers.index, sb.id)) for sb in pods])
+            [(sb, selection.containers_of(self.containers.index, sb.id)) for sb in pods], context.time_remaining())
 
     @unary
     async def PodSandboxStats(
@@ -78,23 +83,25 @@ class StatsRpcs:
         if not sandbox.ready:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready: it has no running cgroup "
                                             "or network namespace to measure")
-        (stats,) = await self.stats.pod_stats(
-            [(sandbox, selection.containers_of(self.containers.index, sandbox.id))])
-        return api_pb2.PodSandboxStatsResponse(stats=stats)
+        answered = await self.stats.pod_stats(
+            [(sandbox, selection.containers_of(self.containers.index, sandbox.id))], context.time_remaining())
+        if not answered:
+            raise errors.Unavailable(f"PodSandboxStats: the shim of pod sandbox {sandbox.id} does not answer")
+        return api_pb2.PodSandboxStatsResponse(stats=answered[0])
 
     @unary
     async def ListPodSandboxStats(
         self, request: api_pb2.ListPodSandboxStatsRequest, context: ServicerContext
     ) -> api_pb2.ListPodSandboxStatsResponse:
         flt = request.filter if request.HasField("filter") else None
-        return api_pb2.ListPodSandboxStatsResponse(stats=await self._pod_stats(flt))
+        return api_pb2.ListPodSandboxStatsResponse(stats=await self._pod_stats(flt, context))
 
     @server_stream
     async def StreamPodSandboxStats(
         self, request: api_pb2.StreamPodSandboxStatsRequest, context: ServicerContext
     ) -> AsyncIterator[api_pb2.StreamPodSandboxStatsResponse]:
         flt = request.filter if request.HasField("filter") else None
-        for batch in batches(await self._pod_stats(flt), STATS_BATCH_SIZE):
+        for batch in batches(await self._pod_stats(flt, context), STATS_BATCH_SIZE):
             yield api_pb2.StreamPodSandboxStatsResponse(pod_sandbox_stats=batch)
 
     # --------------------------------------------------------------- metrics
@@ -137,6 +144,7 @@ class PodResourcesRpcs:
     async def UpdatePodSandboxResources(
         self, request: api_pb2.UpdatePodSandboxResourcesRequest, context: ServicerContext
     ) -> api_pb2.UpdatePodSandboxResourcesResponse:
+        check(request)
         sandbox = self.sandboxes.get(request.pod_sandbox_id)
         if not sandbox.ready:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")

@@ -18,8 +18,8 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from cri_runtime import errors
-from cri_runtime.metrics.server_metrics import SERVER
+from cri_runtime import errors, tracing
+from cri_runtime.metrics.server_metrics import SERVER, SERVICE_OF
 from cri_runtime.rpc import ServicerContext
 
 log = logging.getLogger("cri_runtime.rpc")
@@ -64,17 +64,32 @@ UnaryHandler = Callable[[S, Req, ServicerContext], Awaitable[Resp]]
 StreamHandler = Callable[[S, Req, ServicerContext], AsyncIterator[Resp]]
 
 
+def _metadata(context: ServicerContext) -> tuple[tuple[str, str], ...]:
+    """The caller's metadata, read only when tracing needs its `traceparent`."""
+    return tuple(context.invocation_metadata() or ()) if tracing.enabled() else ()
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def unary(fn: Callable[[Any, Any, ServicerContext], Awaitable[Any]]) -> Any:
-    """Wrap a unary servicer method: recovery gate, error mapping, access log."""
+    """Wrap a unary servicer method: recovery gate, error mapping, access log, metrics, trace span."""
     name = fn.__name__
+    service = SERVICE_OF.get(name, "runtime.v1.RuntimeService")
 
     @functools.wraps(fn)
     async def wrapper(self: Gate, request: Any, context: ServicerContext) -> Any:
+        if tracing.enabled():
+            return await tracing.in_own_context(traced(self, request, context))
+        return await handle(self, request, context, None)
+
+    async def traced(self: Gate, request: Any, context: ServicerContext) -> Any:
+        with tracing.server_span(service, name, _metadata(context)) as span:
+            return await handle(self, request, context, span)
+
+    async def handle(self: Gate, request: Any, context: ServicerContext, span: Any) -> Any:
         started = time.monotonic()
         code, message = grpc.StatusCode.OK, ""
         try:
@@ -92,7 +107,9 @@ def unary(fn: Callable[[Any, Any, ServicerContext], Awaitable[Any]]) -> Any:
         finally:
             elapsed = time.monotonic() - started
             log.debug("rpc %s code=%s %.1fms", name, code.name, elapsed * 1000)
-            SERVER.observe_rpc(name, code.name, elapsed)
+            SERVER.observe_rpc(name, code.name, elapsed, sent=int(code == grpc.StatusCode.OK))
+            if span is not None:
+                tracing.set_code(span, code.name, message)
         await context.abort(code, message)
 
     return wrapper
@@ -101,6 +118,7 @@ def unary(fn: Callable[[Any, Any, ServicerContext], Awaitable[Any]]) -> Any:
 def server_stream(fn: Callable[[Any, Any, ServicerContext], AsyncIterator[Any]]) -> Any:
     """Wrap a server-streaming servicer method with the same mapping as `unary`."""
     name = fn.__name__
+    service = SERVICE_OF.get(name, "runtime.v1.RuntimeService")
 
     @functools.wraps(fn)
     async def wrapper(
@@ -108,21 +126,25 @@ def server_stream(fn: Callable[[Any, Any, ServicerContext], AsyncIterator[Any]])
     ) -> AsyncIterator[Any]:
         started = time.monotonic()
         code, message = grpc.StatusCode.OK, ""
-        try:
-            await self.wait_recovered()
-            async for item in fn(self, request, context):
-                yield item
-            return
-        except errors.CriError as exc:
-            code, message = code_for(exc), exc.message
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception as exc:
-            log.exception("%s failed unexpectedly", name)
-            code, message = grpc.StatusCode.INTERNAL, f"{name}: internal error: {_describe(exc)}"
-        finally:
-            SERVER.observe_rpc(name, code.name, time.monotonic() - started)
+        sent = 0
+        with tracing.server_span(service, name, _metadata(context), current=False) as span:
+            try:
+                await self.wait_recovered()
+                async for item in fn(self, request, context):
+                    sent += 1
+                    yield item
+                return
+            except errors.CriError as exc:
+                code, message = code_for(exc), exc.message
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:
+                log.exception("%s failed unexpectedly", name)
+                code, message = grpc.StatusCode.INTERNAL, f"{name}: internal error: {_describe(exc)}"
+            finally:
+                SERVER.observe_rpc(name, code.name, time.monotonic() - started, stream=True, sent=sent)
+                tracing.set_code(span, code.name, message)
         await context.abort(code, message)
 
     return wrapper
@@ -132,6 +154,7 @@ def unimplemented(name: str, why: str = "not implemented by cri-runtime yet") ->
     """A servicer method that answers UNIMPLEMENTED, naming the RPC."""
 
     async def handler(self: Any, request: Any, context: ServicerContext) -> Any:
+        SERVER.observe_rpc(name, "UNIMPLEMENTED", 0.0, sent=0)
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {why}")
 
     handler.__name__ = name
@@ -142,6 +165,7 @@ def unimplemented_stream(name: str, why: str = "not implemented by cri-runtime y
     """Server-streaming variant of `unimplemented`."""
 
     async def handler(self: Any, request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+        SERVER.observe_rpc(name, "UNIMPLEMENTED", 0.0, stream=True, sent=0)
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {why}")
         yield  # pragma: no cover  (makes this an async generator)
 

@@ -16,6 +16,7 @@ from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services.status import unary
 from cri_runtime.streaming import backend as requests
 from cri_runtime.streaming.server import StreamingServer
+from cri_runtime.validation import check
 
 
 class StreamingRpcs:
@@ -38,6 +39,7 @@ class StreamingRpcs:
 
     @unary
     async def Exec(self, request: api_pb2.ExecRequest, context: ServicerContext) -> api_pb2.ExecResponse:
+        check(request)
         cid = self._running_container(request.container_id, "Exec")
         req = requests.ExecRequest(container_id=cid, cmd=list(request.cmd), tty=request.tty, stdin=request.stdin,
                                    stdout=request.stdout, stderr=request.stderr)

@@ -7,6 +7,13 @@ snapshotter walks the whole upper directory to answer (containerd's CRI
 caches it the same way). Pod CPU/memory/pids come from the pod's own cgroup
 when the pod names a cgroup parent, otherwise from the sum of its containers
 and its pause task; pod network counters are read inside the pod's netns.
+
+A shim that does not answer (frozen, or blocked behind a stuck runc) would
+hold the whole Metrics call, and with it every container's stats. So the
+call has a short deadline; when it passes, each task is asked on its own,
+and those that still do not answer are marked stuck: logged, counted in
+`shims.COUNTERS.stats_skipped`, and left out of the answer. Later calls ask
+stuck tasks separately (so they never slow the others) until they answer again.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from cri_protos.containerd.services.snapshots.v1 import snapshots_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors
+from cri_runtime.containerd import shims
 from cri_runtime.containerd.connection import Containerd
 from cri_runtime.containers.model import Container
 from cri_runtime.network import ifstats
@@ -34,6 +42,9 @@ log = logging.getLogger(__name__)
 LAYER_TTL_SECONDS = 10.0
 LAYER_CONCURRENCY = 8
 POD_KEY = "pod:"
+#: Seconds one Metrics call may take before its tasks are asked one by one; twice this
+#: bounds a stats answer when a shim stops answering (kubelet's stats loop expects ~1 s).
+METRICS_CALL_TIMEOUT = 0.8
 
 
 @dataclass(frozen=True)
@@ -64,15 +75,75 @@ class StatsCollector:
         self.cpu = CpuRateTracker()
         self._layers: dict[str, LayerUsage] = {}
         self._hierarchies = hierarchies
+        #: Tasks whose shim did not answer the last time they were asked.
+        self.stuck: set[str] = set()
 
     # ----------------------------------------------------------- raw sources
 
     async def task_samples(self, ids: list[str]) -> dict[str, TaskSample]:
-        """cgroup samples of the running tasks among `ids` (missing = no task)."""
+        """cgroup samples of the running tasks among `ids` (missing = no task, or its shim is stuck)."""
+        samples, _ = await self.answered_samples(ids)
+        return samples
+
+    async def answered_samples(self, ids: list[str], time_left: float | None = None
+                               ) -> tuple[dict[str, TaskSample], set[str]]:
+        """(samples, IDs whose shim did not answer in time); never waits on a stuck shim for long.
+
+        `time_left`: the caller's remaining deadline; each of the (at most two) rounds of
+        calls then gets under half of it, so the answer is out before the caller gives up.
+        """
         if not ids:
-            return {}
+            return {}, set()
+        wait = METRICS_CALL_TIMEOUT if time_left is None else max(0.05, min(METRICS_CALL_TIMEOUT, time_left * 0.4))
+        fresh = [i for i in ids if i not in self.stuck]
+        suspects = [i for i in ids if i in self.stuck]
+        results = await asyncio.gather(self._metrics_or_one_by_one(fresh, wait),
+                                       *(self._metrics_of_one(i, wait) for i in suspects))
+        out: dict[str, TaskSample] = {}
+        unanswered: set[str] = set()
+        for samples, silent in results:
+            out.update(samples)
+            unanswered |= silent
+        for i in ids:
+            if i in unanswered:
+                if i not in self.stuck:
+                    log.warning("shim of task %s did not answer for stats within %gs; its stats are left out "
+                                "until it answers", i, wait)
+                self.stuck.add(i)
+            elif i in self.stuck:
+                log.info("shim of task %s answers stats again", i)
+                self.stuck.discard(i)
+        shims.COUNTERS.stats_skipped += len(unanswered)
+        return out, unanswered
+
+    async def _metrics_or_one_by_one(self, ids: list[str], wait: float) -> tuple[dict[str, TaskSample], set[str]]:
+        if not ids:
+            return {}, set()
+        try:
+            return await self._metrics(ids, wait), set()
+        except errors.DeadlineExceeded:
+            pass
+        results = await asyncio.gather(*(self._metrics_of_one(i, wait) for i in ids))
+        out: dict[str, TaskSample] = {}
+        silent: set[str] = set()
+        for samples, stuck in results:
+            out.update(samples)
+            silent |= stuck
+        return out, silent
+
+    async def _metrics_of_one(self, task_id: str, wait: float) -> tuple[dict[str, TaskSample], set[str]]:
+        try:
+            return await self._metrics([task_id], wait), set()
+        except errors.DeadlineExceeded:
+            return {}, {task_id}
+
+    async def _metrics(self, ids: list[str], wait: float) -> dict[str, TaskSample]:
         req = tasks_pb2.MetricsRequest(filters=[f"id=={i}" for i in ids])
-        resp = await self.ctd.call(self.ctd.tasks.Metrics, req, "task metrics")
+        try:
+            resp = await asyncio.wait_for(
+                self.ctd.call(self.ctd.tasks.Metrics, req, "task metrics", timeout=wait + 1), wait)
+        except TimeoutError:
+            raise errors.DeadlineExceeded(f"task metrics: no answer within {wait:g}s") from None
         out: dict[str, TaskSample] = {}
         for m in resp.metrics:
             if not m.HasField("data"):
@@ -133,13 +204,14 @@ class StatsCollector:
 
     # ------------------------------------------------------------- builders
 
-    async def container_stats(self, containers: list[Container]) -> list[api_pb2.ContainerStats]:
+    async def container_stats(self, containers: list[Container],
+                              time_left: float | None = None) -> list[api_pb2.ContainerStats]:
         """ContainerStats for each container (cpu/memory only while it has a task)."""
         ids = [c.id for c in containers]
-        samples, layers, mountpoint = await asyncio.gather(
-            self.task_samples(ids), self.layer_usage(ids), self.mountpoint())
+        (samples, stuck), layers, mountpoint = await asyncio.gather(
+            self.answered_samples(ids, time_left), self.layer_usage(ids), self.mountpoint())
         return [self.build_container_stats(c, samples.get(c.id), layers.get(c.id), mountpoint)
-                for c in containers]
+                for c in containers if c.id not in stuck]
 
     def build_container_stats(self, c: Container, task: TaskSample | None, layer: LayerUsage | None,
                               mountpoint: str) -> api_pb2.ContainerStats:
@@ -173,16 +245,21 @@ class StatsCollector:
             if swap is not None:
                 out.swap.CopyFrom(swap)
 
-    async def pod_stats(self, pods: list[tuple[Sandbox, list[Container]]]) -> list[api_pb2.PodSandboxStats]:
+    async def pod_stats(self, pods: list[tuple[Sandbox, list[Container]]],
+                        time_left: float | None = None) -> list[api_pb2.PodSandboxStats]:
         """PodSandboxStats of each (sandbox, its containers)."""
         all_containers = [c for _, cs in pods for c in cs]
         ids = [c.id for c in all_containers] + [sb.id for sb, _ in pods if sb.ready]
-        samples, layers, mountpoint = await asyncio.gather(
-            self.task_samples(ids), self.layer_usage([c.id for c in all_containers]), self.mountpoint())
+        (samples, stuck), layers, mountpoint = await asyncio.gather(
+            self.answered_samples(ids, time_left), self.layer_usage([c.id for c in all_containers]),
+            self.mountpoint())
         nets = await asyncio.gather(*(self.network(sb) for sb, _ in pods))
         out = []
         for (sb, cs), net in zip(pods, nets, strict=True):
-            out.append(self._build_pod_stats(sb, cs, samples, layers, mountpoint, net))
+            if sb.id in stuck:
+                continue  # its shim (shared by its containers) does not answer
+            answered = [c for c in cs if c.id not in stuck]
+            out.append(self._build_pod_stats(sb, answered, samples, layers, mountpoint, net))
         return out
 
     async def network(self, sb: Sandbox) -> dict[str, ifstats.InterfaceCounters] | None:

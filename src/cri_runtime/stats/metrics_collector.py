@@ -19,7 +19,7 @@ from cri_runtime import errors
 from cri_runtime.containers.model import RUNNING, Container
 from cri_runtime.sandbox.model import Sandbox
 from cri_runtime.stats import pod_metrics, procfs
-from cri_runtime.stats.collector import LayerUsage, StatsCollector, TaskSample
+from cri_runtime.stats.collector import METRICS_CALL_TIMEOUT, LayerUsage, StatsCollector, TaskSample
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,12 @@ class MetricsCollector:
         self.stats = stats
 
     async def _pids(self, container_id: str) -> list[int]:
+        if container_id in self.stats.stuck:
+            return []  # its shim does not answer (see StatsCollector.answered_samples)
         try:
             resp = await self.stats.ctd.call(self.stats.ctd.tasks.ListPids,
                                              tasks_pb2.ListPidsRequest(container_id=container_id),
-                                             f"pids of {container_id}")
+                                             f"pids of {container_id}", timeout=METRICS_CALL_TIMEOUT)
         except errors.CriError as exc:
             log.debug("pids of %s: %s", container_id, exc)
             return []

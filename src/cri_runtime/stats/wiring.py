@@ -70,7 +70,11 @@ def attach(server: Any, metrics: ServerMetrics = SERVER) -> MetricsHttpServer | 
     count_pulls(server.images, metrics)
     metrics.track_objects(lambda: [c.state for c in server.containers.index],
                           lambda: [sb.status.state for sb in server.sandboxes.index])
-    address = server.config.server.metrics_address
+    return serve_metrics(server.config.server.metrics_address, metrics)
+
+
+def serve_metrics(address: str, metrics: ServerMetrics = SERVER) -> MetricsHttpServer | None:
+    """Start the metrics HTTP server on `address` (none when empty); also used by a reload."""
     if not address:
         return None
     http = MetricsHttpServer(address, metrics.registry)

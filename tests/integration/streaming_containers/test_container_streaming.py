@@ -158,10 +158,11 @@ def test_attach_sees_output_and_sends_stdin(pod: Pod) -> None:
 @pytest.mark.parametrize("transport", ["spdy", "websocket"])
 def test_port_forward_into_the_pod(pod: Pod, transport: str) -> None:
     pod.container(["sh", "-c", "while :; do echo pong | nc -l -p 8080; done"], "server")
-    url = pod.rt.PortForward(api_pb2.PortForwardRequest(pod_sandbox_id=pod.id, port=[8080]), timeout=10).url
 
     async def fetch() -> bytes:
         for _ in range(50):  # the server inside may still be starting
+            # a URL is single-use: each attempt asks for its own
+            url = pod.rt.PortForward(api_pb2.PortForwardRequest(pod_sandbox_id=pod.id, port=[8080]), timeout=10).url
             client = await dial_port_forward(url, transport=transport)
             try:
                 data, _error = await client.open(8080)

@@ -11,58 +11,53 @@ import pytest
 
 from cri_runtime.images.manager import ImageManager
 from cri_runtime.metrics.http import MetricsHttpServer, split_address
-from cri_runtime.metrics.registry import Counter, Histogram, Registry
 from cri_runtime.metrics.server_metrics import ServerMetrics
 from cri_runtime.stats import wiring
 
 
-def test_exposition_format() -> None:
-    reg = Registry()
-    c = Counter("x_total", "Things.", ("method",))
-    h = Histogram("lat_seconds", "Latency.", ("method",), buckets=(0.1, 1.0))
-    reg.register(c)
-    reg.register(h)
-    c.inc("Version")
-    c.inc("Version", amount=2)
-    c.inc('we"ird\n')
-    h.observe(0.05, "Version")
-    h.observe(5.0, "Version")
-    text = reg.expose()
-    assert "# TYPE x_total counter" in text
-    assert 'x_total{method="Version"} 3' in text
-    assert 'x_total{method="we\\"ird\\n"} 1' in text
-    assert 'lat_seconds_bucket{method="Version",le="0.1"} 1' in text
-    assert 'lat_seconds_bucket{method="Version",le="1"} 1' in text
-    assert 'lat_seconds_bucket{method="Version",le="+Inf"} 2' in text
-    assert 'lat_seconds_count{method="Version"} 2' in text
-    assert 'lat_seconds_sum{method="Version"} 5.05' in text
-    with pytest.raises(ValueError):
-        c.inc("a", "b")
-    with pytest.raises(ValueError):
-        reg.register(Counter("x_total", "dup"))
+def _sample(m: ServerMetrics, name: str, **labels: str) -> float | None:
+    return m.registry.get_sample_value(name, labels)
 
 
 def test_server_metrics_and_http_endpoint() -> None:
     m = ServerMetrics()
     m.observe_rpc("ListContainers", "OK", 0.002)
     m.observe_rpc("ListContainers", "NOT_FOUND", 0.001)
+    m.observe_rpc("PullImage", "OK", 0.5)
+    m.observe_rpc("GetContainerEvents", "CANCELLED", 3.0, stream=True, sent=4)
     m.track_objects(lambda: ["running", "running", "exited"], lambda: ["ready"])
     http = MetricsHttpServer("127.0.0.1:0", m.registry)
     http.start()
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http.port}/metrics", timeout=5) as resp:
-            assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-            body = resp.read().decode()
+        bodies = []
+        for path in ("/metrics", "/v1/metrics"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{http.port}{path}", timeout=5) as resp:
+                assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+                bodies.append(resp.read().decode())
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(f"http://127.0.0.1:{http.port}/other", timeout=5)
     finally:
         http.stop()
-    assert 'cri_runtime_grpc_requests_total{method="ListContainers",code="OK"} 1' in body
-    assert 'cri_runtime_grpc_requests_total{method="ListContainers",code="NOT_FOUND"} 1' in body
-    assert 'cri_runtime_grpc_request_duration_seconds_count{method="ListContainers"} 2' in body
-    assert 'cri_runtime_containers{state="running"} 2' in body
-    assert 'cri_runtime_containers{state="exited"} 1' in body
-    assert 'cri_runtime_pod_sandboxes{state="ready"} 1' in body
+    body = bodies[0]
+    rt = {"grpc_service": "runtime.v1.RuntimeService", "grpc_method": "ListContainers", "grpc_type": "unary"}
+    assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="ListContainers",' \
+           'grpc_service="runtime.v1.RuntimeService",grpc_type="unary"} 1.0' in body
+    assert _sample(m, "grpc_server_handled_total", **rt, grpc_code="NOT_FOUND") == 1
+    assert _sample(m, "grpc_server_started_total", **rt) == 2
+    assert _sample(m, "grpc_server_handling_seconds_count", **rt) == 2
+    assert _sample(m, "grpc_server_handled_total", grpc_service="runtime.v1.ImageService",
+                   grpc_method="PullImage", grpc_type="unary", grpc_code="OK") == 1
+    assert _sample(m, "grpc_server_msg_sent_total", grpc_service="runtime.v1.RuntimeService",
+                   grpc_method="GetContainerEvents", grpc_type="server_stream") == 4
+    assert _sample(m, "container_runtime_operations_total", operation="ListContainers") == 2
+    assert _sample(m, "container_runtime_operations_errors_total", operation="ListContainers",
+                   error="NOT_FOUND") == 1
+    assert _sample(m, "container_runtime_operations_latency_seconds_count", operation="ListContainers") == 2
+    assert 'container_runtime_containers{state="running"} 2.0' in body
+    assert 'container_runtime_containers{state="exited"} 1.0' in body
+    assert 'container_runtime_pod_sandboxes{state="ready"} 1.0' in body
+    assert "process_resident_memory_bytes " in body and "process_cpu_seconds_total " in body
+    assert "_created" not in body
 
 
 def test_split_address() -> None:
@@ -90,5 +85,7 @@ def test_every_pull_of_the_image_manager_is_counted() -> None:
             await images.pull("bad")
 
     asyncio.run(run())
-    assert m.pulls.value("success") == 1 and m.pulls.value("failure") == 1
-    assert m.pull_bytes.value() == 1234
+    assert _sample(m, "container_runtime_image_pulls_success_total") == 1
+    assert _sample(m, "container_runtime_image_pulls_failure_total") == 1
+    assert _sample(m, "container_runtime_image_pulls_bytes_total") == 1234
+    assert _sample(m, "container_runtime_image_pulls_duration_seconds_count") == 1

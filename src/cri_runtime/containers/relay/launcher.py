@@ -21,6 +21,7 @@ import time
 
 from cri_runtime.errors import Internal
 
+from . import cgroup as relay_cgroup
 from . import client
 from .client import PYTHON, SPAWN_TIMEOUT, PathLike, RelayConfig, RelayHandle
 from .layout import IoDir
@@ -34,9 +35,11 @@ CLOSE_TIMEOUT = 2.0
 class RelayLauncher:
     """Starts container IO relays; one zygote process per server."""
 
-    def __init__(self, owner: str) -> None:
+    def __init__(self, owner: str, cgroup: str = "") -> None:
         #: Named on the zygote's command line, so ``ps`` (and leak checks) can attribute it.
         self.owner = owner
+        #: The relays' own cgroup (see .cgroup); "" = they stay in the server's.
+        self.cgroup = cgroup
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
 
@@ -61,6 +64,8 @@ class RelayLauncher:
         finally:
             theirs.close()
         ours.setblocking(False)
+        # Before any request: every relay the zygote forks is born in the relay cgroup.
+        relay_cgroup.place(proc.pid, self.cgroup)
         self._proc, self._sock = proc, ours
         log.debug("relay zygote started", extra={"fields": {"pid": proc.pid}})
 
@@ -70,7 +75,7 @@ class RelayLauncher:
         d = client.prepare_dir(io_dir, config, resume=resume)
         ready_r = self._request(d, config, resume)
         if ready_r is None:
-            return await client.spawn(d.path, config, resume=resume, timeout=timeout)
+            return self._placed(await client.spawn(d.path, config, resume=resume, timeout=timeout))
         try:
             return await client.await_ready(d, config, ready_r, timeout)
         except Internal:
@@ -79,7 +84,12 @@ class RelayLauncher:
             # The zygote died holding our request: nothing runs for d, start it directly.
             log.warning("relay zygote died; starting the relay for %s directly", d.path)
             self._discard()
-            return await client.spawn(d.path, config, resume=resume, timeout=timeout)
+            return self._placed(await client.spawn(d.path, config, resume=resume, timeout=timeout))
+
+    def _placed(self, relay: RelayHandle) -> RelayHandle:
+        """A directly spawned relay (a single process) joins the relay cgroup too."""
+        relay_cgroup.place(relay.pid, self.cgroup)
+        return relay
 
     def _request(self, d: IoDir, config: RelayConfig, resume: bool) -> int | None:
         """Ask the zygote for a relay; the ready pipe's read end, or None (use a direct spawn)."""

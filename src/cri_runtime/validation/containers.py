@@ -1,50 +1,20 @@
-"""Up-front validation of the CRI configs the spec builders consume.
+"""Validation of the container RPCs: Create, Start, Stop, Remove, UpdateContainerResources, ExecSync, Exec.
 
-proto3 keeps enum numbers it does not know, so an out-of-range mode would
-otherwise fall through to some default branch; and a relative container path
-would only fail deep inside runc. Everything here raises InvalidArgument naming
-the offending field.
+Everything the spec builder and the managers rely on is checked here before
+any work starts; each failure is InvalidArgument naming the offending field.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from cri_protos.runtime.v1 import api_pb2
-
-from ..errors import InvalidArgument
-from .capabilities import normalize_capability
-from .devices import parse_permissions
-
-_HUGEPAGE_SIZE = re.compile(r"^[1-9][0-9]*[KMGTP]B$")
-_OOM_RANGE = (-1000, 1000)
-
-
-def _check_enum(enum: Any, value: int, field: str) -> None:
-    if value not in enum.values():
-        raise InvalidArgument(f"{field}: unknown value {value}")
-
-
-def _check_abs(path: str, field: str) -> None:
-    if not path.startswith("/"):
-        raise InvalidArgument(f"{field}: path {path!r} must be absolute")
-
-
-def validate_resources(res: api_pb2.LinuxContainerResources, field: str) -> None:
-    """Non-negative limits, oom_score_adj in [-1000, 1000], well-formed hugepage sizes."""
-    for name in ("cpu_period", "cpu_shares", "memory_limit_in_bytes", "memory_swap_limit_in_bytes"):
-        if getattr(res, name) < 0:
-            raise InvalidArgument(f"{field}.{name} must not be negative, got {getattr(res, name)}")
-    if res.cpu_quota < -1:
-        raise InvalidArgument(f"{field}.cpu_quota must be -1 (unlimited) or more, got {res.cpu_quota}")
-    if not _OOM_RANGE[0] <= res.oom_score_adj <= _OOM_RANGE[1]:
-        raise InvalidArgument(f"{field}.oom_score_adj must be in [-1000, 1000], got {res.oom_score_adj}")
-    if res.memory_swap_limit_in_bytes and res.memory_limit_in_bytes > res.memory_swap_limit_in_bytes:
-        raise InvalidArgument(f"{field}.memory_swap_limit_in_bytes must not be below memory_limit_in_bytes")
-    for i, h in enumerate(res.hugepage_limits):
-        if not _HUGEPAGE_SIZE.match(h.page_size):
-            raise InvalidArgument(f"{field}.hugepage_limits[{i}].page_size {h.page_size!r} is not like 2MB or 1GB")
+from cri_runtime.errors import InvalidArgument
+from cri_runtime.oci.capabilities import normalize_capability
+from cri_runtime.oci.devices import parse_permissions
+from cri_runtime.validation.common import check_abs as _check_abs
+from cri_runtime.validation.common import check_enum as _check_enum
+from cri_runtime.validation.common import require
+from cri_runtime.validation.process import check_argv, check_env
+from cri_runtime.validation.resources import validate_resources
 
 
 def validate_namespace_options(ns: api_pb2.NamespaceOption, field: str) -> None:
@@ -59,7 +29,7 @@ def validate_namespace_options(ns: api_pb2.NamespaceOption, field: str) -> None:
         _check_enum(api_pb2.NamespaceMode, ns.userns_options.mode, f"{field}.userns_options.mode")
 
 
-def _validate_profile(profile: api_pb2.SecurityProfile, field: str) -> None:
+def validate_profile(profile: api_pb2.SecurityProfile, field: str) -> None:
     _check_enum(api_pb2.SecurityProfile.ProfileType, profile.profile_type, f"{field}.profile_type")
     if profile.profile_type == api_pb2.SecurityProfile.Localhost and not profile.localhost_ref:
         raise InvalidArgument(f"{field}.localhost_ref is required for a Localhost profile")
@@ -81,6 +51,8 @@ def validate_container_config(config: api_pb2.ContainerConfig) -> None:
             kv.value.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidArgument(f"envs[{i}] ({kv.key}): value is not valid UTF-8") from exc
+    check_argv([*config.command, *config.args], "command+args")
+    check_env([(kv.key, kv.value) for kv in config.envs], "envs")
     for i, m in enumerate(config.mounts):
         field = f"mounts[{i}]"
         _check_abs(m.container_path, f"{field}.container_path")
@@ -127,35 +99,52 @@ def validate_container_config(config: api_pb2.ContainerConfig) -> None:
         for p in getattr(sc, path_field):
             _check_abs(p, f"{field}.{path_field}")
     if sc.HasField("seccomp"):
-        _validate_profile(sc.seccomp, f"{field}.seccomp")
+        validate_profile(sc.seccomp, f"{field}.seccomp")
     if sc.HasField("apparmor"):
-        _validate_profile(sc.apparmor, f"{field}.apparmor")
+        validate_profile(sc.apparmor, f"{field}.apparmor")
 
 
-def validate_sandbox_config(config: api_pb2.PodSandboxConfig) -> None:
-    """Check the fields ``build_sandbox_spec`` relies on."""
-    if not config.HasField("metadata"):
-        raise InvalidArgument("sandbox config: metadata is required")
-    for name in ("name", "uid", "namespace"):
-        if not getattr(config.metadata, name):
-            raise InvalidArgument(f"sandbox config: metadata.{name} is required")
-    for i, pm in enumerate(config.port_mappings):
-        _check_enum(api_pb2.Protocol, pm.protocol, f"port_mappings[{i}].protocol")
-        if not 0 <= pm.container_port <= 65535 or not 0 <= pm.host_port <= 65535:
-            raise InvalidArgument(f"port_mappings[{i}]: ports must be in 0..65535")
-    if not config.HasField("linux"):
-        return
-    linux = config.linux
-    for name in ("overhead", "resources"):
-        if linux.HasField(name):
-            validate_resources(getattr(linux, name), f"linux.{name}")
-    sc = linux.security_context
-    field = "linux.security_context"
-    if sc.HasField("run_as_group") and not sc.HasField("run_as_user"):
-        raise InvalidArgument(f"{field}.run_as_group requires run_as_user")
-    validate_namespace_options(sc.namespace_options, f"{field}.namespace_options")
-    _check_enum(api_pb2.SupplementalGroupsPolicy, sc.supplemental_groups_policy, f"{field}.supplemental_groups_policy")
-    if sc.HasField("seccomp"):
-        _validate_profile(sc.seccomp, f"{field}.seccomp")
-    if sc.HasField("apparmor"):
-        _validate_profile(sc.apparmor, f"{field}.apparmor")
+# ------------------------------------------------------------------ requests
+
+
+def create_container(request: api_pb2.CreateContainerRequest) -> None:
+    require(request.pod_sandbox_id, "CreateContainer", "pod_sandbox_id")
+    if not request.HasField("config"):
+        raise InvalidArgument("CreateContainer: config is required")
+    validate_container_config(request.config)
+
+
+def start_container(request: api_pb2.StartContainerRequest) -> None:
+    require(request.container_id, "StartContainer", "container_id")
+
+
+def stop_container(request: api_pb2.StopContainerRequest) -> None:
+    if request.timeout < 0:
+        raise InvalidArgument(f"StopContainer: timeout must not be negative, got {request.timeout}")
+    require(request.container_id, "StopContainer", "container_id")
+
+
+def remove_container(request: api_pb2.RemoveContainerRequest) -> None:
+    require(request.container_id, "RemoveContainer", "container_id")
+
+
+def update_container_resources(request: api_pb2.UpdateContainerResourcesRequest) -> None:
+    require(request.container_id, "UpdateContainerResources", "container_id")
+    if request.HasField("linux"):
+        validate_resources(request.linux, "UpdateContainerResources: linux")
+
+
+def exec_sync(request: api_pb2.ExecSyncRequest) -> None:
+    require(request.container_id, "ExecSync", "container_id")
+    if not request.cmd:
+        raise InvalidArgument("ExecSync: cmd must not be empty")
+    if request.timeout < 0:
+        raise InvalidArgument(f"ExecSync: timeout must not be negative, got {request.timeout}")
+    check_argv(request.cmd, "ExecSync: cmd")
+
+
+def exec_(request: api_pb2.ExecRequest) -> None:
+    require(request.container_id, "Exec", "container_id")
+    if not request.cmd:
+        raise InvalidArgument("Exec: cmd must not be empty")
+    check_argv(request.cmd, "Exec: cmd")

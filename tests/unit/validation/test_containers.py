@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.errors import InvalidArgument
-from cri_runtime.oci.validate import validate_container_config, validate_sandbox_config
-from tests.unit.oci.helpers import container_config, sandbox_config
+from cri_runtime.validation import check
+from cri_runtime.validation.containers import validate_container_config
+from cri_runtime.validation.process import MAX_ARG_BYTES, MAX_ARGV_BYTES, MAX_ENV_BYTES
+from tests.unit.oci.helpers import container_config
 
 Mutator = Callable[[api_pb2.ContainerConfig], None]
 
@@ -34,7 +37,8 @@ def _device(**kw: object) -> Mutator:
 def test_valid_container_config_passes() -> None:
     cfg = container_config(mounts=[api_pb2.Mount(container_path="/d", host_path="/tmp")])
     cfg.linux.resources.cpu_quota = -1
-    validate_container_config(cfg)
+    cfg.args.append("a" * MAX_ARG_BYTES)
+    assert validate_container_config(cfg) is None
 
 
 @pytest.mark.parametrize(
@@ -72,6 +76,11 @@ def test_valid_container_config_passes() -> None:
         (_set("linux.security_context.seccomp.profile_type", 4), "seccomp.profile_type"),
         (_set("linux.security_context.seccomp.profile_type", api_pb2.SecurityProfile.Localhost), "localhost_ref"),
         (_set("linux.security_context.apparmor.localhost_ref", "x"), "apparmor.localhost_ref"),
+        (lambda c: c.args.append("a" * (MAX_ARG_BYTES + 1)), f"command\\+args\\[0\\].*limit.*{MAX_ARG_BYTES}"),
+        (lambda c: c.args.extend(["a" * 60000] * 9), f"limit for all arguments together is {MAX_ARGV_BYTES}"),
+        (lambda c: c.envs.append(api_pb2.KeyValue(key="BIG", value=b"v" * MAX_ARG_BYTES)), "envs\\[0\\] \\(BIG\\)"),
+        (lambda c: c.envs.extend(api_pb2.KeyValue(key=f"K{i}", value=b"v" * 60000) for i in range(9)),
+         f"whole environment is {MAX_ENV_BYTES}"),
     ],
 )
 def test_invalid_container_configs(mutate: Mutator, match: str) -> None:
@@ -81,26 +90,52 @@ def test_invalid_container_configs(mutate: Mutator, match: str) -> None:
         validate_container_config(cfg)
 
 
-def test_valid_sandbox_config_passes() -> None:
-    validate_sandbox_config(sandbox_config())
+_OK_CFG = container_config()
+
+Request = Any
 
 
 @pytest.mark.parametrize(
-    ("mutate", "match"),
+    ("request_", "match"),
     [
-        (lambda c: c.ClearField("metadata"), "metadata is required"),
-        (lambda c: setattr(c.metadata, "uid", ""), "metadata.uid"),
-        (lambda c: setattr(c.metadata, "namespace", ""), "metadata.namespace"),
-        (lambda c: c.port_mappings.append(api_pb2.PortMapping(protocol=5)), "protocol"),  # type: ignore[arg-type]
-        (lambda c: c.port_mappings.append(api_pb2.PortMapping(host_port=70000)), "ports"),
-        (lambda c: setattr(c.linux.overhead, "cpu_period", -1), "linux.overhead.cpu_period"),
-        (lambda c: setattr(c.linux.security_context.run_as_group, "value", 5), "run_as_group"),
-        (lambda c: setattr(c.linux.security_context.namespace_options, "ipc", 8), "namespace_options.ipc"),
-        (lambda c: setattr(c.linux.security_context.namespace_options.userns_options, "mode", 9), "userns"),
+        (api_pb2.CreateContainerRequest(config=_OK_CFG), "CreateContainer: pod_sandbox_id"),
+        (api_pb2.CreateContainerRequest(pod_sandbox_id="p"), "CreateContainer: config is required"),
+        (api_pb2.StartContainerRequest(), "StartContainer: container_id"),
+        (api_pb2.StopContainerRequest(container_id="c", timeout=-1), "timeout must not be negative"),
+        (api_pb2.StopContainerRequest(), "StopContainer: container_id"),
+        (api_pb2.RemoveContainerRequest(), "RemoveContainer: container_id"),
+        (api_pb2.UpdateContainerResourcesRequest(), "UpdateContainerResources: container_id"),
+        (api_pb2.UpdateContainerResourcesRequest(
+            container_id="c", linux=api_pb2.LinuxContainerResources(cpu_shares=1)), "cpu_shares"),
+        (api_pb2.UpdateContainerResourcesRequest(
+            container_id="c", linux=api_pb2.LinuxContainerResources(cpu_period=10)), "cpu_period"),
+        (api_pb2.ExecSyncRequest(container_id="c"), "cmd must not be empty"),
+        (api_pb2.ExecSyncRequest(container_id="c", cmd=["x"], timeout=-1), "timeout must not be negative"),
+        (api_pb2.ExecSyncRequest(cmd=["x"]), "ExecSync: container_id"),
+        (api_pb2.ExecSyncRequest(container_id="c", cmd=["echo", "x" * 65536]),
+         f"ExecSync: cmd\\[1\\] is 65536 bytes; the limit for one argument is {MAX_ARG_BYTES} bytes"),
+        (api_pb2.ExecRequest(container_id="c", cmd=["echo", "x" * 65536], stdout=True), "Exec: cmd\\[1\\]"),
+        (api_pb2.ExecRequest(container_id="c", stdout=True), "Exec: cmd must not be empty"),
     ],
 )
-def test_invalid_sandbox_configs(mutate: Callable[[api_pb2.PodSandboxConfig], None], match: str) -> None:
-    cfg = sandbox_config()
-    mutate(cfg)
+def test_invalid_container_requests(request_: Request, match: str) -> None:
     with pytest.raises(InvalidArgument, match=match):
-        validate_sandbox_config(cfg)
+        check(request_)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        api_pb2.CreateContainerRequest(pod_sandbox_id="p", config=_OK_CFG),
+        api_pb2.StartContainerRequest(container_id="c"),
+        api_pb2.StopContainerRequest(container_id="c", timeout=0),
+        api_pb2.RemoveContainerRequest(container_id="c"),
+        api_pb2.UpdateContainerResourcesRequest(container_id="c", linux=api_pb2.LinuxContainerResources(
+            cpu_shares=2, cpu_period=100000, cpu_quota=-1, cpuset_cpus="0-1,3", memory_limit_in_bytes=1 << 30)),
+        api_pb2.ExecSyncRequest(container_id="c", cmd=["echo", "x" * MAX_ARG_BYTES], timeout=5),
+        api_pb2.ExecRequest(container_id="c", cmd=["sh"], stdin=True, tty=True),
+        api_pb2.ListContainersRequest(),
+    ],
+)
+def test_valid_container_requests_pass(request_: Request) -> None:
+    assert check(request_) is None

@@ -1,0 +1,167 @@
+"""Output of the node tools: ctr-identical tables, and JSON / YAML documents.
+
+ctr prints through Go's text/tabwriter; `tabwrite` reproduces its column
+algorithm (column blocks, padding, tab padding) so that our tables line up
+byte for byte with ctr's. JSON and YAML (PyYAML) print the same records.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+FORMATS = ("table", "json", "yaml")
+
+
+@dataclass(frozen=True)
+class TabStyle:
+    """The arguments of Go's tabwriter.NewWriter(out, minwidth, tabwidth, padding, padchar, 0)."""
+
+    minwidth: int
+    tabwidth: int
+    padding: int
+    padchar: str
+
+
+NARROW = TabStyle(1, 8, 1, " ")  # namespaces, images, snapshots, leases
+WIDE = TabStyle(4, 8, 4, " ")  # containers, tasks
+TABS = TabStyle(1, 8, 1, "\t")  # content
+
+
+def tabwrite(text: str, style: TabStyle) -> str:
+    """What Go's tabwriter (flags 0) prints for `text` (cells terminated by tabs)."""
+    raw_lines = text.split("\n")
+    trailing = raw_lines.pop() if raw_lines else ""
+    lines = [line.split("\t") for line in raw_lines]
+    if trailing:
+        lines.append(trailing.split("\t"))
+    out: list[str] = []
+    widths: list[int] = []
+
+    def pad(textw: int, cellw: int) -> str:
+        if style.padchar == "\t":
+            cellw = (cellw + style.tabwidth - 1) // style.tabwidth * style.tabwidth
+            return "\t" * ((cellw - textw + style.tabwidth - 1) // style.tabwidth)
+        return style.padchar * (cellw - textw)
+
+    def write_lines(line0: int, line1: int) -> None:
+        for i in range(line0, line1):
+            cells = lines[i]
+            parts: list[str] = []
+            for j, cell in enumerate(cells):
+                parts.append(cell)
+                if j < len(widths) and j < len(cells) - 1:
+                    parts.append(pad(len(cell), widths[j]))
+            last = i + 1 == len(lines) and bool(trailing)
+            out.append("".join(parts) + ("" if last else "\n"))
+
+    def fmt(line0: int, line1: int) -> None:
+        column = len(widths)
+        this = line0
+        while this < line1:
+            if column >= len(lines[this]) - 1:
+                this += 1
+                continue
+            write_lines(line0, this)
+            line0 = this
+            width = style.minwidth
+            while this < line1 and column < len(lines[this]) - 1:
+                width = max(width, len(lines[this][column]) + style.padding)
+                this += 1
+            widths.append(width)
+            fmt(line0, this)
+            widths.pop()
+            line0 = this
+        write_lines(line0, line1)
+
+    fmt(0, len(lines))
+    return "".join(out)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], style: TabStyle, *,
+          terminated: bool = True) -> str:
+    """A ctr table; `terminated`: ctr ends each line with a tab (all lists but content)."""
+    end = "\t" if terminated else ""
+    text = "".join("\t".join(cells) + end + "\n" for cells in [list(header), *map(list, rows)])
+    return tabwrite(text, style)
+
+
+def human_size_binary(n: int) -> str:
+    """containerd's progress.Bytes: "%02.1f %s" with base 1024 (ctr images ls SIZE)."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
+    size, i = float(n), 0
+    while size >= 1024.0 and i < len(units) - 1:
+        size /= 1024.0
+        i += 1
+    return f"{size:02.1f} {units[i]}"
+
+
+def human_size_decimal(n: int) -> str:
+    """go-units HumanSize: "%.4g%s" with base 1000 (ctr content ls SIZE)."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    size, i = float(n), 0
+    while size >= 1000.0 and i < len(units) - 1:
+        size /= 1000.0
+        i += 1
+    return f"{size:.4g}{units[i]}"
+
+
+def human_duration(seconds_float: float) -> str:
+    """go-units HumanDuration (ctr content ls AGE)."""
+    seconds = int(seconds_float)
+    if seconds < 1:
+        return "Less than a second"
+    if seconds == 1:
+        return "1 second"
+    if seconds < 60:
+        return f"{seconds} seconds"
+    minutes = int(seconds_float / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds_float / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds_float / 3600) // 24 // 365} years"
+
+
+def rfc3339_local(seconds: int) -> str:
+    """Go's t.Local().Format(time.RFC3339)."""
+    local = time.localtime(seconds)
+    offset = local.tm_gmtoff or 0
+    sign = "+" if offset > 0 else "-"
+    zone = "Z" if offset == 0 else f"{sign}{abs(offset) // 3600:02d}:{abs(offset) % 3600 // 60:02d}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + zone
+
+
+def labels_text(labels: dict[str, str], empty: str = "-") -> str:
+    """ctr's label column: sorted k=v joined by commas."""
+    pairs = sorted(f"{k}={v}" for k, v in labels.items())
+    return ",".join(pairs) if pairs else empty
+
+
+def document(data: Any, fmt: str) -> str:
+    """`data` as JSON (indented, like crictl) or YAML."""
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def emit(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()

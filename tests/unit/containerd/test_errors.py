@@ -1,0 +1,31 @@
+"""containerd failures keep their meaning: runc refusing a config is not our bug (INTERNAL)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from cri_runtime import errors
+from cri_runtime.containerd.errors import from_status
+
+
+@pytest.mark.parametrize(
+    ("code", "detail", "expected"),
+    [
+        (grpc.StatusCode.UNKNOWN, "failed to create shim task: OCI runtime create failed: runc create failed: "
+         "unable to start container process: exec: \"/nope\": stat /nope: no such file or directory: unknown",
+         errors.FailedPrecondition),
+        (grpc.StatusCode.UNKNOWN, "runc did not terminate successfully: exit status 1: unable to set memory limit "
+         "to 4096 (current usage: 249856, peak usage: 2519040)", errors.FailedPrecondition),
+        (grpc.StatusCode.UNKNOWN, "OCI runtime exec failed: exec failed: unable to start container process: "
+         "exec: \"x\": executable file not found in $PATH: unknown", errors.FailedPrecondition),
+        (grpc.StatusCode.UNKNOWN, "context deadline exceeded", errors.DeadlineExceeded),
+        (grpc.StatusCode.UNKNOWN, "ttrpc: closed: unknown", errors.Internal),
+        (grpc.StatusCode.NOT_FOUND, "task x not found", errors.NotFound),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "", errors.DeadlineExceeded),
+    ],
+)
+def test_from_status(code: grpc.StatusCode, detail: str, expected: type[errors.CriError]) -> None:
+    err = from_status(code, detail, "create task of container c1")
+    assert type(err) is expected
+    assert err.message.startswith("create task of container c1: ")
