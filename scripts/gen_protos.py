@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import re
 import shutil
 import subprocess
 import sys
@@ -122,6 +123,17 @@ def grpc_stub_types(file: FileDescriptorProto, index: dict[str, tuple[str, str]]
     return "\n".join(head + body) + "\n"
 
 
+def fix_keyword_names(pyi: Path) -> None:
+    """protoc writes an enum value named `None` (NRI's Field.None) as a stub line mypy cannot parse.
+
+    Such values stay reachable at run time by name (`Field.Value("None")`); the stub leaves them out.
+    """
+    text = pyi.read_text()
+    fixed = re.sub(r"^(\s*)None: (.*)$", r"\1# None: \2  (a Python keyword: use .Value('None'))", text, flags=re.M)
+    if fixed != text:
+        pyi.write_text(fixed)
+
+
 def generate(dest: Path) -> None:
     """Write the complete generated package (stubs plus __init__.py files) into dest/PACKAGE."""
     protos = find_protos()
@@ -133,6 +145,8 @@ def generate(dest: Path) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         fds = load_descriptors(protos, Path(scratch))
     protoc([f"--python_out={dest}", f"--pyi_out={dest}", *map(str, protos)])
+    for pyi in dest.rglob("*_pb2.pyi"):
+        fix_keyword_names(pyi)
     ours = {p.as_posix() for p in protos}
     with_services = [f for f in fds.file if f.service and f.name in ours]
     if with_services:

@@ -39,6 +39,11 @@ class CriServer:
         self.cni_conf_dir.mkdir()
         self.log_path = self.dir / "server.log"
         self.config_path = self.dir / "config.toml"
+        # NRI on, as by default, but on a socket of this server's own (plugins dir likewise).
+        self.nri_socket = str(self.dir / "nri.sock")
+        nri_toml = "" if "[nri]" in extra_toml else (
+            f'[nri]\nsocket_path = "{self.nri_socket}"\nplugin_path = "{self.dir}/nri-plugins"\n'
+            f'plugin_config_path = "{self.dir}/nri-conf.d"\n')
         self.config_path.write_text(
             f'[server]\nsocket = "{self.socket}"\nroot_dir = "{self.dir}/root"\n'
             f'state_dir = "{self.dir}/state"\nlog_level = "debug"\n'
@@ -46,7 +51,7 @@ class CriServer:
             f'[image]\nsandbox_image = "{sandbox_image}"\nregistry_config_path = "{hosts_dir}"\n'
             f'[network]\ncni_conf_dir = "{self.cni_conf_dir}"\n'
             + (f'[runtime.handlers.runc]\nroot = "{runc_root}"\n' if runc_root else "")
-            + extra_toml
+            + nri_toml + extra_toml
         )
         # Extra command-line arguments (e.g. --config-dir) and environment (e.g. NOTIFY_SOCKET).
         self.args, self.env = args, env

@@ -380,6 +380,30 @@ class TracingConfig(Section):
 
 
 @dataclass
+class NriConfig(Section):
+    """NRI, the Node Resource Interface (containerd's `io.containerd.nri.v1.nri` options and defaults)."""
+
+    name = "nri"
+    enable: bool = _doc("Host NRI plugins (containerd 2.x has it on by default).", default=True)
+    socket_path: str = _doc("Socket external plugins connect to.", default="/var/run/nri/nri.sock")
+    plugin_path: str = _doc("Pre-installed plugins (executables named NN-name) launched at start-up.",
+                            default="/opt/nri/plugins")
+    plugin_config_path: str = _doc("Configuration of pre-installed plugins (NN-name.conf or name.conf).",
+                                   default="/etc/nri/conf.d")
+    plugin_registration_timeout: float = _doc("How long a connected plugin may take to register.", default=5.0)
+    plugin_request_timeout: float = _doc("How long a plugin may take to answer one event; then it is "
+                                         "disconnected and the event goes on without it.", default=2.0)
+    disable_connections: bool = _doc("Only launch pre-installed plugins; accept no external connections.",
+                                     default=False)
+
+    def validate(self, where: str) -> None:
+        _require_abs(self.socket_path, f"{where}.socket_path")
+        for key in ("plugin_registration_timeout", "plugin_request_timeout"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{where}.{key}: must be positive")
+
+
+@dataclass
 class Config:
     """The whole configuration; every section has complete defaults."""
 
@@ -391,6 +415,7 @@ class Config:
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    nri: NriConfig = field(default_factory=NriConfig)
     # Files read, in merge order ("," joined); which file set each dotted key; unknown-key warnings.
     source: str = ""
     origins: dict[str, str] = field(default_factory=dict)
@@ -407,7 +432,7 @@ class Config:
 SECTIONS: dict[str, type[Section]] = {
     s.name: s
     for s in (ServerConfig, ContainerdConfig, RuntimeConfig, ImageConfig, NetworkConfig, StreamingConfig,
-              LogsConfig, TracingConfig)
+              LogsConfig, TracingConfig, NriConfig)
 }
 
 

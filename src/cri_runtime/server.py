@@ -25,6 +25,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from cri_protos.nri.v1alpha1 import api_pb2 as nri_api
 from cri_protos.runtime.v1 import api_pb2_grpc
 from cri_runtime import __version__, errors, logging_setup, reload, sdnotify, stackdump, tracing
 from cri_runtime.config import Config, ConfigError, ServerConfig
@@ -35,6 +36,9 @@ from cri_runtime.containers.streaming_backend import ContainerdStreamingBackend
 from cri_runtime.images.manager import ImageManager
 from cri_runtime.metrics.http import MetricsHttpServer
 from cri_runtime.network.manager import PodNetworkManager
+from cri_runtime.nri import convert as nri_convert
+from cri_runtime.nri.adaptation import NriHost, NriSettings
+from cri_runtime.nri.hooks import NriHooks
 from cri_runtime.rpc import RpcServer
 from cri_runtime.runtime.conditions import Probe
 from cri_runtime.runtime.containerd_probe import ContainerdProbe
@@ -161,12 +165,21 @@ class CriServer:
         self.network = PodNetworkManager(config.network, os.path.join(config.server.root_dir, "cni-cache"))
         self.images = ImageManager(self.ctd, config.image, config.containerd.snapshotter)
         self.node = NodeFacts(config)
-        self.sandboxes = SandboxManager(config, self.ctd, self.network, self.images.ensure_image, self.node)
+        # NRI: plugins see every pod and container event; the callbacks reach the managers built below.
+        self.nri_host = NriHost(NriSettings(
+            socket_path=config.nri.socket_path, plugin_path=config.nri.plugin_path,
+            plugin_config_path=config.nri.plugin_config_path,
+            registration_timeout=config.nri.plugin_registration_timeout,
+            request_timeout=config.nri.plugin_request_timeout, disable_connections=config.nri.disable_connections),
+            runtime_name="cri-runtime", runtime_version=__version__, sync_source=self._nri_sync,
+            updater=self._nri_update, evictor=self._nri_evict) if config.nri.enable else None
+        nri = NriHooks(self.nri_host, apply_updates=self._nri_update)
+        self.sandboxes = SandboxManager(config, self.ctd, self.network, self.images.ensure_image, self.node, nri)
         self.events = EventMonitor(self.ctd, self._on_task_event, self._resync,
                                    on_image_change=self.images.store.invalidate)
         # The image list may be cached only while image events are known to reach us.
         self.images.store.events_live = self.events.subscribed.is_set
-        self.containers = ContainerManager(config, self.ctd, self.sandboxes, self.images, self.node)
+        self.containers = ContainerManager(config, self.ctd, self.sandboxes, self.images, self.node, nri)
         self.images.removal_observers.append(self.containers.forget_image)
         self.recovery.register("pod sandboxes", self.sandboxes.recover)
         self.recovery.register("containers", self.containers.recover)
@@ -225,8 +238,25 @@ class CriServer:
         """Recover state, then follow task events (whose resync catches up on gaps)."""
         await self.recovery.run()
         self.events.start()
+        if self.nri_host is not None:
+            try:
+                await self.nri_host.start()
+            except OSError as exc:
+                log.error("NRI stays off: cannot listen on %s: %s", self.config.nri.socket_path, exc.strerror)
         self._ready = True
         sdnotify.ready(f"serving on {self.config.server.socket}")
+
+    async def _nri_sync(self) -> tuple[list[nri_api.PodSandbox], list[nri_api.Container]]:
+        """Every pod and container, for a plugin's Synchronize."""
+        pods = [nri_convert.pod(sandbox) for sandbox in self.sandboxes.index]
+        containers = [nri_convert.container(c) for c in self.containers.index]
+        return pods, containers
+
+    async def _nri_update(self, updates: list[nri_api.ContainerUpdate]) -> list[nri_api.ContainerUpdate]:
+        return await self.containers.apply_nri_updates(updates)
+
+    async def _nri_evict(self, evictions: list[nri_api.ContainerEviction]) -> None:
+        await self.containers.evict_for_nri(evictions)
 
     async def _on_task_event(self, event: TaskEvent) -> None:
         """Route a task event to the pod or container it belongs to."""
@@ -337,6 +367,8 @@ class CriServer:
             await self._grpc.stop(grace)
             self._grpc = None
         await self.events.stop()
+        if self.nri_host is not None:
+            await self.nri_host.stop()
         await self.streaming.stop()
         if self._metrics_http is not None:
             self._metrics_http.stop()

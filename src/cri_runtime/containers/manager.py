@@ -9,6 +9,7 @@ cri-runtime nor its death can stop the container or lose output.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import functools
 import json
@@ -17,7 +18,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from google.protobuf import any_pb2, field_mask_pb2
 
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
+from cri_protos.nri.v1alpha1 import api_pb2 as nri_api
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import cdi, errors, protowire
 from cri_runtime.config import Config
@@ -53,6 +55,8 @@ from cri_runtime.containers.model import (
 from cri_runtime.containers.relay import client as relay
 from cri_runtime.containers.relay.launcher import RelayLauncher
 from cri_runtime.containers.relay.layout import IoDir
+from cri_runtime.nri import convert as nri_convert
+from cri_runtime.nri.hooks import NriHooks
 from cri_runtime.oci import container_spec
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.oci.resources import linux_resources
@@ -61,6 +65,7 @@ from cri_runtime.oci.user import ImageAccounts
 from cri_runtime.rollback import Rollback, remove_dir
 from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.sandbox.manager import SandboxManager
+from cri_runtime.sandbox.model import Sandbox
 from cri_runtime.store.index import IdIndex, NameRegistry
 from cri_runtime.userns import rootfs as userns_rootfs
 from cri_runtime.userns.mappings import pod_userns
@@ -99,8 +104,9 @@ class ContainerManager:
     """All containers of this runtime."""
 
     def __init__(self, config: Config, ctd: Containerd, sandboxes: SandboxManager,
-                 images: Any, node: NodeFacts) -> None:
+                 images: Any, node: NodeFacts, nri: NriHooks | None = None) -> None:
         self.config = config
+        self.nri = nri or NriHooks(None)
         self.ctd = ctd
         self.sandboxes = sandboxes
         self.images = images
@@ -214,11 +220,13 @@ class ContainerManager:
                     extra_mounts += await self._image_config_volumes(container_id, image, mounts, container_dir,
                                                                      config_volumes, undo)
                 metadata, record = build(accounts, extra_mounts, volumes)
+                await self._let_nri_adjust(build, sandbox, record, undo)
                 await self._create_record(record, lease, undo)
         else:
             # The record names the snapshot before it exists, so containerd's GC keeps the
             # snapshot from its creation on without a lease: two round trips fewer.
             metadata, record = build(accounts, [], [])
+            await self._let_nri_adjust(build, sandbox, record, undo)
             await self._create_record(record, None, undo)
             mounts = await self._prepare_snapshot(container_id, image, None, undo)
         container = Container(metadata, ContainerStatus(state=CREATED), self.status_path(container_id))
@@ -226,9 +234,22 @@ class ContainerManager:
         container.effective_resources = status_info.effective_resources(build.spec)
         # No status file yet: a record without one is a created container (see _recover_one).
         self.index.add(container_id, container)
+        self.nri.published(container_id)
         log.info("container created", extra={"fields": {"id": container_id, "name": name, "pod": sandbox.id}})
+        await self.nri.post_create_container(sandbox, container)
         await self._emit("created", container)
         return container_id
+
+    async def _let_nri_adjust(self, build: _RecordBuilder, sandbox: Sandbox, record: containers_pb2.Container,
+                              undo: Rollback) -> None:  # fmt: skip
+        """NRI plugins see the container before anyone may, and may adjust its spec (the record then carries it).
+
+        An objection fails CreateContainer and undoes it; nothing of it stays listed or pending.
+        """
+        undo.add_sync("NRI pending entry", self.nri.published, build.container_id)
+        proposed = nri_convert.new_container(build.container_id, sandbox.id, build.cfg, build.spec)
+        if await self.nri.create_container(sandbox, proposed, build.spec):
+            record.spec.CopyFrom(objects.spec_any(build.spec))
 
     async def _image_config_volumes(self, container_id: str, image: Any, mounts: list[Any], container_dir: Path,
                                     paths: list[str], undo: Rollback) -> list[api_pb2.Mount]:
@@ -335,6 +356,7 @@ class ContainerManager:
                 container.start_abandoned = False  # the retry of a start whose caller gave up
                 return
             await self._start_locked(container)
+        await self.nri.post_start_container(self.sandboxes.index.find(container.metadata.sandbox_id), container)
         await self._emit("started", container)
 
     async def _start_locked(self, container: Container) -> None:
@@ -345,6 +367,7 @@ class ContainerManager:
         if sandbox is None or not sandbox.ready:
             raise errors.FailedPrecondition(
                 f"pod sandbox {container.metadata.sandbox_id} of container {container.id} is not ready")
+        await self.nri.start_container(sandbox, container)  # an objection fails the start; nothing ran yet
         try:
             await self._start_task(container)
         except errors.CriError as exc:
@@ -495,6 +518,8 @@ class ContainerManager:
         container.exited.set()
         log.info("container exited", extra={"fields": {"id": container.id, "exit_code": exit_status,
                                                        "reason": st.reason}})
+        # Whether stopped by request or by itself: NRI hears of it once.
+        await self.nri.stop_container(self.sandboxes.index.find(container.metadata.sandbox_id), container)
         await self._emit("stopped", container)
 
     async def on_oom(self, container_id: str) -> None:
@@ -608,6 +633,7 @@ class ContainerManager:
             self.index.remove(container.id)
             self.names.release_id(container.id)
         log.info("container removed", extra={"fields": {"id": container.id}})
+        await self.nri.remove_container(self.sandboxes.index.find(container.metadata.sandbox_id), container)
         await self._emit("deleted", container)
 
     def _remove_dir_soon(self, path: str) -> None:
@@ -730,7 +756,9 @@ class ContainerManager:
 
     # ------------------------------------------------------------------ update
 
-    async def update_resources(self, id_or_prefix: str, resources: api_pb2.LinuxContainerResources | None) -> None:
+    async def update_resources(self, id_or_prefix: str, resources: api_pb2.LinuxContainerResources | None,
+                               *, from_nri: bool = False) -> None:  # fmt: skip
+        """UpdateContainerResources; `from_nri` for a plugin's own update, which plugins are not asked about."""
         container = self.index.get(id_or_prefix)
         if resources is None:
             return
@@ -741,6 +769,9 @@ class ContainerManager:
             if container.resources is not None:
                 merged.CopyFrom(container.resources)
             merged.MergeFrom(resources)
+            sandbox = None if from_nri else self.sandboxes.index.find(container.metadata.sandbox_id)
+            if sandbox is not None:
+                merged = await self.nri.update_container(sandbox, container, merged)
             oci = linux_resources(merged, swap_available=self.node.swap, hugetlb_available=self.node.hugetlb)
             record = await self.ctd.call(self.ctd.containers.Get,
                                          containers_pb2.GetContainerRequest(id=container.id),
@@ -761,6 +792,31 @@ class ContainerManager:
                 f"store resources of container {container.id}")
             container.resources = merged
             container.effective_resources = status_info.effective_resources(spec)
+        if sandbox is not None:
+            await self.nri.post_update_container(sandbox, container)
+
+    async def apply_nri_updates(
+            self, updates: Sequence[nri_api.ContainerUpdate]) -> builtins.list[nri_api.ContainerUpdate]:
+        """Resource updates an NRI plugin asked for (unsolicited or from a hook); returns those that failed."""
+        failed: builtins.list[nri_api.ContainerUpdate] = []
+        for update in updates:
+            try:
+                container = self.index.get(update.container_id)
+                await self.update_resources(container.id, nri_convert.to_cri_resources(
+                    update.linux.resources, container.resources), from_nri=True)
+            except errors.CriError as exc:
+                log.warning("NRI update of container %s failed: %s", update.container_id, exc.message)
+                failed.append(update)
+        return failed
+
+    async def evict_for_nri(self, evictions: Sequence[nri_api.ContainerEviction]) -> None:
+        """Containers an NRI plugin evicts are stopped at once, as containerd does."""
+        for eviction in evictions:
+            log.warning("NRI evicts container %s: %s", eviction.container_id, eviction.reason)
+            try:
+                await self.stop(eviction.container_id, 0)
+            except errors.CriError as exc:
+                log.warning("eviction of container %s failed: %s", eviction.container_id, exc.message)
 
     async def reopen_log(self, id_or_prefix: str) -> None:
         container = self.index.get(id_or_prefix)

@@ -33,6 +33,7 @@ from cri_runtime.containerd.connection import Containerd
 from cri_runtime.images.store import ImageRecord
 from cri_runtime.network import netns
 from cri_runtime.network.manager import Bandwidth, DNSConfig, NetworkStatus, PodNetworkManager, PortMapping
+from cri_runtime.nri.hooks import NriHooks
 from cri_runtime.oci import sandbox_spec
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.rollback import Rollback, remove_dir
@@ -85,8 +86,10 @@ class SandboxManager:
     """All pod sandboxes of this runtime."""
 
     def __init__(self, config: Config, ctd: Containerd, network: PodNetworkManager,
-                 ensure_image: Callable[[str], Awaitable[ImageRecord]], node: NodeFacts) -> None:
+                 ensure_image: Callable[[str], Awaitable[ImageRecord]], node: NodeFacts,
+                 nri: NriHooks | None = None) -> None:
         self.config = config
+        self.nri = nri or NriHooks(None)
         self.ctd = ctd
         self.network = network
         self.ensure_image = ensure_image
@@ -265,7 +268,11 @@ class SandboxManager:
         status.state = READY
         status.pid = created.pid
         sandbox.save_status()
+        # NRI plugins see the pod before anyone else may (List, Status, CreateContainer); an
+        # objection undoes the whole run.
+        await self.nri.run_pod(sandbox)
         self.index.add(sandbox_id, sandbox)
+        self.nri.published(sandbox_id)
         log.info("pod sandbox ready", extra={"fields": {"id": sandbox_id, "name": name, "ip": metadata.ip}})
         await self._emit("created", sandbox)
         await self._emit("started", sandbox)
@@ -332,6 +339,8 @@ class SandboxManager:
             return
         if self.stop_containers is not None:
             await self.stop_containers(sandbox.id)
+        # Workloads stopped, infrastructure still up and the pod still listed: as NRI's contract says.
+        await self.nri.stop_pod(sandbox)
         async with sandbox.lock:
             was_ready = sandbox.ready
             await self._stop_locked(sandbox)
@@ -374,6 +383,7 @@ class SandboxManager:
             self.index.remove(sandbox.id)
             self.names.release_id(sandbox.id)
         log.info("pod sandbox removed", extra={"fields": {"id": sandbox.id}})
+        await self.nri.remove_pod(sandbox)
         await self._emit("deleted", sandbox)
 
     # ------------------------------------------------------------ status, list

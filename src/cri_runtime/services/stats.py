@@ -150,8 +150,10 @@ class PodResourcesRpcs:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
         overhead = request.overhead if request.HasField("overhead") else None
         resources = request.resources if request.HasField("resources") else None
+        await self.sandboxes.nri.update_pod(sandbox, overhead, resources)
         await asyncio.to_thread(self.pod_resources.update, sandbox.id, sandbox.metadata.cgroup_parent,
                                 overhead, resources)
+        await self.sandboxes.nri.post_update_pod(sandbox)
         return api_pb2.UpdatePodSandboxResourcesResponse()
 
 

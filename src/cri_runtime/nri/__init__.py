@@ -1,0 +1,1 @@
+"""NRI, the Node Resource Interface: the runtime side that hosts node plugins."""
