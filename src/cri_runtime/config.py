@@ -232,6 +232,14 @@ class RuntimeConfig(Section):
         "containerd's option of that name (seconds, or a Go duration such as \"10s\"): how long ExecSync "
         "waits for the command's output to close after it exited (a background child may hold it); "
         "0 = until the caller's deadline.", default=0.0)
+    enable_cdi: bool = _doc("Resolve CDI devices (ContainerConfig.CDI_devices, cdi.k8s.io/* annotations).",
+                            default=True)
+    cdi_spec_dirs: list[str] = _doc("CDI spec directories, lowest priority first (a later one overrides).",
+                                    default_factory=lambda: ["/etc/cdi", "/var/run/cdi"])
+    userns_rootfs: str = _doc(
+        "How user-namespaced pods get a usable rootfs: \"auto\" (idmapped layers and volumes when the "
+        "start-up self-check finds them working, else a chowned copy-up of the snapshot) or \"copy\".",
+        default="auto")
 
     @classmethod
     def from_table(cls, table: dict[str, Any], where: str) -> Any:
@@ -252,6 +260,10 @@ class RuntimeConfig(Section):
         if self.relay_cgroup and (not self.relay_cgroup.startswith("/") or ".." in self.relay_cgroup.split("/")):
             raise ConfigError(f"{where}.relay_cgroup: must be an absolute cgroup path without '..', "
                               f"got {self.relay_cgroup!r}")
+        if self.userns_rootfs not in ("auto", "copy"):
+            raise ConfigError(f"{where}.userns_rootfs: must be auto or copy, got {self.userns_rootfs!r}")
+        for i, d in enumerate(self.cdi_spec_dirs):
+            _require_abs(d, f"{where}.cdi_spec_dirs[{i}]")
         if self.default_handler not in self.handlers:
             raise ConfigError(f"{where}.default_handler: {self.default_handler!r} is not among "
                               f"the handlers ({', '.join(sorted(self.handlers)) or 'none'})")

@@ -50,6 +50,7 @@ from cri_runtime.services.images import ImageServicer
 from cri_runtime.services.runtime import RuntimeServicer
 from cri_runtime.stats import wiring as stats_wiring
 from cri_runtime.streaming.server import StreamingServer
+from cri_runtime.userns import support as userns_support
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,8 @@ class CriServer:
             await self._check_containerd()
             for d in (self.config.server.root_dir, self.config.server.state_dir):
                 os.makedirs(d, mode=0o711, exist_ok=True)
+            await asyncio.to_thread(userns_support.self_check, self.config.server.state_dir,
+                                    self.config.runtime.userns_rootfs)
             server = RpcServer(MAX_MESSAGE_BYTES)
             runtime = RuntimeServicer(self.config, self.recovery, ContainerdProbe(self.ctd),
                                       self.network_probe(), self.network, self.sandboxes,

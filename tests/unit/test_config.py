@@ -46,6 +46,8 @@ def test_extra_handler_keeps_runc() -> None:
         ("[runtime]\ncgroup_driver = 'x'\n", "runtime.cgroup_driver: must be cgroupfs or systemd"),
         ("[runtime]\ndefault_handler = 'kata'\n", "runtime.default_handler: 'kata' is not among"),
         ("[runtime.handlers.k]\nruntime_type = 'kata'\n", "runtime.handlers.k.runtime_type"),
+        ("[runtime]\ncdi_spec_dirs = ['/etc/cdi', 'cdi']\n", "runtime.cdi_spec_dirs[1]: must be an absolute"),
+        ("[runtime]\nuserns_rootfs = 'chown'\n", "runtime.userns_rootfs: must be auto or copy"),
         ("[image]\nmax_concurrent_downloads = 0\n", "image.max_concurrent_downloads: must be between"),
         ("[image]\nmax_concurrent_downloads = true\n", "expected integer, got boolean"),
         ("[network]\ncni_bin_dirs = 'x'\n", "network.cni_bin_dirs: expected list of string"),

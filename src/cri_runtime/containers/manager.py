@@ -28,7 +28,7 @@ from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_protos.nri.v1alpha1 import api_pb2 as nri_api
 from cri_protos.runtime.v1 import api_pb2
-from cri_runtime import errors, protowire
+from cri_runtime import cdi, errors, protowire
 from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
 from cri_runtime.containerd import objects, shims
@@ -67,6 +67,8 @@ from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.sandbox.model import Sandbox
 from cri_runtime.store.index import IdIndex, NameRegistry
+from cri_runtime.userns import rootfs as userns_rootfs
+from cri_runtime.userns.mappings import pod_userns
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,7 @@ class ContainerManager:
         self._accounts: dict[str, ImageAccounts] = {}  # image ID -> its /etc/passwd and /etc/group
         # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
         self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
+        self.cdi = cdi.CdiRegistry(config.runtime.cdi_spec_dirs) if config.runtime.enable_cdi else None
         sandboxes.stop_containers = self.stop_all_in_pod
         sandboxes.remove_containers = self.remove_all_in_pod
 
@@ -152,24 +155,32 @@ class ContainerManager:
         if not sandbox.ready:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
         cfg = request.config
+        cdi_devices = self._cdi_devices(cfg)
         name = container_name(cfg.metadata, sandbox.config.metadata)
         container_id = secrets.token_hex(32)
         self.names.reserve(name, container_id)
         undo = Rollback(f"container {container_id}")
         undo.add_sync("name", self.names.release, name)
-        work = asyncio.ensure_future(self._create(container_id, name, sandbox, cfg, undo))
+        work = asyncio.ensure_future(self._create(container_id, name, sandbox, cfg, undo, cdi_devices))
         return await asyncio.shield(work)
 
+    def _cdi_devices(self, cfg: api_pb2.ContainerConfig) -> list[cdi.ResolvedDevice]:
+        """The CDI devices the config asks for, resolved now so a bad name fails before anything is made."""
+        names = cdi.requested_devices([d.name for d in cfg.CDI_devices], cfg.annotations)
+        if not names or self.cdi is None:
+            return []
+        return self.cdi.resolve(names)
+
     async def _create(self, container_id: str, name: str, sandbox: Any, cfg: api_pb2.ContainerConfig,
-                      undo: Rollback) -> str:
+                      undo: Rollback, cdi_devices: list[cdi.ResolvedDevice]) -> str:
         try:
-            return await self._create_steps(container_id, name, sandbox, cfg, undo)
+            return await self._create_steps(container_id, name, sandbox, cfg, undo, cdi_devices)
         except BaseException:
             await undo.run()
             raise
 
     async def _create_steps(self, container_id: str, name: str, sandbox: Any, cfg: api_pb2.ContainerConfig,
-                            undo: Rollback) -> str:
+                            undo: Rollback, cdi_devices: list[cdi.ResolvedDevice]) -> str:
         md_sb = sandbox.metadata
         target_pid = None
         ns = cfg.linux.security_context.namespace_options
@@ -194,6 +205,7 @@ class ContainerManager:
             resolv_conf_path=md_sb.resolv_conf_path, shm_path=md_sb.shm_path)
         build = _RecordBuilder(self, container_id, name, sandbox, cfg, image, sandbox_ctx, log_path, io_dir,
                                target_pid)
+        build.cdi_devices = tuple(cdi_devices)
         accounts = self._cached_accounts(image)
         volumes_mode = self.config.image.image_volumes
         config_volumes = image_config_volumes.wanted(ImageConfig.from_json(image.config).volumes, cfg, volumes_mode)
@@ -407,6 +419,14 @@ class ContainerManager:
         return relay.RelayHandle(dir=Path(d.path), pid=pid, stdin=d.stdin if cfg.stdin else "",
                                  stdout=d.stdout, stderr="" if cfg.tty else d.stderr, terminal=cfg.tty)
 
+    def _userns_rootfs(self, container: Container, rootfs: list[Any]) -> contextlib.AbstractAsyncContextManager[Any]:
+        """In a pod with a user namespace: the rootfs with idmapped layers and volumes while the task is made."""
+        sandbox = self.sandboxes.index.find(container.metadata.sandbox_id)
+        userns = pod_userns(sandbox.config.linux.security_context.namespace_options) if sandbox else None
+        if sandbox is None or userns is None:
+            return contextlib.nullcontext(rootfs)
+        return userns_rootfs.prepared(rootfs, userns, self.state / container.id, holder_pid=sandbox.status.pid)
+
     async def _create_task(self, container: Container,
                            req: tasks_pb2.CreateTaskRequest) -> tasks_pb2.CreateTaskResponse:
         """Tasks.Create; a task left by an earlier, interrupted start is deleted and the call retried once.
@@ -441,9 +461,11 @@ class ContainerManager:
             rootfs = container.rootfs_mounts
             if rootfs is None:  # created before a restart of ours
                 rootfs = await objects.snapshot_mounts(self.ctd, self.snapshotter, container.id)
-            created = await self._create_task(
-                container, tasks_pb2.CreateTaskRequest(container_id=container.id, rootfs=rootfs, stdin=io.stdin,
-                                                       stdout=io.stdout, stderr=io.stderr, terminal=cfg.tty))
+            async with self._userns_rootfs(container, rootfs) as rootfs:
+                created = await self._create_task(
+                    container, tasks_pb2.CreateTaskRequest(container_id=container.id, rootfs=rootfs,
+                                                           stdin=io.stdin, stdout=io.stdout,
+                                                           stderr=io.stderr, terminal=cfg.tty))
             try:
                 if starting is not None:
                     await starting  # the relay reads the FIFOs before the process runs
@@ -876,6 +898,8 @@ class ContainerManager:
 class _RecordBuilder:
     """Builds the OCI spec, our metadata and the containerd record of a new container."""
 
+    cdi_devices: tuple[cdi.ResolvedDevice, ...] = ()
+
     def __init__(self, manager: ContainerManager, container_id: str, name: str, sandbox: Any,
                  cfg: api_pb2.ContainerConfig, image: Any, sandbox_ctx: container_spec.SandboxContext,
                  log_path: str, io_dir: str, target_pid: int | None) -> None:
@@ -901,6 +925,9 @@ class _RecordBuilder:
             self.container_id, cfg, image_config, image_name=image_name, sandbox=self.sandbox_ctx,
             options=m.node.spec_options(handler, mountinfo=_needs_mountinfo(cfg)), rootfs=accounts,
             target_pid=self.target_pid, extra_mounts=extra_mounts)
+        cdi.apply_edits(spec, self.cdi_devices)
+        if pod_userns(sandbox.config.linux.security_context.namespace_options) is not None:
+            userns_rootfs.idmap_volumes(spec, cfg, Path(self.io_dir).parent)
         self.spec = spec
         metadata = ContainerMetadata(
             id=self.container_id, name=self.name, sandbox_id=sandbox.id, config=cfg.SerializeToString(),

@@ -335,3 +335,29 @@ async def exec_in_netns(path: str, argv: Sequence[str], timeout: float = 30.0) -
             await asyncio.wait_for(proc.communicate(), 5)
         raise
     return proc.returncode or 0, out, err
+
+
+def _pin_existing(directory: str, name: str, source: str, loopback_up: bool) -> str:
+    path = pin_path(directory, name)
+    try:
+        prepare_pin_dir(directory)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        os.close(fd)
+    except FileExistsError:
+        raise errors.AlreadyExists(f"network namespace {path} already exists") from None
+    except OSError as exc:
+        raise errors.Internal(f"cannot create netns pin {path}: {exc}") from None
+    try:
+        _mount(source, path, None, _MS_BIND)
+        if loopback_up:
+            run_in_netns_sync(path, _set_loopback_up)
+    except OSError as exc:
+        remove_sync(path)
+        raise errors.Internal(f"cannot pin network namespace {source} at {path}: {exc}") from None
+    return path
+
+
+async def pin_existing(directory: str, name: str, source: str, *, loopback_up: bool = False) -> str:
+    """Pin the network namespace at ``source`` (e.g. /proc/<pid>/ns/net of a pause process made by
+    runc, so that it belongs to the pod's user namespace) at ``<directory>/<name>``."""
+    return await asyncio.to_thread(_pin_existing, directory, name, source, loopback_up)

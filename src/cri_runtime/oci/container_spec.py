@@ -17,6 +17,7 @@ from typing import Any
 from cri_protos.runtime.v1 import api_pb2
 
 from ..errors import InvalidArgument
+from ..userns.mappings import keep_locked_flags, pod_userns
 from . import annotations as ann
 from .apparmor import apparmor_profile
 from .capabilities import apply_capability_request, capabilities_section, normalize_capability
@@ -154,10 +155,23 @@ def _namespaces(
         out.append({"type": "network", "path": ns_path(sandbox_pid, "net")})
     if options.cgroup_namespace and not privileged:
         out.append({"type": "cgroup"})
-    userns = ns_opts.userns_options if ns_opts.HasField("userns_options") else None
-    if userns is not None and userns.mode != api_pb2.NODE:
-        raise InvalidArgument("user namespaces (userns_options mode POD) are not supported by this runtime")
     return out
+
+
+def _join_pod_userns(linux: dict[str, Any], spec_mounts: list[dict[str, Any]], config: api_pb2.ContainerConfig,
+                     sandbox: SandboxContext) -> None:
+    """A pod with a user namespace: every container joins it (held by the pause process)."""
+    userns = pod_userns(sandbox.config.linux.security_context.namespace_options)
+    asked = config.linux.security_context.namespace_options
+    if userns is None:
+        if asked.HasField("userns_options") and asked.userns_options.mode != api_pb2.NODE:
+            raise InvalidArgument("the container asks for the pod's user namespace but the pod has none")
+        return
+    if config.linux.security_context.privileged:
+        raise InvalidArgument("a privileged container cannot run in a pod with its own user namespace")
+    linux["namespaces"].append({"type": "user", "path": ns_path(sandbox.pid, "user")})
+    linux.update(userns.spec_mappings())
+    keep_locked_flags(spec_mounts)
 
 
 def _devices(
@@ -283,6 +297,7 @@ def build_container_spec(
         sandbox.config.linux.cgroup_parent, container_id, options.cgroup_driver, options.systemd_cgroup_prefix
     )
     linux["namespaces"] = _namespaces(sc.namespace_options, sandbox.pid, target_pid, privileged, options)
+    _join_pod_userns(linux, spec["mounts"], config, sandbox)
 
     profile = apparmor_profile(
         _sub(sc, "apparmor"),

@@ -13,6 +13,7 @@ from typing import Any
 from cri_protos.runtime.v1 import api_pb2
 
 from ..errors import InvalidArgument
+from ..userns.mappings import keep_locked_flags, pod_userns
 from . import annotations as ann
 from .cgroups import cgroups_path
 from .defaults import default_spec
@@ -96,8 +97,12 @@ def build_sandbox_spec(
     namespaces.append({"type": "mount"})
     if not host_network:
         namespaces.append({"type": "network", "path": netns_path} if netns_path else {"type": "network"})
-    if ns_opts.HasField("userns_options") and ns_opts.userns_options.mode != api_pb2.NODE:
-        raise InvalidArgument("user namespaces (userns_options mode POD) are not supported by this runtime")
+    userns = pod_userns(ns_opts)
+    if userns is not None:
+        if sc.privileged:
+            raise InvalidArgument("a privileged pod cannot have its own user namespace")
+        namespaces.append({"type": "user"})  # made by runc; every container of the pod joins it
+        linux.update(userns.spec_mappings())
     linux["namespaces"] = namespaces
 
     mounts = [m for m in spec["mounts"] if m["destination"] != DEV_SHM]
@@ -112,6 +117,8 @@ def build_sandbox_spec(
         )
     if sc.privileged and not host_network:
         _writable_sysfs(mounts)
+    if userns is not None:
+        keep_locked_flags(mounts)
     spec["mounts"] = mounts
 
     sysctls = validate_sysctls(linux_cfg.sysctls, host_network=host_network, host_ipc=host_ipc)

@@ -10,6 +10,7 @@ from cancellation, so nothing leaks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -50,6 +51,9 @@ from cri_runtime.sandbox.model import (
     sandbox_name,
 )
 from cri_runtime.store.index import IdIndex, NameRegistry
+from cri_runtime.userns import rootfs as userns_rootfs
+from cri_runtime.userns import support as userns_support
+from cri_runtime.userns.mappings import pod_userns
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +173,10 @@ class SandboxManager:
         """
         cfg = request.config
         ns_opts = cfg.linux.security_context.namespace_options
+        userns = pod_userns(ns_opts)  # validated before anything is made
+        if userns is not None and not userns_support.result().supported:
+            raise errors.FailedPrecondition(
+                f"user namespaces are not supported on this node: {userns_support.result().detail}")
         host_network = ns_opts.network == api_pb2.NODE
         host_ipc = ns_opts.ipc == api_pb2.NODE
         created_at = time.time_ns()
@@ -177,11 +185,12 @@ class SandboxManager:
         image_lookup.add_done_callback(_consume_exception)
         netns_path = ""
         network_setup: asyncio.Future[NetworkStatus] | None = None
+        netns_name = f"cri-{sandbox_id[:16]}"
         if not host_network:
-            netns_name = f"cri-{sandbox_id[:16]}"
             netns_path = netns.pin_path(self.netns_dir, netns_name)
-            await self._create_netns(netns_name, undo)
-            network_setup = self._start_network_setup(sandbox_id, netns_path, cfg, undo)
+            if userns is None:  # else runc makes it for the pause (owned by the pod's userns), pinned below
+                await self._create_netns(netns_name, undo)
+                network_setup = self._start_network_setup(sandbox_id, netns_path, cfg, undo)
 
         pod_dir = str(self.root / sandbox_id)
         undo.add_sync("pod files", files.remove_pod_dir, pod_dir)
@@ -196,6 +205,8 @@ class SandboxManager:
             shm_path = str(self.state / sandbox_id / "shm")
             undo.add_sync("shm", files.unmount_shm, shm_path)
             files.mount_shm(shm_path)
+            if userns is not None:  # the pod's root owns its shm, not the host's
+                os.chown(shm_path, *userns.host_root)
 
         image = await image_lookup
         # The IPs are filled in once CNI is done (see below).
@@ -208,7 +219,7 @@ class SandboxManager:
 
         spec = sandbox_spec.build_sandbox_spec(
             sandbox_id, cfg, ImageConfig.from_json(image.config), options=self.node.spec_options(handler),
-            netns_path=netns_path, shm_path=shm_path, resolv_conf_path=resolv_path)
+            netns_path=netns_path if userns is None else "", shm_path=shm_path, resolv_conf_path=resolv_path)
 
         snapshotter = self.config.containerd.snapshotter
         status = SandboxStatus(state=NOTREADY)
@@ -232,11 +243,16 @@ class SandboxManager:
         undo.add("containerd container", lambda: objects.delete_container(self.ctd, sandbox_id))
         mounts = await objects.prepare_snapshot(self.ctd, snapshotter, sandbox_id, image.chain_id, lease="")
         undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, snapshotter, sandbox_id))
-
-        created = await self.ctd.call(
-            self.ctd.tasks.Create, tasks_pb2.CreateTaskRequest(container_id=sandbox_id, rootfs=mounts),
-            f"create pause task of pod {sandbox_id}")
+        async with contextlib.nullcontext(mounts) if userns is None else \
+                userns_rootfs.prepared(mounts, userns, self.state / sandbox_id) as mounts:
+            created = await self.ctd.call(
+                self.ctd.tasks.Create, tasks_pb2.CreateTaskRequest(container_id=sandbox_id, rootfs=mounts),
+                f"create pause task of pod {sandbox_id}")
         undo.add("task", lambda: self._kill_and_delete_task(sandbox_id))
+        if userns is not None and netns_path:
+            undo.add("netns", lambda: netns.remove(netns_path))
+            await netns.pin_existing(self.netns_dir, netns_name, f"/proc/{created.pid}/ns/net", loopback_up=True)
+            network_setup = self._start_network_setup(sandbox_id, netns_path, cfg, undo)
 
         starting = self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=sandbox_id),
                                  f"start pause task of pod {sandbox_id}")

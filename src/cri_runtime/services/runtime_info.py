@@ -14,6 +14,7 @@ from cri_runtime.runtime.conditions import Probe, collect
 from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.services.status import unary
 from cri_runtime.services.status_config import status_config
+from cri_runtime.userns import support as userns_support
 
 # The CRI "kubelet API version" this runtime speaks (VersionResponse.version).
 KUBE_API_VERSION = "0.1.0"
@@ -37,7 +38,8 @@ class RuntimeInfoRpcs:
     def runtime_handlers(self) -> list[api_pb2.RuntimeHandler]:
         """Handlers and their features; the default one is also listed under "" (as containerd does)."""
         features = api_pb2.RuntimeHandlerFeatures(
-            recursive_read_only_mounts=self.node.recursive_read_only, user_namespaces=False)
+            recursive_read_only_mounts=self.node.recursive_read_only,
+            user_namespaces=userns_support.result().supported)
         names = ["", *sorted(self.config.runtime.handlers)]
         return [api_pb2.RuntimeHandler(name=name, features=features) for name in names]
 
@@ -72,7 +74,8 @@ class RuntimeInfoRpcs:
             features=api_pb2.RuntimeFeatures(supplemental_groups_policy=True))
         if request.verbose:
             config = status_config(self.config, restrict_oom_score_adj=self.node.restrict_oom_score_adj)
-            info: dict[str, Any] = {"config": config, "configSource": self.config.source}
+            info: dict[str, Any] = {"config": config, "configSource": self.config.source,
+                                    "userNamespaces": userns_support.result().to_dict()}
             info.update(self.extra_info())
             response.info.update({key: json.dumps(value) for key, value in info.items()})
         return response

@@ -119,7 +119,7 @@ def test_target_without_pid_and_userns(build: BuildFn) -> None:
         build(cfg)
     cfg2 = container_config()
     cfg2.linux.security_context.namespace_options.userns_options.mode = api_pb2.POD
-    with pytest.raises(InvalidArgument, match="user namespaces"):
+    with pytest.raises(InvalidArgument, match="pod has none"):
         build(cfg2)
     cfg2.linux.security_context.namespace_options.userns_options.mode = api_pb2.NODE
     assert "user" not in _ns(build(cfg2))

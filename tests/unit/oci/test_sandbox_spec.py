@@ -131,7 +131,7 @@ def test_image_user_and_errors() -> None:
         build(image=ImageConfig())
     pod = sandbox_config()
     pod.linux.security_context.namespace_options.userns_options.mode = api_pb2.POD
-    with pytest.raises(InvalidArgument, match="user namespaces"):
+    with pytest.raises(InvalidArgument, match="exactly one mapping"):
         build(pod)
 
 
