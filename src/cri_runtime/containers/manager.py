@@ -252,7 +252,13 @@ class ContainerManager:
         """
         undo.add_sync("NRI pending entry", self.nri.published, build.container_id)
         proposed = nri_convert.new_container(build.container_id, sandbox.id, build.cfg, build.spec)
-        if await self.nri.create_container(sandbox, proposed, build.spec):
+        adjusted = await self.nri.create_container(sandbox, proposed, build.spec)
+        if adjusted.cdi_devices:
+            if self.cdi is None:
+                raise errors.FailedPrecondition(f"an NRI plugin added CDI devices {adjusted.cdi_devices} "
+                                                "but CDI is disabled (runtime.enable_cdi)")
+            cdi.apply_edits(build.spec, self.cdi.resolve(adjusted.cdi_devices))
+        if adjusted.changed:
             record.spec.CopyFrom(objects.spec_any(build.spec))
 
     async def _image_config_volumes(self, container_id: str, image: Any, mounts: list[Any], container_dir: Path,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cri_protos.nri.v1alpha1 import api_pb2 as api
@@ -26,6 +27,12 @@ from .apply import apply_adjustment
 from .plugin import PluginError
 
 log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class CreateAdjusted:
+    changed: bool
+    cdi_devices: list[str]  # CDI devices plugins asked for: the runtime resolves and applies them
+
 
 ApplyUpdates = Callable[[list[api.ContainerUpdate]], Awaitable[list[api.ContainerUpdate]]]
 
@@ -88,19 +95,20 @@ class NriHooks:
 
     # ---- containers
 
-    async def create_container(self, sandbox: Sandbox, container: api.Container, spec: dict[str, Any]) -> bool:
-        """Lets plugins adjust `spec` in place; True when it changed."""
+    async def create_container(self, sandbox: Sandbox, container: api.Container,
+                               spec: dict[str, Any]) -> CreateAdjusted:  # fmt: skip
+        """Lets plugins adjust `spec` in place; says whether it changed and which CDI devices they added."""
         if self.host is None:
-            return False
+            return CreateAdjusted(False, [])
         try:
             result = await self.host.create_container(convert.pod(sandbox), container)
         except PluginError as exc:
             raise _refused(exc) from None
         await self._apply_others(result.updates)
         if result.adjust.ByteSize() == 0:
-            return False
+            return CreateAdjusted(False, [])
         apply_adjustment(spec, result.adjust)
-        return True
+        return CreateAdjusted(True, [device.name for device in result.adjust.CDI_devices])
 
     async def post_create_container(self, sandbox: Sandbox | None, container: Container) -> None:
         if self.host is not None:

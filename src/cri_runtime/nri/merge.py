@@ -17,7 +17,7 @@ from .plugin import PluginError
 
 #: LinuxContainerAdjustment fields we apply; any other one set by a plugin is refused.
 _SUPPORTED_LINUX = {"devices", "resources", "cgroups_path", "oom_score_adj"}
-_SUPPORTED = {"annotations", "mounts", "env", "hooks", "linux", "rlimits", "args"}
+_SUPPORTED = {"annotations", "mounts", "env", "hooks", "linux", "rlimits", "args", "CDI_devices"}
 
 
 class _Owners:
@@ -89,6 +89,10 @@ class AdjustmentResult:
         if adjust.HasField("hooks"):
             self.adjust.hooks.MergeFrom(adjust.hooks)
             self._container.hooks.MergeFrom(adjust.hooks)
+        for cdi_device in adjust.CDI_devices:
+            self._owners.claim(plugin, f"CDI_devices.{cdi_device.name}")
+            self.adjust.CDI_devices.append(cdi_device)
+            self._container.CDI_devices.append(cdi_device)
         for rlimit in adjust.rlimits:
             self._owners.claim(plugin, f"rlimits.{rlimit.type}")
             self.adjust.rlimits.append(rlimit)

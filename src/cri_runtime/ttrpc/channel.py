@@ -85,7 +85,11 @@ class Channel:
         future: asyncio.Future[request_pb2.Response] = asyncio.get_running_loop().create_future()
         self._pending[stream_id] = future
         try:
-            await self._send(frames.encode(stream_id, frames.TYPE_REQUEST, request.SerializeToString()))
+            try:
+                await self._send(frames.encode(stream_id, frames.TYPE_REQUEST, request.SerializeToString()))
+            except (ConnectionError, OSError) as exc:
+                self._finish()
+                raise TtrpcError(UNAVAILABLE, f"{self._name}: connection lost: {exc}") from None
             try:
                 response = await asyncio.wait_for(future, timeout)
             except TimeoutError:

@@ -16,8 +16,12 @@ from google.protobuf.message import Message
 
 from cri_protos.nri.v1alpha1 import api_pb2 as nri
 from cri_protos.runtime.v1 import api_pb2
+from tests.cri_server import CriServer
 from tests.nri_plugin import TestPlugin
 from tests.pod_rig import PodRig
+from tests.rig.containerd import PrivateContainerd
+from tests.rig.images import TestImages
+from tests.rig.network import TestNetwork
 
 T = TypeVar("T")
 
@@ -240,4 +244,40 @@ async def test_resource_updates_of_pods_and_containers_pass_through_plugins(node
         assert pod_update.linux_resources.cpu.shares.value == 2048
     finally:
         await node.remove_pod(pod_id)
+        plugin.close()
+
+
+@pytest.fixture
+async def cdi_node(containerd: PrivateContainerd, test_images: TestImages, tmp_path: Path) -> AsyncIterator[Node]:
+    """A server of its own that reads CDI specs from a temp dir (standing in for /etc/cdi)."""
+    spec_dir = tmp_path / "cdi"
+    spec_dir.mkdir()
+    (spec_dir / "nri-test.yaml").write_text(
+        'cdiVersion: "0.6.0"\nkind: nri.test/gadget\ndevices:\n'
+        '  - name: one\n    containerEdits:\n      env: ["GADGET=one"]\n')
+    server = CriServer(containerd.address, hosts_dir=str(containerd.hosts_dir), runc_root=str(containerd.runc_root),
+                       sandbox_image=test_images.pause.ref,
+                       extra_toml=f'[runtime]\ncdi_spec_dirs = ["{spec_dir}"]\n')
+    network = TestNetwork(server.cni_conf_dir, index=2)
+    try:
+        server.start()
+        yield Node(PodRig(server, network, test_images))
+    finally:
+        server.cleanup()
+        network.close()
+
+
+async def test_cdi_devices_added_by_a_plugin_are_resolved_from_the_nodes_specs(cdi_node: Node) -> None:
+    async def add_gadget(_request: Message) -> nri.CreateContainerResponse:
+        return nri.CreateContainerResponse(adjust=nri.ContainerAdjustment(
+            CDI_devices=[nri.CDIDevice(name="nri.test/gadget=one")]))
+
+    plugin = await cdi_node.plugin(handlers={"CreateContainer": add_gadget}, events=("CreateContainer",))
+    pod_id = await cdi_node.run_pod()
+    try:
+        cid = await cdi_node.create(pod_id, ["sleep", "600"])
+        await call(cdi_node.rt.StartContainer, api_pb2.StartContainerRequest(container_id=cid), timeout=30)
+        assert "GADGET=one" in (await cdi_node.exec(cid, "env")).splitlines()
+    finally:
+        await cdi_node.remove_pod(pod_id)
         plugin.close()

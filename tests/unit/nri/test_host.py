@@ -276,3 +276,13 @@ asyncio.run(main())
         await nri.stop()
     with contextlib.suppress(FileNotFoundError):
         out.unlink()
+
+
+async def test_a_plugin_that_went_away_is_dropped_and_never_fails_an_event(host: tuple[NriHost, Runtime]) -> None:
+    nri, _ = host
+    plugin = await connect(nri)
+    plugin.close()
+    for _ in range(3):  # whether the host has noticed yet or finds out while writing
+        await nri.stop_container(POD, CTR)
+        await nri.run_pod_sandbox(POD)
+    assert nri.plugins == []
