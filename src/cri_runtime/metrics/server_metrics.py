@@ -29,10 +29,11 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from cri_protos.runtime.v1 import api_pb2
+from cri_runtime.containerd import shims
 
 # containerd's and CRI-O's Go clients expose no `*_created` series; neither do we.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -75,6 +76,21 @@ class _ByState(Collector):
             yield family
 
 
+class _StuckShims(Collector):
+    """What the runtime did about shims that stopped answering (kept by containerd.shims as they happen)."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(f"{PREFIX}_stuck_shims", "Times a shim did not answer in time, by what "
+                                     "was done: stats_skipped (a container left out of a stats answer), "
+                                     "exec_killed (a stuck runc exec killed), shim_killed (a shim and its "
+                                     "process tree killed to finish a stop).", labels=["action"])
+        counters = shims.COUNTERS
+        for action, value in (("stats_skipped", counters.stats_skipped), ("exec_killed", counters.execs_killed),
+                              ("shim_killed", counters.shims_killed)):
+            family.add_metric([action], float(value))
+        yield family
+
+
 class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -109,9 +125,7 @@ class ServerMetrics:
                                   registry=reg)
         self.pull_seconds = Histogram(f"{PREFIX}_image_pulls_duration_seconds", "Time to pull an image.",
                                       buckets=PULL_BUCKETS, registry=reg)
-        self.stuck_shims = Counter(f"{PREFIX}_stuck_shims",
-                                   "Shim calls that passed their deadline (the shim did not answer).",
-                                   registry=reg)
+        reg.register(_StuckShims())
         self._children: dict[tuple[str, str, bool], tuple[Any, ...]] = {}
         self.objects = _ByState()
         reg.register(self.objects)

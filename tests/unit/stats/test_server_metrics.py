@@ -89,3 +89,19 @@ def test_every_pull_of_the_image_manager_is_counted() -> None:
     assert _sample(m, "container_runtime_image_pulls_failure_total") == 1
     assert _sample(m, "container_runtime_image_pulls_bytes_total") == 1234
     assert _sample(m, "container_runtime_image_pulls_duration_seconds_count") == 1
+
+
+def test_stuck_shim_counters_are_exported_by_action() -> None:
+    from prometheus_client import generate_latest
+
+    from cri_runtime.containerd import shims
+    from cri_runtime.metrics.server_metrics import SERVER
+
+    before = shims.COUNTERS.stats_skipped
+    shims.COUNTERS.stats_skipped += 2
+    try:
+        text = generate_latest(SERVER.registry).decode()
+        assert f'container_runtime_stuck_shims_total{{action="stats_skipped"}} {float(before + 2)}' in text
+        assert 'container_runtime_stuck_shims_total{action="shim_killed"}' in text
+    finally:
+        shims.COUNTERS.stats_skipped = before
