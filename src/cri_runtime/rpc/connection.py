@@ -260,6 +260,10 @@ class Connection(asyncio.Protocol):
     # -- shutdown ----------------------------------------------------------
 
     @property
+    def open_calls(self) -> int:
+        return len(self._calls)
+
+    @property
     def is_idle(self) -> bool:
         """No call open and not already going away: the first to send away at the connection cap."""
         return not self._calls and not self._going_away and not self._closed
@@ -549,7 +553,7 @@ class Connection(asyncio.Protocol):
         except ValueError as exc:
             raise ConnectionError_(frames.FRAME_SIZE_ERROR, str(exc)) from None
         if len(settings) > _MAX_SETTINGS:
-            raise ConnectionError_(frames.ENHANCE_YOUR_CALM, f"SETTINGS with {len(settings)} entries")
+            raise ConnectionError_(frames.PROTOCOL_ERROR, f"SETTINGS with {len(settings)} entries")
         initial_window = None
         for key, value in settings:
             if key == frames.SETTINGS_INITIAL_WINDOW_SIZE:

@@ -181,15 +181,14 @@ def huffman_decode(data: bytes) -> bytes:
     return bytes(out)
 
 
+_HUFFMAN_BITS = tuple(format(code, f"0{length}b") for code, length in zip(_HUFFMAN_CODES, _HUFFMAN_LENGTHS, strict=True))
+
+
 def huffman_encode(data: bytes) -> bytes:
-    """Huffman-code a string (used by tests to build blocks as real clients do)."""
-    acc, nbits = 0, 0
-    for byte in data:
-        acc = (acc << _HUFFMAN_LENGTHS[byte]) | _HUFFMAN_CODES[byte]
-        nbits += _HUFFMAN_LENGTHS[byte]
-    pad = -nbits % 8
-    acc = (acc << pad) | ((1 << pad) - 1)
-    return acc.to_bytes((nbits + pad) // 8, "big")
+    """Huffman-code a string (used by tests to build blocks as real clients do); linear time."""
+    bits = "".join([_HUFFMAN_BITS[byte] for byte in data])
+    bits += "1" * (-len(bits) % 8)  # padding: the most significant bits of EOS
+    return int(bits, 2).to_bytes(len(bits) // 8, "big") if bits else b""
 
 
 def _decode_int(block: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:

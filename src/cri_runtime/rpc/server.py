@@ -94,12 +94,18 @@ class RpcServer:
     def connection_count(self) -> int:
         return len(self._connections)
 
+    @property
+    def open_calls(self) -> int:
+        """Streams counted against the connections' limits right now."""
+        return sum(conn.open_calls for conn in self._connections)
+
     async def start(self, socket_path: str, mode: int = 0o660) -> None:
         """Listen on `socket_path`, created with `mode` from the start (see bind_unix_socket)."""
         sock = bind_unix_socket(socket_path, mode, self._limits.backlog)
         loop = asyncio.get_running_loop()
         try:
-            self._server = await loop.create_unix_server(self._new_connection, sock=sock)
+            self._server = await loop.create_unix_server(self._new_connection, sock=sock,
+                                                         backlog=self._limits.backlog)
         except BaseException:
             sock.close()
             raise
