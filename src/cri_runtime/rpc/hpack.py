@@ -181,7 +181,8 @@ def huffman_decode(data: bytes) -> bytes:
     return bytes(out)
 
 
-_HUFFMAN_BITS = tuple(format(code, f"0{length}b") for code, length in zip(_HUFFMAN_CODES, _HUFFMAN_LENGTHS, strict=True))
+_HUFFMAN_BITS = tuple(format(code, f"0{length}b")
+                      for code, length in zip(_HUFFMAN_CODES, _HUFFMAN_LENGTHS, strict=True))
 
 
 def huffman_encode(data: bytes) -> bytes:

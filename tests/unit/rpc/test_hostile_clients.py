@@ -222,7 +222,7 @@ def test_many_references_to_one_table_entry_hit_the_header_list_limit(server: Se
 
 
 def test_repeated_headers_within_the_limit_are_joined_once(server: ServerThread) -> None:
-    fields = [(b":path", VERSION.encode())] + BASE_FIELDS
+    fields = [(b":path", VERSION.encode()), *BASE_FIELDS]
     block = hpack.encode(fields) + b"\x40" + hpack.encode_int(3, 7, 0) + b"x-a" + hpack.encode_int(1, 7, 0) + b"b"
     block += b"\xbe" * 1500  # 1501 x-a fields, 54 KB decoded: under the 64 KiB limit
     raw = RawClient(server.path)
@@ -318,7 +318,7 @@ def test_settings_with_thousands_of_entries_get_goaway(server: ServerThread) -> 
 
 def test_window_settings_flood_with_a_thousand_open_streams_costs_no_stall(server: ServerThread) -> None:
     raw = RawClient(server.path)
-    block = hpack.encode([(b":path", VERSION.encode())] + BASE_FIELDS)
+    block = hpack.encode([(b":path", VERSION.encode()), *BASE_FIELDS])
     raw.send(b"".join(frames.frame(frames.HEADERS, frames.FLAG_END_HEADERS, sid, block)
                       for sid in range(1, 2001, 2)))  # 1000 streams, requests never finished
     until(lambda: open_calls(server) == 1000)
@@ -351,7 +351,7 @@ def test_window_settings_flood_with_a_thousand_open_streams_costs_no_stall(serve
 
 def test_settings_pushing_a_stream_window_past_the_maximum_is_a_flow_control_error(server: ServerThread) -> None:
     raw = RawClient(server.path)
-    block = hpack.encode([(b":path", VERSION.encode())] + BASE_FIELDS)
+    block = hpack.encode([(b":path", VERSION.encode()), *BASE_FIELDS])
     raw.send(frames.frame(frames.HEADERS, frames.FLAG_END_HEADERS, 1, block)
              + frames.window_update(1, frames.MAX_WINDOW - frames.DEFAULT_WINDOW))  # exactly the maximum
     raw.send(settings_frame([(frames.SETTINGS_INITIAL_WINDOW_SIZE, frames.DEFAULT_WINDOW + 1)]))
@@ -362,7 +362,7 @@ def test_settings_pushing_a_stream_window_past_the_maximum_is_a_flow_control_err
 def test_data_beyond_the_stream_window_is_a_flow_control_error(make_server: Callable[..., ServerThread]) -> None:
     server = make_server(max_message=32 * 1024 * 1024)  # so the window, not the size limit, is hit first
     raw = RawClient(server.path)
-    block = hpack.encode([(b":path", EXEC_SYNC.encode())] + BASE_FIELDS)
+    block = hpack.encode([(b":path", EXEC_SYNC.encode()), *BASE_FIELDS])
     chunk = b"\0" * frames.DEFAULT_MAX_FRAME_SIZE
     count = (16 * 1024 * 1024 + 1024) // len(chunk) + 1
     raw.send(frames.frame(frames.HEADERS, frames.FLAG_END_HEADERS, 1, block)
@@ -386,7 +386,7 @@ def test_buffered_request_bytes_are_limited_per_connection(make_server: Callable
     server = make_server(max_message=16 * 1024 * 1024,
                          limits=Limits(max_buffered_request=16 * 1024 * 1024 + 1024))
     raw = RawClient(server.path)
-    block = hpack.encode([(b":path", EXEC_SYNC.encode())] + BASE_FIELDS)
+    block = hpack.encode([(b":path", EXEC_SYNC.encode()), *BASE_FIELDS])
     nine_mb = 9 * 1024 * 1024 // frames.DEFAULT_MAX_FRAME_SIZE
 
     def partial(stream: int) -> bytes:
@@ -408,7 +408,7 @@ def test_buffered_request_bytes_are_limited_per_connection(make_server: Callable
 ], ids=["data", "continuation"])
 def test_empty_frame_floods_get_goaway_enhance_your_calm(server: ServerThread, empty: bytes) -> None:
     raw = RawClient(server.path)
-    block = hpack.encode([(b":path", VERSION.encode())] + BASE_FIELDS)
+    block = hpack.encode([(b":path", VERSION.encode()), *BASE_FIELDS])
     flags = frames.FLAG_END_HEADERS if empty[3] == frames.DATA else 0
     raw.try_send(frames.frame(frames.HEADERS, flags, 1, block) + empty * 100_000, 5)
     assert raw.goaway_code() == frames.ENHANCE_YOUR_CALM
@@ -529,12 +529,12 @@ def test_connection_cap_sends_the_longest_idle_away_then_refuses(make_server: Ca
     until(lambda: connection_count(server) == 3)
     newcomer = RawClient(server.path)
     assert idle[0].goaway_code() == frames.NO_ERROR  # the longest idle
-    for raw in idle[1:] + [newcomer]:
+    for raw in [*idle[1:], newcomer]:
         raw.send(request_frames(1, VERSION, version_body("sleep:30")))
     until(lambda: open_calls(server) == 3)
     refused = RawClient(server.path, preface=False)  # all busy: refused
     assert refused.closed_by_server(5)
-    for raw in idle + [newcomer, refused]:
+    for raw in [*idle, newcomer, refused]:
         raw.close()
 
 

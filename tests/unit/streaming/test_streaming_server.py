@@ -141,7 +141,7 @@ async def test_tokens_unknown_reused_and_expired_get_404(server: StreamingServer
     # Requests the token is not valid for get an error and leave the token usable.
     assert (await raw_request(server, path.replace("/exec/", "/attach/"), SPDY_V4))[0] == 404
     assert (await raw_request(server, path, []))[0] == 400  # no upgrade headers
-    assert (await raw_request(server, path, SPDY_V4[:2] + [("X-Stream-Protocol-Version", "v9")]))[0] == 403
+    assert (await raw_request(server, path, [*SPDY_V4[:2], ("X-Stream-Protocol-Version", "v9")]))[0] == 403
     assert (await raw_request(server, path, SPDY_V4))[0] == 101  # the first valid request uses it up
     assert (await raw_request(server, path, SPDY_V4))[0] == 404
     url = server.request_url("exec", ExecRequest("c1", ["true"]))
