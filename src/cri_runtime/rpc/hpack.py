@@ -234,6 +234,7 @@ class Decoder:
         self.max_header_list_size = max_header_list_size
         self._table: deque[tuple[bytes, bytes]] = deque()
         self._size = 0
+        self._uppercase_entries = 0  # table entries whose name has an uppercase letter (rare)
         self.uppercase_name = False
 
     def _entry(self, index: int) -> tuple[bytes, bytes]:
@@ -251,15 +252,20 @@ class Decoder:
         if size > self.max_size:
             self._table.clear()
             self._size = 0
+            self._uppercase_entries = 0
             return
         self._table.appendleft((name, value))
         self._size += size
+        if _UPPERCASE.search(name):
+            self._uppercase_entries += 1
         self._evict()
 
     def _evict(self) -> None:
         while self._size > self.max_size:
             name, value = self._table.pop()
             self._size -= len(name) + len(value) + _ENTRY_OVERHEAD
+            if self._uppercase_entries and _UPPERCASE.search(name):
+                self._uppercase_entries -= 1
 
     def _string(self, block: bytes, pos: int, budget: int) -> tuple[bytes, int]:
         """The string at `pos`; HeaderListTooLarge before any work if it cannot fit in `budget`."""
@@ -295,7 +301,7 @@ class Decoder:
             if byte & 0x80:  # indexed field
                 index, pos = _decode_int(block, pos, 7)
                 name, value = self._entry(index)
-                if index > _STATIC_LEN and _UPPERCASE.search(name):
+                if self._uppercase_entries and index > _STATIC_LEN and _UPPERCASE.search(name):
                     uppercase = True
             elif byte & 0xE0 == 0x20:  # dynamic table size update
                 if seen_field:
@@ -311,7 +317,7 @@ class Decoder:
                 index, pos = _decode_int(block, pos, 6 if indexing else 4)
                 if index:
                     name = self._entry(index)[0]
-                    if index > _STATIC_LEN and _UPPERCASE.search(name):
+                    if self._uppercase_entries and index > _STATIC_LEN and _UPPERCASE.search(name):
                         uppercase = True
                 else:
                     name, pos = self._string(block, pos, budget - _ENTRY_OVERHEAD)
