@@ -33,6 +33,7 @@ from .context import AbortError, Serialized, ServicerContext
 from .limits import STREAM_WINDOW, Limits
 
 log = logging.getLogger(__name__)
+_monotonic = time.monotonic
 
 DEFAULT_LIMITS = Limits()
 # The connection window is the buffered-request limit plus this margin, so a client is never
@@ -129,6 +130,8 @@ class Connection(asyncio.Protocol):
         self._unsent_credit = 0  # consumed bytes not yet given back in a WINDOW_UPDATE
         self._buffered = 0  # request bytes held for calls whose handler has not taken them
         self._reset_budget = limits.reset_budget
+        self._max_reset_budget = limits.reset_budget  # limits' values read per call, kept as plain ints
+        self._max_buffered = limits.max_buffered_request
         self._empty_frames = 0
         self._queued_control = 0
         self._ping_strikes = 0
@@ -156,7 +159,7 @@ class Connection(asyncio.Protocol):
             return
         self._transport = transport
         self._loop = loop = asyncio.get_running_loop()
-        self.idle_since = loop.time()
+        self.idle_since = _monotonic()
         name = transport.get_extra_info("sockname")
         self._peer = f"unix:{name}" if isinstance(name, str) else "unix:"
         self._timer = loop.call_later(self._limits.preface_timeout, self._on_preface_timeout)
@@ -242,7 +245,7 @@ class Connection(asyncio.Protocol):
         if self._calls:
             self._schedule_idle_check(timeout)
             return
-        remaining = self.idle_since + timeout - self._loop.time()
+        remaining = self.idle_since + timeout - _monotonic()
         if remaining > 0:
             self._schedule_idle_check(remaining)
             return
@@ -390,7 +393,7 @@ class Connection(asyncio.Protocol):
     def _check_ping_policy(self) -> None:
         """grpc-go's keepalive enforcement: too-frequent PINGs get GOAWAY "too_many_pings"."""
         assert self._loop is not None
-        now = self._loop.time()
+        now = _monotonic()
         last, self._last_ping = self._last_ping, now
         if self._sent_since_ping:  # we sent headers or data since: not an abuse
             self._sent_since_ping = False
@@ -515,7 +518,7 @@ class Connection(asyncio.Protocol):
             self._end(call, grpc.StatusCode.RESOURCE_EXHAUSTED,
                       f"request larger than the maximum of {self._max_message} bytes")
             return
-        if self._buffered > self._limits.max_buffered_request:
+        if self._buffered > self._max_buffered:
             self._end(call, grpc.StatusCode.RESOURCE_EXHAUSTED,
                       "too much request data buffered on this connection; retry")
             return
@@ -533,11 +536,17 @@ class Connection(asyncio.Protocol):
             self._unsent_credit = unsent
 
     def _release_body(self, call: Call) -> None:
-        size = len(call.body)
+        """The request bytes are taken (or dropped): free them and credit the connection window."""
+        body = call.body
+        size = len(body)
         if size:
             self._buffered -= size
-            call.body = bytearray()
-            self._credit(size)
+            body.clear()
+            unsent = self._unsent_credit + size
+            if unsent >= _REFILL_AT:
+                self._credit(size)
+            else:
+                self._unsent_credit = unsent
 
     # -- SETTINGS / WINDOW_UPDATE -------------------------------------------
 
@@ -726,7 +735,7 @@ class Connection(asyncio.Protocol):
                     + frames.headers_frames(call.stream_id, wire.OK_TRAILERS, True, max_frame))
         call.headers_sent = call.ended = True
         self._sent_since_ping = True
-        if self._reset_budget < self._limits.reset_budget:
+        if self._reset_budget < self._max_reset_budget:
             self._reset_budget += 1
         self._forget(call)
 
@@ -792,7 +801,7 @@ class Connection(asyncio.Protocol):
                 self._write(frames.rst_stream(call.stream_id, frames.NO_ERROR))
             call.ended = True
             self._sent_since_ping = True
-            if code is grpc.StatusCode.OK and self._reset_budget < self._limits.reset_budget:
+            if code is grpc.StatusCode.OK and self._reset_budget < self._max_reset_budget:
                 self._reset_budget += 1
         self._forget(call)
 
@@ -812,16 +821,16 @@ class Connection(asyncio.Protocol):
             self._cancel(call)
 
     def _forget(self, call: Call) -> None:
-        if self._calls.get(call.stream_id) is call:
-            del self._calls[call.stream_id]
+        calls = self._calls
+        if calls.get(call.stream_id) is call:
+            del calls[call.stream_id]
             if call.body:
                 self._release_body(call)
-        if not self._calls:
-            self.idle.set()
-            if self._loop is not None:
-                self.idle_since = self._loop.time()
-            if self._going_away:
-                self.close()
+            if not calls:
+                self.idle.set()
+                self.idle_since = _monotonic()
+                if self._going_away:
+                    self.close()
 
     # -- writing -------------------------------------------------------------
 

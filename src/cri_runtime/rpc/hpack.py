@@ -301,7 +301,7 @@ class Decoder:
             if byte & 0x80:  # indexed field
                 index, pos = _decode_int(block, pos, 7)
                 name, value = self._entry(index)
-                if self._uppercase_entries and index > _STATIC_LEN and _UPPERCASE.search(name):
+                if index > _STATIC_LEN and self._uppercase_entries and _UPPERCASE.search(name):
                     uppercase = True
             elif byte & 0xE0 == 0x20:  # dynamic table size update
                 if seen_field:
@@ -317,7 +317,7 @@ class Decoder:
                 index, pos = _decode_int(block, pos, 6 if indexing else 4)
                 if index:
                     name = self._entry(index)[0]
-                    if self._uppercase_entries and index > _STATIC_LEN and _UPPERCASE.search(name):
+                    if index > _STATIC_LEN and self._uppercase_entries and _UPPERCASE.search(name):
                         uppercase = True
                 else:
                     name, pos = self._string(block, pos, budget - _ENTRY_OVERHEAD)
