@@ -174,7 +174,13 @@ class Connection(asyncio.Protocol):
         if self._closed:
             return
         self._buf += data
-        self._process_buffer()
+        try:  # _process_buffer, inlined on the per-call path
+            self._process()
+            if self._to_start:
+                self._start_pending()
+        except ConnectionError_ as exc:
+            self._to_start.clear()
+            self._fail(exc.code, str(exc))
 
     def _process_buffer(self) -> None:
         try:
