@@ -118,10 +118,6 @@ class SocketGuard:
         os.unlink(self.path)
         log.info("replaced stale socket", extra={"fields": {"path": self.path}})
 
-    def secure(self) -> None:
-        """Restrict the socket to root and its group (kubelet runs as root)."""
-        os.chmod(self.path, SOCKET_MODE)
-
     def release(self, remove_socket: bool = False) -> None:
         if remove_socket:
             with contextlib.suppress(FileNotFoundError):
@@ -218,11 +214,12 @@ class CriServer:
                 raise StartupError(f"cannot listen for streaming on {self.config.streaming.address}:"
                                    f"{self.config.streaming.port}: {exc.strerror}") from None
             try:
-                await server.start(self.config.server.socket)
+                # Created with SOCKET_MODE from the start (root and its group: kubelet runs as
+                # root), never chmod'ed after connections could already be accepted.
+                await server.start(self.config.server.socket, mode=SOCKET_MODE)
             except OSError as exc:
                 await self.streaming.stop()
                 raise StartupError(f"cannot listen on {self.config.server.socket}: {exc.strerror}") from None
-            self.guard.secure()
             self._grpc = server
             self._metrics_http = stats_wiring.attach(self)
         except BaseException:

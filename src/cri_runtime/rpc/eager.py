@@ -9,7 +9,6 @@ the event loop, a task, and a deadline timer. asyncio gained this as
 from __future__ import annotations
 
 import asyncio
-import types
 from collections.abc import Coroutine, Generator
 from typing import Any
 
@@ -20,29 +19,48 @@ def start_eagerly(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[No
         pending = coro.send(None)
     except StopIteration:
         return None
-    return asyncio.get_running_loop().create_task(_continue(coro, pending), name=name)
+    return asyncio.get_running_loop().create_task(_Resumed(coro, pending), name=name)
 
 
-async def _continue(coro: Coroutine[Any, Any, None], pending: Any) -> None:
-    await _delegate(coro, pending)
+_NOTHING = object()
 
 
-@types.coroutine
-def _delegate(coro: Coroutine[Any, Any, None], pending: Any) -> Generator[Any, Any, None]:
-    """Pass what `coro` yields to the driving task and what the task sends (or throws) back."""
-    while True:
-        try:
-            sent = yield pending
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:  # cancellation must reach the coroutine too
-            try:
-                pending = coro.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                pending = coro.send(sent)
-            except StopIteration:
-                return
+class _Resumed(Coroutine[Any, Any, None]):
+    """`coro`, already started and waiting on `pending`, in the shape a Task drives.
+
+    A plain wrapper coroutine would lose a cancellation that arrives before the
+    task's first step (throwing into a coroutine that never started just raises
+    there): `coro` would never see it, its cleanup would never run, and the call
+    would stay counted. Here the first throw reaches `coro` itself.
+    """
+
+    __slots__ = ("_coro", "_pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], pending: Any) -> None:
+        self._coro = coro
+        self._pending = pending
+
+    def send(self, value: Any) -> Any:
+        pending = self._pending
+        if pending is not _NOTHING:  # the task's first step: wait for what coro already waits on
+            self._pending = _NOTHING
+            return pending
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self._pending = _NOTHING
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self
+
+    def __iter__(self) -> _Resumed:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)

@@ -14,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Iterable
 from typing import Any
 
 from .connection import Connection, Method
+from .limits import Limits
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +31,42 @@ def _request_type(handler: Any) -> str:
     return str(getattr(descriptor, "full_name", "the request message"))
 
 
+def bind_unix_socket(path: str, mode: int, backlog: int) -> socket.socket:
+    """A listening unix socket at `path` whose file is never more open than `mode`.
+
+    The socket is bound under a temporary name, given its mode, and only then
+    renamed into place and put to listening: nobody can connect while the file
+    still has the umask's mode, and `path` never names a wider-open socket.
+    The caller owns `path` (and has removed any stale file there).
+    """
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        sock.bind(temporary)
+        try:
+            os.chmod(temporary, mode)
+            os.rename(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class RpcServer:
     """Collects method handlers, then serves them on a unix socket."""
 
-    def __init__(self, max_message_bytes: int) -> None:
+    def __init__(self, max_message_bytes: int, limits: Limits | None = None) -> None:
         self._max_message = max_message_bytes
+        self._limits = limits or Limits()
         self._methods: dict[str, Method] = {}
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
@@ -56,14 +90,45 @@ class RpcServer:
     def methods(self) -> frozenset[str]:
         return frozenset(self._methods)
 
-    async def start(self, socket_path: str) -> None:
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    @property
+    def open_calls(self) -> int:
+        """Streams counted against the connections' limits right now."""
+        return sum(conn.open_calls for conn in self._connections)
+
+    async def start(self, socket_path: str, mode: int = 0o660) -> None:
+        """Listen on `socket_path`, created with `mode` from the start (see bind_unix_socket)."""
+        sock = bind_unix_socket(socket_path, mode, self._limits.backlog)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(self._new_connection, socket_path)
+        try:
+            self._server = await loop.create_unix_server(self._new_connection, sock=sock,
+                                                         backlog=self._limits.backlog)
+        except BaseException:
+            sock.close()
+            raise
 
     def _new_connection(self) -> Connection:
-        conn = Connection(self._methods, self._max_message, self._connections.discard)
+        if len(self._connections) >= self._limits.max_connections and not self._send_one_away():
+            log.warning("refusing a connection: %d open, none idle", len(self._connections))
+            return Connection(self._methods, self._max_message, self._connections.discard, self._limits,
+                              refuse=True)
+        conn = Connection(self._methods, self._max_message, self._connections.discard, self._limits)
         self._connections.add(conn)
         return conn
+
+    def _send_one_away(self) -> bool:
+        """At the connection cap: GOAWAY the connection idle the longest; False if none is idle."""
+        idle = [conn for conn in self._connections if conn.is_idle]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda conn: conn.idle_since)
+        log.debug("connection cap reached: sending the longest-idle connection away")
+        oldest.go_away()
+        self._connections.discard(oldest)
+        return True
 
     async def stop(self, grace: float | None) -> None:
         """Stop accepting, let running calls finish within `grace` seconds, cancel the rest."""

@@ -23,6 +23,7 @@ REASONS = {
     408: "Request Timeout",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 
@@ -100,6 +101,8 @@ def _parse_header_lines(lines: list[str]) -> HttpHeaders:
 
 
 async def _read_head(reader: asyncio.StreamReader) -> list[str] | None:
+    """The head's lines; the reader's limit (MAX_HEAD on the server) bounds what is buffered
+    while looking for its end, so an endless head fails at the limit, not after it."""
     try:
         raw = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:

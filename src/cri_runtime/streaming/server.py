@@ -7,6 +7,10 @@ WebSocket and the matching protocol module runs it, calling the :class:`Streamin
 
 Every connection is one task; when the client goes away mid-stream the backend call is
 cancelled and the connection's streams are reset, and :meth:`stop` ends them all.
+
+Against hostile or broken clients: the request head is limited while it is read (the
+reader's buffer limit), connections are capped, and a token is consumed only once the
+request has passed every check, so a malformed request never burns a valid token.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import ipaddress
 import logging
 import ssl
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from cri_runtime.streaming import portforward, remotecommand
@@ -27,7 +32,7 @@ from cri_runtime.streaming.backend import (
     StreamingBackend,
     StreamRequest,
 )
-from cri_runtime.streaming.http import HttpError, HttpRequest, format_response, read_request
+from cri_runtime.streaming.http import MAX_HEAD, HttpError, HttpRequest, format_response, read_request
 from cri_runtime.streaming.remotecommand import CommandStreams, TerminalSize, WebSocketCommandStreams
 from cri_runtime.streaming.spdy.connection import SpdyConnection
 from cri_runtime.streaming.tokens import DEFAULT_TTL, TokenCache
@@ -43,7 +48,21 @@ log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_TIMEOUT = 4 * 3600.0
 REQUEST_HEAD_TIMEOUT = 30.0
+# Connections at once. kubelet's streaming server has no cap; each session here holds at most
+# a few MiB (head, SPDY stream buffers), so 128 bounds the whole server to a few hundred MiB
+# while far above what one node's exec/attach/port-forward sessions need.
+DEFAULT_MAX_CONNECTIONS = 128
 KINDS = {"exec": ExecRequest, "attach": AttachRequest, "portforward": PortForwardRequest}
+
+
+@dataclass
+class _Upgrade:
+    """How a checked request will be upgraded: decided before its token is consumed."""
+
+    transport: str  # "spdy" or "websocket"
+    protocol: str
+    response_headers: list[tuple[str, str]]
+    ports: list[int] = field(default_factory=list)
 
 
 class StreamingServer:
@@ -57,6 +76,7 @@ class StreamingServer:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         stream_creation_timeout: float = remotecommand.DEFAULT_STREAM_CREATION_TIMEOUT,
         token_ttl: float = DEFAULT_TTL,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.backend = backend
         self.address = address
@@ -64,6 +84,7 @@ class StreamingServer:
         self.ssl_context = ssl_context
         self.idle_timeout = idle_timeout
         self.stream_creation_timeout = stream_creation_timeout
+        self.max_connections = max_connections
         self.tokens: TokenCache[StreamRequest] = TokenCache(token_ttl)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -81,7 +102,7 @@ class StreamingServer:
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_connection, self.address, self.port,
-                                                  ssl=self.ssl_context, limit=1 << 20)
+                                                  ssl=self.ssl_context, limit=MAX_HEAD)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("streaming server listening on %s", self.base_url)
 
@@ -136,6 +157,11 @@ class StreamingServer:
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._connections) >= self.max_connections:
+            log.warning("streaming: refusing a connection, %d open", len(self._connections))
+            await self._reply_error(writer, HttpError(503, "too many streaming connections"))
+            writer.close()
+            return
         self._connections.add(task)
         try:
             await self._serve(reader, writer)
@@ -170,13 +196,39 @@ class StreamingServer:
         if request.method not in ("GET", "POST"):
             raise HttpError(405, f"method {request.method} not allowed")
         kind, token = parts
-        cached = self.tokens.consume(token)
+        cached = self.tokens.peek(token)
         if cached is None or not isinstance(cached, KINDS[kind]):
             raise HttpError(404, "404 page not found")
+        plan = self._plan_upgrade(request, cached)
+        if self.tokens.consume(token) is not cached:  # another connection used it meanwhile
+            raise HttpError(404, "404 page not found")
         if isinstance(cached, PortForwardRequest):
-            await self._serve_port_forward(request, cached, reader, writer)
+            await self._serve_port_forward(plan, cached, reader, writer)
         else:
-            await self._serve_command(request, cached, reader, writer)
+            await self._serve_command(plan, cached, reader, writer)
+
+    def _plan_upgrade(self, request: HttpRequest, cached: StreamRequest) -> _Upgrade:
+        """Every check a request must pass before its token is used; HttpError if one fails."""
+        port_forward = isinstance(cached, PortForwardRequest)
+        if self._upgrade_kind(request) == "spdy":
+            supported = portforward.SPDY_PROTOCOLS if port_forward else remotecommand.SPDY_PROTOCOLS
+            protocol = remotecommand.negotiate_spdy_protocol(request.headers, supported)
+            return _Upgrade("spdy", protocol, [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"),
+                                               ("X-Stream-Protocol-Version", protocol)])
+        if not isinstance(cached, PortForwardRequest):
+            protocol, headers = server_handshake(request.headers, remotecommand.WEBSOCKET_PROTOCOLS)
+            return _Upgrade("websocket", protocol, headers)
+        ports = list(cached.ports)
+        for value in request.query.get("port", []):
+            for item in value.split(","):
+                try:
+                    ports.append(portforward.parse_port(item))
+                except ValueError:
+                    raise HttpError(400, f"unable to parse {item!r} as a port") from None
+        protocol, headers = server_handshake(request.headers, portforward.WEBSOCKET_PROTOCOLS)
+        if protocol != portforward.TUNNEL_PROTOCOL and not ports:
+            raise HttpError(400, 'query parameter "port" is required')
+        return _Upgrade("websocket", protocol, headers, ports)
 
     def _upgrade_kind(self, request: HttpRequest) -> str:
         if is_websocket_request(request.headers):
@@ -190,33 +242,30 @@ class StreamingServer:
         writer.write(format_response(101, headers))
         await writer.drain()
 
-    async def _upgrade_spdy(self, request: HttpRequest, writer: asyncio.StreamWriter, supported: list[str],
-                            reader: asyncio.StreamReader) -> tuple[SpdyConnection, str]:
-        protocol = remotecommand.negotiate_spdy_protocol(request.headers, supported)
-        await self._switch(writer, [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"),
-                                    ("X-Stream-Protocol-Version", protocol)])
+    async def _upgrade_spdy(self, plan: _Upgrade, writer: asyncio.StreamWriter,
+                            reader: asyncio.StreamReader) -> SpdyConnection:
+        await self._switch(writer, plan.response_headers)
         conn = SpdyConnection(reader, writer, server=True, idle_timeout=self.idle_timeout)
         conn.start()
-        return conn, protocol
+        return conn
 
     # ------------------------------------------------------------ exec / attach
-    async def _serve_command(self, request: HttpRequest, cached: ExecRequest | AttachRequest,
+    async def _serve_command(self, plan: _Upgrade, cached: ExecRequest | AttachRequest,
                              reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         opts = cached.options
         streams: CommandStreams
-        if self._upgrade_kind(request) == "spdy":
-            conn, protocol = await self._upgrade_spdy(request, writer, remotecommand.SPDY_PROTOCOLS, reader)
+        if plan.transport == "spdy":
+            conn = await self._upgrade_spdy(plan, writer, reader)
             try:
-                streams = await remotecommand.accept_spdy_command_streams(conn, protocol, opts,
+                streams = await remotecommand.accept_spdy_command_streams(conn, plan.protocol, opts,
                                                                           self.stream_creation_timeout)
             except BaseException:
                 await conn.close()
                 raise
         else:
-            protocol, headers = server_handshake(request.headers, remotecommand.WEBSOCKET_PROTOCOLS)
-            await self._switch(writer, headers)
+            await self._switch(writer, plan.response_headers)
             ws = WebSocketConnection(reader, writer, client=False, idle_timeout=self.idle_timeout)
-            ws_streams = WebSocketCommandStreams(ws, protocol, opts)
+            ws_streams = WebSocketCommandStreams(ws, plan.protocol, opts)
             streams = ws_streams
             try:
                 await ws_streams.start()
@@ -261,33 +310,23 @@ class StreamingServer:
         await streams.finish(result)
 
     # --------------------------------------------------------------- port-forward
-    async def _serve_port_forward(self, request: HttpRequest, cached: PortForwardRequest,
+    async def _serve_port_forward(self, plan: _Upgrade, cached: PortForwardRequest,
                                   reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         pod = cached.pod_sandbox_id
 
         async def forward(port: int, source: AsyncReader, sink: AsyncWriter) -> None:
             await self.backend.port_forward(pod, port, source, sink)
 
-        if self._upgrade_kind(request) == "spdy":
-            conn, _ = await self._upgrade_spdy(request, writer, portforward.SPDY_PROTOCOLS, reader)
+        if plan.transport == "spdy":
+            conn = await self._upgrade_spdy(plan, writer, reader)
             try:
                 await portforward.serve_spdy_port_forward(conn, forward, self.stream_creation_timeout)
             finally:
                 await conn.close()
             return
-        ports = list(cached.ports)
-        for value in request.query.get("port", []):
-            for item in value.split(","):
-                try:
-                    ports.append(portforward.parse_port(item))
-                except ValueError:
-                    raise HttpError(400, f"unable to parse {item!r} as a port") from None
-        protocol, headers = server_handshake(request.headers, portforward.WEBSOCKET_PROTOCOLS)
-        if protocol != portforward.TUNNEL_PROTOCOL and not ports:
-            raise HttpError(400, 'query parameter "port" is required')
-        await self._switch(writer, headers)
+        await self._switch(writer, plan.response_headers)
         ws = WebSocketConnection(reader, writer, client=False, idle_timeout=self.idle_timeout)
-        if protocol == portforward.TUNNEL_PROTOCOL:
+        if plan.protocol == portforward.TUNNEL_PROTOCOL:
             tunnel = WebSocketByteStream(ws)
             conn = SpdyConnection(tunnel, tunnel, server=True, idle_timeout=self.idle_timeout)
             conn.start()
@@ -297,4 +336,4 @@ class StreamingServer:
                 await conn.close()
                 await ws.close()
             return
-        await portforward.serve_websocket_port_forward(ws, protocol, ports, forward)
+        await portforward.serve_websocket_port_forward(ws, plan.protocol, plan.ports, forward)

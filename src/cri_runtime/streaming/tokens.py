@@ -52,6 +52,17 @@ class TokenCache(Generic[T]):
         self._entries[token] = _Entry(self._clock() + self.ttl, value)
         return token
 
+    def peek(self, token: str) -> T | None:
+        """The value for ``token`` without using it up (None if unknown or expired).
+
+        The server checks a request against the cached one before consuming the
+        token, so a malformed request cannot burn a valid token.
+        """
+        entry = self._entries.get(token)
+        if entry is None or self._clock() > entry.expires:
+            return None
+        return entry.value
+
     def consume(self, token: str) -> T | None:
         """The value for ``token`` (removing it), or None if unknown, used or expired."""
         entry = self._entries.pop(token, None)

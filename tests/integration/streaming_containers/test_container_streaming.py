@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -95,6 +97,19 @@ def test_exec_with_stdin_and_exit_code(pod: Pod, pod_rig: PodRig, transport: str
     with pytest.raises(Exception, match="404"):
         asyncio.run(run_remote_command(url, StreamOptions(False, True, False, False), stdout=Collect(),
                                        transport=transport))
+
+
+def test_a_malformed_request_does_not_burn_the_exec_token(pod: Pod) -> None:
+    cid = pod.container(["sleep", "600"], "token")
+    url = pod.rt.Exec(api_pb2.ExecRequest(container_id=cid, cmd=["echo", "kept"], stdout=True),
+                      timeout=10).url
+    host, _, port = urlsplit(url).netloc.partition(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:  # no upgrade headers
+        sock.sendall(f"POST {urlsplit(url).path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
+    out = Collect()
+    assert asyncio.run(run_remote_command(url, StreamOptions(False, True, False, False), stdout=out)) == 0
+    assert bytes(out.data) == b"kept\n"
 
 
 def test_exec_validation(pod: Pod) -> None:

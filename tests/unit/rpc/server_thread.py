@@ -19,6 +19,7 @@ import grpc
 
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
 from cri_runtime.rpc import RpcServer, Serialized, frames, hpack
+from cri_runtime.rpc.limits import Limits
 
 
 class TestServicer(api_pb2_grpc.RuntimeServiceServicer):
@@ -32,6 +33,7 @@ class TestServicer(api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self) -> None:
         self.cancelled: list[str] = []
         self.finished: list[str] = []
+        self.started: list[str] = []
 
     async def Version(self, request: Any, context: Any) -> Any:
         verb, _, arg = request.version.partition(":")
@@ -43,6 +45,7 @@ class TestServicer(api_pb2_grpc.RuntimeServiceServicer):
         if verb == "raise":
             raise RuntimeError("boom")
         if verb == "sleep":
+            self.started.append(request.version)
             try:
                 await asyncio.sleep(float(arg))
             except asyncio.CancelledError:
@@ -71,10 +74,10 @@ class TestServicer(api_pb2_grpc.RuntimeServiceServicer):
 
 
 class ServerThread:
-    def __init__(self, path: Path, max_message: int = 4 * 1024 * 1024) -> None:
+    def __init__(self, path: Path, max_message: int = 4 * 1024 * 1024, limits: Limits | None = None) -> None:
         self.path = str(path)
         self.servicer = TestServicer()
-        self.server = RpcServer(max_message)
+        self.server = RpcServer(max_message, limits)
         api_pb2_grpc.add_RuntimeServiceServicer_to_server(self.servicer, self.server)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -112,6 +115,29 @@ class RawClient:
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def try_send(self, data: bytes, timeout: float) -> bool:
+        """Send all of `data` unless the server stops reading for `timeout` seconds or hangs up (then False)."""
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.sendall(data)
+        except (TimeoutError, BlockingIOError, BrokenPipeError, ConnectionResetError):
+            return False
+        finally:
+            self.sock.settimeout(5)
+        return True
+
+    def closed_by_server(self, timeout: float) -> bool:
+        """Whether the server closes (or resets) the connection within `timeout`, unread data discarded."""
+        self.sock.settimeout(timeout)
+        try:
+            while self.sock.recv(1 << 20):
+                pass
+        except TimeoutError:
+            return False
+        except OSError:
+            return True
+        return True
 
     def request(self, stream: int, path: str, body: bytes | None, extra: list[tuple[bytes, bytes]] | None = None,
                 content_type: bytes = b"application/grpc") -> None:
@@ -165,10 +191,14 @@ class RawClient:
                 return blocks, data
 
     def goaway_code(self) -> int:
+        return self.goaway()[0]
+
+    def goaway(self) -> tuple[int, bytes]:
+        """(error code, debug data) of the next GOAWAY."""
         while True:
             ftype, _, _, payload = self.read_frame()
             if ftype == frames.GOAWAY:
-                return int(struct.unpack(">L", payload[4:8])[0])
+                return int(struct.unpack(">L", payload[4:8])[0]), payload[8:]
 
     def close(self) -> None:
         self.sock.close()

@@ -91,3 +91,23 @@ def test_header_list_size_is_bounded() -> None:
 def test_encoded_blocks_decode_back() -> None:
     headers = [(b":status", b"200"), (b"content-type", b"application/grpc"), (b"grpc-message", b"x" * 300)]
     assert hpack.Decoder().decode(hpack.encode(headers)) == headers
+
+
+def test_uppercase_names_are_flagged_also_through_the_dynamic_table() -> None:
+    decoder = hpack.Decoder()
+    literal = b"\x40" + hpack.encode_int(3, 7, 0) + b"X-A" + hpack.encode_int(1, 7, 0) + b"b"
+    assert decoder.decode(literal) == [(b"X-A", b"b")]
+    assert decoder.uppercase_name
+    assert decoder.decode(b"\xbe") == [(b"X-A", b"b")]  # the same entry, referenced by index
+    assert decoder.uppercase_name
+    assert decoder.decode(hpack.encode([(b"x-b", b"c")])) == [(b"x-b", b"c")]
+    assert not decoder.uppercase_name
+
+
+def test_huffman_round_trips_and_bad_padding_is_refused() -> None:
+    for text in (b"", b"a", b"grpc-python/1.62 grpc-c/39.0 (linux; chttp2)", bytes(range(256))):
+        assert hpack.huffman_decode(hpack.huffman_encode(text)) == text
+    with pytest.raises(hpack.HpackError):
+        hpack.huffman_decode(b"\xff\xff\xff\xff")  # EOS inside the string
+    with pytest.raises(hpack.HpackError):
+        hpack.huffman_decode(hpack.huffman_encode(b"a") + b"\xff")  # padding longer than 7 bits

@@ -123,7 +123,7 @@ async def raw_request(server: StreamingServer, path: str, headers: list[tuple[st
         lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}"] + [f"{k}: {v}" for k, v in headers]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         await writer.drain()
-        response = (await asyncio.wait_for(reader.read(65536), 5)).decode()
+        response = (await asyncio.wait_for(reader.read(65536), 5)).decode("latin-1")
         head, _, body = response.partition("\r\n\r\n")
         return int(head.split(" ")[1]), head, body
     finally:
@@ -138,7 +138,11 @@ async def test_tokens_unknown_reused_and_expired_get_404(server: StreamingServer
     assert (await raw_request(server, "/nothing/here", SPDY_V4))[0] == 404
     url = server.request_url("exec", ExecRequest("c1", ["true"]))
     path = urlsplit(url).path
-    assert (await raw_request(server, path.replace("/exec/", "/attach/"), SPDY_V4))[0] == 404  # wrong kind burns it
+    # Requests the token is not valid for get an error and leave the token usable.
+    assert (await raw_request(server, path.replace("/exec/", "/attach/"), SPDY_V4))[0] == 404
+    assert (await raw_request(server, path, []))[0] == 400  # no upgrade headers
+    assert (await raw_request(server, path, [*SPDY_V4[:2], ("X-Stream-Protocol-Version", "v9")]))[0] == 403
+    assert (await raw_request(server, path, SPDY_V4))[0] == 101  # the first valid request uses it up
     assert (await raw_request(server, path, SPDY_V4))[0] == 404
     url = server.request_url("exec", ExecRequest("c1", ["true"]))
     server.tokens._clock = lambda: 1e12  # far in the future: expired

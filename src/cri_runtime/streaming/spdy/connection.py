@@ -55,6 +55,13 @@ MAX_DATA_CHUNK = 32 * 1024
 BUFFER_LIMIT = 256 * 1024
 """Unread bytes one stream may hold before the session stops reading the socket."""
 DEFAULT_MAX_STREAMS = 1000
+MAX_UNACCEPTED_STREAMS = 16
+"""Peer-opened streams waiting for :meth:`SpdyConnection.accept`; more are refused.
+
+A remote command opens at most five streams (error, stdin, stdout, stderr, resize) and a
+port-forward two per port request; kubelet hands streams to its handler through a channel
+of one. Each unaccepted stream may buffer up to BUFFER_LIMIT, so the cap bounds that too.
+"""
 
 
 class SpdyStream:
@@ -281,6 +288,7 @@ class SpdyConnection:
         self._closed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_activity = time.monotonic()
+        self._owe_reply = False
         self.close_reason = ""
 
     # ------------------------------------------------------------- lifecycle
@@ -425,6 +433,9 @@ class SpdyConnection:
         reason = "peer closed the connection"
         try:
             while True:
+                if self._owe_reply:  # a control reply went out: read on only once it drains
+                    self._owe_reply = False
+                    await self._drain()
                 try:
                     frame = await read_frame(self._reader, self._codec)
                 except ProtocolError as exc:
@@ -474,6 +485,7 @@ class SpdyConnection:
         elif isinstance(frame, PingFrame):
             if (frame.id & 1) != (self._next_ping_id & 1):
                 self._send(frame)  # the peer's ping: echo it
+                self._owe_reply = True
             else:
                 waiter = self._pings.get(frame.id)
                 if waiter is not None and not waiter.done():
@@ -497,7 +509,7 @@ class SpdyConnection:
         if self._goaway_sent or self.closed:
             self._reset_stream_id(sid, RstStatus.REFUSED_STREAM)
             return
-        if len(self._streams) >= self._max_streams:
+        if len(self._streams) >= self._max_streams or self._incoming.qsize() >= MAX_UNACCEPTED_STREAMS:
             self._reset_stream_id(sid, RstStatus.REFUSED_STREAM)
             return
         stream = SpdyStream(self, sid, frame.headers, incoming=True)
@@ -551,6 +563,7 @@ class SpdyConnection:
             return
         with contextlib.suppress(ConnectionError, OSError):
             self._send(RstStreamFrame(stream_id, status))
+            self._owe_reply = True
 
     # ---------------------------------------------------------------- teardown
     def _maybe_forget(self, stream: SpdyStream) -> None:
