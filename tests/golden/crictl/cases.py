@@ -1,9 +1,10 @@
 """The command lines whose upstream output is recorded in `upstream.json` (see `record.py`).
 
 Each case runs with an empty config file (`CRI_CONFIG_FILE`), cwd `/`, and the empty CRI endpoint
-of `fake_cri.py` (or, if `unreachable`, one nobody listens on), so nothing depends on the machine. `compare` says what a test holds ours to:
-`all` (stdout, stderr lines without the timestamp, exit code), `stdout` (stdout and exit code)
-or `rc` (exit code only: the message names Go or grpc-go internals we do not copy).
+of `fake_cri.py` (or, if `unreachable`, one nobody listens on), so nothing depends on the machine.
+`compare` says what a test holds ours to: `all` (stdout, stderr lines without the timestamp, exit
+code), `stdout` (stdout and exit code) or `rc` (exit code only: the message names Go or
+grpc-go internals we do not copy).
 Config cases start from `config` (None: no file) and also record the file afterwards.
 """
 
@@ -150,10 +151,16 @@ def _config_cases() -> list[Case]:
         Case("config-set-new-file", ("-c", c, "config", "--set", "debug=true"), config=None),
         Case("config-set-empty-file", ("-c", c, "config", "--set", "timeout=5")),
         Case("config-set-commented", ("-c", c, "config", "--set", "timeout=5,debug=true"), config=COMMENTED),
-        Case("config-set-repeated", ("-c", c, "config", "--set", "debug=true", "--set", "image-endpoint=unix:///i.sock"),
-             config=COMMENTED),  # fmt: skip
-        Case("config-set-endpoint-quoted", ("-c", c, "config", "--set", "image-endpoint=unix:///b.sock"),
-             config=COMMENTED),  # fmt: skip
+        Case(
+            "config-set-repeated",
+            ("-c", c, "config", "--set", "debug=true", "--set", "image-endpoint=unix:///i"),
+            config=COMMENTED,
+        ),
+        Case(
+            "config-set-endpoint-quoted",
+            ("-c", c, "config", "--set", "image-endpoint=unix:///b.sock"),
+            config=COMMENTED,
+        ),
         Case("config-set-duplicates", ("-c", c, "config", "--set", "debug=true"), config=DUPLICATES),
         Case("config-get-duplicates", ("-c", c, "config", "--get", "debug"), config=DUPLICATES),
         Case("config-get-timeout", ("-c", c, "config", "--get", "timeout"), config=COMMENTED),

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from tests.golden.crictl.cases import CASES  # noqa: E402
-from tests.golden.crictl.fake_cri import empty_cri  # noqa: E402
-from tests.golden.crictl.golden import GOLDEN_FILE, run_case  # noqa: E402
+from tests.golden.crictl.cases import CASES
+from tests.golden.crictl.fake_cri import empty_cri
+from tests.golden.crictl.golden import GOLDEN_FILE, run_case
 
 
 def main() -> None:
