@@ -6,9 +6,8 @@ Beyond crictl, the scripts complete container IDs, pod IDs and image IDs by call
 
 from __future__ import annotations
 
-import click
-
-from crictl.cmdutil import COMMAND_SETTINGS, show_help
+from crictl import cli
+from crictl.cmdutil import show_help
 from crictl.errors import CliError
 
 CONTAINER_ID_COMMANDS = ("attach", "checkpoint", "exec", "inspect", "logs", "rm", "start", "stats", "stop", "update")
@@ -18,13 +17,13 @@ VALUE_GLOBAL_FLAGS = ("-c", "--config", "-r", "--runtime-endpoint", "-i", "--ima
                       "--max-retries")  # fmt: skip
 
 
-def _tree(ctx: click.Context) -> tuple[click.Group, list[tuple[str, click.Command]]]:
+def _tree(ctx: cli.Context) -> tuple[cli.Group, list[tuple[str, cli.Command]]]:
     from crictl.main import ALIASES
 
     root = ctx.find_root()
     group = root.command
-    assert isinstance(group, click.Group)
-    entries: list[tuple[str, click.Command]] = []
+    assert isinstance(group, cli.Group)
+    entries: list[tuple[str, cli.Command]] = []
     for name in sorted(group.list_commands(root)):
         cmd = group.get_command(root, name)
         if cmd is None or cmd.hidden:
@@ -34,27 +33,27 @@ def _tree(ctx: click.Context) -> tuple[click.Group, list[tuple[str, click.Comman
     return group, entries
 
 
-def _flags(cmd: click.Command) -> list[str]:
+def _flags(cmd: cli.Command) -> list[str]:
     names: list[str] = []
     for param in cmd.params:
-        if isinstance(param, click.Option):
+        if isinstance(param, cli.Option):
             names.extend(param.opts)
     return names
 
 
-def _value_flags(cmd: click.Command) -> list[str]:
+def _value_flags(cmd: cli.Command) -> list[str]:
     names: list[str] = []
     for param in cmd.params:
-        if isinstance(param, click.Option) and not param.is_flag:
+        if isinstance(param, cli.Option) and not param.is_flag:
             names.extend(param.opts)
     return names
 
 
-def _short(cmd: click.Command) -> str:
+def _short(cmd: cli.Command) -> str:
     return cmd.get_short_help_str(limit=200).replace("'", "").replace('"', "")
 
 
-def bash_script(ctx: click.Context) -> str:
+def bash_script(ctx: cli.Context) -> str:
     group, entries = _tree(ctx)
     commands = " ".join(name for name, _ in entries)
     global_flags = " ".join(_flags(group))
@@ -108,7 +107,7 @@ _crictl() {{
 complete -F _crictl crictl"""
 
 
-def zsh_script(ctx: click.Context) -> str:
+def zsh_script(ctx: cli.Context) -> str:
     group, entries = _tree(ctx)
     described = " ".join(f"'{name}:{_short(cmd)}'" for name, cmd in entries)
     global_flags = " ".join(_flags(group))
@@ -164,7 +163,7 @@ else
 fi"""
 
 
-def fish_script(ctx: click.Context) -> str:
+def fish_script(ctx: cli.Context) -> str:
     group, entries = _tree(ctx)
     names = " ".join(name for name, _ in entries)
     lines = [
@@ -194,13 +193,13 @@ def fish_script(ctx: click.Context) -> str:
         "complete -c crictl -f",
     ]
     for param in group.params:
-        if isinstance(param, click.Option):
+        if isinstance(param, cli.Option):
             lines.append(_fish_option("__fish_use_subcommand", param))
     for name, cmd in entries:
         lines.append(f"complete -c crictl -n '__fish_use_subcommand' -a '{name}' -d '{_short(cmd)}'")
     for name, cmd in entries:
         for param in cmd.params:
-            if isinstance(param, click.Option):
+            if isinstance(param, cli.Option):
                 lines.append(_fish_option(f"__fish_seen_subcommand_from {name}", param))
     lines.append(
         f"complete -c crictl -n '__fish_seen_subcommand_from {' '.join(CONTAINER_ID_COMMANDS)}' "
@@ -218,7 +217,7 @@ def fish_script(ctx: click.Context) -> str:
     return "\n".join(lines)
 
 
-def _fish_option(condition: str, option: click.Option) -> str:
+def _fish_option(condition: str, option: cli.Option) -> str:
     parts = [f"complete -c crictl -n '{condition}'"]
     for opt in option.opts:
         if opt.startswith("--"):
@@ -235,9 +234,9 @@ def _fish_option(condition: str, option: click.Option) -> str:
     return " ".join(parts)
 
 
-@click.command(
+@cli.command(
     "completion",
-    context_settings=COMMAND_SETTINGS,
+
     help="Output shell completion code",
     epilog="""\b
 Output shell completion code for bash, zsh or fish.
@@ -251,9 +250,9 @@ Examples:
     # Installing fish completion on Linux
     crictl completion fish | source""",
 )
-@click.argument("shell", nargs=-1)
-@click.pass_context
-def completion_command(ctx: click.Context, shell: tuple[str, ...]) -> None:
+@cli.argument("shell", nargs=-1)
+@cli.pass_context
+def completion_command(ctx: cli.Context, shell: tuple[str, ...]) -> None:
     if len(shell) > 1:
         show_help()
     which = shell[0] if shell else "bash"

@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-import click
-
-from crictl import log, settings
-from crictl.cmdutil import COMMAND_SETTINGS, show_help, split_slice
+from crictl import cli, log, settings
+from crictl.cmdutil import show_help, split_slice
 from crictl.errors import CliError
 from crictl.output import Table
 
@@ -39,24 +37,24 @@ CRICTL OPTIONS:
 """
 
 
-@click.command(
+@cli.command(
     "config",
-    context_settings=COMMAND_SETTINGS,
+
     help="Get, set and list crictl configuration options",
     epilog=_EPILOG,
 )
-@click.option("--get", "get_key", default=None, help="Show the option value")
-@click.option(
+@cli.option("--get", "get_key", default=None, help="Show the option value")
+@cli.option(
     "--set",
     "set_values",
     multiple=True,
     help="Set option (can specify multiple or separate values with commas: opt1=val1,opt2=val2)",
 )
-@click.option("--list", "list_all", is_flag=True, help="Show all option value")
-@click.argument("args", nargs=-1)
-@click.pass_context
+@cli.option("--list", "list_all", is_flag=True, help="Show all option value")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def config_command(
-    ctx: click.Context, get_key: str | None, set_values: tuple[str, ...], list_all: bool, args: tuple[str, ...]
+    ctx: cli.Context, get_key: str | None, set_values: tuple[str, ...], list_all: bool, args: tuple[str, ...]
 ) -> None:
     path = ctx.find_root().params["config"]
     if not os.path.exists(path):

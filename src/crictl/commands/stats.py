@@ -7,10 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import click
-
-from crictl import ops
-from crictl.cmdutil import COMMAND_SETTINGS, app, parse_labels, show_help, template_option
+from crictl import cli, ops
+from crictl.cmdutil import app, parse_labels, show_help, template_option
 from crictl.errors import CliError
 from crictl.humanize import human_size, truncate_id
 from crictl.output import OUTPUT_GO_TEMPLATE, OUTPUT_JSON, OUTPUT_YAML, Table, print_message
@@ -33,18 +31,18 @@ def _clear_screen() -> None:
     sys.stdout.write("\033[2J\033[H")
 
 
-@click.command("stats", context_settings=COMMAND_SETTINGS, help="List container(s) resource usage statistics")
-@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
-@click.option("--id", "ctr_id", default="", help="Filter by container id")
-@click.option("-p", "--pod", default="", help="Filter by pod id")
-@click.option("--label", multiple=True, help="Filter by key=value label")
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml|table")
-@click.option("-s", "--seconds", type=int, default=1, help="Sample duration for CPU usage in seconds")
-@click.option("-w", "--watch", is_flag=True, help="Watch pod resources")
-@click.argument("args", nargs=-1)
-@click.pass_context
+@cli.command("stats", help="List container(s) resource usage statistics")
+@cli.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
+@cli.option("--id", "ctr_id", default="", help="Filter by container id")
+@cli.option("-p", "--pod", default="", help="Filter by pod id")
+@cli.option("--label", multiple=True, help="Filter by key=value label")
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml|table")
+@cli.option("-s", "--seconds", type=int, default=1, help="Sample duration for CPU usage in seconds")
+@cli.option("-w", "--watch", is_flag=True, help="Watch pod resources")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def stats_command(
-    ctx: click.Context, all_: bool, ctr_id: str, pod: str, label: tuple[str, ...], output: str, seconds: int,
+    ctx: cli.Context, all_: bool, ctr_id: str, pod: str, label: tuple[str, ...], output: str, seconds: int,
     watch: bool, args: tuple[str, ...],
 ) -> None:  # fmt: skip
     """[ID]"""
@@ -93,21 +91,21 @@ def stats_command(
         raise CliError(f"get container stats: {exc.message}") from exc
 
 
-@click.command(
+@cli.command(
     "statsp",
-    context_settings=COMMAND_SETTINGS,
+
     help="List pod statistics. Stats represent a structured API that will fulfill the Kubelet's "
     "/stats/summary endpoint.",
 )
-@click.option("--id", "pod_id", default="", help="Filter by pod id")
-@click.option("--label", multiple=True, help="Filter by key=value label")
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml|table")
-@click.option("-s", "--seconds", type=int, default=1, help="Sample duration for CPU usage in seconds")
-@click.option("-w", "--watch", is_flag=True, help="Watch pod resources")
-@click.argument("args", nargs=-1)
-@click.pass_context
+@cli.option("--id", "pod_id", default="", help="Filter by pod id")
+@cli.option("--label", multiple=True, help="Filter by key=value label")
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml|table")
+@cli.option("-s", "--seconds", type=int, default=1, help="Sample duration for CPU usage in seconds")
+@cli.option("-w", "--watch", is_flag=True, help="Watch pod resources")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def statsp_command(
-    ctx: click.Context, pod_id: str, label: tuple[str, ...], output: str, seconds: int, watch: bool,
+    ctx: cli.Context, pod_id: str, label: tuple[str, ...], output: str, seconds: int, watch: bool,
     args: tuple[str, ...],
 ) -> None:  # fmt: skip
     """[ID]"""
@@ -160,15 +158,15 @@ def statsp_command(
         raise CliError(f"get pod stats: list pod sandbox stats: {exc.message}") from exc
 
 
-@click.command(
+@cli.command(
     "metricdescs",
-    context_settings=COMMAND_SETTINGS,
+
     help="List metric descriptors. Returns information about the metrics available through the CRI.",
 )
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml")
-@click.argument("args", nargs=-1)
-@click.pass_context
-def metricdescs_command(ctx: click.Context, output: str, args: tuple[str, ...]) -> None:
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
+def metricdescs_command(ctx: cli.Context, output: str, args: tuple[str, ...]) -> None:
     if args or output not in (OUTPUT_JSON, OUTPUT_YAML, ""):
         show_help()
     try:
@@ -178,17 +176,17 @@ def metricdescs_command(ctx: click.Context, output: str, args: tuple[str, ...]) 
     print_message(ops.pb().ListMetricDescriptorsResponse(descriptors=descriptors), output or OUTPUT_JSON)
 
 
-@click.command(
+@cli.command(
     "metricsp",
-    context_settings=COMMAND_SETTINGS,
+
     help="List pod metrics. Metrics are unstructured key/value pairs gathered by CRI meant to replace "
     "cAdvisor's /metrics/cadvisor endpoint.",
 )
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml")
-@click.option("-w", "--watch", is_flag=True, help="Watch pod metrics")
-@click.argument("args", nargs=-1)
-@click.pass_context
-def metricsp_command(ctx: click.Context, output: str, watch: bool, args: tuple[str, ...]) -> None:
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml")
+@cli.option("-w", "--watch", is_flag=True, help="Watch pod metrics")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
+def metricsp_command(ctx: cli.Context, output: str, watch: bool, args: tuple[str, ...]) -> None:
     if args or output not in (OUTPUT_JSON, OUTPUT_YAML, ""):
         show_help()
     a = app(ctx)
@@ -203,12 +201,12 @@ def metricsp_command(ctx: click.Context, output: str, watch: bool, args: tuple[s
         raise CliError(f"get pod metrics: list pod sandbox metrics: {exc.message}") from exc
 
 
-@click.command("events", context_settings=COMMAND_SETTINGS, help="Stream the events of containers")
-@click.option("-o", "--output", default=OUTPUT_JSON, help="Output format, One of: json|yaml|go-template")
+@cli.command("events", help="Stream the events of containers")
+@cli.option("-o", "--output", default=OUTPUT_JSON, help="Output format, One of: json|yaml|go-template")
 @template_option()
-@click.argument("args", nargs=-1)
-@click.pass_context
-def events_command(ctx: click.Context, output: str, template: str, args: tuple[str, ...]) -> None:
+@cli.argument("args", nargs=-1)
+@cli.pass_context
+def events_command(ctx: cli.Context, output: str, template: str, args: tuple[str, ...]) -> None:
     if args:
         show_help()
     from crictl.gotemplate import TemplateError, parse
