@@ -518,7 +518,7 @@ class App:
             if self.before is not None:
                 self.before(root)
             if rest and rest[0] in ("help", "h"):
-                return self._help_topic(root, rest[1:])
+                return self._help_topic(root, _help_command_args(root, rest[1:]))
             command = self.find(rest[0]) if rest else None
             if command is None:
                 return self._help_topic(root, rest)
@@ -552,7 +552,7 @@ class App:
                 return self._command_help(ctx, rest)
             if rest:
                 if rest[0] in ("help", "h"):
-                    return self._command_help(ctx, rest[1:])
+                    return self._command_help(ctx, _help_command_args(ctx, rest[1:]))
                 sub = command.find(rest[0])
                 if sub is not None:
                     return self._run_command(sub, ctx, rest[1:], f"{help_name} {sub.name}")
@@ -584,6 +584,12 @@ class App:
         else:
             out(render_command_help(command, ctx.help_name))
         return 0
+
+
+def _help_command_args(parent: Context, args: list[str]) -> list[str]:
+    """The implicit `help` subcommand's own flag parsing (its only flag is --help itself)."""
+    ctx = Context(HELP_COMMAND, parent, f"{parent.help_name} help")
+    return _parse_flags(ctx, [HELP_FLAG], args, short_options=False)
 
 
 def out(text: str) -> None:

@@ -37,7 +37,7 @@ def _field_schema(field: Any, defs: dict[str, Any]) -> dict[str, Any]:
         value_field = field.message_type.fields_by_name["value"]
         return {"additionalProperties": _single(value_field, defs), "type": "object"}
     single = _single(field, defs)
-    if field.label == FD.LABEL_REPEATED:
+    if field.is_repeated:
         return {"items": single, "type": "array"}
     return single
 
@@ -59,13 +59,28 @@ def _single(field: Any, defs: dict[str, Any]) -> dict[str, Any]:
     return {"type": _SCALARS.get(kind[5:].lower(), "integer")}
 
 
+def _declaration_order(descriptor: Any) -> list[Any]:
+    """The fields as the .proto declares them (Go's struct order); upb lists them by number."""
+    from google.protobuf import descriptor_pb2
+
+    file_proto = descriptor_pb2.FileDescriptorProto.FromString(descriptor.file.serialized_pb)
+    path = _go_type_name(descriptor).split("_")
+    messages = file_proto.message_type
+    message = None
+    for name in path:
+        message = next(m for m in messages if m.name == name)
+        messages = message.nested_type
+    assert message is not None
+    return [descriptor.fields_by_name[field.name] for field in message.field]
+
+
 def _define(descriptor: Any, defs: dict[str, Any]) -> None:
     name = _go_type_name(descriptor)
     if name in defs:
         return
     schema: dict[str, Any] = {}
     defs[name] = schema  # before the fields: a message may refer to itself
-    properties = {field.name: _field_schema(field, defs) for field in descriptor.fields}
+    properties = {field.name: _field_schema(field, defs) for field in _declaration_order(descriptor)}
     if properties:
         schema["properties"] = properties
     schema["additionalProperties"] = False
