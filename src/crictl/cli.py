@@ -250,6 +250,7 @@ class Context:
         self.set_names: set[str] = set()
         self.args: list[str] = []
         self.obj: Any = None
+        self.app: App | None = None  # set on the root context
         self._close: list[Callable[[], None]] = []
 
     def find_root(self) -> Context:
@@ -501,6 +502,7 @@ class App:
     def run(self, args: list[str]) -> int:
         """Run one command line; returns the exit code (errors from actions propagate)."""
         root = Context(Command(self.name, self.usage), None, self.name)
+        root.app = self
         _CURRENT.append(root)
         try:
             try:

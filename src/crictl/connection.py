@@ -182,7 +182,7 @@ class RpcError(CliError):
     def __init__(self, method: str, endpoint: str, exc: Exception) -> None:
         self.code = rpc_code(exc)
         self.details = str(getattr(exc, "details", lambda: "")())
-        super().__init__(f"{format_rpc_error(exc)} (endpoint {endpoint})")
+        super().__init__(format_rpc_error(exc))  # upstream's wording: the endpoint is not named
 
 
 def _connect_with_retry(endpoint: str, kind: str, settings: Settings) -> Service:

@@ -187,7 +187,7 @@ def stop_command(ctx: cli.Context, timeout: int, all_: bool, ids: tuple[str, ...
     """CONTAINER-ID [CONTAINER-ID...]"""
     a = app(ctx)
     if all_ and ids:
-        raise CliError("cannot specify CONTAINER-ID(s) when using --all")
+        raise cli.Exit(1, "cannot specify CONTAINER-ID(s) when using --all")
     if all_:
         targets = [c.id for c in ops.list_containers(a, ops.ListOptions(state="running"), with_image_client=False)]
         if not targets:
@@ -195,7 +195,7 @@ def stop_command(ctx: cli.Context, timeout: int, all_: bool, ids: tuple[str, ...
             return
     else:
         if not ids:
-            raise CliError("you must specify at least one CONTAINER-ID or use --all")
+            raise cli.Exit(1, "you must specify at least one CONTAINER-ID or use --all")
         targets = list(ids)
     for ctr_id in targets:
         try:

@@ -23,6 +23,8 @@ GOLDEN_FILE = Path(__file__).with_name("upstream.json")
 # socket, which our default endpoint list tries first.
 _VERSION = re.compile(r"^(VERSION:\n   ).*$", re.M)
 OUR_SOCKET = "unix:///run/cri-runtime/cri-runtime.sock "
+# The fallback config beside the executable: upstream's and ours live in different places.
+_NEXT_CONFIG = re.compile(r'trying next: \\"[^"\\]*/crictl.yaml\\"')
 _TIME = re.compile(r'time="[^"]*"')
 _KLOG = re.compile(r"^([EWI])\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ", re.M)
 
@@ -60,6 +62,7 @@ def run_case(binary: list[str], case: Case, endpoint: str, timeout: float = 30) 
         def norm(text: str) -> str:
             text = _KLOG.sub(r"\1<KLOG>] ", _TIME.sub('time="<TIME>"', text)).replace(tmp, "<DIR>")
             text = _VERSION.sub(r"\1<VERSION>", text).replace(OUR_SOCKET, "")
+            text = _NEXT_CONFIG.sub(r'trying next: \\"<EXEDIR>/crictl.yaml\\"', text)
             return text.replace(endpoint.removeprefix("unix://"), "<CRI>")
 
         return Result([a.replace(tmp, "<DIR>") for a in argv], norm(proc.stdout), norm(proc.stderr),

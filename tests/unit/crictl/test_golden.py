@@ -7,6 +7,7 @@ recording shows up as a failure of `test_recording_is_current` rather than as a 
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from tests.golden.crictl.cases import CASES, Case
 from tests.golden.crictl.fake_cri import empty_cri
 from tests.golden.crictl.golden import Result, expected, run_case
 
+KLOG_LINE = re.compile(r"^[EWI]<KLOG>\] ")
 UPSTREAM = Path("/opt/cri-tools/bin/crictl")
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 OURS = [sys.executable, "-c", f"import sys; sys.path.insert(0, {SRC!r}); from crictl.main import main; main()"]
@@ -41,8 +43,8 @@ def ours(endpoint: str) -> dict[str, Result]:
 
 
 def _error_lines(stderr: str) -> list[str]:
-    """logrus lines as printed; ours may add the endpoint to connection errors (not compared)."""
-    return [line for line in stderr.splitlines() if line.strip()]
+    """stderr lines, without the klog lines upstream's CRI client library adds (ours has none)."""
+    return [line for line in stderr.splitlines() if line.strip() and not KLOG_LINE.match(line)]
 
 
 def assert_matches(case: Case, got: Result, want: Result) -> None:
