@@ -121,6 +121,7 @@ class Flag:
     dest: str = ""
     default_text: str | None = None
     hidden: bool = False
+    takes_file: bool = False  # shells complete file names for it
 
     def names(self) -> list[str]:
         return [self.name, *self.aliases]
@@ -320,7 +321,12 @@ def _parse_flags(ctx: Context, flags: Sequence[Flag], args: list[str], short_opt
             for i, arg in enumerate(rest):
                 if arg.lstrip("-") != bad:
                     continue
-                if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2 and all(c in lookup for c in arg[1:]):
+                if (
+                    arg.startswith("-")
+                    and not arg.startswith("--")
+                    and len(arg) > 2
+                    and all(c in lookup for c in arg[1:])
+                ):
                     rest = [f"-{c}" for c in arg[1:]] + rest[i + 1 :]
                     break
                 raise UsageError(message) from None
@@ -487,7 +493,9 @@ class App:
 
     def render_help(self) -> str:
         flags = [*sorted((f for f in self.flags if not f.hidden), key=lambda f: f.name), HELP_FLAG, VERSION_FLAG]
-        text = f"NAME:\n   {self.name} - {self.usage}\n\nUSAGE:\n   {self.name} [global options] command [command options]"
+        text = (
+            f"NAME:\n   {self.name} - {self.usage}\n\nUSAGE:\n   {self.name} [global options] command [command options]"
+        )
         text += f"\n\nVERSION:\n   {self.version}"
         text += "\n\nCOMMANDS:" + _commands_section([*sorted(self.commands, key=lambda c: c.name), HELP_COMMAND])
         text += "\n\nGLOBAL OPTIONS:" + _flags_section(flags) + "\n"
@@ -617,6 +625,7 @@ def option(
     default_text: str | None = None,
     hidden: bool = False,
     name: str | None = None,
+    takes_file: bool = False,
 ) -> Callable[[F], F]:
     """Declare a flag (click-like). Names: the first long one (or `name`) leads, the others are
     aliases in the given order; the keyword argument is the first long name with underscores."""
@@ -643,7 +652,7 @@ def option(
     if kind == "duration" and isinstance(default, str):
         default = _parse_duration(default)
     envvars = [envvar] if isinstance(envvar, str) else list(envvar or [])
-    flag = Flag(primary, kind, help, aliases, default, envvars, dest, default_text, hidden)
+    flag = Flag(primary, kind, help, aliases, default, envvars, dest, default_text, hidden, takes_file)
 
     def wrap(func: F) -> F:
         pending: list[Flag] = func.__dict__.setdefault("__cli_flags__", [])

@@ -35,10 +35,17 @@ COMMAND_INDEX: dict[str, tuple[str, tuple[str, ...], str]] = {
     "inspecti": ("images", (), "Return the status of one or more images"),
     "inspectp": ("pods", (), "Display the status of one or more pods"),
     "logs": ("logs", (), "Fetch the logs of a container"),
-    "metricdescs": ("stats", (), "List metric descriptors. Returns information about the metrics available "
-                    "through the CRI."),
-    "metricsp": ("stats", (), "List pod metrics. Metrics are unstructured key/value pairs gathered by CRI meant "
-                 "to replace cAdvisor's /metrics/cadvisor endpoint."),
+    "metricdescs": (
+        "stats",
+        (),
+        "List metric descriptors. Returns information about the metrics available through the CRI.",
+    ),
+    "metricsp": (
+        "stats",
+        (),
+        "List pod metrics. Metrics are unstructured key/value pairs gathered by CRI meant "
+        "to replace cAdvisor's /metrics/cadvisor endpoint.",
+    ),
     "pods": ("pods", (), "List pods"),
     "port-forward": ("streaming", (), "Forward local port to a pod"),
     "ps": ("container_status", (), "List containers"),
@@ -51,8 +58,12 @@ COMMAND_INDEX: dict[str, tuple[str, tuple[str, ...], str]] = {
     "runtime-config": ("runtime", (), "Retrieve the container runtime configuration"),
     "start": ("containers", (), "Start one or more created containers"),
     "stats": ("stats", (), "List container(s) resource usage statistics"),
-    "statsp": ("stats", (), "List pod statistics. Stats represent a structured API that will fulfill the "
-               "Kubelet's /stats/summary endpoint."),
+    "statsp": (
+        "stats",
+        (),
+        "List pod statistics. Stats represent a structured API that will fulfill the "
+        "Kubelet's /stats/summary endpoint.",
+    ),
     "stop": ("containers", (), "Stop one or more running containers"),
     "stopp": ("pods", (), "Stop one or more running pods"),
     "update": ("containers", (), "Update one or more running containers"),
@@ -72,24 +83,68 @@ def load_command(stub: cli.Command) -> cli.Command:
 
 
 GLOBAL_FLAGS = [
-    cli.Flag("config", "string", "Location of the client config file. If not specified and the default does not "
-             "exist, the program's directory is searched as well", ["c"], DEFAULT_CONFIG_PATH, ["CRI_CONFIG_FILE"],
-             "config"),
-    cli.Flag("runtime-endpoint", "string", "Endpoint of CRI container runtime service (default: uses in order the "
-             f"first successful one of {go_list(DEFAULT_RUNTIME_ENDPOINTS)}). Default is now deprecated and the "
-             "endpoint should be set instead.", ["r"], None, ["CONTAINER_RUNTIME_ENDPOINT"], "runtime_endpoint"),
-    cli.Flag("image-endpoint", "string", "Endpoint of CRI image manager service (default: uses 'runtime-endpoint' "
-             "setting)", ["i"], None, ["IMAGE_SERVICE_ENDPOINT"], "image_endpoint"),
-    cli.Flag("timeout", "duration", "Timeout of connecting to the server in seconds (e.g. 2s, 20s.). 0 or less is "
-             "set to default", ["t"], 2.0, dest="timeout"),
+    cli.Flag(
+        "config",
+        "string",
+        "Location of the client config file. If not specified and the default does not "
+        "exist, the program's directory is searched as well",
+        ["c"],
+        DEFAULT_CONFIG_PATH,
+        ["CRI_CONFIG_FILE"],
+        "config",
+    ),
+    cli.Flag(
+        "runtime-endpoint",
+        "string",
+        "Endpoint of CRI container runtime service (default: uses in order the "
+        f"first successful one of {go_list(DEFAULT_RUNTIME_ENDPOINTS)}). Default is now deprecated and the "
+        "endpoint should be set instead.",
+        ["r"],
+        None,
+        ["CONTAINER_RUNTIME_ENDPOINT"],
+        "runtime_endpoint",
+    ),
+    cli.Flag(
+        "image-endpoint",
+        "string",
+        "Endpoint of CRI image manager service (default: uses 'runtime-endpoint' setting)",
+        ["i"],
+        None,
+        ["IMAGE_SERVICE_ENDPOINT"],
+        "image_endpoint",
+    ),
+    cli.Flag(
+        "timeout",
+        "duration",
+        "Timeout of connecting to the server in seconds (e.g. 2s, 20s.). 0 or less is set to default",
+        ["t"],
+        2.0,
+        dest="timeout",
+    ),
     cli.Flag("debug", "bool", "Enable debug mode", ["D"], dest="debug"),
-    cli.Flag("max-retries", "int", "Max retries for connecting to an explicitly set endpoint with exponential "
-             "backoff (0 to disable, negative for infinite)", default=3, dest="max_retries"),
+    cli.Flag(
+        "max-retries",
+        "int",
+        "Max retries for connecting to an explicitly set endpoint with exponential "
+        "backoff (0 to disable, negative for infinite)",
+        default=3,
+        dest="max_retries",
+    ),
     cli.Flag("enable-tracing", "bool", "Enable OpenTelemetry tracing.", dest="enable_tracing"),
-    cli.Flag("tracing-sampling-rate-per-million", "int", "Number of samples to collect per million OpenTelemetry "
-             "spans. Set to 1000000 or -1 to always sample.", default=-1, dest="tracing_sampling_rate"),
-    cli.Flag("tracing-endpoint", "string", "Address to which the gRPC tracing collector will send spans to.",
-             default="127.0.0.1:4317", dest="tracing_endpoint"),
+    cli.Flag(
+        "tracing-sampling-rate-per-million",
+        "int",
+        "Number of samples to collect per million OpenTelemetry spans. Set to 1000000 or -1 to always sample.",
+        default=-1,
+        dest="tracing_sampling_rate",
+    ),
+    cli.Flag(
+        "tracing-endpoint",
+        "string",
+        "Address to which the gRPC tracing collector will send spans to.",
+        default="127.0.0.1:4317",
+        dest="tracing_endpoint",
+    ),
     cli.Flag("profile-cpu", "string", "Write a pprof CPU profile to the provided path.", dest="profile_cpu"),
     cli.Flag("profile-mem", "string", "Write a pprof memory profile to the provided path.", dest="profile_mem"),
 ]
@@ -118,8 +173,8 @@ def _before(root: cli.Context) -> None:
     if is_set("enable_tracing"):
         from crictl import tracing
 
-        app.tracer = tracing.start(values["tracing_endpoint"], values["tracing_sampling_rate"], command or "crictl")
-        root.call_on_close(app.tracer.finish)
+        rate, endpoint = values["tracing_sampling_rate"], values["tracing_endpoint"]
+        app.tracer = tracing.start(endpoint, rate, command or "crictl", settings.timeout)
 
 
 def build_app() -> cli.App:
@@ -133,17 +188,21 @@ def main(argv: list[str] | None = None) -> None:
     from crictl import interrupt
 
     interrupt.install()
+    error: str | None = None
     try:
         code = build_app().run(args)
     except cli.UsageError as exc:
-        log.error(str(exc))
+        error = str(exc)
+        log.error(error)
         code = 1
     except cli.Exit as exc:
         if exc.message:
+            error = exc.message
             sys.stderr.write(exc.message + "\n")
         code = exc.code
     except CliError as exc:
         if exc.message:
+            error = exc.message
             log.error(exc.message)
         code = exc.exit_code
     except interrupt.Interrupted as exc:
@@ -158,6 +217,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # never a traceback: one line naming the failure
         log.error(f"{type(exc).__name__}: {exc}")
         code = 1
+    if "crictl.tracing" in sys.modules:
+        from crictl import tracing
+
+        tracing.finish_active(error)
     _finish(code, fast=argv is None)
 
 

@@ -69,7 +69,7 @@ def _fish_helper(app: cli.App, previous: list[str]) -> str:
 def _fish_flags(app: cli.App, flags: list[cli.Flag], previous: list[str]) -> list[str]:
     lines = []
     for flag in flags:
-        line = f"complete -c {app.name} -n '{_fish_helper(app, previous)}' -f"
+        line = f"complete -c {app.name} -n '{_fish_helper(app, previous)}'" + ("" if flag.takes_file else " -f")
         for i, name in enumerate(flag.names()):
             line += f" -l {name}" if i == 0 else f" -s {name}"
         if flag.takes_value():

@@ -48,7 +48,7 @@ def filter_flags(func: Any) -> Any:
     return func
 
 
-@cli.command("ps", help="List containers")
+@cli.command("ps", help="List containers", short_options=True)
 @cli.option("-v", "--verbose", is_flag=True, help="Show verbose information for containers")
 @cli.option("--id", "ctr_id", default="", help="Filter by container id")
 @filter_flags
@@ -71,6 +71,7 @@ def ps_command(
         resolve_image_path=resolve_image_path, labels=parse_labels(label),
     )  # fmt: skip
     a = app(ctx)
+    a.runtime(), a.image()  # upstream connects to (and validates) both services first
     try:
         try:
             containers = ops.list_containers(a, opts)
@@ -144,6 +145,7 @@ def inspect_command(
 ) -> None:  # fmt: skip
     """CONTAINER-ID [CONTAINER-ID...]"""
     a = app(ctx)
+    a.runtime(), a.image()  # upstream connects to (and validates) both services first
     opts = ops.ListOptions(name_regexp=name, pod_id=pod, namespace_regexp=namespace, image=image, state=state,
                            latest=latest, last=last, all=all_, labels=parse_labels(label))  # fmt: skip
     targets = inspect_targets(ids, lambda: [c.id for c in ops.list_containers(a, opts)], "containers")

@@ -102,7 +102,7 @@ def pull_with_progress(
 
 
 @cli.command("pull", help="Pull an image from a registry", short_options=True, subcommands=[PULL_JSONSCHEMA])
-@cli.option("--pod-config", default=None, help="Use `pod-config.[json|yaml]` to override the pull c")
+@cli.option("--pod-config", default=None, takes_file=True, help="Use `pod-config.[json|yaml]` to override the pull c")
 @cli.option("-a", "--annotation", multiple=True, help="Annotation to be set on the pulled image")
 @pull_options
 @cli.argument("args", nargs=-1)
@@ -120,7 +120,7 @@ def pull_command(
     a = app(ctx)
     auth_config = get_auth(creds, auth, username)
     sandbox = None
-    if pod_config is not None:
+    if pod_config:
         sandbox = load_pod_config(pod_config)
     annotations = parse_labels(annotation) if annotation else None
     try:
@@ -130,7 +130,7 @@ def pull_command(
     print(f"Image is up to date for {response.image_ref}")
 
 
-@cli.command("images", help="List images")
+@cli.command("images", help="List images", aliases=["image", "img"], short_options=True)
 @cli.option("-v", "--verbose", is_flag=True, help="Show verbose info for images")
 @cli.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
 @cli.option("-f", "--filter", "filters", multiple=True, help=FILTER_HELP)
@@ -200,7 +200,7 @@ def images_command(
     table.flush()
 
 
-@cli.command("inspecti", help="Return the status of one or more images")
+@cli.command("inspecti", help="Return the status of one or more images", short_options=True)
 @cli.option("-o", "--output", default="", help="Output format, One of: json|yaml|go-template|table")
 @cli.option("-q", "--quiet", is_flag=True, help="Do not show verbose information")
 @template_option()
@@ -218,8 +218,7 @@ def inspecti_command(
     a = app(ctx)
     verbose = not quiet
     output = output or OUTPUT_JSON
-    targets = inspect_targets(ids, lambda: [img.id for img in ops.list_images(a, name, split_slice(filters))],
-                              "images")
+    targets = inspect_targets(ids, lambda: [img.id for img in ops.list_images(a, name, split_slice(filters))], "images")
     entries = []
     for target in targets:
         try:
@@ -315,7 +314,7 @@ def _remove_one(a: Any, image_id: str, prune: bool) -> None:
         print(f"Deleted: {ref}")
 
 
-@cli.command("imagefsinfo", help="Return image filesystem info")
+@cli.command("imagefsinfo", help="Return image filesystem info", short_options=True)
 @cli.option("-o", "--output", default="", help="Output format, One of: json|yaml|go-template|table")
 @template_option()
 @cli.pass_context

@@ -11,7 +11,7 @@ from crictl.logreader import LogFormatError, LogOptions, read_logs
 from crictl.timeparse import parse_since
 
 
-@cli.command("logs", help="Fetch the logs of a container")
+@cli.command("logs", help="Fetch the logs of a container", short_options=True)
 @cli.option("-f", "--follow", is_flag=True, help="Follow log output")
 @cli.option("-p", "--previous", is_flag=True,
               help="Print the logs for the previous instance of the container in a pod if it exists")  # fmt: skip

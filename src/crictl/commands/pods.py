@@ -79,7 +79,7 @@ def stopp_command(ctx: cli.Context, ids: tuple[str, ...]) -> None:
         print(f"Stopped sandbox {pod_id}")
 
 
-@cli.command("rmp", help="Remove one or more pods")
+@cli.command("rmp", help="Remove one or more pods", short_options=True)
 @cli.option("-f", "--force", is_flag=True, help="Force removal of the pod sandbox, disregarding if running")
 @cli.option("-a", "--all", "all_", is_flag=True, help="Remove all pods")
 @cli.argument("ids", nargs=-1)
@@ -137,7 +137,7 @@ def _list_flags(func: Any) -> Any:
     return func
 
 
-@cli.command("pods", help="List pods")
+@cli.command("pods", help="List pods", short_options=True)
 @cli.option("--id", "pod_id", default="", help="filter by pod id")
 @_list_flags
 @cli.option("-v", "--verbose", is_flag=True, help="Show verbose info for pods")
@@ -206,7 +206,7 @@ def _pods_table(pods: list[Any], opts: ops.ListOptions) -> None:
     table.flush()
 
 
-@cli.command("inspectp", help="Display the status of one or more pods")
+@cli.command("inspectp", help="Display the status of one or more pods", short_options=True)
 @cli.option("-o", "--output", default="", help="Output format, One of: json|yaml|go-template|table")
 @cli.option("-q", "--quiet", is_flag=True, help="Do not show verbose information")
 @template_option()

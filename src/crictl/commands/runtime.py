@@ -26,7 +26,7 @@ def version_command(ctx: cli.Context, args: tuple[str, ...]) -> None:
     print("RuntimeApiVersion: ", response.runtime_api_version)
 
 
-@cli.command("info", help="Display information of the container runtime")
+@cli.command("info", help="Display information of the container runtime", short_options=True)
 @cli.option("-o", "--output", default=OUTPUT_JSON, help="Output format, One of: json|yaml|go-template")
 @cli.option("-q", "--quiet", is_flag=True, help="Do not show verbose information")
 @template_option()
@@ -92,7 +92,7 @@ def _go_struct_json(message: object) -> object:
     return json.loads(json.dumps(out))
 
 
-@cli.command("runtime-config", help="Retrieve the container runtime configuration")
+@cli.command("runtime-config", help="Retrieve the container runtime configuration", short_options=True)
 @cli.pass_context
 def runtime_config_command(ctx: cli.Context) -> None:
     try:
@@ -107,7 +107,7 @@ def runtime_config_command(ctx: cli.Context) -> None:
     table.flush()
 
 
-@cli.command("update-runtime-config", help="Update the runtime configuration")
+@cli.command("update-runtime-config", help="Update the runtime configuration", short_options=True)
 @cli.option(
     "-p",
     "--pod-cidr",

@@ -31,7 +31,7 @@ def _clear_screen() -> None:
     sys.stdout.write("\033[2J\033[H")
 
 
-@cli.command("stats", help="List container(s) resource usage statistics")
+@cli.command("stats", help="List container(s) resource usage statistics", short_options=True)
 @cli.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
 @cli.option("--id", "ctr_id", default="", help="Filter by container id")
 @cli.option("-p", "--pod", default="", help="Filter by pod id")
@@ -93,9 +93,9 @@ def stats_command(
 
 @cli.command(
     "statsp",
-
     help="List pod statistics. Stats represent a structured API that will fulfill the Kubelet's "
     "/stats/summary endpoint.",
+    short_options=True,
 )
 @cli.option("--id", "pod_id", default="", help="Filter by pod id")
 @cli.option("--label", multiple=True, help="Filter by key=value label")
@@ -160,8 +160,8 @@ def statsp_command(
 
 @cli.command(
     "metricdescs",
-
     help="List metric descriptors. Returns information about the metrics available through the CRI.",
+    short_options=True,
 )
 @cli.option("-o", "--output", default="", help="Output format, One of: json|yaml")
 @cli.argument("args", nargs=-1)
@@ -178,9 +178,9 @@ def metricdescs_command(ctx: cli.Context, output: str, args: tuple[str, ...]) ->
 
 @cli.command(
     "metricsp",
-
     help="List pod metrics. Metrics are unstructured key/value pairs gathered by CRI meant to replace "
     "cAdvisor's /metrics/cadvisor endpoint.",
+    short_options=True,
 )
 @cli.option("-o", "--output", default="", help="Output format, One of: json|yaml")
 @cli.option("-w", "--watch", is_flag=True, help="Watch pod metrics")
@@ -201,7 +201,7 @@ def metricsp_command(ctx: cli.Context, output: str, watch: bool, args: tuple[str
         raise CliError(f"get pod metrics: list pod sandbox metrics: {exc.message}") from exc
 
 
-@cli.command("events", help="Stream the events of containers")
+@cli.command("events", help="Stream the events of containers", aliases=["event"], short_options=True)
 @cli.option("-o", "--output", default=OUTPUT_JSON, help="Output format, One of: json|yaml|go-template")
 @template_option()
 @cli.argument("args", nargs=-1)

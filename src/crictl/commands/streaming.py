@@ -9,9 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from crictl import cli
-
-from crictl import log, ops
+from crictl import cli, log, ops
 from crictl.cmdutil import app, is_set, parse_labels, show_help
 from crictl.connection import RpcError
 from crictl.errors import CliError
@@ -48,9 +46,7 @@ def _transport_flags(func: Any) -> Any:
 @cli.option("--state", default="", help="Exec command for all containers matching this container state filter")
 @cli.option("--label", multiple=True, help="Exec command for all containers matching this key=value label filter")
 @cli.option("-l", "--latest", is_flag=True, help="Exec command for the most recently created container")
-@cli.option(
-    "-n", "--last", type=int, default=0, help="Exec command for all last n containers, set to 0 for unlimited"
-)
+@cli.option("-n", "--last", type=int, default=0, help="Exec command for all last n containers, set to 0 for unlimited")
 @cli.option("-q", "--quiet", is_flag=True, help="Do not print the container ID if multiple containers are selected")
 @cli.option("-e", "--ignore-errors", is_flag=True, help="Ignore errors during command execution")
 @cli.option("-x", "--parallel", is_flag=True, help="Run the command in parallel if multiple containers are selected")
@@ -66,6 +62,8 @@ def exec_command(
     if not args:
         show_help()
     a = app(ctx)
+    a.runtime()  # upstream connects to both services before looking at the rest of the arguments
+    a.image()
     if ignore_errors and not quiet:
         log.warning("The `--ignore-errors` option has been set all errors returned by the command will be ignored.")
     ids = [args[0]]
@@ -147,7 +145,7 @@ def _exec_sync(a: Any, ctr_id: str, cmd: list[str], timeout: int) -> None:
     sys.stdout.flush()
 
 
-@cli.command("attach", help="Attach to a running container")
+@cli.command("attach", help="Attach to a running container", short_options=True)
 @cli.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
 @cli.option("-i", "--stdin", is_flag=True, help="Keep STDIN open")
 @_transport_flags
