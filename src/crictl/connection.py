@@ -185,14 +185,28 @@ class Service:
     def stream(self, method: str, request: Any) -> Any:
         if log.debug_enabled():
             log.debug(f"{method}Request: {short_text(request)}")
-        return self._invoke(method, request, None)
+        return self._invoke(method, request, None, streaming=True)
 
-    def _invoke(self, method: str, request: Any, timeout: float | None) -> Any:
+    def _invoke(self, method: str, request: Any, timeout: float | None, streaming: bool = False) -> Any:
         rpc = getattr(self.stub, method)
+
+        def invoke(metadata: list[tuple[str, str]] | None) -> Any:
+            if streaming:
+                return rpc(request, timeout=timeout, metadata=metadata)
+            # A unary call runs as a future: Ctrl-C then interrupts the wait, never grpc's own
+            # blocking path (an exception raised in there could leave the channel unable to close),
+            # and the call is cancelled, as upstream cancels the call's context.
+            future = rpc.future(request, timeout=timeout, metadata=metadata)
+            try:
+                return future.result()
+            except BaseException:
+                future.cancel()
+                raise
+
         if not _call_hook:
-            return rpc(request, timeout=timeout)
+            return invoke(None)
         service = "runtime.v1.RuntimeService" if self.kind == "runtime" else "runtime.v1.ImageService"
-        return _call_hook[0](f"{service}/{method}", lambda metadata: rpc(request, timeout=timeout, metadata=metadata))
+        return _call_hook[0](f"{service}/{method}", invoke)
 
 
 class RpcError(CliError):

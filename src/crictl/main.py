@@ -206,9 +206,12 @@ def main(argv: list[str] | None = None) -> None:
             log.error(exc.message)
         code = exc.exit_code
     except interrupt.Interrupted as exc:
-        code = exc.code
-    except KeyboardInterrupt:
-        code = 130
+        if "crictl.tracing" in sys.modules:
+            from crictl import tracing
+
+            tracing.finish_active("interrupted")
+        interrupt.die_by_signal(exc.signum)
+        code = 128 + exc.signum
     except BrokenPipeError:
         code = 1
     except OSError as exc:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
-from crictl import cli, log, ops
+from crictl import cli, interrupt, log, ops
 from crictl.cmdutil import app, is_set, show_help
 from crictl.errors import CliError
 from crictl.logreader import LogFormatError, LogOptions, read_logs
 from crictl.timeparse import parse_since
+
+CANCELLED = "rpc error: code = Canceled desc = context canceled"
 
 
 @cli.command("logs", help="Fetch the logs of a container", short_options=True)
@@ -73,11 +76,15 @@ def logs_command(
         return bool(current.state == ops.pb().CONTAINER_RUNNING)
 
     try:
-        read_logs(log_path, opts, sys.stdout.buffer, sys.stderr.buffer, still_running)
+        read_logs(log_path, opts, sys.stdout.buffer, sys.stderr.buffer, still_running, interrupt.requested)
+        if interrupt.requested():
+            raise interrupt.Interrupted(signal.SIGINT)
     except (OSError, LogFormatError) as exc:
         raise CliError(str(exc)) from exc
-    except KeyboardInterrupt:
-        return
+    except interrupt.Interrupted:
+        # Upstream cancels its context; the container-state poll that follows (or the one in
+        # flight) then fails with the cancelled call's error, which is what it prints.
+        raise CliError(CANCELLED) from None
 
 
 COMMANDS = [logs_command]

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from crictl import cli, ops
+from crictl import cli, interrupt, ops
 from crictl.cmdutil import app, parse_labels, show_help, template_option
 from crictl.errors import CliError
 from crictl.humanize import human_size, truncate_id
@@ -20,11 +20,12 @@ def _watch(enabled: bool, display: Callable[[], None]) -> None:
         display()
         return
     try:
-        while True:
+        while not interrupt.requested():
             time.sleep(0.5)
             display()
-    except KeyboardInterrupt:
-        return
+            sys.stdout.flush()  # each refresh shows at once, into a pipe too
+    except interrupt.Interrupted:
+        return  # upstream's handleDisplay returns nil: exit 0
 
 
 def _clear_screen() -> None:
@@ -225,8 +226,9 @@ def events_command(ctx: cli.Context, output: str, template: str, args: tuple[str
     from crictl.connection import format_rpc_error, rpc_code
     from crictl.output import render_template_message
 
-    stream = service.stream("GetContainerEvents", ops.pb().GetEventsRequest())
+    stream = None
     try:
+        stream = service.stream("GetContainerEvents", ops.pb().GetEventsRequest())
         for event in stream:
             if output == OUTPUT_GO_TEMPLATE:
                 try:
@@ -236,8 +238,10 @@ def events_command(ctx: cli.Context, output: str, template: str, args: tuple[str
             else:
                 print_message(event, output)
                 sys.stdout.flush()
-    except KeyboardInterrupt:
-        stream.cancel()
+    except interrupt.Interrupted:
+        if stream is not None:
+            stream.cancel()
+        raise CliError("getting container events: interrupted: context canceled") from None
     except Exception as exc:
         if rpc_code(exc) is None:
             raise
