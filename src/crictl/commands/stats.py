@@ -210,7 +210,7 @@ def metricsp_command(ctx: cli.Context, output: str, watch: bool, args: tuple[str
 def events_command(ctx: cli.Context, output: str, template: str, args: tuple[str, ...]) -> None:
     if args:
         show_help()
-    from crictl.gotemplate import TemplateError, parse
+    from cri_runtime.gotemplate import TemplateError, parse
 
     if output in (OUTPUT_JSON, OUTPUT_YAML):
         if template:
