@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-import click
-
-from crictl import log
+from crictl import cli, log
 from crictl.connection import Clients
 from crictl.errors import CliError
 from crictl.settings import Settings
-from crictl.timeparse import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,6 +19,7 @@ class AppContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.clients = Clients(settings)
+        self.tracer: Any = None  # crictl.tracing.Tracer when --enable-tracing is on
 
     def runtime(self, timeout: float | None = None) -> Any:
         return self.clients.runtime(timeout)
@@ -30,33 +28,10 @@ class AppContext:
         return self.clients.image()
 
 
-def app(ctx: click.Context) -> AppContext:
+def app(ctx: cli.Context) -> AppContext:
     obj = ctx.find_root().obj
     assert isinstance(obj, AppContext)
     return obj
-
-
-if TYPE_CHECKING:
-    _ParamTypeBase = click.ParamType[float, Any]
-else:
-    _ParamTypeBase = click.ParamType
-
-
-class GoDuration(_ParamTypeBase):
-    """A Go duration flag value ("2s", "1m"), converted to seconds."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(f'invalid value "{value}" for flag -{param.name if param else ""}: {exc}', param, ctx)
-
-
-DURATION = GoDuration()
 
 
 def split_slice(values: Iterable[str]) -> list[str]:
@@ -78,16 +53,14 @@ def parse_labels(values: Iterable[str]) -> dict[str, str]:
     return labels
 
 
-def is_set(ctx: click.Context, name: str) -> bool:
-    source = ctx.get_parameter_source(name)
-    return source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+def is_set(ctx: cli.Context, name: str) -> bool:
+    """urfave's IsSet: given on the command line or through its environment variable."""
+    return ctx.is_set(name)
 
 
 def show_help() -> None:
     """crictl's ShowSubcommandHelp: print the current command's help and exit 0."""
-    ctx = click.get_current_context()
-    click.echo(ctx.get_help())
-    raise click.exceptions.Exit(0)
+    raise cli.ShowSubcommandHelp()
 
 
 def inspect_targets(ids: Iterable[str], list_ids: Callable[[], list[str]], what: str) -> list[str]:
@@ -105,16 +78,12 @@ def inspect_targets(ids: Iterable[str], list_ids: Callable[[], list[str]], what:
 
 
 def output_option(default: str | None, choices_help: str) -> Callable[[F], F]:
-    return click.option("-o", "--output", default=default, help=f"Output format, One of: {choices_help}")
+    return cli.option("-o", "--output", default=default, help=f"Output format, One of: {choices_help}")
 
 
 def template_option() -> Callable[[F], F]:
-    return click.option(
+    return cli.option(
         "--template",
         default="",
         help="The template string is only used when output is go-template; The Template format is golang template",
     )
-
-
-COMMAND_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "allow_interspersed_args": False}
-"""urfave/cli stops parsing flags at the first argument: `exec ID sh -c x`, `inspect ID -o yaml` (an ID)."""

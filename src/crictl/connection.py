@@ -8,6 +8,7 @@ one-line message names the endpoint and the gRPC status, formatted as Go's grpc 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from crictl import log
@@ -74,6 +75,17 @@ def format_rpc_error(exc: Exception) -> str:
         name = _GO_CODE_NAMES.get(code().name, code().name)
         return f"rpc error: code = {name} desc = {details()}"
     return str(exc)
+
+
+CallHook = Callable[[str, Callable[[list[tuple[str, str]]], Any]], Any]
+_call_hook: list[CallHook] = []
+
+
+def set_call_hook(hook: CallHook | None) -> None:
+    """Route every CRI call through `hook(full_method, invoke(metadata))` (tracing), or stop."""
+    _call_hook.clear()
+    if hook is not None:
+        _call_hook.append(hook)
 
 
 def rpc_code(exc: Exception) -> str | None:
@@ -144,9 +156,9 @@ class Service:
 
         try:
             if self.kind == "runtime":
-                self.stub.Version(api_pb2.VersionRequest(version="v1"), timeout=self.settings.timeout)
+                self._invoke("Version", api_pb2.VersionRequest(version="v1"), self.settings.timeout)
             else:
-                self.stub.ImageFsInfo(api_pb2.ImageFsInfoRequest(), timeout=self.settings.timeout)
+                self._invoke("ImageFsInfo", api_pb2.ImageFsInfoRequest(), self.settings.timeout)
         except Exception as exc:
             if rpc_code(exc) is None:
                 raise
@@ -161,7 +173,7 @@ class Service:
         if log.debug_enabled():
             log.debug(f"{method}Request: {short_text(request)}")
         try:
-            response = getattr(self.stub, method)(request, timeout=deadline)
+            response = self._invoke(method, request, deadline)
         except Exception as exc:
             if rpc_code(exc) is None:
                 raise
@@ -173,7 +185,28 @@ class Service:
     def stream(self, method: str, request: Any) -> Any:
         if log.debug_enabled():
             log.debug(f"{method}Request: {short_text(request)}")
-        return getattr(self.stub, method)(request)
+        return self._invoke(method, request, None, streaming=True)
+
+    def _invoke(self, method: str, request: Any, timeout: float | None, streaming: bool = False) -> Any:
+        rpc = getattr(self.stub, method)
+
+        def invoke(metadata: list[tuple[str, str]] | None) -> Any:
+            if streaming:
+                return rpc(request, timeout=timeout, metadata=metadata)
+            # A unary call runs as a future: Ctrl-C then interrupts the wait, never grpc's own
+            # blocking path (an exception raised in there could leave the channel unable to close),
+            # and the call is cancelled, as upstream cancels the call's context.
+            future = rpc.future(request, timeout=timeout, metadata=metadata)
+            try:
+                return future.result()
+            except BaseException:
+                future.cancel()
+                raise
+
+        if not _call_hook:
+            return invoke(None)
+        service = "runtime.v1.RuntimeService" if self.kind == "runtime" else "runtime.v1.ImageService"
+        return _call_hook[0](f"{service}/{method}", invoke)
 
 
 class RpcError(CliError):
@@ -182,7 +215,7 @@ class RpcError(CliError):
     def __init__(self, method: str, endpoint: str, exc: Exception) -> None:
         self.code = rpc_code(exc)
         self.details = str(getattr(exc, "details", lambda: "")())
-        super().__init__(f"{format_rpc_error(exc)} (endpoint {endpoint})")
+        super().__init__(format_rpc_error(exc))  # upstream's wording: the endpoint is not named
 
 
 def _connect_with_retry(endpoint: str, kind: str, settings: Settings) -> Service:
@@ -268,6 +301,7 @@ class Clients:
             log.debug("Get image connection")
             if self._runtime is not None and (not is_set or endpoint == self._runtime.endpoint):
                 self._image = self._runtime.sibling("image")
+                self._image.validate()  # upstream validates each service it connects to
             elif not is_set:
                 self._image = _connect_default("image", settings)
             else:

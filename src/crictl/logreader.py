@@ -153,8 +153,10 @@ def read_logs(
     stdout: BinaryIO | None,
     stderr: BinaryIO | None,
     still_running: Callable[[], bool] | None = None,
+    stopped: Callable[[], bool] | None = None,
 ) -> None:
-    """Copy the log at `path` to the outputs; with follow, keep reading until the container stops."""
+    """Copy the log at `path` to the outputs; with follow, keep reading until the container stops
+    or `stopped()` says the user interrupted (checked every round, so no signal is ever lost)."""
     writer = LogWriter(opts, stdout if opts.stream in ("", "stdout") else None,
                        stderr if opts.stream in ("", "stderr") else None)  # fmt: skip
     try:
@@ -178,12 +180,14 @@ def read_logs(
                     continue
                 if not writer.write(line):
                     return
-            if not opts.follow:
+            if not opts.follow or (stopped is not None and stopped()):
                 return
             time.sleep(0.1)
             handle = _reopen_if_rotated(path, handle)
             if still_running is not None and time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
+                if stopped is not None and stopped():
+                    return
                 if not still_running():
                     for raw in _lines(handle):
                         if raw.endswith(b"\n"):

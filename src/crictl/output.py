@@ -157,7 +157,7 @@ def print_status_entries(entries: list[dict[str, Any]], output: str, template: s
     elif output == OUTPUT_JSON:
         print(go_json_text(data))
     elif output == OUTPUT_GO_TEMPLATE:
-        from crictl.gotemplate import TemplateError, render
+        from cri_runtime.gotemplate import TemplateError, render
 
         try:
             print(render(template, _roundtrip(data)))
@@ -169,7 +169,7 @@ def print_status_entries(entries: list[dict[str, Any]], output: str, template: s
 
 def render_template_message(message: Any, template: str) -> str:
     """go-template output of a protobuf message (events)."""
-    from crictl.gotemplate import render
+    from cri_runtime.gotemplate import render
     from crictl.protojson import message_to_dict
 
     return render(template, message_to_dict(message))

@@ -74,8 +74,15 @@ def containerd_ingests(address: str, namespace: str) -> Callable[[], IngestTotal
 class PullProgress:
     """Context manager showing the progress line while a pull runs."""
 
-    def __init__(self, image: str, *, stream: TextIO | None = None, enabled: bool | None = None,
-                 poller: Callable[[], IngestTotals | None] | None = None, interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        image: str,
+        *,
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+        poller: Callable[[], IngestTotals | None] | None = None,
+        interval: float = 0.2,
+    ) -> None:
         self.image = image
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled

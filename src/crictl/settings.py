@@ -1,8 +1,8 @@
 """crictl's client config file (/etc/crictl.yaml) and the flag > file > default precedence.
 
 The file is a flat YAML mapping of seven known keys. Reading validates every key; writing
-edits values in place so comments, ordering and quoting the user chose survive, and appends
-missing keys at the end (as crictl's yaml.v3 node editing does).
+(crictl.configedit, through ruamel.yaml) edits values in place so comments, ordering and quoting
+the user chose survive, and appends missing keys at the end, as crictl's yaml.v3 editing does.
 """
 
 from __future__ import annotations
@@ -121,22 +121,17 @@ def _flat_value(value: str) -> object:
 
 
 def parse_config_text(text: str, path: str = "<config>") -> FileConfig:
-    loaded: object = _flat_config(text)
-    if loaded is None and text.strip():
-        import yaml
+    """getConfigOptions: every pair in file order (a duplicated key: the last wins); errors in
+    upstream's words, without the "load config file: " prefix its callers add."""
+    flat = _flat_config(text) if text.strip() else {}
+    if flat is not None:
+        items = [(key, _scalar_text(value)) for key, value in flat.items()]
+    else:
+        from crictl import configedit
 
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise CliError(f"load config file: malformed YAML in {path}: {_one_line(str(exc))}") from exc
+        items = configedit.pairs(configedit.compose(text))
     config = FileConfig(text=text)
-    if loaded is None:
-        return config
-    if not isinstance(loaded, dict):
-        raise CliError(f"load config file: {path}: expected a mapping of options, got {type(loaded).__name__}")
-    for key, raw in loaded.items():
-        name = str(key)
-        value = _scalar_text(raw)
+    for name, value in items:
         try:
             if name in (RUNTIME_ENDPOINT, IMAGE_ENDPOINT):
                 setattr(config, name.replace("-", "_"), value)
@@ -145,9 +140,9 @@ def parse_config_text(text: str, path: str = "<config>") -> FileConfig:
             elif name in _BOOL_KEYS:
                 setattr(config, name.replace("-", "_"), parse_go_bool(value))
             else:
-                raise CliError(f"load config file: {path}: Config option '{name}' is not valid")
+                raise CliError(f"Config option '{name}' is not valid")
         except ValueError as exc:
-            raise CliError(f"load config file: {path}: parsing config option '{name}': {exc}") from exc
+            raise CliError(f"parsing config option '{name}': {exc}") from exc
     return config
 
 
@@ -157,10 +152,6 @@ def _scalar_text(raw: object) -> str:
     if isinstance(raw, bool):
         return "true" if raw else "false"
     return str(raw)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def set_value(config: FileConfig, key: str, value: str) -> None:
@@ -181,42 +172,14 @@ def set_value(config: FileConfig, key: str, value: str) -> None:
     raise CliError(f"no configuration option named {key}")
 
 
-_KEY_LINE = re.compile(r"^(?P<key>[A-Za-z-]+)(?P<sep>\s*:\s*)(?P<value>.*?)(?P<comment>\s+#.*)?$")
-
-
-def render_config(config: FileConfig) -> str:
-    """New file text: existing lines edited in place, missing keys appended."""
-    lines = config.text.splitlines() if config.text.strip() else []
-    seen: set[str] = set()
-    for index, line in enumerate(lines):
-        match = _KEY_LINE.match(line)
-        if not match or match.group("key") not in KEYS:
-            continue
-        key = match.group("key")
-        seen.add(key)
-        new_value = _format_value(key, config.get(key), match.group("value"))
-        lines[index] = f"{key}{match.group('sep')}{new_value}{match.group('comment') or ''}"
-    for key in KEYS:
-        if key not in seen:
-            lines.append(f"{key}: {_format_value(key, config.get(key), '')}")
-    return "\n".join(lines) + "\n"
-
-
-def _format_value(key: str, value: str, old: str) -> str:
-    if key not in (RUNTIME_ENDPOINT, IMAGE_ENDPOINT):
-        return value
-    if old.startswith("'"):
-        return "'" + value.replace("'", "''") + "'"
-    if old.startswith('"') or value == "" or not re.fullmatch(r"[A-Za-z0-9_./:@+~-]+", value):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return value
-
-
 def write_config(config: FileConfig, path: str) -> None:
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, mode=0o755, exist_ok=True)
-    text = render_config(config)
+    from crictl import configedit
+
+    values = {key: config.get(key) for key in KEYS}
+    text = configedit.render(configedit.compose(config.text) if config.text.strip() else None, values)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
@@ -260,18 +223,25 @@ def load_file_config(config_path: str, explicitly_set: bool, command: str | None
     from crictl import log
 
     path = config_path
-    if not os.path.exists(path):
-        fallback = os.path.join(os.path.dirname(executable), "crictl.yaml")
-        log.warning(f'Config "{config_path}" does not exist, trying next: "{fallback}"')
-        if not os.path.exists(fallback):
-            if explicitly_set and command != "config":
-                raise CliError(f"get server config: load config file: stat {fallback}: no such file or directory")
-            return None
-        path = fallback
     try:
-        return read_config(path)
-    except OSError as exc:
-        raise CliError(f"get server config: load config file: {exc.strerror}: {path}") from exc
+        if not os.path.exists(path):
+            fallback = os.path.join(os.path.dirname(executable), "crictl.yaml")
+            log.warning(f'Config "{config_path}" does not exist, trying next: "{fallback}"')
+            if not os.path.exists(fallback):
+                if explicitly_set and command != "config":
+                    raise CliError(f"load config file: stat {fallback}: no such file or directory")
+                return None
+            path = fallback
+        try:
+            return read_config(path)
+        except OSError as exc:
+            raise CliError(f"load config file: open {path}: {(exc.strerror or str(exc)).lower()}") from exc
+        except CliError as exc:
+            raise CliError(f"load config file: {exc.message}") from exc
+    except CliError as exc:
+        if not explicitly_set:
+            return None  # upstream ignores a default config it cannot read
+        raise CliError(f"get server config: {exc.message}") from exc
 
 
 def resolve(flags: FlagValues, file_config: FileConfig | None) -> Settings:

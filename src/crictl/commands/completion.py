@@ -1,247 +1,137 @@
-"""`crictl completion bash|zsh|fish`: scripts generated from the command tree.
+"""`crictl completion bash|zsh|fish`: the scripts upstream prints, generated from the command tree.
 
-Beyond crictl, the scripts complete container IDs, pod IDs and image IDs by calling
-`crictl ps -aq`, `crictl pods -q` and `crictl images -q` with the global flags already typed.
+bash and zsh list the commands (with aliases) and the global flags, as crictl's completion.go
+does; fish follows urfave/cli's ToFishCompletion (fish.go), including its repetitions.
 """
 
 from __future__ import annotations
 
-import click
-
-from crictl.cmdutil import COMMAND_SETTINGS, show_help
+from crictl import cli
+from crictl.cmdutil import show_help
 from crictl.errors import CliError
 
-CONTAINER_ID_COMMANDS = ("attach", "checkpoint", "exec", "inspect", "logs", "rm", "start", "stats", "stop", "update")
-POD_ID_COMMANDS = ("inspectp", "port-forward", "rmp", "statsp", "stopp", "create")
-IMAGE_ID_COMMANDS = ("inspecti", "rmi")
-VALUE_GLOBAL_FLAGS = ("-c", "--config", "-r", "--runtime-endpoint", "-i", "--image-endpoint", "-t", "--timeout",
-                      "--max-retries")  # fmt: skip
-
-
-def _tree(ctx: click.Context) -> tuple[click.Group, list[tuple[str, click.Command]]]:
-    from crictl.main import ALIASES
-
-    root = ctx.find_root()
-    group = root.command
-    assert isinstance(group, click.Group)
-    entries: list[tuple[str, click.Command]] = []
-    for name in sorted(group.list_commands(root)):
-        cmd = group.get_command(root, name)
-        if cmd is None or cmd.hidden:
-            continue
-        entries.append((name, cmd))
-        entries.extend((alias, cmd) for alias, target in sorted(ALIASES.items()) if target == name)
-    return group, entries
-
-
-def _flags(cmd: click.Command) -> list[str]:
-    names: list[str] = []
-    for param in cmd.params:
-        if isinstance(param, click.Option):
-            names.extend(param.opts)
-    return names
-
-
-def _value_flags(cmd: click.Command) -> list[str]:
-    names: list[str] = []
-    for param in cmd.params:
-        if isinstance(param, click.Option) and not param.is_flag:
-            names.extend(param.opts)
-    return names
-
-
-def _short(cmd: click.Command) -> str:
-    return cmd.get_short_help_str(limit=200).replace("'", "").replace('"', "")
-
-
-def bash_script(ctx: click.Context) -> str:
-    group, entries = _tree(ctx)
-    commands = " ".join(name for name, _ in entries)
-    global_flags = " ".join(_flags(group))
-    flag_cases = "\n".join(f'            {name}) opts="{" ".join(_flags(cmd))}";;' for name, cmd in entries)
-    value_flags = "|".join(VALUE_GLOBAL_FLAGS)
-    return f"""_crictl_ids() {{
-    crictl "${{_crictl_global[@]}}" "$@" 2>/dev/null
-}}
-
-_crictl() {{
-    local cur cmd="" i opts
-    local -a _crictl_global=()
+_BASH = """_crictl() {
+    local cur opts base
     COMPREPLY=()
-    cur="${{COMP_WORDS[COMP_CWORD]}}"
-    for ((i=1; i<COMP_CWORD; i++)); do
-        case "${{COMP_WORDS[i]}}" in
-            {value_flags})
-                _crictl_global+=("${{COMP_WORDS[i]}}" "${{COMP_WORDS[i+1]}}"); ((i++));;
-            -*) _crictl_global+=("${{COMP_WORDS[i]}}");;
-            *) cmd="${{COMP_WORDS[i]}}"; break;;
-        esac
-    done
-    if [[ -z "$cmd" ]]; then
-        COMPREPLY=( $(compgen -W "{commands} {global_flags}" -- "$cur") )
-        return 0
-    fi
-    if [[ "$cur" == -* ]]; then
-        case "$cmd" in
-{flag_cases}
-            *) opts="";;
-        esac
-        COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
-        return 0
-    fi
-    case "$cmd" in
-        {"|".join(CONTAINER_ID_COMMANDS)})
-            COMPREPLY=( $(compgen -W "$(_crictl_ids ps -aq)" -- "$cur") );;
-        {"|".join(POD_ID_COMMANDS)})
-            COMPREPLY=( $(compgen -W "$(_crictl_ids pods -q)" -- "$cur") );;
-        {"|".join(IMAGE_ID_COMMANDS)})
-            COMPREPLY=( $(compgen -W "$(_crictl_ids images -q)" -- "$cur") );;
-        completion)
-            COMPREPLY=( $(compgen -W "bash zsh fish" -- "$cur") );;
-        help)
-            COMPREPLY=( $(compgen -W "{commands}" -- "$cur") );;
-        *)
-            COMPREPLY=( $(compgen -f -- "$cur") );;
-    esac
+    cur="${COMP_WORDS[COMP_CWORD]}"
+    opts="%s"
+    COMPREPLY=( $(compgen -W "${opts}" -- ${cur}) )
     return 0
-}}
+}
+
 complete -F _crictl crictl"""
 
+_ZSH = """#compdef crictl
 
-def zsh_script(ctx: click.Context) -> str:
-    group, entries = _tree(ctx)
-    described = " ".join(f"'{name}:{_short(cmd)}'" for name, cmd in entries)
-    global_flags = " ".join(_flags(group))
-    flag_cases = "\n".join(f"      {name}) compadd -- {' '.join(_flags(cmd))};;" for name, cmd in entries)
-    value_flags = "|".join(VALUE_GLOBAL_FLAGS)
-    return f"""#compdef crictl
+_crictl() {
+  local -a cmds
+  cmds=('%s')
+  _describe 'commands' cmds
 
-_crictl_ids() {{
-  local -a ids
-  ids=(${{(f)"$(crictl "${{_crictl_global[@]}}" "$@" 2>/dev/null)"}})
-  compadd -- $ids
-}}
+  local -a opts
+  opts=('%s')
+  _describe 'global options' opts
 
-_crictl() {{
-  local -a cmds _crictl_global
-  local cmd="" i
-  cmds=({described})
-  for ((i=2; i<CURRENT; i++)); do
-    case "${{words[i]}}" in
-      {value_flags}) _crictl_global+=("${{words[i]}}" "${{words[i+1]}}"); ((i++));;
-      -*) _crictl_global+=("${{words[i]}}");;
-      *) cmd="${{words[i]}}"; break;;
-    esac
-  done
-  if [[ -z "$cmd" ]]; then
-    if [[ "$PREFIX" == -* ]]; then
-      compadd -- {global_flags}
-    else
-      _describe 'commands' cmds
-    fi
-    return
-  fi
-  if [[ "$PREFIX" == -* ]]; then
-    case "$cmd" in
-{flag_cases}
-    esac
-    return
-  fi
-  case "$cmd" in
-    {"|".join(CONTAINER_ID_COMMANDS)}) _crictl_ids ps -aq;;
-    {"|".join(POD_ID_COMMANDS)}) _crictl_ids pods -q;;
-    {"|".join(IMAGE_ID_COMMANDS)}) _crictl_ids images -q;;
-    completion) compadd -- bash zsh fish;;
-    help) _describe 'commands' cmds;;
-    *) _files;;
-  esac
-}}
+  return
+}
 
-if [[ "${{funcstack[1]}}" == "_crictl" ]]; then
-  _crictl "$@"
-else
-  compdef _crictl crictl
-fi"""
+compdef _crictl crictl"""
 
 
-def fish_script(ctx: click.Context) -> str:
-    group, entries = _tree(ctx)
-    names = " ".join(name for name, _ in entries)
-    lines = [
-        "function __crictl_global_args",
-        "    set -l tokens (commandline -opc)",
-        "    set -e tokens[1]",
-        "    set -l out",
-        "    while set -q tokens[1]",
-        "        switch $tokens[1]",
-        f"            case {' '.join(VALUE_GLOBAL_FLAGS)}",
-        "                set out $out $tokens[1] $tokens[2]",
-        "                set -e tokens[1]",
-        "            case '-*'",
-        "                set out $out $tokens[1]",
-        "            case '*'",
-        "                break",
-        "        end",
-        "        set -e tokens[1]",
-        "    end",
-        "    printf '%s\\n' $out",
-        "end",
-        "",
-        "function __crictl_ids",
-        "    crictl (__crictl_global_args) $argv 2>/dev/null",
-        "end",
-        "",
-        "complete -c crictl -f",
-    ]
-    for param in group.params:
-        if isinstance(param, click.Option):
-            lines.append(_fish_option("__fish_use_subcommand", param))
-    for name, cmd in entries:
-        lines.append(f"complete -c crictl -n '__fish_use_subcommand' -a '{name}' -d '{_short(cmd)}'")
-    for name, cmd in entries:
-        for param in cmd.params:
-            if isinstance(param, click.Option):
-                lines.append(_fish_option(f"__fish_seen_subcommand_from {name}", param))
-    lines.append(
-        f"complete -c crictl -n '__fish_seen_subcommand_from {' '.join(CONTAINER_ID_COMMANDS)}' "
-        "-a '(__crictl_ids ps -aq)'"
-    )
-    lines.append(
-        f"complete -c crictl -n '__fish_seen_subcommand_from {' '.join(POD_ID_COMMANDS)}' -a '(__crictl_ids pods -q)'"
-    )
-    lines.append(
-        f"complete -c crictl -n '__fish_seen_subcommand_from {' '.join(IMAGE_ID_COMMANDS)}' "
-        "-a '(__crictl_ids images -q)'"
-    )
-    lines.append("complete -c crictl -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'")
-    lines.append(f"complete -c crictl -n '__fish_seen_subcommand_from help' -a '{names}'")
-    return "\n".join(lines)
+def _app_commands(app: cli.App) -> list[cli.Command]:
+    return [app.load(c) for c in sorted(app.commands, key=lambda c: c.name)]
 
 
-def _fish_option(condition: str, option: click.Option) -> str:
-    parts = [f"complete -c crictl -n '{condition}'"]
-    for opt in option.opts:
-        if opt.startswith("--"):
-            parts.append(f"-l {opt[2:]}")
-        elif len(opt) == 2:
-            parts.append(f"-s {opt[1:]}")
-        else:
-            parts.append(f"-o {opt[1:]}")
-    if not option.is_flag:
-        parts.append("-r")
-    text = (option.help or "").split("\n")[0].replace("'", "")
-    if text:
-        parts.append(f"-d '{text}'")
-    return " ".join(parts)
+def _app_flags(app: cli.App) -> list[cli.Flag]:
+    return [*sorted((f for f in app.flags if not f.hidden), key=lambda f: f.name), cli.HELP_FLAG, cli.VERSION_FLAG]
 
 
-@click.command(
-    "completion",
-    context_settings=COMMAND_SETTINGS,
-    help="Output shell completion code",
-    epilog="""\b
-Output shell completion code for bash, zsh or fish.
+def bash_script(app: cli.App) -> str:
+    words = [n for c in [*_app_commands(app), cli.HELP_COMMAND] if not c.hidden for n in c.names()]
+    words += ["--" + f.name for f in _app_flags(app)]
+    return _BASH % "\n".join(words)
+
+
+def zsh_script(app: cli.App) -> str:
+    cmds = [f"{n}:{c.usage}" for c in [*_app_commands(app), cli.HELP_COMMAND] if not c.hidden for n in c.names()]
+    opts = ["--" + f.name for f in _app_flags(app)]
+    return _ZSH % ("' '".join(cmds), "' '".join(opts))
+
+
+def _fish_escape(text: str) -> str:
+    return text.replace("'", "\\'")
+
+
+def _fish_helper(app: cli.App, previous: list[str]) -> str:
+    return f"__fish_seen_subcommand_from {' '.join(previous)}" if previous else f"__fish_{app.name}_no_subcommand"
+
+
+def _fish_flags(app: cli.App, flags: list[cli.Flag], previous: list[str]) -> list[str]:
+    lines = []
+    for flag in flags:
+        line = f"complete -c {app.name} -n '{_fish_helper(app, previous)}'" + ("" if flag.takes_file else " -f")
+        for i, name in enumerate(flag.names()):
+            line += f" -l {name}" if i == 0 else f" -s {name}"
+        if flag.takes_value():
+            line += " -r"
+        if flag.usage:
+            line += f" -d '{_fish_escape(flag.usage)}'"
+        lines.append(line)
+    return lines
+
+
+def _fish_commands(
+    app: cli.App, commands: list[cli.Command], all_names: list[str], previous: list[str], running: str
+) -> list[str]:
+    lines: list[str] = []
+    for command in commands:
+        if command.hidden:
+            continue
+        entry = f"complete -r -c {app.name} -n '{_fish_helper(app, previous)}' -a '{' '.join(command.names())}'"
+        if command.usage:
+            entry += f" -d '{_fish_escape(command.usage)}'"
+        lines += _fish_flags(app, [cli.HELP_FLAG], command.names())
+        all_names += command.names()
+        lines.append(entry)
+        # Only the running command has been set up by urfave: its flags then include --help
+        # and its subcommands the implicit help command.
+        set_up = command.name == running
+        flags = [*(sorted(command.flags, key=lambda f: f.name) if command.sort_flags else command.flags)]
+        flags = [f for f in flags if not f.hidden] + ([cli.HELP_FLAG] if set_up else [])
+        lines += _fish_flags(app, flags, command.names())
+        subs = [*command.subcommands, cli.HELP_COMMAND] if set_up else command.subcommands
+        if subs:
+            lines += _fish_commands(app, subs, all_names, command.names(), running)
+    return lines
+
+
+def fish_script(app: cli.App) -> str:
+    all_names: list[str] = []
+    lines = _fish_flags(app, _app_flags(app), [])
+    lines += _fish_flags(app, [cli.HELP_FLAG], [])
+    lines += _fish_flags(app, [cli.VERSION_FLAG], [])
+    lines += _fish_commands(app, [*_app_commands(app), cli.HELP_COMMAND], all_names, [], "completion")
+    head = f"""# {app.name} fish shell completion
+
+function __fish_{app.name}_no_subcommand --description 'Test if there has been any subcommand yet'
+    for i in (commandline -opc)
+        if contains -- $i{"".join(" " + n for n in all_names)}
+            return 1
+        end
+    end
+    return 0
+end
+
+"""
+    return head + "".join(line + "\n" for line in lines)
+
+
+@cli.command(
+    "completion", help="Output shell completion code", args_usage="SHELL",
+    description="""Output shell completion code for bash, zsh or fish.
+
 Examples:
+
     # Installing bash completion on Linux
     source <(crictl completion bash)
 
@@ -249,20 +139,23 @@ Examples:
     source <(crictl completion zsh)
 
     # Installing fish completion on Linux
-    crictl completion fish | source""",
-)
-@click.argument("shell", nargs=-1)
-@click.pass_context
-def completion_command(ctx: click.Context, shell: tuple[str, ...]) -> None:
+    crictl completion fish | source
+\t""",
+)  # fmt: skip
+@cli.argument("shell")
+@cli.pass_context
+def completion_command(ctx: cli.Context, shell: tuple[str, ...]) -> None:
+    app = ctx.find_root().app
+    assert app is not None
     if len(shell) > 1:
         show_help()
     which = shell[0] if shell else "bash"
     if which == "bash":
-        print(bash_script(ctx))
+        print(bash_script(app))
     elif which == "zsh":
-        print(zsh_script(ctx))
+        print(zsh_script(app))
     elif which == "fish":
-        print(fish_script(ctx))
+        print(fish_script(app))
     else:
         raise CliError("only bash, zsh or fish are supported")
 

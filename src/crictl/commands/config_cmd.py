@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import sys
 
-import click
-
-from crictl import log, settings
-from crictl.cmdutil import COMMAND_SETTINGS, show_help, split_slice
+from crictl import cli, log, settings
+from crictl.cmdutil import show_help, split_slice
 from crictl.errors import CliError
 from crictl.output import Table
 
-_EPILOG = """\b
+_ARGS_USAGE = """[<crictl options>]
+
 EXAMPLES:
    # Set the key "debug" to "true"
    crictl config --set debug=true
@@ -26,51 +25,48 @@ EXAMPLES:
    # Show the full configuration
    crictl config --list
 
-\b
 CRICTL OPTIONS:
-   runtime-endpoint:     Container Runtime Interface (CRI) runtime endpoint (default: "")
-   image-endpoint:       Container Runtime Interface (CRI) image endpoint (default: "")
-   timeout:              Timeout of connecting to server (default: 2)
-   debug:                Enable debug output (default: false)
-   pull-image-on-create: Enable pulling image on create requests (default: false)
-   disable-pull-on-run:  Disable pulling image on run requests (default: false)
-   max-retries:          Max retries for connecting to an explicitly set endpoint
-                         (default: 3, 0 to disable, negative for infinite)
-"""
+\t runtime-endpoint:\tContainer Runtime Interface (CRI) runtime endpoint (default: "")
+\t image-endpoint:\tContainer Runtime Interface (CRI) image endpoint (default: "")
+\t timeout:\tTimeout of connecting to server (default: 2)
+\t debug:\tEnable debug output (default: false)
+\t pull-image-on-create:\tEnable pulling image on create requests (default: false)
+\t disable-pull-on-run:\tDisable pulling image on run requests (default: false)
+\t max-retries:\tMax retries for connecting to an explicitly set endpoint (default: 3, 0 to disable, negative for \
+infinite)"""
 
 
-@click.command(
-    "config",
-    context_settings=COMMAND_SETTINGS,
-    help="Get, set and list crictl configuration options",
-    epilog=_EPILOG,
+@cli.command(
+    "config", help="Get, set and list crictl configuration options", args_usage=_ARGS_USAGE, short_options=True
 )
-@click.option("--get", "get_key", default=None, help="Show the option value")
-@click.option(
+@cli.option("--get", "get_key", default="", help="Show the option value")
+@cli.option(
     "--set",
     "set_values",
     multiple=True,
     help="Set option (can specify multiple or separate values with commas: opt1=val1,opt2=val2)",
 )
-@click.option("--list", "list_all", is_flag=True, help="Show all option value")
-@click.argument("args", nargs=-1)
-@click.pass_context
+@cli.option("--list", "list_all", is_flag=True, help="Show all option value")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def config_command(
-    ctx: click.Context, get_key: str | None, set_values: tuple[str, ...], list_all: bool, args: tuple[str, ...]
+    ctx: cli.Context, get_key: str | None, set_values: tuple[str, ...], list_all: bool, args: tuple[str, ...]
 ) -> None:
-    path = ctx.find_root().params["config"]
+    path = ctx.find_root().values["config"]
     if not os.path.exists(path):
         settings.write_config(settings.FileConfig(), path)
     try:
         config = settings.read_config(path)
     except OSError as exc:
-        raise CliError(f"load config file: {exc.strerror}: {path}") from exc
-    if get_key is not None:
+        raise CliError(f"load config file: open {path}: {(exc.strerror or str(exc)).lower()}") from exc
+    except CliError as exc:
+        raise CliError(f"load config file: {exc.message}") from exc
+    if ctx.is_set("get_key"):
         if get_key not in settings.KEYS:
             raise CliError(f"no configuration option named {get_key}")
         print(config.get(get_key))
         return
-    if set_values:
+    if ctx.is_set("set_values"):
         for option in split_slice(set_values):
             pair = option.split("=")
             if len(pair) != 2:

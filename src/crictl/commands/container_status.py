@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import click
-
-from crictl import ops
-from crictl.cmdutil import COMMAND_SETTINGS, app, inspect_targets, parse_labels, show_help, template_option
+from crictl import cli, ops
+from crictl.cmdutil import app, inspect_targets, parse_labels, show_help, template_option
 from crictl.errors import CliError
 from crictl.humanize import ago, go_zero_time_rfc3339, rfc3339nano, truncate_id
 from crictl.output import (
@@ -36,32 +34,32 @@ def container_state_name(state: int) -> str:
 
 def filter_flags(func: Any) -> Any:
     """The filter flags of ps and inspect."""
-    func = click.option("--namespace", default="", help="Filter by pod namespace regular expression pattern")(func)
+    func = cli.option("--namespace", default="", help="Filter by pod namespace regular expression pattern")(func)
     last_help = "Show last n recently created containers (includes all states). Set 0 for unlimited."
-    func = click.option("-n", "--last", type=int, default=0, help=last_help)(func)
-    func = click.option("-l", "--latest", is_flag=True,
+    func = cli.option("-n", "--last", type=int, default=0, help=last_help)(func)
+    func = cli.option("-l", "--latest", is_flag=True,
                         help="Show the most recently created container (includes all states)")(func)  # fmt: skip
-    func = click.option("-a", "--all", "all_", is_flag=True, help="Show all containers")(func)
-    func = click.option("--label", multiple=True, help="Filter by key=value label")(func)
-    func = click.option("-s", "--state", default="", help="Filter by container state")(func)
-    func = click.option("--image", default="", help="Filter by container image")(func)
-    func = click.option("-p", "--pod", default="", help="Filter by pod id")(func)
-    func = click.option("--name", default="", help="Filter by container name regular expression pattern")(func)
+    func = cli.option("-a", "--all", "all_", is_flag=True, help="Show all containers")(func)
+    func = cli.option("--label", multiple=True, help="Filter by key=value label")(func)
+    func = cli.option("-s", "--state", default="", help="Filter by container state")(func)
+    func = cli.option("--image", default="", help="Filter by container image")(func)
+    func = cli.option("-p", "--pod", default="", help="Filter by pod id")(func)
+    func = cli.option("--name", default="", help="Filter by container name regular expression pattern")(func)
     return func
 
 
-@click.command("ps", context_settings=COMMAND_SETTINGS, help="List containers")
-@click.option("-v", "--verbose", is_flag=True, help="Show verbose information for containers")
-@click.option("--id", "ctr_id", default="", help="Filter by container id")
+@cli.command("ps", help="List containers", short_options=True)
+@cli.option("-v", "--verbose", is_flag=True, help="Show verbose information for containers")
+@cli.option("--id", "ctr_id", default="", help="Filter by container id")
 @filter_flags
-@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
-@click.option("-o", "--output", default=OUTPUT_TABLE, help="Output format, One of: json|yaml|table")
-@click.option("--no-trunc", is_flag=True, help="Show output without truncating the ID")
-@click.option("-r", "--resolve-image-path", is_flag=True, help="Show image path instead of image id")
-@click.argument("args", nargs=-1)
-@click.pass_context
+@cli.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
+@cli.option("-o", "--output", default=OUTPUT_TABLE, help="Output format, One of: json|yaml|table")
+@cli.option("--no-trunc", is_flag=True, help="Show output without truncating the ID")
+@cli.option("-r", "--resolve-image-path", is_flag=True, help="Show image path instead of image id")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def ps_command(
-    ctx: click.Context, verbose: bool, ctr_id: str, name: str, pod: str, image: str, state: str,
+    ctx: cli.Context, verbose: bool, ctr_id: str, name: str, pod: str, image: str, state: str,
     label: tuple[str, ...], all_: bool, latest: bool, last: int, namespace: str, quiet: bool, output: str,
     no_trunc: bool, resolve_image_path: bool, args: tuple[str, ...],
 ) -> None:  # fmt: skip
@@ -73,6 +71,7 @@ def ps_command(
         resolve_image_path=resolve_image_path, labels=parse_labels(label),
     )  # fmt: skip
     a = app(ctx)
+    a.runtime(), a.image()  # upstream connects to (and validates) both services first
     try:
         try:
             containers = ops.list_containers(a, opts)
@@ -133,19 +132,20 @@ def _ps_table(a: Any, containers: list[Any], opts: ops.ListOptions) -> None:
     table.flush()
 
 
-@click.command("inspect", context_settings=COMMAND_SETTINGS, help="Display the status of one or more containers")
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml|go-template|table")
-@click.option("-q", "--quiet", is_flag=True, help="Do not show verbose information")
+@cli.command("inspect", help="Display the status of one or more containers")
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml|go-template|table")
+@cli.option("-q", "--quiet", is_flag=True, help="Do not show verbose information")
 @template_option()
 @filter_flags
-@click.argument("ids", nargs=-1)
-@click.pass_context
+@cli.argument("ids", nargs=-1)
+@cli.pass_context
 def inspect_command(
-    ctx: click.Context, output: str, quiet: bool, template: str, name: str, pod: str, image: str, state: str,
+    ctx: cli.Context, output: str, quiet: bool, template: str, name: str, pod: str, image: str, state: str,
     label: tuple[str, ...], all_: bool, latest: bool, last: int, namespace: str, ids: tuple[str, ...],
 ) -> None:  # fmt: skip
     """CONTAINER-ID [CONTAINER-ID...]"""
     a = app(ctx)
+    a.runtime(), a.image()  # upstream connects to (and validates) both services first
     opts = ops.ListOptions(name_regexp=name, pod_id=pod, namespace_regexp=namespace, image=image, state=state,
                            latest=latest, last=last, all=all_, labels=parse_labels(label))  # fmt: skip
     targets = inspect_targets(ids, lambda: [c.id for c in ops.list_containers(a, opts)], "containers")

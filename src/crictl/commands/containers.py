@@ -7,11 +7,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import click
-
-from crictl import log, ops
-from crictl.cmdutil import COMMAND_SETTINGS, DURATION, F, app, show_help
+from crictl import cli, log, ops
+from crictl.cmdutil import F, app, show_help
 from crictl.commands.images import get_auth, pull_options, pull_with_progress
+from crictl.commands.jsonschema import CONFIG_JSONSCHEMA
 from crictl.configfiles import load_container_config, load_pod_config
 from crictl.errors import CliError
 
@@ -19,10 +18,10 @@ from crictl.errors import CliError
 def _container_pull_flags(no_pull_help: str, with_pull_help: str) -> Callable[[F], F]:
     def wrap(func: F) -> F:
         func = pull_options(func)
-        func = click.option("-T", "--cancel-timeout", type=DURATION, default="0s",
+        func = cli.option("-T", "--cancel-timeout", type="duration", default="0s",
                             help="Seconds to wait for the request to complete before cancelling")(func)  # fmt: skip
-        func = click.option("--with-pull", is_flag=True, help=with_pull_help)(func)
-        func = click.option("--no-pull", is_flag=True, help=no_pull_help)(func)
+        func = cli.option("--with-pull", is_flag=True, help=with_pull_help)(func)
+        func = cli.option("--no-pull", is_flag=True, help=no_pull_help)(func)
         return func
 
     return wrap
@@ -50,15 +49,15 @@ def _create(
     return ops.create_container(a, pod_id, config, pod_config, cancel_timeout)
 
 
-@click.command("create", context_settings=COMMAND_SETTINGS, help="Create a new container")
+@cli.command("create", help="Create a new container", subcommands=[CONFIG_JSONSCHEMA])
 @_container_pull_flags(
     "Do not pull the image on container creation (overrides pull-image-on-create=true in config)",
     "Pull the image on container creation (overrides pull-image-on-create=false in config)",
 )
-@click.argument("args", nargs=-1)
-@click.pass_context
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def create_command(
-    ctx: click.Context, no_pull: bool, with_pull: bool, cancel_timeout: float, creds: str, auth: str,
+    ctx: cli.Context, no_pull: bool, with_pull: bool, cancel_timeout: float, creds: str, auth: str,
     username: str, pull_timeout: float, args: tuple[str, ...],
 ) -> None:  # fmt: skip
     """POD container-config.[json|yaml] pod-config.[json|yaml]"""
@@ -75,21 +74,21 @@ def create_command(
     print(ctr_id)
 
 
-@click.command("run", context_settings=COMMAND_SETTINGS, help="Run a new container inside a sandbox")
+@cli.command("run", help="Run a new container inside a sandbox", subcommands=[CONFIG_JSONSCHEMA])
 @_container_pull_flags(
     "Do not pull the image (overrides disable-pull-on-run=false in config)",
     "Pull the image (overrides disable-pull-on-run=true in config)",
 )
-@click.option(
+@cli.option(
     "-r",
     "--runtime",
     default="",
     help="Runtime handler to use. Available options are defined by the container runtime.",
 )
-@click.argument("args", nargs=-1)
-@click.pass_context
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def run_command(
-    ctx: click.Context, no_pull: bool, with_pull: bool, cancel_timeout: float, creds: str, auth: str,
+    ctx: cli.Context, no_pull: bool, with_pull: bool, cancel_timeout: float, creds: str, auth: str,
     username: str, pull_timeout: float, runtime: str, args: tuple[str, ...],
 ) -> None:  # fmt: skip
     """container-config.[json|yaml] pod-config.[json|yaml]"""
@@ -118,10 +117,10 @@ def run_command(
         raise CliError(f"running container: {exc.message}") from exc
 
 
-@click.command("start", context_settings=COMMAND_SETTINGS, help="Start one or more created containers")
-@click.argument("ids", nargs=-1)
-@click.pass_context
-def start_command(ctx: click.Context, ids: tuple[str, ...]) -> None:
+@cli.command("start", help="Start one or more created containers")
+@cli.argument("ids", nargs=-1)
+@cli.pass_context
+def start_command(ctx: cli.Context, ids: tuple[str, ...]) -> None:
     """CONTAINER-ID [CONTAINER-ID...]"""
     if not ids:
         raise CliError("ID cannot be empty")
@@ -133,29 +132,29 @@ def start_command(ctx: click.Context, ids: tuple[str, ...]) -> None:
         print(ctr_id)
 
 
-@click.command("update", context_settings=COMMAND_SETTINGS, help="Update one or more running containers")
-@click.option("--cpu-count", type=int, default=0, help="(Windows only) Number of CPUs available to the container")
-@click.option(
+@cli.command("update", help="Update one or more running containers")
+@cli.option("--cpu-count", type=int, default=0, help="(Windows only) Number of CPUs available to the container")
+@cli.option(
     "--cpu-maximum", type=int, default=0, help="(Windows only) Portion of CPU cycles specified as a percentage * 100"
 )
-@click.option(
+@cli.option(
     "--cpu-period",
     type=int,
     default=0,
     help="CPU CFS period to be used for hardcapping (in usecs). 0 to use system default",
 )
-@click.option(
+@cli.option(
     "--cpu-quota", type=int, default=0, help="CPU CFS hardcap limit (in usecs). Allowed cpu time in a given period"
 )
-@click.option("--cpu-share", type=int, default=0, help="CPU shares (relative weight vs. other containers)")
-@click.option("--memory", type=int, default=0, help="Memory limit (in bytes)")
-@click.option("--cpuset-cpus", default="", help="CPU(s) to use")
-@click.option("--cpuset-mems", default="", help="Memory node(s) to use")
-@click.option("--oom-score-adj", type=int, default=0, help="OOM Killer score to use")
-@click.argument("ids", nargs=-1)
-@click.pass_context
+@cli.option("--cpu-share", type=int, default=0, help="CPU shares (relative weight vs. other containers)")
+@cli.option("--memory", type=int, default=0, help="Memory limit (in bytes)")
+@cli.option("--cpuset-cpus", default="", help="CPU(s) to use")
+@cli.option("--cpuset-mems", default="", help="Memory node(s) to use")
+@cli.option("--oom-score-adj", type=int, default=0, default_text="", help="OOM Killer score to use")
+@cli.argument("ids", nargs=-1)
+@cli.pass_context
 def update_command(
-    ctx: click.Context, cpu_count: int, cpu_maximum: int, cpu_period: int, cpu_quota: int, cpu_share: int,
+    ctx: cli.Context, cpu_count: int, cpu_maximum: int, cpu_period: int, cpu_quota: int, cpu_share: int,
     memory: int, cpuset_cpus: str, cpuset_mems: str, oom_score_adj: int, ids: tuple[str, ...],
 ) -> None:  # fmt: skip
     """CONTAINER-ID [CONTAINER-ID...]"""
@@ -173,22 +172,22 @@ def update_command(
         print(ctr_id)
 
 
-@click.command("stop", context_settings=COMMAND_SETTINGS, help="Stop one or more running containers")
-@click.option(
+@cli.command("stop", help="Stop one or more running containers", short_options=True)
+@cli.option(
     "-t",
     "--timeout",
     type=int,
     default=0,
     help="Seconds to wait to kill the container after a graceful stop is requested",
 )
-@click.option("-a", "--all", "all_", is_flag=True, help="Stop all running containers")
-@click.argument("ids", nargs=-1)
-@click.pass_context
-def stop_command(ctx: click.Context, timeout: int, all_: bool, ids: tuple[str, ...]) -> None:
+@cli.option("-a", "--all", "all_", is_flag=True, help="Stop all running containers")
+@cli.argument("ids", nargs=-1)
+@cli.pass_context
+def stop_command(ctx: cli.Context, timeout: int, all_: bool, ids: tuple[str, ...]) -> None:
     """CONTAINER-ID [CONTAINER-ID...]"""
     a = app(ctx)
     if all_ and ids:
-        raise CliError("cannot specify CONTAINER-ID(s) when using --all")
+        raise cli.Exit(1, "cannot specify CONTAINER-ID(s) when using --all")
     if all_:
         targets = [c.id for c in ops.list_containers(a, ops.ListOptions(state="running"), with_image_client=False)]
         if not targets:
@@ -196,7 +195,7 @@ def stop_command(ctx: click.Context, timeout: int, all_: bool, ids: tuple[str, .
             return
     else:
         if not ids:
-            raise CliError("you must specify at least one CONTAINER-ID or use --all")
+            raise cli.Exit(1, "you must specify at least one CONTAINER-ID or use --all")
         targets = list(ids)
     for ctr_id in targets:
         try:
@@ -206,13 +205,13 @@ def stop_command(ctx: click.Context, timeout: int, all_: bool, ids: tuple[str, .
         print(ctr_id)
 
 
-@click.command("rm", context_settings=COMMAND_SETTINGS, help="Remove one or more containers")
-@click.option("-f", "--force", is_flag=True, help="Force removal of the container, disregarding if running")
-@click.option("-k", "--keep-logs", is_flag=True, help="Preserve the container log file and its rotations")
-@click.option("-a", "--all", "all_", is_flag=True, help="Remove all containers")
-@click.argument("ids", nargs=-1)
-@click.pass_context
-def rm_command(ctx: click.Context, force: bool, keep_logs: bool, all_: bool, ids: tuple[str, ...]) -> None:
+@cli.command("rm", help="Remove one or more containers", short_options=True)
+@cli.option("-f", "--force", is_flag=True, help="Force removal of the container, disregarding if running")
+@cli.option("-k", "--keep-logs", is_flag=True, help="Preserve the container log file and its rotations")
+@cli.option("-a", "--all", "all_", is_flag=True, help="Remove all containers")
+@cli.argument("ids", nargs=-1)
+@cli.pass_context
+def rm_command(ctx: cli.Context, force: bool, keep_logs: bool, all_: bool, ids: tuple[str, ...]) -> None:
     """CONTAINER-ID [CONTAINER-ID...]"""
     a = app(ctx)
     targets = list(ids)
@@ -261,16 +260,16 @@ def _remove_container(a: Any, ctr_id: str, force: bool, keep_logs: bool) -> None
             log.error(f'removing log file {path} for container "{ctr_id}" failed: {exc}')
 
 
-@click.command("checkpoint", context_settings=COMMAND_SETTINGS, help="Checkpoint one or more running containers")
-@click.option(
+@cli.command("checkpoint", help="Checkpoint one or more running containers", short_options=True)
+@cli.option(
     "-e",
     "--export",
     default="",
     help="Specify the name of the tar archive (/path/to/checkpoint.tar) used to export the checkpoint image.",
 )
-@click.argument("ids", nargs=-1)
-@click.pass_context
-def checkpoint_command(ctx: click.Context, export: str, ids: tuple[str, ...]) -> None:
+@cli.argument("ids", nargs=-1)
+@cli.pass_context
+def checkpoint_command(ctx: cli.Context, export: str, ids: tuple[str, ...]) -> None:
     """CONTAINER-ID [CONTAINER-ID...]"""
     if not ids:
         raise CliError("ID cannot be empty")

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
-
-from crictl import log, ops
+from crictl import cli, log, ops
 from crictl.cmdutil import (
-    COMMAND_SETTINGS,
-    DURATION,
     app,
     inspect_targets,
     is_set,
@@ -18,6 +14,7 @@ from crictl.cmdutil import (
     split_slice,
     template_option,
 )
+from crictl.commands.jsonschema import PULL_JSONSCHEMA
 from crictl.configfiles import load_pod_config
 from crictl.errors import CliError
 from crictl.humanize import human_size, truncate_id
@@ -32,6 +29,14 @@ from crictl.output import (
     status_entry,
 )
 
+RMI_DESCRIPTION = """Remove one or more images by ID or reference.
+
+NOTE: Due to CRI API limitations, when you specify an image by tag (e.g., 'localhost/test:latest'),
+the entire image will be removed along with ALL of its tags, not just the specified tag.
+This behavior differs from 'docker rmi', 'nerdctl rmi', and 'ctr image rm', which only remove
+the specified tag. To remove only a specific tag, use the container runtime's native CLI tool
+(e.g., 'nerdctl', 'ctr', or 'podman')."""
+
 FILTER_HELP = (
     "Filter output based on provided conditions.\nAvailable filters: \n* dangling=(boolean - true or false)\n"
     "* reference=/regular expression/\n* before=<image-name>[:<tag>]|<image id>|<image@digest>\n"
@@ -41,20 +46,20 @@ FILTER_HELP = (
 
 def pull_options(func: Any) -> Any:
     """The credential and timeout flags shared by pull, run and create."""
-    func = click.option(
-        "--pull-timeout", "--pt", "pull_timeout", type=DURATION, default="0s", envvar="CRICTL_PULL_TIMEOUT",
+    func = cli.option(
+        "--pull-timeout", "--pt", "pull_timeout", type="duration", default="0s", envvar="CRICTL_PULL_TIMEOUT",
         help="Maximum time to be used for pulling the image, disabled if set to 0s",
     )(func)  # fmt: skip
-    func = click.option(
+    func = cli.option(
         "-u", "--username", default="",
-        help="Use USERNAME for accessing the registry. The password will be requested on the command line",
+        help="Use `USERNAME` for accessing the registry. The password will be requested on the command line",
     )(func)  # fmt: skip
-    func = click.option(
+    func = cli.option(
         "--auth", default="", envvar="CRICTL_AUTH",
-        help="Use AUTH_STRING for accessing the registry. AUTH_STRING is a base64 encoded 'USERNAME[:PASSWORD]'",
+        help="Use `AUTH_STRING` for accessing the registry. AUTH_STRING is a base64 encoded 'USERNAME[:PASSWORD]'",
     )(func)  # fmt: skip
-    func = click.option(
-        "--creds", default="", envvar="CRICTL_CREDS", help="Use USERNAME[:PASSWORD] for accessing the registry"
+    func = cli.option(
+        "--creds", default="", envvar="CRICTL_CREDS", help="Use `USERNAME[:PASSWORD]` for accessing the registry"
     )(func)
     return func
 
@@ -96,14 +101,14 @@ def pull_with_progress(
         return ops.pull_image(ctx_app, image, auth, sandbox, annotations, timeout)
 
 
-@click.command("pull", context_settings=COMMAND_SETTINGS, help="Pull an image from a registry")
-@click.option("--pod-config", default=None, help="Use pod-config.[json|yaml] to override the pull c")
-@click.option("-a", "--annotation", multiple=True, help="Annotation to be set on the pulled image")
+@cli.command("pull", help="Pull an image from a registry", short_options=True, subcommands=[PULL_JSONSCHEMA])
+@cli.option("--pod-config", default=None, takes_file=True, help="Use `pod-config.[json|yaml]` to override the pull c")
+@cli.option("-a", "--annotation", multiple=True, help="Annotation to be set on the pulled image")
 @pull_options
-@click.argument("args", nargs=-1)
-@click.pass_context
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def pull_command(
-    ctx: click.Context, pod_config: str | None, annotation: tuple[str, ...], creds: str, auth: str,
+    ctx: cli.Context, pod_config: str | None, annotation: tuple[str, ...], creds: str, auth: str,
     username: str, pull_timeout: float, args: tuple[str, ...],
 ) -> None:  # fmt: skip
     """NAME[:TAG|@DIGEST]"""
@@ -115,7 +120,7 @@ def pull_command(
     a = app(ctx)
     auth_config = get_auth(creds, auth, username)
     sandbox = None
-    if pod_config is not None:
+    if pod_config:
         sandbox = load_pod_config(pod_config)
     annotations = parse_labels(annotation) if annotation else None
     try:
@@ -125,18 +130,18 @@ def pull_command(
     print(f"Image is up to date for {response.image_ref}")
 
 
-@click.command("images", context_settings=COMMAND_SETTINGS, help="List images")
-@click.option("-v", "--verbose", is_flag=True, help="Show verbose info for images")
-@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
-@click.option("-f", "--filter", "filters", multiple=True, help=FILTER_HELP)
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml|table")
-@click.option("--digests", is_flag=True, help="Show digests")
-@click.option("--no-trunc", is_flag=True, help="Show output without truncating the ID")
-@click.option("--pinned", is_flag=True, help="Show whether the image is pinned or not")
-@click.argument("args", nargs=-1)
-@click.pass_context
+@cli.command("images", help="List images", aliases=["image", "img"], short_options=True)
+@cli.option("-v", "--verbose", is_flag=True, help="Show verbose info for images")
+@cli.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
+@cli.option("-f", "--filter", "filters", multiple=True, help=FILTER_HELP)
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml|table")
+@cli.option("--digests", is_flag=True, help="Show digests")
+@cli.option("--no-trunc", is_flag=True, help="Show output without truncating the ID")
+@cli.option("--pinned", is_flag=True, help="Show whether the image is pinned or not")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def images_command(
-    ctx: click.Context, verbose: bool, quiet: bool, filters: tuple[str, ...], output: str, digests: bool,
+    ctx: cli.Context, verbose: bool, quiet: bool, filters: tuple[str, ...], output: str, digests: bool,
     no_trunc: bool, pinned: bool, args: tuple[str, ...],
 ) -> None:  # fmt: skip
     """[REPOSITORY[:TAG]]"""
@@ -195,16 +200,16 @@ def images_command(
     table.flush()
 
 
-@click.command("inspecti", context_settings=COMMAND_SETTINGS, help="Return the status of one or more images")
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml|go-template|table")
-@click.option("-q", "--quiet", is_flag=True, help="Do not show verbose information")
+@cli.command("inspecti", help="Return the status of one or more images", short_options=True)
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml|go-template|table")
+@cli.option("-q", "--quiet", is_flag=True, help="Do not show verbose information")
 @template_option()
-@click.option("--name", default="", help="Filter by image name")
-@click.option("-f", "--filter", "filters", multiple=True, help=FILTER_HELP)
-@click.argument("ids", nargs=-1)
-@click.pass_context
+@cli.option("--name", default="", help="Filter by image name")
+@cli.option("-f", "--filter", "filters", multiple=True, help=FILTER_HELP)
+@cli.argument("ids", nargs=-1)
+@cli.pass_context
 def inspecti_command(
-    ctx: click.Context, output: str, quiet: bool, template: str, name: str, filters: tuple[str, ...],
+    ctx: cli.Context, output: str, quiet: bool, template: str, name: str, filters: tuple[str, ...],
     ids: tuple[str, ...],
 ) -> None:  # fmt: skip
     """IMAGE-ID [IMAGE-ID...]"""
@@ -213,8 +218,7 @@ def inspecti_command(
     a = app(ctx)
     verbose = not quiet
     output = output or OUTPUT_JSON
-    targets = inspect_targets(ids, lambda: [img.id for img in ops.list_images(a, name, split_slice(filters))],
-                              "images")
+    targets = inspect_targets(ids, lambda: [img.id for img in ops.list_images(a, name, split_slice(filters))], "images")
     entries = []
     for target in targets:
         try:
@@ -242,20 +246,12 @@ def _image_status_table(response: Any, verbose: bool) -> None:
         print(f"Info: {go_map_string(dict(response.info))}")
 
 
-@click.command(
-    "rmi",
-    context_settings=COMMAND_SETTINGS,
-    help="Remove one or more images",
-    epilog="""\b
-Remove one or more images by ID or reference.
-NOTE: Due to CRI API limitations, when you specify an image by tag (e.g., 'localhost/test:latest'),
-the entire image will be removed along with ALL of its tags, not just the specified tag.""",
-)
-@click.option("-a", "--all", "all_", is_flag=True, help="Remove all images")
-@click.option("-q", "--prune", is_flag=True, help="Remove all unused images")
-@click.argument("ids", nargs=-1)
-@click.pass_context
-def rmi_command(ctx: click.Context, all_: bool, prune: bool, ids: tuple[str, ...]) -> None:
+@cli.command("rmi", help="Remove one or more images", short_options=True, description=RMI_DESCRIPTION)
+@cli.option("-a", "--all", "all_", is_flag=True, help="Remove all images")
+@cli.option("-q", "--prune", is_flag=True, help="Remove all unused images")
+@cli.argument("ids", nargs=-1)
+@cli.pass_context
+def rmi_command(ctx: cli.Context, all_: bool, prune: bool, ids: tuple[str, ...]) -> None:
     """IMAGE-ID [IMAGE-ID...]"""
     a = app(ctx)
     targets: dict[str, bool] = {}
@@ -318,11 +314,11 @@ def _remove_one(a: Any, image_id: str, prune: bool) -> None:
         print(f"Deleted: {ref}")
 
 
-@click.command("imagefsinfo", context_settings=COMMAND_SETTINGS, help="Return image filesystem info")
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml|go-template|table")
+@cli.command("imagefsinfo", help="Return image filesystem info", short_options=True)
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml|go-template|table")
 @template_option()
-@click.pass_context
-def imagefsinfo_command(ctx: click.Context, output: str, template: str) -> None:
+@cli.pass_context
+def imagefsinfo_command(ctx: cli.Context, output: str, template: str) -> None:
     from crictl.protojson import message_to_dict
 
     output = output or OUTPUT_JSON

@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
-import click
-
-from crictl import log, ops
-from crictl.cmdutil import COMMAND_SETTINGS, app, is_set, show_help
+from crictl import cli, interrupt, log, ops
+from crictl.cmdutil import app, is_set, show_help
 from crictl.errors import CliError
 from crictl.logreader import LogFormatError, LogOptions, read_logs
 from crictl.timeparse import parse_since
 
+CANCELLED = "rpc error: code = Canceled desc = context canceled"
 
-@click.command("logs", context_settings=COMMAND_SETTINGS, help="Fetch the logs of a container")
-@click.option("-f", "--follow", is_flag=True, help="Follow log output")
-@click.option("-p", "--previous", is_flag=True,
+
+@cli.command("logs", help="Fetch the logs of a container", short_options=True)
+@cli.option("-f", "--follow", is_flag=True, help="Follow log output")
+@cli.option("-p", "--previous", is_flag=True,
               help="Print the logs for the previous instance of the container in a pod if it exists")  # fmt: skip
-@click.option("-r", "--reopen", is_flag=True, help="Reopen the container logs for the provided container")
-@click.option("--tail", type=int, default=-1, help="Number of lines to show from the end of the logs. Defaults to all")
-@click.option("--limit-bytes", type=int, default=-1, help="Maximum bytes of logs to return. Defaults to no limit")
-@click.option(
+@cli.option("-r", "--reopen", is_flag=True, help="Reopen the container logs for the provided container")
+@cli.option("--tail", type=int, default=-1, help="Number of lines to show from the end of the logs. Defaults to all")
+@cli.option("--limit-bytes", type=int, default=-1, help="Maximum bytes of logs to return. Defaults to no limit")
+@cli.option(
     "--since",
     default="",
     help="Show logs since timestamp (e.g. 2013-01-02T13:23:37) or relative (e.g. 42m for 42 minutes)",
 )
-@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
-@click.option("-s", "--stream", default="", help="Show specified stream (stdout or stderr). Defaults to both.")
-@click.argument("args", nargs=-1)
-@click.pass_context
+@cli.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
+@cli.option("-s", "--stream", default="", help="Show specified stream (stdout or stderr). Defaults to both.")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def logs_command(
-    ctx: click.Context, follow: bool, previous: bool, reopen: bool, tail: int, limit_bytes: int, since: str,
+    ctx: cli.Context, follow: bool, previous: bool, reopen: bool, tail: int, limit_bytes: int, since: str,
     timestamps: bool, stream: str, args: tuple[str, ...],
 ) -> None:  # fmt: skip
     """CONTAINER-ID"""
@@ -75,11 +76,15 @@ def logs_command(
         return bool(current.state == ops.pb().CONTAINER_RUNNING)
 
     try:
-        read_logs(log_path, opts, sys.stdout.buffer, sys.stderr.buffer, still_running)
+        read_logs(log_path, opts, sys.stdout.buffer, sys.stderr.buffer, still_running, interrupt.requested)
+        if interrupt.requested():
+            raise interrupt.Interrupted(signal.SIGINT)
     except (OSError, LogFormatError) as exc:
         raise CliError(str(exc)) from exc
-    except KeyboardInterrupt:
-        return
+    except interrupt.Interrupted:
+        # Upstream cancels its context; the container-state poll that follows (or the one in
+        # flight) then fails with the cancelled call's error, which is what it prints.
+        raise CliError(CANCELLED) from None
 
 
 COMMANDS = [logs_command]

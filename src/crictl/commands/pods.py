@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
-
-from crictl import log, ops
-from crictl.cmdutil import COMMAND_SETTINGS, DURATION, app, inspect_targets, parse_labels, show_help, template_option
+from crictl import cli, log, ops
+from crictl.cmdutil import app, inspect_targets, parse_labels, show_help, template_option
+from crictl.commands.jsonschema import RUNP_JSONSCHEMA
 from crictl.configfiles import load_pod_config
 from crictl.errors import CliError
 from crictl.humanize import ago, go_time_string, rfc3339nano, truncate_id
@@ -37,23 +36,23 @@ def runtime_handler(pod: Any) -> str:
     return pod.runtime_handler or "(default)"
 
 
-@click.command("runp", context_settings=COMMAND_SETTINGS, help="Run a new pod")
-@click.option(
+@cli.command("runp", help="Run a new pod", subcommands=[RUNP_JSONSCHEMA])
+@cli.option(
     "-r",
     "--runtime",
     default="",
     help="Runtime handler to use. Available options are defined by the container runtime.",
 )
-@click.option(
+@cli.option(
     "-T",
     "--cancel-timeout",
-    type=DURATION,
+    type="duration",
     default="0s",
     help="Seconds to wait for a run pod sandbox request to complete before cancelling the request",
 )
-@click.argument("args", nargs=-1)
-@click.pass_context
-def runp_command(ctx: click.Context, runtime: str, cancel_timeout: float, args: tuple[str, ...]) -> None:
+@cli.argument("args", nargs=-1)
+@cli.pass_context
+def runp_command(ctx: cli.Context, runtime: str, cancel_timeout: float, args: tuple[str, ...]) -> None:
     """pod-config.[json|yaml]"""
     if len(args) != 1 or not args[0]:
         show_help()
@@ -65,10 +64,10 @@ def runp_command(ctx: click.Context, runtime: str, cancel_timeout: float, args: 
     print(pod_id)
 
 
-@click.command("stopp", context_settings=COMMAND_SETTINGS, help="Stop one or more running pods")
-@click.argument("ids", nargs=-1)
-@click.pass_context
-def stopp_command(ctx: click.Context, ids: tuple[str, ...]) -> None:
+@cli.command("stopp", help="Stop one or more running pods")
+@cli.argument("ids", nargs=-1)
+@cli.pass_context
+def stopp_command(ctx: cli.Context, ids: tuple[str, ...]) -> None:
     """POD-ID [POD-ID...]"""
     if not ids:
         show_help()
@@ -80,12 +79,12 @@ def stopp_command(ctx: click.Context, ids: tuple[str, ...]) -> None:
         print(f"Stopped sandbox {pod_id}")
 
 
-@click.command("rmp", context_settings=COMMAND_SETTINGS, help="Remove one or more pods")
-@click.option("-f", "--force", is_flag=True, help="Force removal of the pod sandbox, disregarding if running")
-@click.option("-a", "--all", "all_", is_flag=True, help="Remove all pods")
-@click.argument("ids", nargs=-1)
-@click.pass_context
-def rmp_command(ctx: click.Context, force: bool, all_: bool, ids: tuple[str, ...]) -> None:
+@cli.command("rmp", help="Remove one or more pods", short_options=True)
+@cli.option("-f", "--force", is_flag=True, help="Force removal of the pod sandbox, disregarding if running")
+@cli.option("-a", "--all", "all_", is_flag=True, help="Remove all pods")
+@cli.argument("ids", nargs=-1)
+@cli.pass_context
+def rmp_command(ctx: cli.Context, force: bool, all_: bool, ids: tuple[str, ...]) -> None:
     """POD-ID [POD-ID...]"""
     a = app(ctx)
     targets = list(ids)
@@ -127,27 +126,27 @@ def _remove_pod(a: Any, pod_id: str, force: bool) -> None:
 
 
 def _list_flags(func: Any) -> Any:
-    func = click.option(
+    func = cli.option(
         "-n", "--last", type=int, default=0, help="Show last n recently created pods. Set 0 for unlimited"
     )(func)
-    func = click.option("-l", "--latest", is_flag=True, help="Show the most recently created pod")(func)
-    func = click.option("--label", multiple=True, help="Filter by key=value label")(func)
-    func = click.option("-s", "--state", default="", help="Filter by pod state")(func)
-    func = click.option("--namespace", default="", help="Filter by pod namespace regular expression pattern")(func)
-    func = click.option("--name", default="", help="Filter by pod name regular expression pattern")(func)
+    func = cli.option("-l", "--latest", is_flag=True, help="Show the most recently created pod")(func)
+    func = cli.option("--label", multiple=True, help="Filter by key=value label")(func)
+    func = cli.option("-s", "--state", default="", help="Filter by pod state")(func)
+    func = cli.option("--namespace", default="", help="Filter by pod namespace regular expression pattern")(func)
+    func = cli.option("--name", default="", help="Filter by pod name regular expression pattern")(func)
     return func
 
 
-@click.command("pods", context_settings=COMMAND_SETTINGS, help="List pods")
-@click.option("--id", "pod_id", default="", help="filter by pod id")
+@cli.command("pods", help="List pods", short_options=True)
+@cli.option("--id", "pod_id", default="", help="filter by pod id")
 @_list_flags
-@click.option("-v", "--verbose", is_flag=True, help="Show verbose info for pods")
-@click.option("-q", "--quiet", is_flag=True, help="List only pod IDs")
-@click.option("-o", "--output", default=OUTPUT_TABLE, help="Output format, One of: json|yaml|table")
-@click.option("--no-trunc", is_flag=True, help="Show output without truncating the ID")
-@click.pass_context
+@cli.option("-v", "--verbose", is_flag=True, help="Show verbose info for pods")
+@cli.option("-q", "--quiet", is_flag=True, help="List only pod IDs")
+@cli.option("-o", "--output", default=OUTPUT_TABLE, help="Output format, One of: json|yaml|table")
+@cli.option("--no-trunc", is_flag=True, help="Show output without truncating the ID")
+@cli.pass_context
 def pods_command(
-    ctx: click.Context, pod_id: str, name: str, namespace: str, state: str, label: tuple[str, ...],
+    ctx: cli.Context, pod_id: str, name: str, namespace: str, state: str, label: tuple[str, ...],
     latest: bool, last: int, verbose: bool, quiet: bool, output: str, no_trunc: bool,
 ) -> None:  # fmt: skip
     opts = ops.ListOptions(
@@ -207,15 +206,15 @@ def _pods_table(pods: list[Any], opts: ops.ListOptions) -> None:
     table.flush()
 
 
-@click.command("inspectp", context_settings=COMMAND_SETTINGS, help="Display the status of one or more pods")
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml|go-template|table")
-@click.option("-q", "--quiet", is_flag=True, help="Do not show verbose information")
+@cli.command("inspectp", help="Display the status of one or more pods", short_options=True)
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml|go-template|table")
+@cli.option("-q", "--quiet", is_flag=True, help="Do not show verbose information")
 @template_option()
 @_list_flags
-@click.argument("ids", nargs=-1)
-@click.pass_context
+@cli.argument("ids", nargs=-1)
+@cli.pass_context
 def inspectp_command(
-    ctx: click.Context, output: str, quiet: bool, template: str, name: str, namespace: str, state: str,
+    ctx: cli.Context, output: str, quiet: bool, template: str, name: str, namespace: str, state: str,
     label: tuple[str, ...], latest: bool, last: int, ids: tuple[str, ...],
 ) -> None:  # fmt: skip
     """POD-ID [POD-ID...]"""

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 
-import click
-
-from crictl import log, ops
-from crictl.cmdutil import COMMAND_SETTINGS, app, is_set, show_help, template_option
+from crictl import cli, log, ops
+from crictl.cmdutil import app, is_set, show_help, template_option
 from crictl.errors import CliError
 from crictl.output import OUTPUT_GO_TEMPLATE, OUTPUT_JSON, OUTPUT_YAML, Table, print_status_entries, status_entry
 
 
-@click.command("version", context_settings=COMMAND_SETTINGS, help="Display runtime version information")
-@click.argument("args", nargs=-1)
-@click.pass_context
-def version_command(ctx: click.Context, args: tuple[str, ...]) -> None:
+@cli.command("version", help="Display runtime version information")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
+def version_command(ctx: cli.Context, args: tuple[str, ...]) -> None:
     if args:
         show_help()
     try:
@@ -28,13 +26,13 @@ def version_command(ctx: click.Context, args: tuple[str, ...]) -> None:
     print("RuntimeApiVersion: ", response.runtime_api_version)
 
 
-@click.command("info", context_settings=COMMAND_SETTINGS, help="Display information of the container runtime")
-@click.option("-o", "--output", default=OUTPUT_JSON, help="Output format, One of: json|yaml|go-template")
-@click.option("-q", "--quiet", is_flag=True, help="Do not show verbose information")
+@cli.command("info", help="Display information of the container runtime", short_options=True)
+@cli.option("-o", "--output", default=OUTPUT_JSON, help="Output format, One of: json|yaml|go-template")
+@cli.option("-q", "--quiet", is_flag=True, help="Do not show verbose information")
 @template_option()
-@click.argument("args", nargs=-1)
-@click.pass_context
-def info_command(ctx: click.Context, output: str, quiet: bool, template: str, args: tuple[str, ...]) -> None:
+@cli.argument("args", nargs=-1)
+@cli.pass_context
+def info_command(ctx: cli.Context, output: str, quiet: bool, template: str, args: tuple[str, ...]) -> None:
     if args:
         show_help()
     from crictl.protojson import message_to_dict
@@ -94,9 +92,9 @@ def _go_struct_json(message: object) -> object:
     return json.loads(json.dumps(out))
 
 
-@click.command("runtime-config", context_settings=COMMAND_SETTINGS, help="Retrieve the container runtime configuration")
-@click.pass_context
-def runtime_config_command(ctx: click.Context) -> None:
+@cli.command("runtime-config", help="Retrieve the container runtime configuration", short_options=True)
+@cli.pass_context
+def runtime_config_command(ctx: cli.Context) -> None:
     try:
         response = ops.runtime_config(app(ctx))
     except CliError as exc:
@@ -109,17 +107,17 @@ def runtime_config_command(ctx: click.Context) -> None:
     table.flush()
 
 
-@click.command("update-runtime-config", context_settings=COMMAND_SETTINGS, help="Update the runtime configuration")
-@click.option(
+@cli.command("update-runtime-config", help="Update the runtime configuration", short_options=True)
+@cli.option(
     "-p",
     "--pod-cidr",
     default=None,
     help="The new Classless Inter-Domain Routing (CIDR) value to be used for pod IP addresses. "
     "If the CIDR is empty, runtimes should omit it.",
 )
-@click.argument("args", nargs=-1)
-@click.pass_context
-def update_runtime_config_command(ctx: click.Context, pod_cidr: str | None, args: tuple[str, ...]) -> None:
+@cli.argument("args", nargs=-1)
+@cli.pass_context
+def update_runtime_config_command(ctx: cli.Context, pod_cidr: str | None, args: tuple[str, ...]) -> None:
     if args or not is_set(ctx, "pod_cidr"):
         show_help()
     try:

@@ -7,10 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import click
-
-from crictl import ops
-from crictl.cmdutil import COMMAND_SETTINGS, app, parse_labels, show_help, template_option
+from crictl import cli, interrupt, ops
+from crictl.cmdutil import app, parse_labels, show_help, template_option
 from crictl.errors import CliError
 from crictl.humanize import human_size, truncate_id
 from crictl.output import OUTPUT_GO_TEMPLATE, OUTPUT_JSON, OUTPUT_YAML, Table, print_message
@@ -22,29 +20,30 @@ def _watch(enabled: bool, display: Callable[[], None]) -> None:
         display()
         return
     try:
-        while True:
+        while not interrupt.requested():
             time.sleep(0.5)
             display()
-    except KeyboardInterrupt:
-        return
+            sys.stdout.flush()  # each refresh shows at once, into a pipe too
+    except interrupt.Interrupted:
+        return  # upstream's handleDisplay returns nil: exit 0
 
 
 def _clear_screen() -> None:
     sys.stdout.write("\033[2J\033[H")
 
 
-@click.command("stats", context_settings=COMMAND_SETTINGS, help="List container(s) resource usage statistics")
-@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
-@click.option("--id", "ctr_id", default="", help="Filter by container id")
-@click.option("-p", "--pod", default="", help="Filter by pod id")
-@click.option("--label", multiple=True, help="Filter by key=value label")
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml|table")
-@click.option("-s", "--seconds", type=int, default=1, help="Sample duration for CPU usage in seconds")
-@click.option("-w", "--watch", is_flag=True, help="Watch pod resources")
-@click.argument("args", nargs=-1)
-@click.pass_context
+@cli.command("stats", help="List container(s) resource usage statistics", short_options=True)
+@cli.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
+@cli.option("--id", "ctr_id", default="", help="Filter by container id")
+@cli.option("-p", "--pod", default="", help="Filter by pod id")
+@cli.option("--label", multiple=True, help="Filter by key=value label")
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml|table")
+@cli.option("-s", "--seconds", type=int, default=1, help="Sample duration for CPU usage in seconds")
+@cli.option("-w", "--watch", is_flag=True, help="Watch pod resources")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def stats_command(
-    ctx: click.Context, all_: bool, ctr_id: str, pod: str, label: tuple[str, ...], output: str, seconds: int,
+    ctx: cli.Context, all_: bool, ctr_id: str, pod: str, label: tuple[str, ...], output: str, seconds: int,
     watch: bool, args: tuple[str, ...],
 ) -> None:  # fmt: skip
     """[ID]"""
@@ -93,21 +92,21 @@ def stats_command(
         raise CliError(f"get container stats: {exc.message}") from exc
 
 
-@click.command(
+@cli.command(
     "statsp",
-    context_settings=COMMAND_SETTINGS,
     help="List pod statistics. Stats represent a structured API that will fulfill the Kubelet's "
     "/stats/summary endpoint.",
+    short_options=True,
 )
-@click.option("--id", "pod_id", default="", help="Filter by pod id")
-@click.option("--label", multiple=True, help="Filter by key=value label")
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml|table")
-@click.option("-s", "--seconds", type=int, default=1, help="Sample duration for CPU usage in seconds")
-@click.option("-w", "--watch", is_flag=True, help="Watch pod resources")
-@click.argument("args", nargs=-1)
-@click.pass_context
+@cli.option("--id", "pod_id", default="", help="Filter by pod id")
+@cli.option("--label", multiple=True, help="Filter by key=value label")
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml|table")
+@cli.option("-s", "--seconds", type=int, default=1, help="Sample duration for CPU usage in seconds")
+@cli.option("-w", "--watch", is_flag=True, help="Watch pod resources")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def statsp_command(
-    ctx: click.Context, pod_id: str, label: tuple[str, ...], output: str, seconds: int, watch: bool,
+    ctx: cli.Context, pod_id: str, label: tuple[str, ...], output: str, seconds: int, watch: bool,
     args: tuple[str, ...],
 ) -> None:  # fmt: skip
     """[ID]"""
@@ -160,15 +159,15 @@ def statsp_command(
         raise CliError(f"get pod stats: list pod sandbox stats: {exc.message}") from exc
 
 
-@click.command(
+@cli.command(
     "metricdescs",
-    context_settings=COMMAND_SETTINGS,
     help="List metric descriptors. Returns information about the metrics available through the CRI.",
+    short_options=True,
 )
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml")
-@click.argument("args", nargs=-1)
-@click.pass_context
-def metricdescs_command(ctx: click.Context, output: str, args: tuple[str, ...]) -> None:
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
+def metricdescs_command(ctx: cli.Context, output: str, args: tuple[str, ...]) -> None:
     if args or output not in (OUTPUT_JSON, OUTPUT_YAML, ""):
         show_help()
     try:
@@ -178,17 +177,17 @@ def metricdescs_command(ctx: click.Context, output: str, args: tuple[str, ...]) 
     print_message(ops.pb().ListMetricDescriptorsResponse(descriptors=descriptors), output or OUTPUT_JSON)
 
 
-@click.command(
+@cli.command(
     "metricsp",
-    context_settings=COMMAND_SETTINGS,
     help="List pod metrics. Metrics are unstructured key/value pairs gathered by CRI meant to replace "
     "cAdvisor's /metrics/cadvisor endpoint.",
+    short_options=True,
 )
-@click.option("-o", "--output", default="", help="Output format, One of: json|yaml")
-@click.option("-w", "--watch", is_flag=True, help="Watch pod metrics")
-@click.argument("args", nargs=-1)
-@click.pass_context
-def metricsp_command(ctx: click.Context, output: str, watch: bool, args: tuple[str, ...]) -> None:
+@cli.option("-o", "--output", default="", help="Output format, One of: json|yaml")
+@cli.option("-w", "--watch", is_flag=True, help="Watch pod metrics")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
+def metricsp_command(ctx: cli.Context, output: str, watch: bool, args: tuple[str, ...]) -> None:
     if args or output not in (OUTPUT_JSON, OUTPUT_YAML, ""):
         show_help()
     a = app(ctx)
@@ -203,15 +202,15 @@ def metricsp_command(ctx: click.Context, output: str, watch: bool, args: tuple[s
         raise CliError(f"get pod metrics: list pod sandbox metrics: {exc.message}") from exc
 
 
-@click.command("events", context_settings=COMMAND_SETTINGS, help="Stream the events of containers")
-@click.option("-o", "--output", default=OUTPUT_JSON, help="Output format, One of: json|yaml|go-template")
+@cli.command("events", help="Stream the events of containers", aliases=["event"], short_options=True)
+@cli.option("-o", "--output", default=OUTPUT_JSON, help="Output format, One of: json|yaml|go-template")
 @template_option()
-@click.argument("args", nargs=-1)
-@click.pass_context
-def events_command(ctx: click.Context, output: str, template: str, args: tuple[str, ...]) -> None:
+@cli.argument("args", nargs=-1)
+@cli.pass_context
+def events_command(ctx: cli.Context, output: str, template: str, args: tuple[str, ...]) -> None:
     if args:
         show_help()
-    from crictl.gotemplate import TemplateError, parse
+    from cri_runtime.gotemplate import TemplateError, parse
 
     if output in (OUTPUT_JSON, OUTPUT_YAML):
         if template:
@@ -227,8 +226,9 @@ def events_command(ctx: click.Context, output: str, template: str, args: tuple[s
     from crictl.connection import format_rpc_error, rpc_code
     from crictl.output import render_template_message
 
-    stream = service.stream("GetContainerEvents", ops.pb().GetEventsRequest())
+    stream = None
     try:
+        stream = service.stream("GetContainerEvents", ops.pb().GetEventsRequest())
         for event in stream:
             if output == OUTPUT_GO_TEMPLATE:
                 try:
@@ -238,8 +238,10 @@ def events_command(ctx: click.Context, output: str, template: str, args: tuple[s
             else:
                 print_message(event, output)
                 sys.stdout.flush()
-    except KeyboardInterrupt:
-        stream.cancel()
+    except interrupt.Interrupted:
+        if stream is not None:
+            stream.cancel()
+        raise CliError("getting container events: interrupted: context canceled") from None
     except Exception as exc:
         if rpc_code(exc) is None:
             raise

@@ -9,57 +9,51 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import click
-
-from crictl import log, ops
-from crictl.cmdutil import COMMAND_SETTINGS, app, is_set, parse_labels, show_help
+from crictl import cli, log, ops
+from crictl.cmdutil import app, is_set, parse_labels, show_help
 from crictl.connection import RpcError
 from crictl.errors import CliError
 
 _FILTERS = ("name", "pod", "image", "state", "label", "latest", "last")
 
 
-def _transport_flags(func: click.decorators.FC) -> click.decorators.FC:
-    func = click.option("--tls-key", default="", help="Path to the streaming TLS key")(func)
-    func = click.option("--tls-cert", default="", help="Path to the streaming TLS certificate")(func)
-    func = click.option("--tls-ca", default="", help="Path to the streaming TLS CA certificate")(func)
+def _transport_flags(func: Any) -> Any:
+    func = cli.option("--tls-key", default="", help="Path to the streaming TLS key")(func)
+    func = cli.option("--tls-cert", default="", help="Path to the streaming TLS certificate")(func)
+    func = cli.option("--tls-ca", default="", help="Path to the streaming TLS CA certificate")(func)
     sni_help = "Server name used in the TLS client to check server certificates against"
-    func = click.option("--tls-sni", "--tls-server-name", "tls_sni", default="localhost", help=sni_help)(func)
+    func = cli.option("--tls-sni", "--tls-server-name", "tls_sni", default="localhost", help=sni_help)(func)
     transport_help = "Transport protocol to use, one of: spdy|websocket"
-    func = click.option("-r", "--transport", default="spdy", help=transport_help)(func)
+    func = cli.option("-r", "--transport", default="spdy", help=transport_help)(func)
     return func
 
 
-@click.command(
-    "exec",
-    context_settings={**COMMAND_SETTINGS, "ignore_unknown_options": False},
-    help="Run a command in a running container",
-    epilog="The CONTAINER-ID is only required if none of the following filter flags are set:\n"
+@cli.command(
+    "exec", help="Run a command in a running container", short_options=True,
+    description="The CONTAINER-ID is only required if none of the following filter flags are set:\n"
     "--image, --label, --last, --latest, --name, --pod, --state",
-)
-@click.option("-s", "--sync", is_flag=True, help="Run the command synchronously")
-@click.option("--timeout", type=int, default=0, help="Timeout in seconds")
-@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
-@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open")
+)  # fmt: skip
+@cli.option("-s", "--sync", is_flag=True, help="Run the command synchronously")
+@cli.option("--timeout", type=int, default=0, help="Timeout in seconds")
+@cli.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
+@cli.option("-i", "--interactive", is_flag=True, help="Keep STDIN open")
 @_transport_flags
-@click.option(
+@cli.option(
     "--name", default="", help="Exec command for all containers matching this name filter regular expression pattern"
 )
-@click.option("-p", "--pod", default="", help="Exec command for all containers matching this pod ID filter")
-@click.option("--image", default="", help="Exec command for all containers matching this container image filter")
-@click.option("--state", default="", help="Exec command for all containers matching this container state filter")
-@click.option("--label", multiple=True, help="Exec command for all containers matching this key=value label filter")
-@click.option("-l", "--latest", is_flag=True, help="Exec command for the most recently created container")
-@click.option(
-    "-n", "--last", type=int, default=0, help="Exec command for all last n containers, set to 0 for unlimited"
-)
-@click.option("-q", "--quiet", is_flag=True, help="Do not print the container ID if multiple containers are selected")
-@click.option("-e", "--ignore-errors", is_flag=True, help="Ignore errors during command execution")
-@click.option("-x", "--parallel", is_flag=True, help="Run the command in parallel if multiple containers are selected")
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_context
+@cli.option("-p", "--pod", default="", help="Exec command for all containers matching this pod ID filter")
+@cli.option("--image", default="", help="Exec command for all containers matching this container image filter")
+@cli.option("--state", default="", help="Exec command for all containers matching this container state filter")
+@cli.option("--label", multiple=True, help="Exec command for all containers matching this key=value label filter")
+@cli.option("-l", "--latest", is_flag=True, help="Exec command for the most recently created container")
+@cli.option("-n", "--last", type=int, default=0, help="Exec command for all last n containers, set to 0 for unlimited")
+@cli.option("-q", "--quiet", is_flag=True, help="Do not print the container ID if multiple containers are selected")
+@cli.option("-e", "--ignore-errors", is_flag=True, help="Ignore errors during command execution")
+@cli.option("-x", "--parallel", is_flag=True, help="Run the command in parallel if multiple containers are selected")
+@cli.argument("args", nargs=-1)
+@cli.pass_context
 def exec_command(
-    ctx: click.Context, sync: bool, timeout: int, tty: bool, interactive: bool, transport: str, tls_sni: str,
+    ctx: cli.Context, sync: bool, timeout: int, tty: bool, interactive: bool, transport: str, tls_sni: str,
     tls_ca: str, tls_cert: str, tls_key: str, name: str, pod: str, image: str, state: str,
     label: tuple[str, ...], latest: bool, last: int, quiet: bool, ignore_errors: bool, parallel: bool,
     args: tuple[str, ...],
@@ -68,6 +62,8 @@ def exec_command(
     if not args:
         show_help()
     a = app(ctx)
+    a.runtime()  # upstream connects to both services before looking at the rest of the arguments
+    a.image()
     if ignore_errors and not quiet:
         log.warning("The `--ignore-errors` option has been set all errors returned by the command will be ignored.")
     ids = [args[0]]
@@ -149,13 +145,13 @@ def _exec_sync(a: Any, ctr_id: str, cmd: list[str], timeout: int) -> None:
     sys.stdout.flush()
 
 
-@click.command("attach", context_settings=COMMAND_SETTINGS, help="Attach to a running container")
-@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
-@click.option("-i", "--stdin", is_flag=True, help="Keep STDIN open")
+@cli.command("attach", help="Attach to a running container", short_options=True)
+@cli.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
+@cli.option("-i", "--stdin", is_flag=True, help="Keep STDIN open")
 @_transport_flags
-@click.argument("args", nargs=-1)
-@click.pass_context
-def attach_command(ctx: click.Context, tty: bool, stdin: bool, transport: str, tls_sni: str, tls_ca: str,
+@cli.argument("args", nargs=-1)
+@cli.pass_context
+def attach_command(ctx: cli.Context, tty: bool, stdin: bool, transport: str, tls_sni: str, tls_ca: str,
                    tls_cert: str, tls_key: str, args: tuple[str, ...]) -> None:  # fmt: skip
     """CONTAINER-ID"""
     if not args or not args[0]:
@@ -173,11 +169,11 @@ def attach_command(ctx: click.Context, tty: bool, stdin: bool, transport: str, t
         raise CliError(f"attaching running container failed: {exc.message}") from exc
 
 
-@click.command("port-forward", context_settings=COMMAND_SETTINGS, help="Forward local port to a pod")
+@cli.command("port-forward", help="Forward local port to a pod")
 @_transport_flags
-@click.argument("args", nargs=-1)
-@click.pass_context
-def port_forward_command(ctx: click.Context, transport: str, tls_sni: str, tls_ca: str, tls_cert: str,
+@cli.argument("args", nargs=-1)
+@cli.pass_context
+def port_forward_command(ctx: cli.Context, transport: str, tls_sni: str, tls_ca: str, tls_cert: str,
                          tls_key: str, args: tuple[str, ...]) -> None:  # fmt: skip
     """POD-ID [LOCAL_PORT:]REMOTE_PORT"""
     if len(args) < 2:

@@ -213,7 +213,7 @@ def test_not_found_is_one_line(fake_cri: tuple[str, FakeRuntime], capsys: pytest
     assert code == 1
     lines = [line for line in err.splitlines() if "level=error" in line]
     assert len(lines) == 1
-    assert "code = NotFound" in lines[0] and fake_cri[0] in lines[0]
+    assert "code = NotFound" in lines[0]
     assert "Traceback" not in err
 
 
@@ -242,9 +242,10 @@ def test_unreachable_endpoint(capsys: pytest.CaptureFixture[str], tmp_path: Path
 
 
 def test_unknown_flag_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "ps", "--bogus")
+    code, out, err = run(capsys, "ps", "--bogus")
     assert code == 1
-    assert "No such option" in err and "bogus" in err
+    assert out.startswith("Incorrect Usage: flag provided but not defined: -bogus\n\nNAME:\n   crictl ps - ")
+    assert 'level=error msg="flag provided but not defined: -bogus"' in err
 
 
 def test_help_does_not_import_grpc() -> None:
@@ -253,21 +254,21 @@ def test_help_does_not_import_grpc() -> None:
 
     src = str(Path(__file__).resolve().parents[3] / "src")
     code = (
-        "import sys; from crictl.main import cli; cli.main(['--help'], standalone_mode=False); "
-        "print('grpc' in sys.modules)"
+        "import sys; from crictl.main import build_app; build_app().run(['--help']); "
+        "print('grpc' in sys.modules, 'google.protobuf' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": src},
                             capture_output=True, text=True, check=True)  # fmt: skip
-    assert result.stdout.strip().endswith("False")
+    assert result.stdout.strip().endswith("False False")
 
 
 def test_command_index_matches_the_commands() -> None:
-    from crictl.main import COMMAND_INDEX, load_command
+    from crictl.main import build_app
 
-    for name, (_module, short_help) in COMMAND_INDEX.items():
-        command = load_command(name)
-        assert command is not None and command.name == name
-        assert command.get_short_help_str(limit=90) == short_help
+    app = build_app()
+    for stub in app.commands:
+        command = app.load(stub)
+        assert (command.name, command.aliases, command.usage) == (stub.name, stub.aliases, stub.usage)
 
 
 def test_ps_imports_only_its_own_command_module() -> None:
@@ -276,7 +277,7 @@ def test_ps_imports_only_its_own_command_module() -> None:
 
     src = str(Path(__file__).resolve().parents[3] / "src")
     code = (
-        "import sys; from crictl.main import cli; cli.get_command(None, 'ps'); "
+        "import sys; from crictl.main import build_app; app = build_app(); app.load(app.find('ps')); "
         "print(sorted(m for m in sys.modules if m.startswith('crictl.commands.') or m == 'yaml'))"
     )
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": src},

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cri_runtime.gotemplate import TemplateError, render
 from crictl import yamlout
-from crictl.gotemplate import TemplateError, render
 from crictl.humanize import human_duration, human_size, truncate_id
 from crictl.output import go_json_text, render_tabwriter
 from crictl.timeparse import parse_duration

@@ -22,10 +22,12 @@ class FakeContent(content_pb2_grpc.ContentServicer):  # type: ignore[misc]
 
     def ListStatuses(self, request: Any, context: Any) -> Any:
         self.namespaces.append(dict(context.invocation_metadata()).get("containerd-namespace", ""))
-        return content_pb2.ListStatusesResponse(statuses=[
-            content_pb2.Status(ref="layer-1", offset=5_000_000, total=10_000_000),
-            content_pb2.Status(ref="layer-2", offset=1_500_000, total=20_000_000),
-        ])
+        return content_pb2.ListStatusesResponse(
+            statuses=[
+                content_pb2.Status(ref="layer-1", offset=5_000_000, total=10_000_000),
+                content_pb2.Status(ref="layer-2", offset=1_500_000, total=20_000_000),
+            ]
+        )
 
 
 @pytest.fixture

@@ -24,12 +24,12 @@ def test_precedence_flag_over_file_over_default() -> None:
     assert (defaults.runtime_endpoint_set, defaults.timeout, defaults.max_retries) == (False, 2.0, 3)
 
 
-def test_bad_config_names_key_and_file() -> None:
+def test_bad_config_errors_in_upstream_words() -> None:
     with pytest.raises(CliError, match="Config option 'colour' is not valid"):
         parse_config_text("colour: blue\n", "/etc/crictl.yaml")
     with pytest.raises(CliError, match="parsing config option 'timeout'"):
         parse_config_text("timeout: soon\n")
-    with pytest.raises(CliError, match=r"malformed YAML in /x\.yaml"):
+    with pytest.raises(CliError, match=r"^yaml: line 2: "):
         parse_config_text("runtime-endpoint: [unclosed\n", "/x.yaml")
 
 
@@ -46,7 +46,8 @@ def test_config_set_preserves_comments(tmp_path: Path, capsys: pytest.CaptureFix
     code, _, err = run(capsys, "-c", str(path), "config", "--set", "runtime-endpoint=unix:///new.sock,debug=true")
     assert code == 0, err
     text = path.read_text()
-    assert text.startswith('# my runtime\nruntime-endpoint: "unix:///new.sock"  # keep me\ntimeout: 2\n')
+    # yaml.v3's layout, as upstream writes it: one space before an inline comment.
+    assert text.startswith('# my runtime\nruntime-endpoint: "unix:///new.sock" # keep me\ntimeout: 2\n')
     assert "debug: true\n" in text and "max-retries: 0\n" in text
     assert read_config(str(path)).debug is True
     code, out, _ = run(capsys, "-c", str(path), "config", "--get", "runtime-endpoint")
@@ -67,21 +68,6 @@ def test_config_creates_missing_file(tmp_path: Path, capsys: pytest.CaptureFixtu
         'runtime-endpoint: ""\nimage-endpoint: ""\ntimeout: 5\ndebug: false\npull-image-on-create: false\n'
         "disable-pull-on-run: false\nmax-retries: 0\n"
     )
-
-
-def test_completion_scripts_complete_ids(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    config = tmp_path / "c.yaml"
-    config.write_text("")
-    for shell, marker in (
-        ("bash", "complete -F _crictl crictl"),
-        ("zsh", "#compdef crictl"),
-        ("fish", "complete -c crictl"),
-    ):
-        code, out, _ = run(capsys, "-c", str(config), "completion", shell)
-        assert code == 0 and marker in out
-        assert "ps -aq" in out and "pods -q" in out
-    code, _, err = run(capsys, "-c", str(config), "completion", "tcsh")
-    assert code == 1 and "only bash, zsh or fish are supported" in err
 
 
 @pytest.mark.parametrize(

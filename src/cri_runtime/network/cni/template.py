@@ -16,8 +16,8 @@ import os
 import tempfile
 from typing import Any
 
-from cri_runtime import errors
-from cri_runtime.network.cni import config, gotemplate
+from cri_runtime import errors, gotemplate
+from cri_runtime.network.cni import config
 
 #: File name the rendered config is written to (sorts early, like containerd's 10-containerd-net).
 CONF_FILE_NAME = "10-cri-runtime-net.conflist"
@@ -50,7 +50,7 @@ def template_data(cidrs: list[str]) -> dict[str, Any]:
 def render_template(template_text: str, cidrs: list[str], template_path: str = "") -> str:
     """Render and validate; errors name the template file."""
     try:
-        text = gotemplate.render(template_text, template_data(cidrs))
+        text = gotemplate.render(template_text, template_data(cidrs), name=os.path.basename(template_path) or "cni")
     except gotemplate.TemplateError as exc:
         raise errors.FailedPrecondition(f"cni conf template {template_path}: {exc}") from None
     try:

@@ -1,11 +1,17 @@
-"""A subset of Go's text/template, enough for crictl's `-o go-template --template`.
+"""Go's text/template, the subset crictl's `-o go-template` and CNI config templates use.
+
+The one template engine of the project: crictl renders decoded JSON with it, the runtime renders
+its CNI config template (containerd's `conf_template`) with it. It imports only the standard
+library, so either side can use it without pulling the other's dependencies. Errors are worded
+like Go's; `name` is the template name they carry (crictl's is tmplExecuteRawJSON).
 
 Supported: text and `{{ }}` actions with `{{-`/`-}}` trimming, field chains (`.a.b`, `$x.a`),
 `$`, variables (`$x := ...`, `range $i, $e := ...`), pipelines with `|`, parenthesised
 pipelines, string/number/bool/nil literals, `if`/`else if`/`else`/`with`/`range`/`end`, and the
 functions and, or, not, len, index, print, printf, println, eq, ne, lt, le, gt, ge, json, title,
-lower, upper. Missing map keys are errors (crictl sets missingkey=error). Anything else is a
-clear TemplateError rather than silently wrong output.
+lower, upper. Missing map keys are errors (crictl sets missingkey=error; containerd's template
+data is a struct, where an unknown field is an error too). Anything else is a clear
+TemplateError rather than silently wrong output.
 """
 
 from __future__ import annotations
@@ -156,7 +162,7 @@ class _Parser:
             if word in ("if", "with", "range"):
                 nodes.append(self._parse_block(word, content[len(word) :]))
             elif word in ("define", "template", "block", "break", "continue"):
-                raise TemplateError(f"template: {NAME}:1: {word!r} is not supported by this crictl")
+                raise TemplateError(f"template: {NAME}:1: {word!r} is not supported")
             elif not content:
                 raise TemplateError(f"template: {NAME}:1: missing value for command")
             else:
@@ -638,20 +644,29 @@ def _go_type(value: Any) -> str:
     return "interface {}"
 
 
-def parse(template: str) -> list[Any]:
+def _named(exc: TemplateError, name: str) -> TemplateError:
+    message = str(exc)
+    if not message.startswith("template:"):
+        message = f"template: {NAME}:1: {message}"
+    if name != NAME:
+        message = message.replace(f"template: {NAME}:", f"template: {name}:").replace(f'"{NAME}"', f'"{name}"')
+    return TemplateError(message)
+
+
+def parse(template: str, name: str = NAME) -> list[Any]:
     """Parse only, raising TemplateError (crictl's validateTemplate)."""
-    return _Parser(template).parse()
+    try:
+        return _Parser(template).parse()
+    except TemplateError as exc:
+        raise _named(exc, name) from exc
 
 
-def render(template: str, data: Any) -> str:
-    """Execute `template` against decoded JSON `data`."""
-    nodes = parse(template)
+def render(template: str, data: Any, name: str = NAME) -> str:
+    """Execute `template` against `data` (decoded JSON: dicts, lists and scalars)."""
+    nodes = parse(template, name)
     runner = _Exec(data)
     try:
         runner.run(nodes, data)
     except TemplateError as exc:
-        message = str(exc)
-        if not message.startswith("template:"):
-            message = f"template: {NAME}:1: {message}"
-        raise TemplateError(message) from exc
+        raise _named(exc, name) from exc
     return "".join(runner.out)

@@ -1,0 +1,74 @@
+"""Our crictl against upstream crictl's recorded output (tests/golden/crictl/upstream.json).
+
+Every case of tests/golden/crictl/cases.py runs through our crictl against the same empty CRI
+endpoint the recording used. Where upstream crictl is installed, it is run live too, so a stale
+recording shows up as a failure of `test_recording_is_current` rather than as a silent pass.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.golden.crictl.cases import CASES, Case
+from tests.golden.crictl.fake_cri import empty_cri
+from tests.golden.crictl.golden import Result, cases_by_name, expected, run_case
+
+KLOG_LINE = re.compile(r"^[EWI]<KLOG>\] ")
+UPSTREAM = Path("/opt/cri-tools/bin/crictl")
+SRC = str(Path(__file__).resolve().parents[3] / "src")
+OURS = [sys.executable, "-c", f"import sys; sys.path.insert(0, {SRC!r}); from crictl.main import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with empty_cri() as address:
+        yield address
+
+
+def _run_all(binary: list[str], endpoint: str) -> dict[str, Result]:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = pool.map(lambda case: (case.name, run_case(binary, case, endpoint)), CASES)
+        return dict(results)
+
+
+@pytest.fixture(scope="module")
+def ours(endpoint: str) -> dict[str, Result]:
+    return _run_all(OURS, endpoint)
+
+
+def _error_lines(stderr: str) -> list[str]:
+    """stderr lines, without the klog lines upstream's CRI client library adds (ours has none)."""
+    return [line for line in stderr.splitlines() if line.strip() and not KLOG_LINE.match(line)]
+
+
+def assert_matches(case: Case, got: Result, want: Result) -> None:
+    assert got.rc == want.rc, f"{case.args}: exit code {got.rc} != {want.rc}\n{got.stderr}"
+    if case.compare in ("all", "stdout"):
+        assert got.stdout == want.stdout, f"{case.args}: stdout differs"
+        assert got.config_after == want.config_after, f"{case.args}: config file differs"
+    if case.compare == "all":
+        assert _error_lines(got.stderr) == _error_lines(want.stderr), f"{case.args}: stderr differs"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_matches_recorded_upstream(case: Case, ours: dict[str, Result]) -> None:
+    want = expected(cases_by_name()[case.same_as]) if case.same_as else expected(case)
+    assert_matches(case, ours[case.name], want)
+
+
+@pytest.mark.skipif(not UPSTREAM.exists(), reason="upstream crictl not installed at /opt/cri-tools/bin")
+def test_recording_is_current(endpoint: str) -> None:
+    live = _run_all([str(UPSTREAM)], endpoint)
+    stale = []
+    for case in CASES:
+        try:
+            assert_matches(case, live[case.name], expected(case))
+        except AssertionError:
+            stale.append(case.name)
+    assert not stale, f"re-run tests/golden/crictl/record.py: {stale}"
