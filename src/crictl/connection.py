@@ -102,6 +102,10 @@ def short_text(message: Any) -> str:
     return str(text_format.MessageToString(message, as_one_line=True))
 
 
+#: Channels left open on the way out after Ctrl-C (see Service.close).
+_ABANDONED: list[Any] = []
+
+
 class Service:
     """One validated channel to one endpoint with a stub for the named CRI service."""
 
@@ -147,7 +151,14 @@ class Service:
 
     def close(self) -> None:
         if self.channel is not None and not self.shared:
-            self.channel.close()
+            from crictl import interrupt
+
+            # After Ctrl-C the process is on its way out: grpc's close() can wait for the cancelled
+            # stream's threads (seen under load, for seconds), and the kernel closes the socket anyway.
+            if interrupt.requested():
+                _ABANDONED.append(self.channel)  # kept alive: its __del__ would close (and wait) too
+            else:
+                self.channel.close()
             self.channel = None
 
     def validate(self) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from cri_runtime import gounits
+
 FORMATS = ("table", "json", "yaml")
 
 
@@ -104,40 +106,12 @@ def human_size_binary(n: int) -> str:
 
 def human_size_decimal(n: int) -> str:
     """go-units HumanSize: "%.4g%s" with base 1000 (ctr content ls SIZE)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-    size, i = float(n), 0
-    while size >= 1000.0 and i < len(units) - 1:
-        size /= 1000.0
-        i += 1
-    return f"{size:.4g}{units[i]}"
+    return gounits.human_size(float(n))
 
 
-def human_duration(seconds_float: float) -> str:
+def human_duration(seconds: float) -> str:
     """go-units HumanDuration (ctr content ls AGE)."""
-    seconds = int(seconds_float)
-    if seconds < 1:
-        return "Less than a second"
-    if seconds == 1:
-        return "1 second"
-    if seconds < 60:
-        return f"{seconds} seconds"
-    minutes = int(seconds_float / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds_float / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds_float / 3600) // 24 // 365} years"
+    return gounits.human_duration(seconds)
 
 
 def rfc3339_local(seconds: int) -> str:

@@ -46,6 +46,12 @@ class SlowRuntime(EmptyRuntime):
         self.streaming = threading.Event()
         self.lock = threading.Lock()
 
+    def reset(self) -> None:
+        with self.lock:
+            self.status_calls = 0
+        self.in_status.clear()
+        self.streaming.clear()
+
     def ContainerStatus(self, request: Any, context: Any) -> Any:
         with self.lock:
             self.status_calls += 1
@@ -120,21 +126,38 @@ def _wait(event: threading.Event, what: str) -> None:
     assert event.wait(20), f"never {what}"
 
 
+def _attempts(client: list[str], rig: Rig) -> Iterator[bool]:
+    """One try for ours; up to three for upstream, whose own signal handling is timing-dependent
+    under load (seen: `logs -f` exiting 0 instead of 1 when the signal lands between polls).
+    Yields True for the last try, on which a mismatch fails the test."""
+    tries = 3 if client[0] == str(UPSTREAM) else 1
+    for n in range(tries):
+        rig.runtime.reset()
+        yield n == tries - 1
+
+
 @pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_logs_follow_signalled_while_waiting_ends_at_once(rig: Rig, client: list[str], sig: int) -> None:
-    proc = _start(client, rig, "logs", "-f", CTR_ID)
-    try:
-        assert proc.stdout is not None
-        assert [proc.stdout.readline() for _ in range(3)] == ["line 0\n", "line 1\n", "line 2\n"]
-        proc.send_signal(sig)
-        code, out, err = _finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert (code, out) == (1, ""), err
-    assert err.strip().endswith('msg="rpc error: code = Canceled desc = context canceled"'), err
+    for last in _attempts(client, rig):
+        try:
+            proc = _start(client, rig, "logs", "-f", CTR_ID)
+            try:
+                assert proc.stdout is not None
+                assert [proc.stdout.readline() for _ in range(3)] == ["line 0\n", "line 1\n", "line 2\n"]
+                proc.send_signal(sig)
+                code, out, err = _finish(proc)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            assert (code, out) == (1, ""), err
+            assert err.strip().endswith('msg="rpc error: code = Canceled desc = context canceled"'), err
+        except AssertionError:
+            if last:
+                raise
+            continue
+        break
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -142,50 +165,72 @@ def test_logs_follow_signalled_while_waiting_ends_at_once(rig: Rig, client: list
 def test_logs_follow_signalled_during_an_rpc_fails_like_upstream(rig: Rig, client: list[str], sig: int) -> None:
     """The window the flaky integration test hit: the signal lands inside the periodic
     ContainerStatus call. Upstream cancels the call and fails with its error."""
-    rig.runtime.delay = 2.0
-    proc = _start(client, rig, "logs", "-f", CTR_ID)
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "line 0\n"
-        _wait(rig.runtime.in_status, "polled the container's state")
-        proc.send_signal(sig)
-        code, out, err = _finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert code == 1, err
-    assert out == "line 1\nline 2\n"
-    assert err.strip().endswith('msg="rpc error: code = Canceled desc = context canceled"'), err
+    for last in _attempts(client, rig):
+        try:
+            rig.runtime.delay = 2.0
+            proc = _start(client, rig, "logs", "-f", CTR_ID)
+            try:
+                assert proc.stdout is not None
+                assert proc.stdout.readline() == "line 0\n"
+                _wait(rig.runtime.in_status, "polled the container's state")
+                proc.send_signal(sig)
+                code, out, err = _finish(proc)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            assert code == 1, err
+            assert out == "line 1\nline 2\n"
+            assert err.strip().endswith('msg="rpc error: code = Canceled desc = context canceled"'), err
+        except AssertionError:
+            if last:
+                raise
+            continue
+        break
 
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_events_end_with_upstreams_error(rig: Rig, client: list[str]) -> None:
-    proc = _start(client, rig, "events")
-    try:
-        _wait(rig.runtime.streaming, "subscribed")
-        proc.send_signal(signal.SIGINT)
-        code, _, err = _finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert code == 1
-    assert err.strip().endswith('msg="getting container events: interrupted: context canceled"'), err
+    for last in _attempts(client, rig):
+        try:
+            proc = _start(client, rig, "events")
+            try:
+                _wait(rig.runtime.streaming, "subscribed")
+                proc.send_signal(signal.SIGINT)
+                code, _, err = _finish(proc)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            assert code == 1
+            assert err.strip().endswith('msg="getting container events: interrupted: context canceled"'), err
+        except AssertionError:
+            if last:
+                raise
+            continue
+        break
 
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_stats_watch_ends_quietly(rig: Rig, client: list[str]) -> None:
-    proc = _start(client, rig, "stats", "-w")
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert "CONTAINER" in first
-        proc.send_signal(signal.SIGTERM)
-        code, _, err = _finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert code == 0, err
-    assert "Traceback" not in err
+    for last in _attempts(client, rig):
+        try:
+            proc = _start(client, rig, "stats", "-w")
+            try:
+                assert proc.stdout is not None
+                first = proc.stdout.readline()
+                assert "CONTAINER" in first
+                proc.send_signal(signal.SIGTERM)
+                code, _, err = _finish(proc)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            assert code == 0, err
+            assert "Traceback" not in err
+
+        except AssertionError:
+            if last:
+                raise
+            continue
+        break
