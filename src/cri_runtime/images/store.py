@@ -187,6 +187,9 @@ class ImageStore:
         self._generation += 1
         self._records = None
         self._view = None
+        # An event we expected may have been lost with the subscription; one that still
+        # comes is then taken for another client's and re-read (harmless).
+        self._expected.clear()
 
     def on_event(self, topic: str, name: str) -> None:
         """An /images/* event from containerd; no name = resubscribed, anything may have changed."""
