@@ -20,6 +20,7 @@ from cri_runtime.containerd.connection import Containerd
 from cri_runtime.images import reference
 from cri_runtime.images.auth import ANONYMOUS, Credentials
 from cri_runtime.images.content_store import ContentStore
+from cri_runtime.images.fs_usage import FsUsageCache
 from cri_runtime.images.httpclient import HttpClient
 from cri_runtime.images.manifest import Descriptor
 from cri_runtime.images.platform import Matcher, Platform, host_platform
@@ -50,6 +51,7 @@ class ImageManager:
         self.http = HttpClient()
         self.content = ContentStore(ctd)
         self.unpacker = Unpacker(ctd, snapshotter)
+        self.fs_usage = FsUsageCache(self.unpacker.usage)
         self.store = ImageStore(ctd, self.content, self.matcher, settings.sandbox_image)
         self.puller = Puller(
             self.content, self.unpacker, self.http, self.matcher,
@@ -98,6 +100,7 @@ class ImageManager:
                 size=result.size, chain_ids=result.chain_ids, layers=result.layers))
             await self._create_records(self._names(ref, result.target, result.config_digest), result.target,
                                        labels)
+        self.fs_usage.stale()
         log.info("pulled %s as %s", ref, result.config_digest)
         return await self.store.resolve(result.config_digest)
 
@@ -151,22 +154,25 @@ class ImageManager:
             return
         ids = [n for n in image.names if n == image.id]
         others = [n for n in image.names if n != image.id]
-        await asyncio.gather(*(self.store.delete(name) for name in others))
+        for name in others:  # one by one, as containerd's CRI: concurrent deletes only contend in its DB
+            await self.store.delete(name)
         for name in ids:
             # The last record goes synchronously, so its content and snapshots
             # are collected before we answer (disk is free when rmi returns).
             await self.store.delete(name, sync=True)
         if not ids and others:
             log.debug("image %s had no ID record", image.id)
+        self.fs_usage.stale()
         for observe in self.removal_observers:
             observe(image.id)
 
     async def fs_info(self) -> FsUsage:
-        return await self.unpacker.usage()
+        return await self.fs_usage.get()
 
     def verbose_info(self, image: ImageRecord) -> dict[str, str]:
         return verbose_info(image, self.snapshotter)
 
     async def close(self) -> None:
+        await self.fs_usage.close()
         await self.store.close()
         self.http.close()
