@@ -4,7 +4,8 @@ Walking every snapshot's usage costs one containerd call per snapshot, too much
 for kubelet's periodic ImageFsInfo. containerd's CRI answers from figures its
 snapshot syncer collects every 10 s; so do we: a call gets the last figures and,
 when they are older than `max_age`, starts one refresh for the calls after it.
-Only the first call (nothing known yet) waits for a walk.
+Only the first call (nothing known yet) waits for a walk. Pulls and removals do
+not force a walk: one running beside kubelet's next calls slows them down.
 """
 
 from __future__ import annotations
@@ -36,10 +37,6 @@ class FsUsageCache:
         if time.monotonic() - self._taken > self.max_age:
             self._refresh()
         return self._value
-
-    def stale(self) -> None:
-        """The figures changed a lot (an image came or went): refresh at the next call."""
-        self._taken = 0.0
 
     def _refresh(self) -> asyncio.Task[FsUsage]:
         if self._refreshing is None or self._refreshing.done():

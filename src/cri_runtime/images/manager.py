@@ -100,7 +100,6 @@ class ImageManager:
                 size=result.size, chain_ids=result.chain_ids, layers=result.layers))
             await self._create_records(self._names(ref, result.target, result.config_digest), result.target,
                                        labels)
-        self.fs_usage.stale()
         log.info("pulled %s as %s", ref, result.config_digest)
         return await self.store.resolve(result.config_digest)
 
@@ -162,7 +161,6 @@ class ImageManager:
             await self.store.delete(name, sync=True)
         if not ids and others:
             log.debug("image %s had no ID record", image.id)
-        self.fs_usage.stale()
         for observe in self.removal_observers:
             observe(image.id)
 
