@@ -114,17 +114,22 @@ class ImageManager:
 
     async def _create_records(self, names: list[str], target: Descriptor, labels: dict[str, str]) -> None:
         """Name the image: all records at once (independent writes), or none if one fails."""
-        results = await asyncio.gather(*(self.store.put(name, target, labels) for name in names),
-                                       return_exceptions=True)
-        failure = next((r for r in results if isinstance(r, BaseException)), None)
-        if failure is None:
-            return
-        # A pull cut short here must not leave a half-named image visible.
-        for name, created in zip(names, results, strict=True):
-            if created is True:
+        puts = [asyncio.ensure_future(self.store.put(name, target, labels)) for name in names]
+        ok = False
+        try:
+            await asyncio.gather(*puts)
+            ok = True
+        finally:
+            if not ok:
+                # A pull failed or cut short here must not leave a half-named image visible.
+                await asyncio.shield(self._undo_records(names, puts))
+
+    async def _undo_records(self, names: list[str], puts: list[asyncio.Task[bool]]) -> None:
+        await asyncio.gather(*puts, return_exceptions=True)
+        for name, put in zip(names, puts, strict=True):
+            if not put.cancelled() and put.exception() is None and put.result():
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self.store.delete(name))
-        raise failure
+                    await self.store.delete(name)
 
     async def ensure_image(self, ref_text: str, credentials: Credentials = ANONYMOUS) -> ImageRecord:
         """The image if present, else pulled now (used for the sandbox image)."""
