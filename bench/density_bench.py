@@ -225,7 +225,7 @@ def pct(values: list[float], q: float) -> float:
 
 def row(label: str, ours: float, theirs: float, unit: str) -> None:
     ratio = ours / theirs if theirs else float("nan")
-    print(f"{label:44} {ours:12.2f} {theirs:12.2f} {unit:4} {ratio:7.2f}")
+    print(f"{label:52} {ours:12.2f} {theirs:12.2f} {unit:4} {ratio:7.2f}")
 
 
 def report(results: dict[str, list[Round]], pods: int) -> None:
@@ -239,7 +239,7 @@ def report(results: dict[str, list[Round]], pods: int) -> None:
 
     print(f"\n{pods} pods x 2 containers per round, {len(ours)} rounds per endpoint; medians; "
           "ratio = cri-runtime / containerd's CRI (< 1: we are faster / use less)")
-    print(f"{'':44} {'cri-runtime':>12} {'containerd':>12} {'':4} {'ratio':>7}")
+    print(f"{'':52} {'cri-runtime':>12} {'containerd':>12} {'':4} {'ratio':>7}")
     row("wall time per wave", statistics.median(all_of(ours, lambda r: r.wave_s)),
         statistics.median(all_of(theirs, lambda r: r.wave_s)), "s")
     for op in ("RunPodSandbox", "CreateContainer", "StartContainer"):
