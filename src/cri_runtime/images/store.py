@@ -152,6 +152,13 @@ def is_pinned_label(labels: dict[str, str]) -> bool:
     return LABEL_PINNED_VALUE in (labels.get(LABEL_PINNED), labels.get(LABEL_CRI_CONTAINERD_PINNED))
 
 
+def _labels_only(old: _Entry | None, new: _Entry | None) -> bool:
+    """True when a record changed nothing but labels that do not pin."""
+    return (old is not None and new is not None and old.target.digest == new.target.digest
+            and (old.info is None) == (new.info is None)
+            and is_pinned_label(old.labels) == is_pinned_label(new.labels))
+
+
 def _desc_from_pb(d: Any) -> Descriptor:
     return Descriptor(media_type=d.media_type, digest=d.digest, size=int(d.size))
 
@@ -236,10 +243,16 @@ class ImageStore:
         if self._records is None:
             self._generation += 1
             return
-        if entry is None:
-            self._records.pop(name, None)
-        else:
+        old = self._records.pop(name, None)
+        if entry is not None:
             self._records[name] = entry
+        if self._view is not None and _labels_only(old, entry):
+            # Names, pin and encoded answers stand (containerd's CRI, when it runs on
+            # the same containerd, labels every new record right after its creation).
+            image = self._view.by_name.get(name)
+            if image is not None and entry is not None:
+                image.labels.update(entry.labels)
+            return
         self._view = None
 
     def _expect(self, kind: str, name: str) -> None:

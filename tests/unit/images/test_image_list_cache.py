@@ -216,3 +216,28 @@ def test_pinned_by_containerd_label_or_as_sandbox_image() -> None:
                          "docker.io/library/o:1": False}
 
     asyncio.run(run())
+
+
+def test_a_label_change_elsewhere_keeps_the_grouped_images_and_their_encoding() -> None:
+    store = FollowingStore([record("docker.io/library/a:1")])
+
+    async def run() -> None:
+        first = (await store.list())[0]
+        first.wire = b"encoded"
+        # containerd's CRI (on the same containerd) labels the record: an update event.
+        store.records[0] = images_pb2.Image(name="docker.io/library/a:1", target=store.records[0].target,
+                                            labels={"io.cri-containerd.image": "managed"})
+        store.on_event("/images/update", "docker.io/library/a:1")
+        await asyncio.sleep(0.01)
+        again = (await store.list())[0]
+        assert again is first and again.wire == b"encoded"
+        assert again.labels["io.cri-containerd.image"] == "managed"
+        # A pin label is no mere label: the image is regrouped and re-encoded.
+        store.records[0] = images_pb2.Image(name="docker.io/library/a:1", target=store.records[0].target,
+                                            labels={"io.cri-containerd.pinned": "pinned"})
+        store.on_event("/images/update", "docker.io/library/a:1")
+        await asyncio.sleep(0.01)
+        pinned = (await store.list())[0]
+        assert pinned is not first and pinned.pinned and pinned.wire is None
+
+    asyncio.run(run())
