@@ -211,10 +211,19 @@ class ImageStore:
                 del self._expected[key]
             return  # caused by our own write, already applied
         self._generation += 1  # a list read in flight must not be kept
-        if self._records is not None:
-            task = asyncio.ensure_future(self._reread(name))
-            self._refreshes.add(task)
-            task.add_done_callback(self._refreshes.discard)
+        if self._records is None:
+            return
+        if kind == DELETE and not any(n == name for _, n in self._expected):
+            # Events come in containerd's order and none of ours on this name is still
+            # to come: nothing newer can exist, so no need to ask (Images.Get).
+            if name in self._records:
+                self._set(name, None)
+            else:
+                self._versions[name] += 1
+            return
+        task = asyncio.ensure_future(self._reread(name))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
 
     async def _reread(self, name: str) -> None:
         """Re-read one record another client changed; a newer change of ours wins."""
