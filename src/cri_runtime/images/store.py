@@ -184,6 +184,7 @@ class ImageStore:
         self._versions: Counter[str] = Counter()  # per name: bumped by every local change or re-read
         self._expected: Counter[tuple[str, str]] = Counter()  # events our own writes will cause
         self._refreshes: set[asyncio.Task[None]] = set()
+        self._rereading: dict[str, bool] = {}  # name -> changed again since its re-read began
         self._reading: tuple[int, asyncio.Task[_View]] | None = None
 
     # -- keeping the copy true --------------------------------------------------
@@ -221,9 +222,27 @@ class ImageStore:
             else:
                 self._versions[name] += 1
             return
-        task = asyncio.ensure_future(self._reread(name))
+        self._schedule_reread(name)
+
+    def _schedule_reread(self, name: str) -> None:
+        """Re-read `name` in the background; events during a re-read add one more, not one each."""
+        if name in self._rereading:
+            self._rereading[name] = True
+            return
+        self._rereading[name] = False
+        task = asyncio.ensure_future(self._reread_until_settled(name))
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)
+
+    async def _reread_until_settled(self, name: str) -> None:
+        try:
+            while True:
+                await self._reread(name)
+                if not self._rereading.get(name):
+                    return
+                self._rereading[name] = False  # changed again while we read: once more
+        finally:
+            self._rereading.pop(name, None)
 
     async def _reread(self, name: str) -> None:
         """Re-read one record another client changed; a newer change of ours wins."""
@@ -504,9 +523,7 @@ class ImageStore:
         """The outcome of a write to `name` is unknown: re-read it."""
         self._generation += 1
         if self._records is not None:
-            task = asyncio.ensure_future(self._reread(name))
-            self._refreshes.add(task)
-            task.add_done_callback(self._refreshes.discard)
+            self._schedule_reread(name)
 
     async def delete(self, name: str, *, sync: bool = False) -> None:
         """Delete one record; already gone is fine."""

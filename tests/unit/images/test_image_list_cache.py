@@ -242,3 +242,16 @@ def test_a_label_change_elsewhere_keeps_the_grouped_images_and_their_encoding() 
         assert pinned is not first and pinned.pinned and pinned.wire is None
 
     asyncio.run(run())
+
+
+def test_a_burst_of_events_on_one_record_is_read_at_most_twice() -> None:
+    store = FollowingStore([record("docker.io/library/a:1")])
+
+    async def run() -> None:
+        await store.list()
+        for _ in range(4):  # e.g. containerd's CRI labelling the record again and again
+            store.on_event("/images/update", "docker.io/library/a:1")
+        await asyncio.sleep(0.01)
+        assert store.gets == 2  # the one in flight, and one more for what came meanwhile
+
+    asyncio.run(run())
