@@ -26,6 +26,7 @@ from cri_runtime.images.manifest import Descriptor
 from cri_runtime.images.platform import Matcher, Platform, host_platform
 from cri_runtime.images.puller import Puller
 from cri_runtime.images.store import (
+    LABEL_CRI_CONTAINERD_MANAGED,
     LABEL_CRI_CONTAINERD_PINNED,
     LABEL_MANAGED,
     LABEL_MANAGED_VALUE,
@@ -80,7 +81,7 @@ class ImageManager:
     async def _pull(self, ref_text: str, credentials: Credentials, pinned: bool) -> ImageRecord:
         ref = reference.parse(ref_text)
         pinned = pinned or str(ref) == self.sandbox_ref
-        labels = {LABEL_MANAGED: LABEL_MANAGED_VALUE}
+        labels = {LABEL_MANAGED: LABEL_MANAGED_VALUE, LABEL_CRI_CONTAINERD_MANAGED: LABEL_MANAGED_VALUE}
         if pinned:
             labels[LABEL_PINNED] = LABEL_PINNED_VALUE
             labels[LABEL_CRI_CONTAINERD_PINNED] = LABEL_PINNED_VALUE

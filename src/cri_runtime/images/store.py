@@ -6,8 +6,10 @@ repo digest. As containerd's CRI plugin does, a pulled image gets up to three
 records sharing one target: the normalised tag (``docker.io/library/x:1``),
 the repo digest (``docker.io/library/x@sha256:<manifest or index>``) and the
 image ID (``sha256:<config>``) — so ``ctr -n k8s.io images ls`` shows it and
-the ID always resolves. Records are labelled with our own key, not
-``io.cri-containerd.*``; pinning honours containerd's label as well.
+the ID always resolves. Records are labelled with our own key and with
+containerd's (``io.cri-containerd.image=managed``: its CRI plugin, should it run
+on the same containerd, would otherwise rewrite each record to add it); pinning
+honours containerd's ``io.cri-containerd.pinned`` label as well.
 
 containerd is the source of truth. While its image events reach us
 (`events_live`), the store keeps a copy of every record and the images
@@ -58,6 +60,10 @@ log = logging.getLogger(__name__)
 
 LABEL_MANAGED = "io.cri-runtime.image"
 LABEL_MANAGED_VALUE = "managed"
+# containerd's CRI plugin, when it runs on the same containerd (side-by-side
+# benchmarks, a migration), relabels every record lacking its own key with it,
+# several writes per pull; records we create carry it from the start.
+LABEL_CRI_CONTAINERD_MANAGED = "io.cri-containerd.image"
 LABEL_PINNED = "io.cri-runtime.image.pinned"
 # containerd's CRI plugin pins with this label (its sandbox image, and images an
 # operator labels): kubelet's image GC never removes an image reported pinned.
