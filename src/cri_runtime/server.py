@@ -172,7 +172,7 @@ class CriServer:
         nri = NriHooks(self.nri_host, apply_updates=self._nri_update)
         self.sandboxes = SandboxManager(config, self.ctd, self.network, self.images.ensure_image, self.node, nri)
         self.events = EventMonitor(self.ctd, self._on_task_event, self._resync,
-                                   on_image_change=self.images.store.invalidate)
+                                   on_image_change=self.images.store.on_event)
         # The image list may be cached only while image events are known to reach us.
         self.images.store.events_live = self.events.subscribed.is_set
         self.containers = ContainerManager(config, self.ctd, self.sandboxes, self.images, self.node, nri)

@@ -1,8 +1,8 @@
 """Task exit and OOM events from containerd, delivered to one handler.
 
-Image record changes (by anyone) are reported too, so an image cache can be
-dropped; while no subscription is live, `subscribed` is clear and nothing
-may be cached.
+Image record changes (by anyone) are reported too, as (topic, record name),
+so an image cache can follow them; ("", "") means anything may have changed.
+While no subscription is live, `subscribed` is clear and nothing may be cached.
 
 The subscription is re-established whenever the stream breaks (containerd
 restarted, connection lost). Exits that happen while no stream is open would
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import any_pb2
 
-from cri_protos.containerd.events import task_pb2
+from cri_protos.containerd.events import image_pb2, task_pb2
 from cri_protos.containerd.services.events.v1 import events_pb2
 from cri_runtime.containerd.connection import Containerd
 
@@ -60,6 +60,7 @@ class TaskOOM:
 TaskEvent = TaskExit | TaskOOM
 Handler = Callable[[TaskEvent], Awaitable[None]]
 Resync = Callable[[], Awaitable[None]]
+ImageChange = Callable[[str, str], None]  # (topic, image record name)
 
 
 def decode(topic: str, type_url: str, value: bytes) -> TaskEvent | None:
@@ -74,11 +75,19 @@ def decode(topic: str, type_url: str, value: bytes) -> TaskEvent | None:
     return None
 
 
+def image_record_name(value: bytes) -> str:
+    """The record name of an ImageCreate/ImageUpdate/ImageDelete (field 1 in all three)."""
+    try:
+        return str(image_pb2.ImageDelete.FromString(value).name)
+    except Exception:  # undecodable: report no name, so the whole cache is dropped
+        return ""
+
+
 class EventMonitor:
     """Runs the subscription loop as a background task."""
 
     def __init__(self, ctd: Containerd, handler: Handler, on_resubscribe: Resync,
-                 on_image_change: Callable[[], None] | None = None) -> None:
+                 on_image_change: ImageChange | None = None) -> None:
         self._ctd = ctd
         self._on_image_change = on_image_change
         self._handler = handler
@@ -112,13 +121,13 @@ class EventMonitor:
                 async for envelope in stream:
                     if envelope.topic == TOPIC_PROBE:
                         if envelope.event.value.decode(errors="replace") == probe and not self.subscribed.is_set():
-                            self._image_changed()  # anything may have changed while unsubscribed
+                            self._image_changed("", "")  # anything may have changed while unsubscribed
                             self.subscribed.set()
                             await self._resync_safely()
                             backoff = 0.1
                         continue
                     if envelope.topic.startswith(TOPIC_IMAGES):
-                        self._image_changed()
+                        self._image_changed(envelope.topic, image_record_name(envelope.event.value))
                         continue
                     event = decode(envelope.topic, envelope.event.type_url, envelope.event.value)
                     if event is not None:
@@ -133,9 +142,9 @@ class EventMonitor:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
-    def _image_changed(self) -> None:
+    def _image_changed(self, topic: str, name: str) -> None:
         if self._on_image_change is not None:
-            self._on_image_change()
+            self._on_image_change(topic, name)
 
     async def _publish_probe(self, probe: str) -> None:
         """Publish probes until one comes back through our subscription."""

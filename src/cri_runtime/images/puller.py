@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 from cri_runtime import errors
@@ -55,6 +55,19 @@ class PullResult:
     manifest: Descriptor
     config_digest: str
     chain_id: str
+    config: ImageConfig
+    layers: tuple[Descriptor, ...]
+    chain_ids: tuple[str, ...]
+    size: int  # of everything the image references (as containerd's CRI reports it)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A reference resolved on its registry: the first round trip of every pull."""
+
+    client: RegistryClient
+    target: Descriptor
+    raw: bytes
 
 
 class ProgressWatch:
@@ -85,10 +98,17 @@ class Puller:
         self.progress_timeout = progress_timeout
         self._blob_locks = KeyedLock()
 
-    async def pull(self, ref: Reference, credentials: Credentials, lease: str) -> PullResult:
+    async def resolve(self, ref: Reference, credentials: Credentials) -> Resolved:
+        """Ask the registry what `ref` names now (one manifest GET)."""
+        client = RegistryClient(self.http, ref, self.registry_config_path, credentials)
+        target, raw = await client.resolve()
+        return Resolved(client, target, raw)
+
+    async def pull(self, ref: Reference, credentials: Credentials, lease: str,
+                   resolved: Resolved | None = None) -> PullResult:
         """Fetch and unpack `ref` under `lease`; cancels itself when progress stalls."""
         watch = ProgressWatch()
-        task = asyncio.ensure_future(self._pull(ref, credentials, lease, watch))
+        task = asyncio.ensure_future(self._pull(ref, credentials, lease, watch, resolved))
         try:
             while True:
                 timeout = None
@@ -116,10 +136,11 @@ class Puller:
                     await task
 
     async def _pull(self, ref: Reference, credentials: Credentials, lease: str,
-                    watch: ProgressWatch) -> PullResult:
-        client = RegistryClient(self.http, ref, self.registry_config_path, credentials)
+                    watch: ProgressWatch, resolved: Resolved | None) -> PullResult:
+        if resolved is None:
+            resolved = await self.resolve(ref, credentials)
+        client, target, raw = resolved.client, resolved.target, resolved.raw
         src_key, src_val = distribution_source_label(ref.domain, ref.path)
-        target, raw = await client.resolve()
         watch.tick(len(raw))
         manifest_desc, manifest_raw = target, raw
         if target.media_type == MT_DOCKER_SCHEMA1:
@@ -155,14 +176,20 @@ class Puller:
         chains = chain_ids(config.diff_ids)
         top = chains[-1] if chains else ""
 
-        await self._fetch_and_unpack(client, ref, manifest, config, chains, lease, watch,
-                                     {src_key: src_val})
         config_labels = {f"{LABEL_GC_SNAPSHOT}.{self.unpacker.snapshotter}": top} if top else {}
-        await self._store_bytes("config", manifest.config, config_raw, config_labels, lease, ref)
-        await self._store_bytes("manifest", manifest_desc, manifest_raw,
-                                {**manifest_gc_labels(manifest), src_key: src_val}, lease, ref)
+        # Everything is held by the lease until the records exist, so the small blobs
+        # need not wait for the layers: store them while the layers download.
+        await _all(
+            self._fetch_and_unpack(client, ref, manifest, config, chains, lease, watch, {src_key: src_val}),
+            self._store_bytes("config", manifest.config, config_raw, config_labels, lease, ref),
+            self._store_bytes("manifest", manifest_desc, manifest_raw,
+                              {**manifest_gc_labels(manifest), src_key: src_val}, lease, ref))
+        size = manifest_desc.size + manifest.config.size + sum(ly.size for ly in manifest.layers)
+        if target.media_type in INDEX_TYPES:
+            size += target.size
         return PullResult(target=target, manifest=manifest_desc, config_digest=manifest.config.digest,
-                          chain_id=top)
+                          chain_id=top, config=config, layers=tuple(manifest.layers), chain_ids=tuple(chains),
+                          size=size)
 
     async def _read_config(self, client: RegistryClient, desc: Descriptor, lease: str) -> bytes:
         if await self.content.info(desc.digest) is not None:
@@ -238,3 +265,15 @@ class Puller:
 
 
 MANIFEST_TYPES_DEFAULT = "application/vnd.oci.image.manifest.v1+json"
+
+
+async def _all(*steps: Awaitable[None]) -> None:
+    """Run the steps concurrently; the first failure cancels the rest and is raised."""
+    tasks = [asyncio.ensure_future(s) for s in steps]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -6,21 +6,34 @@ repo digest. As containerd's CRI plugin does, a pulled image gets up to three
 records sharing one target: the normalised tag (``docker.io/library/x:1``),
 the repo digest (``docker.io/library/x@sha256:<manifest or index>``) and the
 image ID (``sha256:<config>``) — so ``ctr -n k8s.io images ls`` shows it and
-the ID always resolves. Records are labelled with our own key, not
-``io.cri-containerd.*``.
+the ID always resolves. Records are labelled with our own key and with
+containerd's (``io.cri-containerd.image=managed``: its CRI plugin, should it run
+on the same containerd, would otherwise rewrite each record to add it); pinning
+honours containerd's ``io.cri-containerd.pinned`` label as well.
 
-Everything is read from containerd on demand (it is the source of truth and
-survives our restarts); only the immutable content-derived facts of a target
-(config digest, size, chain IDs) are cached, keyed by target digest.
+containerd is the source of truth. While its image events reach us
+(`events_live`), the store keeps a copy of every record and the images
+grouped from it, as containerd's CRI plugin keeps its image store:
+
+- our own writes are applied to the copy when containerd confirms them, and
+  the event each one causes is recognised and skipped;
+- any other client's change (``ctr images tag``, ``rm``, ``pull``) arrives as
+  an event naming the record, which is then re-read alone (Images.Get);
+- a lookup that misses is checked with containerd before answering "absent"
+  (a record made elsewhere may not have been announced yet).
+
+Without live events nothing is kept and every call reads containerd. The
+immutable content-derived facts of a target (config digest, size, chain IDs)
+are cached by target digest either way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,9 +60,19 @@ log = logging.getLogger(__name__)
 
 LABEL_MANAGED = "io.cri-runtime.image"
 LABEL_MANAGED_VALUE = "managed"
+# containerd's CRI plugin, when it runs on the same containerd (side-by-side
+# benchmarks, a migration), relabels every record lacking its own key with it,
+# several writes per pull; records we create carry it from the start.
+LABEL_CRI_CONTAINERD_MANAGED = "io.cri-containerd.image"
 LABEL_PINNED = "io.cri-runtime.image.pinned"
+# containerd's CRI plugin pins with this label (its sandbox image, and images an
+# operator labels): kubelet's image GC never removes an image reported pinned.
+LABEL_CRI_CONTAINERD_PINNED = "io.cri-containerd.pinned"
 LABEL_PINNED_VALUE = "pinned"
 ID_PREFIX = "sha256:"
+
+# Event kinds, the last part of containerd's /images/<kind> topics.
+CREATE, UPDATE, DELETE = "create", "update", "delete"
 
 
 @dataclass(frozen=True)
@@ -74,6 +97,8 @@ class ImageRecord:
     info: TargetInfo
     pinned: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    # The service layer's encoding of this image, kept while the image is unchanged.
+    wire: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def repo_tags(self) -> list[str]:
@@ -107,8 +132,37 @@ class ImageRecord:
         return self.info.size
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One containerd record as the store last saw it; `info` None = content unusable."""
+
+    target: Descriptor
+    labels: dict[str, str]
+    info: TargetInfo | None
+
+
+@dataclass
+class _View:
+    """Records grouped into images, with the lookups every RPC needs."""
+
+    images: list[ImageRecord]
+    by_name: dict[str, ImageRecord]
+    by_id: dict[str, ImageRecord]
+
+
 def is_image_id(text: str) -> bool:
     return text.startswith(ID_PREFIX) and reference.IDENTIFIER_RE.match(text[len(ID_PREFIX):]) is not None
+
+
+def is_pinned_label(labels: dict[str, str]) -> bool:
+    return LABEL_PINNED_VALUE in (labels.get(LABEL_PINNED), labels.get(LABEL_CRI_CONTAINERD_PINNED))
+
+
+def _labels_only(old: _Entry | None, new: _Entry | None) -> bool:
+    """True when a record changed nothing but labels that do not pin."""
+    return (old is not None and new is not None and old.target.digest == new.target.digest
+            and (old.info is None) == (new.info is None)
+            and is_pinned_label(old.labels) == is_pinned_label(new.labels))
 
 
 def _desc_from_pb(d: Any) -> Descriptor:
@@ -127,20 +181,136 @@ class ImageStore:
         self.matcher = matcher
         self.sandbox_ref = reference.normalize(sandbox_image) if sandbox_image else ""
         self._targets: dict[str, TargetInfo] = {}
-        # The image list as last read, kept only while `events_live()` says containerd's
-        # image events reach `invalidate` (other clients may change records too).
+        # The record copy is kept only while `events_live()` says containerd's image
+        # events reach `on_event` (other clients may change records too).
         self.events_live: Callable[[], bool] = lambda: False
-        self._cached: list[ImageRecord] | None = None
-        self._generation = 0
-        self._reading: tuple[int, asyncio.Task[list[ImageRecord]]] | None = None
+        self._records: dict[str, _Entry] | None = None
+        self._view: _View | None = None
+        self._generation = 0  # bumped whenever the copy is dropped or changed
+        self._versions: Counter[str] = Counter()  # per name: bumped by every local change or re-read
+        self._expected: Counter[tuple[str, str]] = Counter()  # events our own writes will cause
+        self._refreshes: set[asyncio.Task[None]] = set()
+        self._rereading: dict[str, bool] = {}  # name -> changed again since its re-read began
+        self._reading: tuple[int, asyncio.Task[_View]] | None = None
+
+    # -- keeping the copy true --------------------------------------------------
 
     def invalidate(self) -> None:
-        """Forget the cached image list: a record was created, changed or deleted."""
-        log.debug("image list cache dropped")
+        """Forget the copy: anything may have changed (events were not live)."""
+        log.debug("image record copy dropped")
         self._generation += 1
-        self._cached = None
+        self._records = None
+        self._view = None
+        # An event we expected may have been lost with the subscription; one that still
+        # comes is then taken for another client's and re-read (harmless).
+        self._expected.clear()
+
+    def on_event(self, topic: str, name: str) -> None:
+        """An /images/* event from containerd; no name = resubscribed, anything may have changed."""
+        if not name:
+            self.invalidate()
+            return
+        kind = topic.rsplit("/", 1)[-1]
+        key = (kind, name)
+        if self._expected[key] > 0:
+            self._expected[key] -= 1
+            if not self._expected[key]:
+                del self._expected[key]
+            return  # caused by our own write, already applied
+        self._generation += 1  # a list read in flight must not be kept
+        if self._records is None:
+            return
+        if kind == DELETE and not any(n == name for _, n in self._expected):
+            # Events come in containerd's order and none of ours on this name is still
+            # to come: nothing newer can exist, so no need to ask (Images.Get).
+            if name in self._records:
+                self._set(name, None)
+            else:
+                self._versions[name] += 1
+            return
+        self._schedule_reread(name)
+
+    def _schedule_reread(self, name: str) -> None:
+        """Re-read `name` in the background; events during a re-read add one more, not one each."""
+        if name in self._rereading:
+            self._rereading[name] = True
+            return
+        self._rereading[name] = False
+        task = asyncio.ensure_future(self._reread_until_settled(name))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
+
+    async def _reread_until_settled(self, name: str) -> None:
+        try:
+            while True:
+                await self._reread(name)
+                if not self._rereading.get(name):
+                    return
+                self._rereading[name] = False  # changed again while we read: once more
+        finally:
+            self._rereading.pop(name, None)
+
+    async def _reread(self, name: str) -> None:
+        """Re-read one record another client changed; a newer change of ours wins."""
+        self._versions[name] += 1
+        stamp = self._stamp(name)
+        try:
+            rec = await self.get_record(name)
+            entry = await self._entry(rec) if rec is not None else None
+        except errors.CriError as exc:
+            log.warning("re-reading image record %s failed (%s); dropping the image cache", name, exc)
+            self.invalidate()
+            return
+        self._set_if_unchanged(name, entry, stamp)
+
+    def _stamp(self, name: str) -> tuple[int, int]:
+        """What must still hold for a read of `name` begun now to be applied."""
+        return self._versions[name], id(self._records)
+
+    def _set_if_unchanged(self, name: str, entry: _Entry | None, stamp: tuple[int, int]) -> None:
+        if self._records is not None and self._stamp(name) == stamp:
+            self._set(name, entry)
+
+    def _set(self, name: str, entry: _Entry | None) -> None:
+        """Apply one record's new state to the copy (None = deleted)."""
+        self._versions[name] += 1
+        if self._records is None:
+            self._generation += 1
+            return
+        old = self._records.pop(name, None)
+        if entry is not None:
+            self._records[name] = entry
+        if self._view is not None and _labels_only(old, entry):
+            # Names, pin and encoded answers stand (containerd's CRI, when it runs on
+            # the same containerd, labels every new record right after its creation).
+            image = self._view.by_name.get(name)
+            if image is not None and entry is not None:
+                image.labels.update(entry.labels)
+            return
+        self._view = None
+
+    def _expect(self, kind: str, name: str) -> None:
+        self._expected[(kind, name)] += 1
+
+    def _unexpect(self, kind: str, name: str) -> None:
+        key = (kind, name)
+        if self._expected[key] > 0:
+            self._expected[key] -= 1
+        if not self._expected[key]:
+            del self._expected[key]
+
+    async def close(self) -> None:
+        for task in list(self._refreshes):
+            task.cancel()
+        for task in list(self._refreshes):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     # -- content-derived facts ----------------------------------------------
+
+    def remember(self, target: Descriptor, info: TargetInfo) -> None:
+        """Seed the facts of a target just pulled (so naming it reads no content)."""
+        self._targets[target.digest] = info
 
     async def describe(self, target: Descriptor) -> TargetInfo:
         """Config digest, size and chain IDs of a target (index or manifest)."""
@@ -166,6 +336,15 @@ class ImageStore:
         self._targets[target.digest] = info
         return info
 
+    def present_target(self, digest: str) -> TargetInfo | None:
+        """Facts of a target some current record points at (so its content is held), if known."""
+        if self._records is None or not self.events_live():
+            return None
+        for entry in self._records.values():
+            if entry.target.digest == digest and entry.info is not None:
+                return entry.info
+        return None
+
     # -- records ----------------------------------------------------------------
 
     async def _list_raw(self) -> list[Any]:
@@ -173,48 +352,65 @@ class ImageStore:
         return list(resp.images)
 
     async def list(self) -> list[ImageRecord]:
-        """All images whose content is present, one entry per image ID."""
-        cached = self._cached
-        if cached is not None and self.events_live():
-            return list(cached)
-        return await self._list_fresh()
+        """All images whose content is present, one entry per image ID, sorted by ID."""
+        return list((await self._current()).images)
 
-    async def _list_fresh(self) -> builtins.list[ImageRecord]:
-        """Read the list from containerd; callers arriving meanwhile share that read."""
+    async def _current(self) -> _View:
+        if self._records is not None and self.events_live():
+            if self._view is None:
+                self._view = self._group(self._records)
+            return self._view
+        return await self._read_fresh()
+
+    async def _read_fresh(self) -> _View:
+        """Read every record from containerd; callers arriving meanwhile share that read."""
         reading = self._reading
         if reading is None or reading[0] != self._generation or reading[1].done():
-            reading = self._reading = (self._generation, asyncio.ensure_future(self._read_list(self._generation)))
-        return list(await asyncio.shield(reading[1]))
+            reading = self._reading = (self._generation, asyncio.ensure_future(self._read_all(self._generation)))
+        return await asyncio.shield(reading[1])
 
-    async def _read_list(self, generation: int) -> builtins.list[ImageRecord]:
+    async def _read_all(self, generation: int) -> _View:
         raw = await self._list_raw()
-        infos = await asyncio.gather(*(self._safe_describe(r) for r in raw))
+        entries = await asyncio.gather(*(self._entry(r) for r in raw))
+        records = {rec.name: entry for rec, entry in zip(raw, entries, strict=True)}
+        view = self._group(records)
+        if generation == self._generation and self.events_live():
+            self._records, self._view = records, view  # nothing changed while we were reading
+        log.debug("image records read", extra={"fields": {"records": len(records),
+                                                           "kept": self._records is records}})
+        return view
+
+    async def _entry(self, rec: Any) -> _Entry:
+        target = _desc_from_pb(rec.target)
+        return _Entry(target, dict(rec.labels), await self._safe_describe(rec.name, target))
+
+    async def _safe_describe(self, name: str, target: Descriptor) -> TargetInfo | None:
+        try:
+            return await self.describe(target)
+        except errors.NotFound:
+            return None  # content gone or still being pulled by someone else
+        except (errors.DataLoss, errors.InvalidArgument) as exc:
+            log.warning("image record %s is unusable: %s", name, exc)
+            return None
+
+    def _group(self, records: dict[str, _Entry]) -> _View:
         by_id: dict[str, ImageRecord] = {}
-        for rec, info in zip(raw, infos, strict=True):
+        by_name: dict[str, ImageRecord] = {}
+        for name, entry in records.items():
+            info = entry.info
             if info is None:
                 continue
             image = by_id.get(info.image_id)
             if image is None:
-                image = by_id[info.image_id] = ImageRecord(
-                    id=info.image_id, names=[], target=_desc_from_pb(rec.target), info=info)
-            image.names.append(rec.name)
-            image.labels.update(rec.labels)
-            if rec.labels.get(LABEL_PINNED) == LABEL_PINNED_VALUE or rec.name == self.sandbox_ref:
+                image = by_id[info.image_id] = ImageRecord(id=info.image_id, names=[], target=entry.target,
+                                                           info=info)
+            image.names.append(name)
+            image.labels.update(entry.labels)
+            if is_pinned_label(entry.labels) or name == self.sandbox_ref:
                 image.pinned = True
+            by_name[name] = image
         images = sorted(by_id.values(), key=lambda i: i.id)
-        if generation == self._generation and self.events_live():
-            self._cached = images  # nothing changed while we were reading
-        log.debug("image list read", extra={"fields": {"images": len(images), "cached": self._cached is images}})
-        return images
-
-    async def _safe_describe(self, rec: Any) -> TargetInfo | None:
-        try:
-            return await self.describe(_desc_from_pb(rec.target))
-        except errors.NotFound:
-            return None  # content gone or still being pulled by someone else
-        except (errors.DataLoss, errors.InvalidArgument) as exc:
-            log.warning("image record %s is unusable: %s", rec.name, exc)
-            return None
+        return _View(images, by_name, by_id)
 
     async def get_record(self, name: str) -> Any | None:
         try:
@@ -227,41 +423,46 @@ class ImageStore:
     async def find(self, ref_or_id: str) -> ImageRecord | None:
         """Look an image up by ID, ID prefix, tag or digest reference; None if absent.
 
-        A hit in the cached list is trusted; a miss is always checked with containerd
+        A hit in the kept copy is trusted; a miss is always checked with containerd
         (a record made by another client may not have been announced yet).
         """
         if not ref_or_id:
             raise errors.InvalidArgument("image reference is empty")
-        if self._cached is not None and self.events_live():
-            hit = self._match(self._cached, ref_or_id)
-            if hit is not None:
-                return hit
-        image_id = ""
-        if is_image_id(ref_or_id):
-            image_id = ref_or_id
-        else:
+        kept = self._records is not None and self.events_live()
+        view = await self._current()
+        hit = self._match(view, ref_or_id)
+        if hit is not None or not kept:
+            return hit
+        # Missed in the kept copy: ask containerd for that one name.
+        name = ref_or_id if is_image_id(ref_or_id) else ""
+        if not name:
             ref = reference.try_parse(ref_or_id)
-            if ref is not None:
-                rec = await self.get_record(str(ref))
-                if rec is not None:
-                    info = await self._safe_describe(rec)
-                    if info is not None:
-                        image_id = info.image_id
-        images = await self._list_fresh()
-        if image_id:
-            return next((i for i in images if i.id == image_id), None)
-        return self._match_prefix(images, ref_or_id)
+            name = str(ref) if ref is not None else ""
+        if name:
+            stamp = self._stamp(name)
+            rec = await self.get_record(name)
+            if rec is not None:
+                entry = await self._entry(rec)
+                self._set_if_unchanged(name, entry, stamp)
+                if entry.info is not None:
+                    found = (await self._current()).by_id.get(entry.info.image_id)
+                    if found is not None:
+                        return found
+                    return self._match(await self._read_fresh(), ref_or_id)
+            if not is_image_id(ref_or_id):
+                return None  # a name is exact: containerd has no such record
+        # An ID (or prefix) may belong to records made elsewhere without an ID record.
+        return self._match(await self._read_fresh(), ref_or_id)
 
-    def _match(self, images: Sequence[ImageRecord], ref_or_id: str) -> ImageRecord | None:
+    def _match(self, view: _View, ref_or_id: str) -> ImageRecord | None:
         if is_image_id(ref_or_id):
-            return next((i for i in images if i.id == ref_or_id), None)
+            return view.by_id.get(ref_or_id)
         ref = reference.try_parse(ref_or_id)
         if ref is not None:
-            name = str(ref)
-            hit = next((i for i in images if name in i.names), None)
+            hit = view.by_name.get(str(ref))
             if hit is not None:
                 return hit
-        return self._match_prefix(images, ref_or_id)
+        return self._match_prefix(view.images, ref_or_id)
 
     @staticmethod
     def _match_prefix(images: Sequence[ImageRecord], ref_or_id: str) -> ImageRecord | None:
@@ -278,29 +479,71 @@ class ImageStore:
             raise errors.NotFound(f"image {ref_or_id!r} not found")
         return image
 
+    def _kept_entry(self, name: str) -> _Entry | None:
+        if self._records is None or not self.events_live():
+            return None
+        return self._records.get(name)
+
     async def put(self, name: str, target: Descriptor, labels: dict[str, str]) -> bool:
-        """Create or repoint the record `name`; True if it was created."""
+        """Create or repoint the record `name`; True if it was created.
+
+        A record already pointing at `target` with these labels is left alone (no
+        write), as containerd's CRI plugin does on a repeated pull.
+        """
+        kept = self._kept_entry(name)
+        if kept is not None and kept.target.digest == target.digest \
+                and all(kept.labels.get(k) == v for k, v in labels.items()):
+            return False
+        info = self._targets.get(target.digest)
         image = images_pb2.Image(name=name, target=desc_to_pb(target), labels=labels)
-        self.invalidate()
+        self._expect(CREATE, name)
         try:
-            await self.ctd.call(self.ctd.images.Create, images_pb2.CreateImageRequest(image=image),
-                                f"create image record {name}")
-            return True
+            resp = await self.ctd.call(self.ctd.images.Create, images_pb2.CreateImageRequest(image=image),
+                                       f"create image record {name}")
         except errors.AlreadyExists:
-            pass
+            self._unexpect(CREATE, name)
+        except BaseException:
+            self._unexpect(CREATE, name)
+            self._forget_name(name)
+            raise
+        else:
+            self._set(name, _Entry(target, dict(resp.image.labels), info) if info is not None
+                      else await self._entry(resp.image))
+            return True
         paths = ["target"] + [f"labels.{k}" for k in labels]
-        await self.ctd.call(
-            self.ctd.images.Update,
-            images_pb2.UpdateImageRequest(image=image, update_mask=field_mask_pb2.FieldMask(paths=paths)),
-            f"update image record {name}")
+        self._expect(UPDATE, name)
+        try:
+            resp = await self.ctd.call(
+                self.ctd.images.Update,
+                images_pb2.UpdateImageRequest(image=image, update_mask=field_mask_pb2.FieldMask(paths=paths)),
+                f"update image record {name}")
+        except BaseException:
+            self._unexpect(UPDATE, name)
+            self._forget_name(name)
+            raise
+        self._set(name, _Entry(target, dict(resp.image.labels), info) if info is not None
+                  else await self._entry(resp.image))
         return False
+
+    def _forget_name(self, name: str) -> None:
+        """The outcome of a write to `name` is unknown: re-read it."""
+        self._generation += 1
+        if self._records is not None:
+            self._schedule_reread(name)
 
     async def delete(self, name: str, *, sync: bool = False) -> None:
         """Delete one record; already gone is fine."""
-        self.invalidate()
-        with contextlib.suppress(errors.NotFound):
+        self._expect(DELETE, name)
+        try:
             await self.ctd.call(self.ctd.images.Delete, images_pb2.DeleteImageRequest(name=name, sync=sync),
                                 f"delete image record {name}")
+        except errors.NotFound:
+            self._unexpect(DELETE, name)
+        except BaseException:
+            self._unexpect(DELETE, name)
+            self._forget_name(name)
+            raise
+        self._set(name, None)
 
 
 def verbose_info(image: ImageRecord, snapshotter: str) -> dict[str, str]:

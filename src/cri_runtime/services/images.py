@@ -2,6 +2,10 @@
 
 All behaviour lives in `cri_runtime.images.manager.ImageManager`; failures are
 domain errors that `@unary` maps to status codes.
+
+ListImages and ImageStatus are answered with bytes joined from each image's
+cached encoding (field 1 of ListImagesResponse and ImageStatusResponse
+alike): kubelet lists images every few seconds and the image set rarely changes.
 """
 
 from __future__ import annotations
@@ -10,12 +14,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
-from cri_runtime import errors
+from cri_runtime import errors, protowire
 from cri_runtime.images.auth import ANONYMOUS, Credentials
 from cri_runtime.images.manager import ImageManager
 from cri_runtime.images.manifest import user_to_uid_username
 from cri_runtime.images.store import ImageRecord
-from cri_runtime.rpc import ServicerContext
+from cri_runtime.rpc import Serialized, ServicerContext
 from cri_runtime.services.status import Gate, server_stream, unary
 
 STREAM_PAGE_SIZE = 100
@@ -36,6 +40,13 @@ def image_message(image: ImageRecord) -> Any:
     if uid is not None:
         msg.uid.value = uid
     return msg
+
+
+def image_wire(image: ImageRecord) -> bytes:
+    """`image_message(image)` encoded as field 1 of the enclosing response, built once per image."""
+    if image.wire is None:
+        image.wire = protowire.message_field(1, image_message(image))
+    return image.wire
 
 
 def credentials_from(auth: Any) -> Credentials:
@@ -77,13 +88,14 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         ref = _image_ref(request.image, "PullImage")
         creds = credentials_from(request.auth if request.HasField("auth") else None)
         image = await self.manager.pull(ref, creds)
+        image_wire(image)  # encoded now: kubelet's ImageStatus/ListImages follow a pull
         return api_pb2.PullImageResponse(image_ref=image.id)
 
     @unary
-    async def ListImages(self, request: Any, context: ServicerContext) -> Any:
+    async def ListImages(self, request: Any, context: ServicerContext) -> Serialized:
         ref_filter = request.filter.image.image if request.HasField("filter") else ""
         images = await self.manager.list(ref_filter)
-        return api_pb2.ListImagesResponse(images=[image_message(i) for i in images])
+        return Serialized(b"".join(image_wire(i) for i in images))
 
     @server_stream
     async def StreamImages(self, request: Any, context: ServicerContext) -> AsyncIterator[Any]:
@@ -99,8 +111,9 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         image = await self.manager.status(ref)
         if image is None:
             return api_pb2.ImageStatusResponse()
-        info = self.manager.verbose_info(image) if request.verbose else {}
-        return api_pb2.ImageStatusResponse(image=image_message(image), info=info)
+        if not request.verbose:
+            return Serialized(image_wire(image))
+        return api_pb2.ImageStatusResponse(image=image_message(image), info=self.manager.verbose_info(image))
 
     @unary
     async def RemoveImage(self, request: Any, context: ServicerContext) -> Any:

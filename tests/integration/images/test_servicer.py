@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
 from cri_runtime.images.manager import ImageManager
+from cri_runtime.rpc import RpcServer
 from cri_runtime.services.images import ImageServicer
 from tests.integration.images.conftest import MakeManager
 from tests.rig.images import TestImages
@@ -30,10 +31,10 @@ async def stub(make_manager: MakeManager, test_images: TestImages) -> AsyncItera
     manager: ImageManager = make_manager(sandbox_image=test_images.busybox_user.ref)
     with tempfile.TemporaryDirectory(prefix="crirt-imgsvc-") as d:
         sock = Path(d) / "cri.sock"
-        server = grpc.aio.server()
+        # The server's own transport: ListImages/ImageStatus answer with pre-encoded bytes.
+        server = RpcServer(16 * 1024 * 1024)
         api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(manager, OpenGate()), server)
-        server.add_insecure_port(f"unix://{sock}")
-        await server.start()
+        await server.start(str(sock))
         channel = grpc.aio.insecure_channel(f"unix://{sock}")
         try:
             yield api_pb2_grpc.ImageServiceStub(channel)
