@@ -8,6 +8,10 @@ the hop; the message is prefixed so an operator sees where it came from.
 
 from __future__ import annotations
 
+import os
+import re
+import stat
+
 import grpc
 
 from cri_runtime import errors
@@ -51,6 +55,33 @@ def from_status(code: grpc.StatusCode, details: str, action: str) -> errors.CriE
         cls = errors.DeadlineExceeded
     elif code == grpc.StatusCode.UNKNOWN and any(r in detail for r in RUNC_REFUSALS):
         cls = errors.FailedPrecondition
+        detail += _untraversable_hint(detail)
     if cls is errors.Unavailable:
         return cls(f"containerd is unavailable ({action}): {detail}")
     return cls(f"{action}: {detail}")
+
+
+_ROOTFS_DENIED = re.compile(r"error preparing rootfs: mount (/\S+?):\S* .*permission denied")
+
+
+def _untraversable_hint(detail: str) -> str:
+    """Name the directory a user-namespace pod's root cannot pass through, when that is why runc failed.
+
+    runc mounts the bundle's rootfs from inside the pod's user namespace, where the pod's root is
+    "others" to host-owned directories: containerd's state dir must be traversable (it creates it
+    0711; created as a socket's parent it can end up 0600, as on the critest harness here).
+    """
+    match = _ROOTFS_DENIED.search(detail)
+    if match is None:
+        return ""
+    path = match.group(1)
+    while path not in ("/", ""):
+        path = os.path.dirname(path)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if not mode & stat.S_IXOTH:
+            return (f" ({path} is mode {stat.S_IMODE(mode):04o}: a user-namespace pod's root cannot pass through "
+                    f"it; containerd's state dir needs execute for others, 0711 as containerd creates it)")
+    return ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -29,3 +31,24 @@ def test_from_status(code: grpc.StatusCode, detail: str, expected: type[errors.C
     err = from_status(code, detail, "create task of container c1")
     assert type(err) is expected
     assert err.message.startswith("create task of container c1: ")
+
+
+def test_a_rootfs_mount_denied_under_an_untraversable_dir_names_that_dir(tmp_path: Path) -> None:
+    import grpc
+
+    from cri_runtime.containerd.errors import from_status
+
+    closed = tmp_path / "state"
+    (closed / "task" / "pod1" / "rootfs").mkdir(parents=True)
+    closed.chmod(0o600)
+    try:
+        detail = (f"failed to create shim task: OCI runtime create failed: runc create failed: unable to start "
+                  f"container process: error during container init: error preparing rootfs: mount "
+                  f"{closed}/task/pod1/rootfs:{closed}/task/pod1/rootfs, flags: 0x5000: permission denied: unknown")
+        err = from_status(grpc.StatusCode.UNKNOWN, detail, "create pause task")
+        assert isinstance(err, errors.FailedPrecondition)
+        assert f"({closed} is mode 0600: a user-namespace pod's root cannot pass through it" in err.message
+        closed.chmod(0o711)
+        assert f"({closed} is mode" not in from_status(grpc.StatusCode.UNKNOWN, detail, "x").message
+    finally:
+        closed.chmod(0o700)
