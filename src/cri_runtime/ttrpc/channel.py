@@ -88,6 +88,7 @@ class Channel:
             try:
                 await self._send(frames.encode(stream_id, frames.TYPE_REQUEST, request.SerializeToString()))
             except (ConnectionError, OSError) as exc:
+                self._pending.pop(stream_id, None)  # this call reports the loss itself
                 self._finish()
                 raise TtrpcError(UNAVAILABLE, f"{self._name}: connection lost: {exc}") from None
             try:
