@@ -36,15 +36,15 @@ from cri_runtime.containers.streaming_backend import ContainerdStreamingBackend
 from cri_runtime.images.manager import ImageManager
 from cri_runtime.metrics.http import MetricsHttpServer
 from cri_runtime.network.manager import PodNetworkManager
+from cri_runtime.node.conditions import Probe
+from cri_runtime.node.containerd_probe import ContainerdProbe
+from cri_runtime.node.facts import NodeFacts
 from cri_runtime.nri import convert as nri_convert
 from cri_runtime.nri.adaptation import NriHost, NriSettings
 from cri_runtime.nri.hooks import NriHooks
+from cri_runtime.recovery.gate import Recovery
+from cri_runtime.recovery.orphans import OrphanCollector
 from cri_runtime.rpc import RpcServer
-from cri_runtime.runtime.conditions import Probe
-from cri_runtime.runtime.containerd_probe import ContainerdProbe
-from cri_runtime.runtime.node import NodeFacts
-from cri_runtime.runtime.orphans import OrphanCollector
-from cri_runtime.runtime.recovery import Recovery
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services.images import ImageServicer
 from cri_runtime.services.runtime import RuntimeServicer

@@ -55,6 +55,7 @@ from cri_runtime.containers.model import (
 from cri_runtime.containers.relay import client as relay
 from cri_runtime.containers.relay.launcher import RelayLauncher
 from cri_runtime.containers.relay.layout import IoDir
+from cri_runtime.node.facts import NodeFacts
 from cri_runtime.nri import convert as nri_convert
 from cri_runtime.nri.hooks import NriHooks
 from cri_runtime.oci import container_spec
@@ -63,7 +64,6 @@ from cri_runtime.oci.resources import linux_resources
 from cri_runtime.oci.rootfs import read_rootfs_file
 from cri_runtime.oci.user import ImageAccounts
 from cri_runtime.rollback import Rollback, remove_dir
-from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.sandbox.model import Sandbox
 from cri_runtime.store.index import IdIndex, NameRegistry

@@ -33,11 +33,11 @@ from cri_runtime.containerd.connection import Containerd
 from cri_runtime.images.store import ImageRecord
 from cri_runtime.network import netns
 from cri_runtime.network.manager import Bandwidth, DNSConfig, NetworkStatus, PodNetworkManager, PortMapping
+from cri_runtime.node.facts import NodeFacts
 from cri_runtime.nri.hooks import NriHooks
 from cri_runtime.oci import sandbox_spec
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.rollback import Rollback, remove_dir
-from cri_runtime.runtime.node import NodeFacts
 from cri_runtime.sandbox import files, status_info
 from cri_runtime.sandbox.model import (
     METADATA_EXTENSION,

@@ -14,8 +14,8 @@ from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
 from cri_runtime.config import Config
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.network.manager import PodNetworkManager
-from cri_runtime.runtime.conditions import Probe
-from cri_runtime.runtime.recovery import Recovery
+from cri_runtime.node.conditions import Probe
+from cri_runtime.recovery.gate import Recovery
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services import unimplemented
 from cri_runtime.services.containers import ContainerRpcs
