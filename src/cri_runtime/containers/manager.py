@@ -82,6 +82,8 @@ REMOVE_DELAY = 0.2
 STALE_EXEC_AGE = 20.0
 STALE_EXEC_SWEEP = 10.0
 
+ContainerListener = Callable[[str, Container], Awaitable[None]]
+
 
 class StillRunning(errors.DeadlineExceeded):
     """The container's shim answers, but its process did not exit after SIGKILL."""
@@ -108,7 +110,9 @@ class ContainerManager:
     """All containers of this runtime."""
 
     def __init__(self, config: Config, ctd: Containerd, sandboxes: SandboxManager,
-                 images: Any, node: NodeFacts, nri: NriHooks | None = None) -> None:
+                 images: Any, node: NodeFacts, nri: NriHooks | None = None,
+                 on_event: ContainerListener | None = None) -> None:
+        """`on_event` hears ("created"|"started"|"stopped"|"deleted", container) for GetContainerEvents."""
         self.config = config
         self.nri = nri or NriHooks(None)
         self.ctd = ctd
@@ -128,11 +132,8 @@ class ContainerManager:
         self.drain_exec_sync_io_timeout = config.runtime.drain_exec_sync_io_timeout or None
         self._sweeper: asyncio.Future[None] | None = None  # kills stale `runc exec`s (see recover)
         self._accounts: dict[str, ImageAccounts] = {}  # image ID -> its /etc/passwd and /etc/group
-        # Listeners for lifecycle events (GetContainerEvents); set by the events layer.
-        self.on_event: Callable[[str, Container], Awaitable[None]] | None = None
+        self.on_event = on_event
         self.cdi = cdi.CdiRegistry(config.runtime.cdi_spec_dirs) if config.runtime.enable_cdi else None
-        sandboxes.stop_containers = self.stop_all_in_pod
-        sandboxes.remove_containers = self.remove_all_in_pod
 
     def get(self, id_or_prefix: str) -> Container:
         return self.index.get(id_or_prefix)

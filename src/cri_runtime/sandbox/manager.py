@@ -62,6 +62,7 @@ INGRESS_BANDWIDTH = "kubernetes.io/ingress-bandwidth"
 EGRESS_BANDWIDTH = "kubernetes.io/egress-bandwidth"
 
 ContainersHook = Callable[[str], Awaitable[None]]
+SandboxListener = Callable[[str, Sandbox], Awaitable[None]]
 
 
 def parse_bandwidth(value: str) -> int:
@@ -87,7 +88,10 @@ class SandboxManager:
 
     def __init__(self, config: Config, ctd: Containerd, network: PodNetworkManager,
                  ensure_image: Callable[[str], Awaitable[ImageRecord]], node: NodeFacts,
-                 nri: NriHooks | None = None) -> None:
+                 nri: NriHooks | None = None, *, stop_containers: ContainersHook | None = None,
+                 remove_containers: ContainersHook | None = None, on_event: SandboxListener | None = None) -> None:
+        """`stop_containers` / `remove_containers` stop / remove every container of a pod (the container
+        manager, built after this one); `on_event` hears ("created"|"started"|"stopped"|"deleted", sandbox)."""
         self.config = config
         self.nri = nri or NriHooks(None)
         self.ctd = ctd
@@ -98,11 +102,9 @@ class SandboxManager:
         self.root = Path(config.server.root_dir) / "sandboxes"
         self.state = Path(config.server.state_dir) / "sandboxes"
         self.netns_dir = str(Path(config.server.state_dir) / "netns")
-        # Set by the container manager: stop / remove every container of a pod.
-        self.stop_containers: ContainersHook | None = None
-        self.remove_containers: ContainersHook | None = None
-        # Lifecycle listener (GetContainerEvents): ("created"|"started"|"stopped"|"deleted", sandbox).
-        self.on_event: Callable[[str, Sandbox], Awaitable[None]] | None = None
+        self.stop_containers = stop_containers
+        self.remove_containers = remove_containers
+        self.on_event = on_event
         self.node = node
 
     # ----------------------------------------------------------------- helpers

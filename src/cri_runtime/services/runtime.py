@@ -1,7 +1,8 @@
 """The RuntimeService servicer, composed of one mixin per RPC family.
 
 Each family (runtime info, pod sandboxes, containers, streaming, stats …)
-lives in its own module; this class only wires them to their dependencies.
+lives in its own module; this class only holds the dependencies the
+composition root (`cri_runtime.composition`) hands it.
 RPCs no family implements yet answer UNIMPLEMENTED naming the RPC.
 """
 
@@ -25,7 +26,7 @@ from cri_runtime.services.sandboxes import SandboxRpcs
 from cri_runtime.services.stats import CheckpointRpcs, PodResourcesRpcs, StatsRpcs
 from cri_runtime.services.streaming import StreamingRpcs
 from cri_runtime.services.streams import StreamRpcs
-from cri_runtime.stats import wiring
+from cri_runtime.stats.wiring import RuntimeParts
 from cri_runtime.streaming.server import StreamingServer
 
 
@@ -35,7 +36,7 @@ class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, StreamingRpcs
 
     def __init__(self, config: Config, recovery: Recovery, runtime_probe: Probe, network_probe: Probe,
                  network: PodNetworkManager, sandboxes: SandboxManager, containers: ContainerManager,
-                 streaming: StreamingServer) -> None:
+                 streaming: StreamingServer, observers: RuntimeParts) -> None:
         self.config = config
         self.recovery = recovery
         self.runtime_probe = runtime_probe
@@ -45,11 +46,10 @@ class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, StreamingRpcs
         self.containers = containers
         self.node = containers.node
         self.streaming = streaming
-        parts = wiring.build(config, containers, sandboxes)
-        self.stats = parts.stats
-        self.pod_metrics = parts.pod_metrics
-        self.container_events = parts.events
-        self.pod_resources = parts.pod_resources
+        self.stats = observers.stats
+        self.pod_metrics = observers.pod_metrics
+        self.container_events = observers.events
+        self.pod_resources = observers.pod_resources
 
     async def wait_recovered(self) -> None:
         await self.recovery.wait_recovered()
