@@ -55,6 +55,8 @@ from cri_runtime.containers.model import (
 from cri_runtime.containers.relay import client as relay
 from cri_runtime.containers.relay.launcher import RelayLauncher
 from cri_runtime.containers.relay.layout import IoDir
+from cri_runtime.images.manager import ImageManager
+from cri_runtime.images.store import ImageRecord
 from cri_runtime.node.facts import NodeFacts
 from cri_runtime.nri import convert as nri_convert
 from cri_runtime.nri.hooks import NriHooks
@@ -110,7 +112,7 @@ class ContainerManager:
     """All containers of this runtime."""
 
     def __init__(self, config: Config, ctd: Containerd, sandboxes: SandboxManager,
-                 images: Any, node: NodeFacts, nri: NriHooks | None = None,
+                 images: ImageManager, node: NodeFacts, nri: NriHooks | None = None,
                  on_event: ContainerListener | None = None) -> None:
         """`on_event` hears ("created"|"started"|"stopped"|"deleted", container) for GetContainerEvents."""
         self.config = config
@@ -172,7 +174,7 @@ class ContainerManager:
             return []
         return self.cdi.resolve(names)
 
-    async def _create(self, container_id: str, name: str, sandbox: Any, cfg: api_pb2.ContainerConfig,
+    async def _create(self, container_id: str, name: str, sandbox: Sandbox, cfg: api_pb2.ContainerConfig,
                       undo: Rollback, cdi_devices: list[cdi.ResolvedDevice]) -> str:
         try:
             return await self._create_steps(container_id, name, sandbox, cfg, undo, cdi_devices)
@@ -180,7 +182,7 @@ class ContainerManager:
             await undo.run()
             raise
 
-    async def _create_steps(self, container_id: str, name: str, sandbox: Any, cfg: api_pb2.ContainerConfig,
+    async def _create_steps(self, container_id: str, name: str, sandbox: Sandbox, cfg: api_pb2.ContainerConfig,
                             undo: Rollback, cdi_devices: list[cdi.ResolvedDevice]) -> str:
         md_sb = sandbox.metadata
         target_pid = None
@@ -262,7 +264,7 @@ class ContainerManager:
         if adjusted.changed:
             record.spec.CopyFrom(objects.spec_any(build.spec))
 
-    async def _image_config_volumes(self, container_id: str, image: Any, mounts: list[Any], container_dir: Path,
+    async def _image_config_volumes(self, container_id: str, image: ImageRecord, mounts: list[Any], container_dir: Path,
                                     paths: list[str], undo: Rollback) -> list[api_pb2.Mount]:
         """The image config's VOLUMEs, set up against the container's rootfs mounted briefly."""
         mode = self.config.image.image_volumes
@@ -272,7 +274,7 @@ class ContainerManager:
             return await image_config_volumes.prepare(paths, mode, rootfs, self.root / container_id / "volumes",
                                                       str(image.id))
 
-    async def _prepare_snapshot(self, container_id: str, image: Any, lease: str | None,
+    async def _prepare_snapshot(self, container_id: str, image: ImageRecord, lease: str | None,
                                 undo: Rollback) -> list[Any]:
         mounts = await objects.prepare_snapshot(self.ctd, self.snapshotter, container_id, image.chain_id, lease)
         undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, self.snapshotter, container_id))
@@ -282,7 +284,7 @@ class ContainerManager:
         await objects.create_container(self.ctd, record, lease)
         undo.add("containerd container", lambda: objects.delete_container(self.ctd, record.id))
 
-    def _accounts_dir(self, image: Any) -> Path:
+    def _accounts_dir(self, image: ImageRecord) -> Path:
         return Path(self.config.server.state_dir) / "image-accounts" / str(image.id).removeprefix("sha256:")
 
     def forget_image(self, image_id: str) -> None:
@@ -306,7 +308,7 @@ class ContainerManager:
             if name not in present:  # also a temporary dir of a create cut short
                 remove_dir(str(root / name))
 
-    def _cached_accounts(self, image: Any) -> ImageAccounts | None:
+    def _cached_accounts(self, image: ImageRecord) -> ImageAccounts | None:
         """The image's users and groups, parsed once per image (None: not read from it yet)."""
         accounts = self._accounts.get(image.id)
         if accounts is None:
@@ -316,7 +318,7 @@ class ContainerManager:
             accounts = self._accounts[image.id] = ImageAccounts.from_rootfs(str(cache))
         return accounts
 
-    async def _image_accounts(self, image: Any, mounts: list[Any], container_dir: Path) -> str:
+    async def _image_accounts(self, image: ImageRecord, mounts: list[Any], container_dir: Path) -> str:
         """A directory holding the image's /etc/passwd and /etc/group (what user resolution reads).
 
         A fresh container rootfs is the image's, so these files are the same for
@@ -734,21 +736,21 @@ class ContainerManager:
         return candidates
 
     def list(self, flt: api_pb2.ContainerFilter | None) -> list[api_pb2.Container]:
-        return [self._list_item(c)[0] for c in self._listed(flt)]
+        return [self._list_entry(c)[0] for c in self._listed(flt)]
 
     def list_encoded(self, flt: api_pb2.ContainerFilter | None) -> bytes:
         """The ListContainersResponse bytes, joined from each container's cached entry."""
-        return b"".join(self._list_item(c)[1] for c in self._listed(flt))
+        return b"".join(self._list_entry(c)[1] for c in self._listed(flt))
 
     @staticmethod
-    def _list_item(c: Container) -> tuple[api_pb2.Container, bytes]:
+    def _list_entry(c: Container) -> tuple[api_pb2.Container, bytes]:
         """The ListContainers entry and its encoding as ListContainersResponse.containers.
 
         Everything but the state is immutable, so both are built once per state;
         kubelet lists every second.
         """
         state = STATES[c.state]
-        cached = c.list_item
+        cached = c.list_entry
         if cached is not None and cached[0].state == state:
             return cached
         item = api_pb2.Container(
@@ -756,8 +758,8 @@ class ContainerManager:
             image=api_pb2.ImageSpec(image=c.metadata.image_name), image_ref=c.metadata.image_ref,
             image_id=c.metadata.image_id, state=state, created_at=c.metadata.created_at,
             labels=dict(c.config.labels), annotations=dict(c.config.annotations))
-        c.list_item = (item, protowire.message_field(1, item))
-        return c.list_item
+        c.list_entry = (item, protowire.message_field(1, item))
+        return c.list_entry
 
     def _find_quietly(self, id_or_prefix: str) -> Container | None:
         try:
@@ -907,8 +909,8 @@ class _RecordBuilder:
 
     cdi_devices: tuple[cdi.ResolvedDevice, ...] = ()
 
-    def __init__(self, manager: ContainerManager, container_id: str, name: str, sandbox: Any,
-                 cfg: api_pb2.ContainerConfig, image: Any, sandbox_ctx: container_spec.SandboxContext,
+    def __init__(self, manager: ContainerManager, container_id: str, name: str, sandbox: Sandbox,
+                 cfg: api_pb2.ContainerConfig, image: ImageRecord, sandbox_ctx: container_spec.SandboxContext,
                  log_path: str, io_dir: str, target_pid: int | None) -> None:
         self.manager = manager
         self.container_id = container_id
@@ -964,7 +966,7 @@ async def _all_or_raise(*steps: Awaitable[Any]) -> list[Any]:
     return results
 
 
-def _image_name(requested: str, image: Any) -> str:
+def _image_name(requested: str, image: ImageRecord) -> str:
     """The name to report: what was asked for when it names the image, else its first tag."""
     if requested and not requested.startswith("sha256:") and len(requested) != 64:
         for tag in image.repo_tags:

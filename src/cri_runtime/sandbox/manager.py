@@ -446,11 +446,11 @@ class SandboxManager:
         return candidates
 
     def list(self, flt: api_pb2.PodSandboxFilter | None) -> list[api_pb2.PodSandbox]:
-        return [_list_item(sb)[0] for sb in self._listed(flt)]
+        return [_list_entry(sb)[0] for sb in self._listed(flt)]
 
     def list_encoded(self, flt: api_pb2.PodSandboxFilter | None) -> bytes:
         """The ListPodSandboxResponse bytes, joined from each sandbox's cached entry."""
-        return b"".join(_list_item(sb)[1] for sb in self._listed(flt))
+        return b"".join(_list_entry(sb)[1] for sb in self._listed(flt))
 
     def _find_quietly(self, id_or_prefix: str) -> Sandbox | None:
         try:
@@ -580,7 +580,7 @@ def _list_state(sandbox: Sandbox) -> api_pb2.PodSandboxState:
     return api_pb2.SANDBOX_READY if sandbox.ready else api_pb2.SANDBOX_NOTREADY
 
 
-def _list_item(sandbox: Sandbox) -> tuple[api_pb2.PodSandbox, bytes]:
+def _list_entry(sandbox: Sandbox) -> tuple[api_pb2.PodSandbox, bytes]:
     """The sandbox's list entry and its encoding as ListPodSandboxResponse.items.
 
     Only the state ever changes, so both are built once per state; kubelet

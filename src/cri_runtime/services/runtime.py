@@ -19,18 +19,20 @@ from cri_runtime.node.conditions import Probe
 from cri_runtime.recovery.gate import Recovery
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.services import unimplemented
+from cri_runtime.services.checkpoint import CheckpointRpcs
 from cri_runtime.services.containers import ContainerRpcs
 from cri_runtime.services.events import EventRpcs
+from cri_runtime.services.list_streams import ListStreamRpcs
+from cri_runtime.services.pod_resources import PodResourcesRpcs
 from cri_runtime.services.runtime_info import RuntimeInfoRpcs
 from cri_runtime.services.sandboxes import SandboxRpcs
-from cri_runtime.services.stats import CheckpointRpcs, PodResourcesRpcs, StatsRpcs
+from cri_runtime.services.stats import StatsRpcs
 from cri_runtime.services.streaming import StreamingRpcs
-from cri_runtime.services.streams import StreamRpcs
 from cri_runtime.stats.wiring import RuntimeParts
 from cri_runtime.streaming.server import StreamingServer
 
 
-class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, StreamingRpcs, StreamRpcs, StatsRpcs, EventRpcs,
+class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, StreamingRpcs, ListStreamRpcs, StatsRpcs, EventRpcs,
                       PodResourcesRpcs, CheckpointRpcs, api_pb2_grpc.RuntimeServiceServicer):
     """runtime.v1.RuntimeService backed by containerd."""
 

@@ -12,7 +12,7 @@ from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.node.conditions import Probe, collect
 from cri_runtime.node.facts import NodeFacts
 from cri_runtime.rpc import ServicerContext
-from cri_runtime.services.status import unary
+from cri_runtime.services.error_mapping import unary
 from cri_runtime.services.status_config import status_config
 from cri_runtime.userns import support as userns_support
 
