@@ -29,6 +29,7 @@ from cri_protos.runtime.v1 import api_pb2_grpc
 from cri_runtime import __version__, composition, errors, logging_setup, reload, sdnotify, stackdump, tracing
 from cri_runtime.config import Config, ConfigError, ServerConfig
 from cri_runtime.metrics.http import MetricsHttpServer
+from cri_runtime.node import binaries
 from cri_runtime.rpc import RpcServer
 from cri_runtime.stats import wiring as stats_wiring
 from cri_runtime.userns import support as userns_support
@@ -149,6 +150,7 @@ class CriServer:
         """Take the socket, check containerd, start serving, begin recovery."""
         self.guard.acquire()
         try:
+            self._check_binaries()
             await self._check_containerd()
             for d in (self.config.server.root_dir, self.config.server.state_dir):
                 os.makedirs(d, mode=0o711, exist_ok=True)
@@ -190,6 +192,14 @@ class CriServer:
                 log.error("NRI stays off: cannot listen on %s: %s", self.config.nri.socket_path, exc.strerror)
         self._ready = True
         sdnotify.ready(f"serving on {self.config.server.socket}")
+
+    def _check_binaries(self) -> None:
+        """The default handler's shim and runc must exist; other gaps are warnings (see node/binaries.py)."""
+        problems = binaries.fatal_problems(self.config)
+        if problems:
+            raise StartupError(problems[0])
+        for warning in binaries.warnings(self.config):
+            log.warning(warning)
 
     async def _check_containerd(self) -> None:
         timeout = self.config.containerd.connect_timeout_seconds
