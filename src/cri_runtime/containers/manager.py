@@ -29,6 +29,7 @@ from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_protos.nri.v1alpha1 import api_pb2 as nri_api
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import cdi, errors, protowire
+from cri_runtime.completion import all_of, consume_exception
 from cri_runtime.config import Config
 from cri_runtime.containerd import mounts as ctd_mounts
 from cri_runtime.containerd import objects, shims
@@ -65,7 +66,7 @@ from cri_runtime.oci.process import ImageConfig
 from cri_runtime.oci.resources import linux_resources
 from cri_runtime.oci.rootfs import read_rootfs_file
 from cri_runtime.oci.user import ImageAccounts
-from cri_runtime.rollback import Rollback, remove_dir
+from cri_runtime.rollback import Rollback, remove_dir, run_or_undo
 from cri_runtime.sandbox.manager import SandboxManager
 from cri_runtime.sandbox.model import Sandbox
 from cri_runtime.store.index import IdIndex, NameRegistry
@@ -164,8 +165,7 @@ class ContainerManager:
         self.names.reserve(name, container_id)
         undo = Rollback(f"container {container_id}")
         undo.add_sync("name", self.names.release, name)
-        work = asyncio.ensure_future(self._create(container_id, name, sandbox, cfg, undo, cdi_devices))
-        return await asyncio.shield(work)
+        return await run_or_undo(self._create_steps(container_id, name, sandbox, cfg, undo, cdi_devices), undo)
 
     def _cdi_devices(self, cfg: api_pb2.ContainerConfig) -> list[cdi.ResolvedDevice]:
         """The CDI devices the config asks for, resolved now so a bad name fails before anything is made."""
@@ -173,14 +173,6 @@ class ContainerManager:
         if not names or self.cdi is None:
             return []
         return self.cdi.resolve(names)
-
-    async def _create(self, container_id: str, name: str, sandbox: Sandbox, cfg: api_pb2.ContainerConfig,
-                      undo: Rollback, cdi_devices: list[cdi.ResolvedDevice]) -> str:
-        try:
-            return await self._create_steps(container_id, name, sandbox, cfg, undo, cdi_devices)
-        except BaseException:
-            await undo.run()
-            raise
 
     async def _create_steps(self, container_id: str, name: str, sandbox: Sandbox, cfg: api_pb2.ContainerConfig,
                             undo: Rollback, cdi_devices: list[cdi.ResolvedDevice]) -> str:
@@ -360,7 +352,7 @@ class ContainerManager:
             await asyncio.shield(work)
         except asyncio.CancelledError:
             container.start_abandoned = True
-            work.add_done_callback(lambda t: t.cancelled() or t.exception())
+            work.add_done_callback(consume_exception)
             raise
 
     async def _start(self, container: Container) -> None:
@@ -633,8 +625,8 @@ class ContainerManager:
             await relay.stop(io_dir)  # one kept busy after the exit (a child holds the output open)
             # The record and the snapshot go together (containerd's CRI removes both too);
             # a crash between them leaves a record or snapshot that removal/orphan collection handles.
-            await _all_or_raise(objects.delete_container(self.ctd, container.id),
-                                objects.remove_snapshot(self.ctd, self.snapshotter, container.id))
+            await all_of(objects.delete_container(self.ctd, container.id),
+                         objects.remove_snapshot(self.ctd, self.snapshotter, container.id))
             await image_volumes.release(self.ctd, self.snapshotter, [
                 image_volumes.ImageVolume(**v) for v in container.metadata.image_volumes])
             container_dir = str(self.state / container.id)
@@ -955,15 +947,6 @@ class _RecordBuilder:
             extensions={METADATA_EXTENSION: objects.json_extension(METADATA_TYPE, METADATA_VERSION,
                                                                    metadata.to_json())})
         return metadata, record
-
-
-async def _all_or_raise(*steps: Awaitable[Any]) -> list[Any]:
-    """Run steps concurrently; all finish (their undos registered) before the first error is raised."""
-    results = await asyncio.gather(*steps, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results
 
 
 def _image_name(requested: str, image: ImageRecord) -> str:

@@ -27,6 +27,7 @@ from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors, protowire
+from cri_runtime.completion import all_of, consume_exception
 from cri_runtime.config import Config, RuntimeHandlerConfig
 from cri_runtime.containerd import objects
 from cri_runtime.containerd.connection import Containerd
@@ -37,7 +38,7 @@ from cri_runtime.node.facts import NodeFacts
 from cri_runtime.nri.hooks import NriHooks
 from cri_runtime.oci import sandbox_spec
 from cri_runtime.oci.process import ImageConfig
-from cri_runtime.rollback import Rollback, remove_dir
+from cri_runtime.rollback import Rollback, remove_dir, run_or_undo
 from cri_runtime.sandbox import files, status_info
 from cri_runtime.sandbox.model import (
     METADATA_EXTENSION,
@@ -146,21 +147,7 @@ class SandboxManager:
         self.names.reserve(name, sandbox_id)
         undo = Rollback(f"pod sandbox {sandbox_id}")
         undo.add_sync("name reservation", self.names.release, name)
-        work = asyncio.ensure_future(self._run(sandbox_id, name, request, handler_name, handler, undo))
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            # The caller gave up (deadline); finish or undo in the background.
-            work.add_done_callback(lambda t: t.cancelled() or t.exception())
-            raise
-
-    async def _run(self, sandbox_id: str, name: str, request: api_pb2.RunPodSandboxRequest,
-                   handler_name: str, handler: RuntimeHandlerConfig, undo: Rollback) -> str:
-        try:
-            return await self._run_steps(sandbox_id, name, request, handler_name, handler, undo)
-        except BaseException:
-            await undo.run()
-            raise
+        return await run_or_undo(self._run_steps(sandbox_id, name, request, handler_name, handler, undo), undo)
 
     async def _run_steps(self, sandbox_id: str, name: str, request: api_pb2.RunPodSandboxRequest,
                          handler_name: str, handler: RuntimeHandlerConfig, undo: Rollback) -> str:
@@ -184,7 +171,7 @@ class SandboxManager:
         created_at = time.time_ns()
 
         image_lookup = asyncio.ensure_future(self.ensure_image(self.config.image.sandbox_image))
-        image_lookup.add_done_callback(_consume_exception)
+        image_lookup.add_done_callback(consume_exception)
         netns_path = ""
         network_setup: asyncio.Future[NetworkStatus] | None = None
         netns_name = f"cri-{sandbox_id[:16]}"
@@ -266,7 +253,7 @@ class SandboxManager:
             metadata.additional_ips = list(network_status.additional_ips)
             # The IPs are recorded while the task starts; if we die before the record is written,
             # recovery takes them from the CNI cache (see _recover_one).
-            await _all_of(starting, self._record_metadata(metadata))
+            await all_of(starting, self._record_metadata(metadata))
         status.state = READY
         status.pid = created.pid
         sandbox.save_status()
@@ -302,7 +289,7 @@ class SandboxManager:
             pod_uid=cfg.metadata.uid, port_mappings=_port_mappings(cfg),
             bandwidth=_bandwidth(cfg), dns=_dns(cfg), cgroup_parent=cfg.linux.cgroup_parent,
             annotations=dict(cfg.annotations), loopback_plugin=False))
-        setup.add_done_callback(_consume_exception)
+        setup.add_done_callback(consume_exception)
 
         async def teardown() -> None:
             await asyncio.wait([setup])
@@ -535,22 +522,6 @@ class SandboxManager:
 
 def _metadata_extension(metadata: SandboxMetadata) -> any_pb2.Any:
     return objects.json_extension(METADATA_TYPE, METADATA_VERSION, metadata.to_json())
-
-
-async def _all_of(*steps: Awaitable[Any]) -> None:
-    """Run steps side by side; wait for all of them (none is left running), then raise the first failure."""
-    tasks = [asyncio.ensure_future(step) for step in steps]
-    for task in tasks:
-        task.add_done_callback(_consume_exception)
-    await asyncio.wait(tasks)
-    for task in tasks:
-        task.result()
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    """Mark a background step's failure as seen (its awaiter, if any, still gets it)."""
-    if not future.cancelled():
-        future.exception()
 
 
 def _port_mappings(cfg: api_pb2.PodSandboxConfig) -> list[PortMapping]:
