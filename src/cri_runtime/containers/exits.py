@@ -64,10 +64,24 @@ class ExitOps(ContainerStore):
         for container in self.index:
             if container.state != RUNNING:
                 continue
-            task = await objects.task_state(self.ctd, container.id)
-            if task is None or task.stopped:
-                async with container.lock:
-                    if task is None:
-                        await self._record_exit(container, None, 0)
-                    else:
-                        await self._record_exit(container, task.exit_status, task.exited_at_ns)
+            await self._catch_up_exit(container)
+
+    async def _catch_up_exit(self, container: Container) -> bool:
+        """Ask containerd: if the task stopped (or is gone) without our hearing of it, record the exit now.
+
+        Returns whether it had stopped. Used after an event gap (`resync`) and while
+        StopContainer waits (so a lost exit event cannot hang it).
+        """
+        task = await objects.task_state(self.ctd, container.id)
+        if task is not None and not task.stopped:
+            return False
+        async with container.lock:
+            await self._record_stopped_task(container, task)
+        return True
+
+    async def _record_stopped_task(self, container: Container, task: objects.TaskState | None) -> None:
+        """A stopped task's exit; with no task left (containerd lost it), the code its deletion gives, else 255."""
+        if task is None:
+            await self._record_exit(container, None, 0)
+        else:
+            await self._record_exit(container, task.exit_status, task.exited_at_ns)

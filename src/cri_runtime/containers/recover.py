@@ -54,11 +54,9 @@ class RecoverOps(ExitOps, CreateOps):
             status.state, status.pid = RUNNING, task.pid
             container.save_status()
             await relay.respawn_if_dead(md.io_dir)
-        elif task is not None:
-            await self._record_exit(container, task.exit_status, task.exited_at_ns)
-        elif status.state == RUNNING:
-            # The task vanished while we were away (containerd lost it): exit code unknown.
-            await self._record_exit(container, None, 0)
+        elif task is not None or status.state == RUNNING:
+            # Exited while we were away; or the task vanished (containerd lost it): exit code unknown.
+            await self._record_stopped_task(container, task)
         log.info("recovered container", extra={"fields": {"id": md.id, "state": container.state}})
 
     async def _sweep_stale_execs(self) -> None:

@@ -104,13 +104,7 @@ class StopOps(ExitOps):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(container.exited.wait(), min(remaining, 0.5))
             if container.state == RUNNING:
-                task = await objects.task_state(self.ctd, container.id)
-                if task is None or task.stopped:
-                    async with container.lock:
-                        if task is None:
-                            await self._record_exit(container, None, 0)
-                        else:
-                            await self._record_exit(container, task.exit_status, task.exited_at_ns)
+                await self._catch_up_exit(container)
         return True
 
     async def stop_all_in_pod(self, sandbox_id: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import config, errors
 from cri_runtime.containers.manager import ContainerManager
-from cri_runtime.containers.model import CREATED
+from cri_runtime.containers.model import CREATED, EXITED, RUNNING
 from cri_runtime.node.facts import NodeFacts
 from cri_runtime.oci.user import ImageAccounts
 from cri_runtime.sandbox.model import NOTREADY, READY, Sandbox, SandboxMetadata, SandboxStatus
@@ -161,3 +161,17 @@ async def test_create_in_a_pod_that_is_not_ready_makes_nothing(
     with pytest.raises(errors.FailedPrecondition, match="not ready"):
         await manager.create(_request())
     assert ctd.records == {} and manager.list(None) == []
+
+
+async def test_a_task_gone_unheard_is_caught_up_as_an_exit(parts: tuple[ContainerManager, FakeContainerd]) -> None:
+    """After an event gap, a running container whose task containerd no longer has is EXITED, code unknown (255)."""
+    manager, _ = parts
+    container_id = await manager.create(_request())
+    container = manager.get(container_id)
+    container.status.state = RUNNING  # as if started; the fake has no task for it
+    await manager.resync()
+    assert container.state == EXITED and container.status.exit_code == 255
+    assert manager.events == [("created", container_id), ("stopped", container_id)]  # type: ignore[attr-defined]
+    await manager.resync()  # once only
+    assert manager.events[-1] == ("stopped", container_id)  # type: ignore[attr-defined]
+    assert len(manager.events) == 2  # type: ignore[attr-defined]
