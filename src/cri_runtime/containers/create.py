@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +107,9 @@ class CreateOps(ContainerStore):
             id=sandbox.id, config=sandbox.config, pid=sandbox.status.pid,
             hostname_path=md_sb.hostname_path, hosts_path=md_sb.hosts_path,
             resolv_conf_path=md_sb.resolv_conf_path, shm_path=md_sb.shm_path)
-        build = _RecordBuilder(self, container_id, name, sandbox, cfg, image, sandbox_ctx, log_path, io_dir,
-                               target_pid)
-        build.cdi_devices = tuple(cdi_devices)
+        build = _RecordBuilder(manager=self, container_id=container_id, name=name, sandbox=sandbox, cfg=cfg,
+                               image=image, sandbox_ctx=sandbox_ctx, log_path=log_path, io_dir=io_dir,
+                               target_pid=target_pid, cdi_devices=tuple(cdi_devices))
         accounts = self._cached_accounts(image)
         volumes_mode = self.config.image.image_volumes
         config_volumes = image_config_volumes.wanted(ImageConfig.from_json(image.config).volumes, cfg, volumes_mode)
@@ -243,25 +244,26 @@ class CreateOps(ContainerStore):
         return str(cache)
 
 
+@dataclass(kw_only=True)
 class _RecordBuilder:
-    """Builds the OCI spec, our metadata and the containerd record of a new container."""
+    """Builds the OCI spec, our metadata and the containerd record of a new container.
 
+    Called once per attempt with what the snapshot gave (the image's users, extra
+    mounts); keeps the spec last built, which NRI plugins may then adjust.
+    """
+
+    manager: ContainerStore
+    container_id: str
+    name: str
+    sandbox: Sandbox
+    cfg: api_pb2.ContainerConfig
+    image: ImageRecord
+    sandbox_ctx: container_spec.SandboxContext
+    log_path: str
+    io_dir: str
+    target_pid: int | None
     cdi_devices: tuple[cdi.ResolvedDevice, ...] = ()
-
-    def __init__(self, manager: ContainerStore, container_id: str, name: str, sandbox: Sandbox,
-                 cfg: api_pb2.ContainerConfig, image: ImageRecord, sandbox_ctx: container_spec.SandboxContext,
-                 log_path: str, io_dir: str, target_pid: int | None) -> None:
-        self.manager = manager
-        self.container_id = container_id
-        self.name = name
-        self.sandbox = sandbox
-        self.cfg = cfg
-        self.image = image
-        self.sandbox_ctx = sandbox_ctx
-        self.log_path = log_path
-        self.io_dir = io_dir
-        self.target_pid = target_pid
-        self.spec: dict[str, Any] = {}  # the OCI spec last built
+    spec: dict[str, Any] = field(default_factory=dict)  # the OCI spec last built
 
     def __call__(self, accounts: ImageAccounts, extra_mounts: list[api_pb2.Mount],
                  volumes: list[image_volumes.ImageVolume]) -> tuple[ContainerMetadata, containers_pb2.Container]:
