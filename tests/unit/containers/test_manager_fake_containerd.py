@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,42 +23,7 @@ from cri_runtime.node.facts import NodeFacts
 from cri_runtime.oci.user import ImageAccounts
 from cri_runtime.sandbox.model import NOTREADY, READY, Sandbox, SandboxMetadata, SandboxStatus
 from cri_runtime.store.index import IdIndex
-
-CREATE, DELETE = "containers.Create", "containers.Delete"
-PREPARE, REMOVE_SNAPSHOT = "snapshots.Prepare", "snapshots.Remove"
-
-
-class FakeContainerd:
-    """containerd's records and snapshots in two dicts; tasks never exist here."""
-
-    def __init__(self) -> None:
-        self.containers = SimpleNamespace(Create=CREATE, Delete=DELETE)
-        self.snapshots = SimpleNamespace(Prepare=PREPARE, Remove=REMOVE_SNAPSHOT)
-        self.tasks = SimpleNamespace(Get="tasks.Get", Delete="tasks.Delete")
-        self.records: dict[str, Any] = {}
-        self.snapshot_keys: set[str] = set()
-        self.fail: str = ""  # the method that answers UNAVAILABLE
-        self.address, self.namespace = "/fake/containerd.sock", "k8s.io"
-
-    async def call(self, method: str, request: Any, what: str, *, lease: str | None = None,
-                   timeout: float | None = None) -> Any:
-        if method == self.fail:
-            raise errors.Unavailable(f"{what}: injected failure")
-        if method == CREATE:
-            self.records[request.container.id] = request.container
-        elif method == DELETE:
-            if self.records.pop(request.id, None) is None:
-                raise errors.NotFound(f"container {request.id}")
-        elif method == PREPARE:
-            self.snapshot_keys.add(request.key)
-            return SimpleNamespace(mounts=[])
-        elif method == REMOVE_SNAPSHOT:
-            if request.key not in self.snapshot_keys:
-                raise errors.NotFound(f"snapshot {request.key}")
-            self.snapshot_keys.discard(request.key)
-        else:  # tasks: none exists
-            raise errors.NotFound(what)
-        return None
+from tests.unit.fake_containerd import CREATE, PREPARE, FakeContainerd
 
 
 @dataclass
