@@ -3,22 +3,25 @@
 A caller's deadline cancels its handler. Cancelling a stop or removal half-way
 (between containerd calls, or inside one) leaves state that only some retries
 can finish; letting the work finish in the background makes every retry
-either find it done or join the lock it holds. RunPodSandbox, CreateContainer
-and StartContainer shield their work the same way in their managers.
+either find it done or join the lock it holds. RunPodSandbox and
+CreateContainer run their steps through `rollback.run_or_undo`, which uses
+this; StartContainer shields its work the same way, remembering an abandoned
+attempt for the retry.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def _consume(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
+def consume_exception(future: asyncio.Future[Any]) -> None:
+    """Mark a background step's failure as seen (its awaiter, if any, still gets it)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
@@ -27,5 +30,15 @@ async def run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return await asyncio.shield(work)
     except asyncio.CancelledError:
-        work.add_done_callback(_consume)
+        work.add_done_callback(consume_exception)
         raise
+
+
+async def all_of(*steps: Awaitable[Any]) -> None:
+    """Run steps side by side; wait for all of them (none is left running), then raise the first failure."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    for task in tasks:
+        task.add_done_callback(consume_exception)
+    await asyncio.wait(tasks)
+    for task in tasks:
+        task.result()

@@ -1,7 +1,7 @@
 """Domain errors raised by business logic.
 
 Business code never imports grpc to report a failure: it raises one of these,
-and `cri_runtime.services.status` maps each class to its gRPC status code in
+and `cri_runtime.services.error_mapping` maps each class to its gRPC status code in
 one place. That keeps the code usable outside a gRPC handler (recovery,
 benchmarks, tests) and makes the status an operator sees predictable.
 """

@@ -25,31 +25,13 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from cri_protos.nri.v1alpha1 import api_pb2 as nri_api
 from cri_protos.runtime.v1 import api_pb2_grpc
-from cri_runtime import __version__, errors, logging_setup, reload, sdnotify, stackdump, tracing
+from cri_runtime import __version__, composition, errors, logging_setup, reload, sdnotify, stackdump, tracing
 from cri_runtime.config import Config, ConfigError, ServerConfig
-from cri_runtime.containerd.connection import Containerd
-from cri_runtime.containerd.events import EventMonitor, TaskEvent, TaskExit
-from cri_runtime.containers.manager import ContainerManager
-from cri_runtime.containers.streaming_backend import ContainerdStreamingBackend
-from cri_runtime.images.manager import ImageManager
 from cri_runtime.metrics.http import MetricsHttpServer
-from cri_runtime.network.manager import PodNetworkManager
-from cri_runtime.nri import convert as nri_convert
-from cri_runtime.nri.adaptation import NriHost, NriSettings
-from cri_runtime.nri.hooks import NriHooks
+from cri_runtime.node import binaries
 from cri_runtime.rpc import RpcServer
-from cri_runtime.runtime.conditions import Probe
-from cri_runtime.runtime.containerd_probe import ContainerdProbe
-from cri_runtime.runtime.node import NodeFacts
-from cri_runtime.runtime.orphans import OrphanCollector
-from cri_runtime.runtime.recovery import Recovery
-from cri_runtime.sandbox.manager import SandboxManager
-from cri_runtime.services.images import ImageServicer
-from cri_runtime.services.runtime import RuntimeServicer
 from cri_runtime.stats import wiring as stats_wiring
-from cri_runtime.streaming.server import StreamingServer
 from cri_runtime.userns import support as userns_support
 
 log = logging.getLogger(__name__)
@@ -137,51 +119,21 @@ def _socket_answers(path: str) -> bool:
     return True
 
 
-class NetworkProbe:
-    """`NetworkReady` is true only while a valid CNI config is loaded."""
-
-    def __init__(self, network: PodNetworkManager) -> None:
-        self._network = network
-
-    async def readiness(self) -> tuple[bool, str, str]:
-        cond = self._network.status()
-        return cond.ready, cond.reason, cond.message
-
-
 class CriServer:
-    """Everything one cri-runtime process runs."""
+    """Everything one cri-runtime process runs: the parts `composition.build` wires, on a socket."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.guard = SocketGuard(config.server.socket)
-        self.ctd = Containerd(config.containerd.address, config.containerd.namespace,
-                              connect_timeout=config.containerd.connect_timeout_seconds)
-        self.recovery = Recovery(config.server.recovery_timeout_seconds)
-        # host-local allocations outlive reboots, so the CNI cache (what DEL needs) must too.
-        self.network = PodNetworkManager(config.network, os.path.join(config.server.root_dir, "cni-cache"))
-        self.images = ImageManager(self.ctd, config.image, config.containerd.snapshotter)
-        self.node = NodeFacts(config)
-        # NRI: plugins see every pod and container event; the callbacks reach the managers built below.
-        self.nri_host = NriHost(NriSettings(
-            socket_path=config.nri.socket_path, plugin_path=config.nri.plugin_path,
-            plugin_config_path=config.nri.plugin_config_path,
-            registration_timeout=config.nri.plugin_registration_timeout,
-            request_timeout=config.nri.plugin_request_timeout, disable_connections=config.nri.disable_connections),
-            runtime_name="cri-runtime", runtime_version=__version__, sync_source=self._nri_sync,
-            updater=self._nri_update, evictor=self._nri_evict) if config.nri.enable else None
-        nri = NriHooks(self.nri_host, apply_updates=self._nri_update)
-        self.sandboxes = SandboxManager(config, self.ctd, self.network, self.images.ensure_image, self.node, nri)
-        self.events = EventMonitor(self.ctd, self._on_task_event, self._resync,
-                                   on_image_change=self.images.store.on_event)
-        # The image list may be cached only while image events are known to reach us.
-        self.images.store.events_live = self.events.subscribed.is_set
-        self.containers = ContainerManager(config, self.ctd, self.sandboxes, self.images, self.node, nri)
-        self.images.removal_observers.append(self.containers.forget_image)
-        self.recovery.register("pod sandboxes", self.sandboxes.recover)
-        self.recovery.register("containers", self.containers.recover)
-        self.streaming = StreamingServer.from_config(config.streaming, ContainerdStreamingBackend(self.containers))
-        self.orphans = OrphanCollector(config, self.ctd, self.network, self.sandboxes, self.containers)
-        self.recovery.register("leftovers of interrupted operations", self.orphans.collect)
+        self.parts = composition.build(config)
+        self.ctd = self.parts.ctd
+        self.network = self.parts.network
+        self.images = self.parts.images
+        self.nri_host = self.parts.nri_host
+        self.containers = self.parts.containers
+        self.events = self.parts.events
+        self.streaming = self.parts.streaming
+        self.recovery = self.parts.recovery
         self._grpc: RpcServer | None = None
         self._stopping = asyncio.Event()
         self._recovery_task: asyncio.Task[None] | None = None
@@ -190,24 +142,19 @@ class CriServer:
         self._background: set[asyncio.Task[object]] = set()
         self._ready = False  # READY=1 sent (socket serving, recovery done)
 
-    def network_probe(self) -> Probe:
-        return NetworkProbe(self.network)
-
     async def start(self) -> None:
         """Take the socket, check containerd, start serving, begin recovery."""
         self.guard.acquire()
         try:
+            self._check_binaries()
             await self._check_containerd()
             for d in (self.config.server.root_dir, self.config.server.state_dir):
                 os.makedirs(d, mode=0o711, exist_ok=True)
             await asyncio.to_thread(userns_support.self_check, self.config.server.state_dir,
                                     self.config.runtime.userns_rootfs)
             server = RpcServer(MAX_MESSAGE_BYTES)
-            runtime = RuntimeServicer(self.config, self.recovery, ContainerdProbe(self.ctd),
-                                      self.network_probe(), self.network, self.sandboxes,
-                                      self.containers, self.streaming)
-            api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
-            api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(self.images, self.recovery), server)
+            api_pb2_grpc.add_RuntimeServiceServicer_to_server(self.parts.runtime_service, server)
+            api_pb2_grpc.add_ImageServiceServicer_to_server(self.parts.image_service, server)
             try:
                 await self.streaming.start()
             except OSError as exc:
@@ -221,7 +168,7 @@ class CriServer:
                 await self.streaming.stop()
                 raise StartupError(f"cannot listen on {self.config.server.socket}: {exc.strerror}") from None
             self._grpc = server
-            self._metrics_http = stats_wiring.attach(self)
+            self._metrics_http = stats_wiring.serve_metrics(self.config.server.metrics_address)
         except BaseException:
             self.guard.release()
             await self.ctd.close()
@@ -243,33 +190,13 @@ class CriServer:
         self._ready = True
         sdnotify.ready(f"serving on {self.config.server.socket}")
 
-    async def _nri_sync(self) -> tuple[list[nri_api.PodSandbox], list[nri_api.Container]]:
-        """Every pod and container, for a plugin's Synchronize."""
-        pods = [nri_convert.pod(sandbox) for sandbox in self.sandboxes.index]
-        containers = [nri_convert.container(c) for c in self.containers.index]
-        return pods, containers
-
-    async def _nri_update(self, updates: list[nri_api.ContainerUpdate]) -> list[nri_api.ContainerUpdate]:
-        return await self.containers.apply_nri_updates(updates)
-
-    async def _nri_evict(self, evictions: list[nri_api.ContainerEviction]) -> None:
-        await self.containers.evict_for_nri(evictions)
-
-    async def _on_task_event(self, event: TaskEvent) -> None:
-        """Route a task event to the pod or container it belongs to."""
-        if isinstance(event, TaskExit):
-            if not event.is_init:
-                return
-            if event.container_id in self.sandboxes.index:
-                await self.sandboxes.on_task_exit(event.container_id, event.exited_at_ns)
-            elif event.container_id in self.containers.index:
-                await self.containers.on_task_exit(event.container_id, event.exit_status, event.exited_at_ns)
-        elif event.container_id in self.containers.index:
-            await self.containers.on_oom(event.container_id)
-
-    async def _resync(self) -> None:
-        await self.sandboxes.resync()
-        await self.containers.resync()
+    def _check_binaries(self) -> None:
+        """The default handler's shim and runc must exist; other gaps are warnings (see node/binaries.py)."""
+        problems = binaries.fatal_problems(self.config)
+        if problems:
+            raise StartupError(problems[0])
+        for warning in binaries.warnings(self.config):
+            log.warning(warning)
 
     async def _check_containerd(self) -> None:
         timeout = self.config.containerd.connect_timeout_seconds

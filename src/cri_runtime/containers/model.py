@@ -103,9 +103,9 @@ class Container:
         self.exited = asyncio.Event()
         if status.state == EXITED:
             self.exited.set()
+        # ListContainers entry and its encoding, rebuilt when the state changes.
+        self.list_entry: tuple[api_pb2.Container, bytes] | None = None
         # Spec resources as last applied (UpdateContainerResources changes them).
-        # ListContainers entry and its encoding, rebuilt on state change.
-        self.list_item: tuple[api_pb2.Container, bytes] | None = None
         self.resources: api_pb2.LinuxContainerResources | None = (
             self.config.linux.resources if self.config.linux.HasField("resources") else None)
         # Linux resources read back from the OCI spec (ContainerStatus.resources); set at

@@ -11,7 +11,7 @@ Names follow what dashboards for the two mainstream runtimes already read:
 - `process_*` and `python_*` from the library's own collectors.
 
 `SERVER` is the process-wide instance: the RPC wrappers in
-`services/status.py` call `SERVER.observe_rpc(...)`, so no servicer needs a
+`services/error_mapping.py` call `SERVER.observe_rpc(...)`, so no servicer needs a
 reference. Each instance has its own registry, so tests can make fresh ones.
 """
 

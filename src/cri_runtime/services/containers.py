@@ -12,7 +12,7 @@ from cri_runtime.containers import exec as container_exec
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import RUNNING
 from cri_runtime.rpc import Serialized, ServicerContext
-from cri_runtime.services.status import unary
+from cri_runtime.services.error_mapping import unary
 from cri_runtime.validation import check
 
 #: Seconds before the caller's deadline at which ExecSync stops draining output to answer in time.

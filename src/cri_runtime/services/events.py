@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.events.hub import EventHub
 from cri_runtime.rpc import ServicerContext
-from cri_runtime.services.status import server_stream
+from cri_runtime.services.error_mapping import server_stream
 
 
 class EventRpcs:

@@ -20,7 +20,7 @@ from cri_runtime.images.manager import ImageManager
 from cri_runtime.images.manifest import user_to_uid_username
 from cri_runtime.images.store import ImageRecord
 from cri_runtime.rpc import Serialized, ServicerContext
-from cri_runtime.services.status import Gate, server_stream, unary
+from cri_runtime.services.error_mapping import Gate, server_stream, unary
 
 STREAM_PAGE_SIZE = 100
 

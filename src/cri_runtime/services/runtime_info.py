@@ -9,10 +9,10 @@ from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import RUNTIME_NAME, __version__
 from cri_runtime.config import Config
 from cri_runtime.network.manager import PodNetworkManager
+from cri_runtime.node.conditions import Probe, collect
+from cri_runtime.node.facts import NodeFacts
 from cri_runtime.rpc import ServicerContext
-from cri_runtime.runtime.conditions import Probe, collect
-from cri_runtime.runtime.node import NodeFacts
-from cri_runtime.services.status import unary
+from cri_runtime.services.error_mapping import unary
 from cri_runtime.services.status_config import status_config
 from cri_runtime.userns import support as userns_support
 

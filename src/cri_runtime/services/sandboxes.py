@@ -6,7 +6,7 @@ from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.completion import run_to_completion
 from cri_runtime.rpc import Serialized, ServicerContext
 from cri_runtime.sandbox.manager import SandboxManager
-from cri_runtime.services.status import unary
+from cri_runtime.services.error_mapping import unary
 from cri_runtime.validation import check
 
 

@@ -1,4 +1,4 @@
-"""RuntimeService RPCs about resource usage: stats, metrics, pod resources, checkpoint.
+"""RuntimeService RPCs about resource usage: container and pod stats, CRI metrics.
 
 Thin: select objects by the request's filter, delegate to the collectors in
 `cri_runtime.stats`, batch the streaming variants.
@@ -6,8 +6,6 @@ Thin: select objects by the request's filter, delegate to the collectors in
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from collections.abc import AsyncIterator
 
 from cri_protos.runtime.v1 import api_pb2
@@ -15,13 +13,11 @@ from cri_runtime import errors
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.rpc import ServicerContext
 from cri_runtime.sandbox.manager import SandboxManager
-from cri_runtime.services.status import server_stream, unary
-from cri_runtime.services.streams import STATS_BATCH_SIZE, batches
+from cri_runtime.services.error_mapping import server_stream, unary
+from cri_runtime.services.list_streams import STATS_BATCH_SIZE, batches
 from cri_runtime.stats import descriptors, selection
 from cri_runtime.stats.collector import StatsCollector
 from cri_runtime.stats.metrics_collector import MetricsCollector
-from cri_runtime.stats.pod_resources import PodResources
-from cri_runtime.validation import check
 
 
 class StatsRpcs:
@@ -129,70 +125,3 @@ class StatsRpcs:
     ) -> AsyncIterator[api_pb2.StreamPodSandboxMetricsResponse]:
         for batch in batches(await self._pod_sandbox_metrics(), STATS_BATCH_SIZE):
             yield api_pb2.StreamPodSandboxMetricsResponse(pod_sandbox_metrics=batch)
-
-
-class PodResourcesRpcs:
-    """Mixin: UpdatePodSandboxResources; needs `sandboxes` and `pod_resources`."""
-
-    sandboxes: SandboxManager
-    pod_resources: PodResources
-
-    async def wait_recovered(self) -> None:
-        raise NotImplementedError
-
-    @unary
-    async def UpdatePodSandboxResources(
-        self, request: api_pb2.UpdatePodSandboxResourcesRequest, context: ServicerContext
-    ) -> api_pb2.UpdatePodSandboxResourcesResponse:
-        check(request)
-        sandbox = self.sandboxes.get(request.pod_sandbox_id)
-        if not sandbox.ready:
-            raise errors.FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
-        overhead = request.overhead if request.HasField("overhead") else None
-        resources = request.resources if request.HasField("resources") else None
-        await self.sandboxes.nri.update_pod(sandbox, overhead, resources)
-        await asyncio.to_thread(self.pod_resources.update, sandbox.id, sandbox.metadata.cgroup_parent,
-                                overhead, resources)
-        await self.sandboxes.nri.post_update_pod(sandbox)
-        return api_pb2.UpdatePodSandboxResourcesResponse()
-
-
-async def criu_problem() -> str:
-    """Why CRIU cannot checkpoint on this host ("" when `criu check` passes)."""
-    criu = shutil.which("criu")
-    if criu is None:
-        return "the criu binary is not installed"
-    proc = await asyncio.create_subprocess_exec(criu, "check", stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return "`criu check` did not finish within 30s"
-    if proc.returncode == 0 and b"Error" not in out:
-        return ""
-    lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.strip()]
-    first_error = next((ln for ln in lines if "Error" in ln), lines[0] if lines else f"exit {proc.returncode}")
-    return f"`criu check` fails on this host: {first_error.strip()}"
-
-
-class CheckpointRpcs:
-    """Mixin: CheckpointContainer — UNIMPLEMENTED, saying exactly why."""
-
-    containers: ContainerManager
-    _criu_problem: str | None = None
-
-    async def wait_recovered(self) -> None:
-        raise NotImplementedError
-
-    @unary
-    async def CheckpointContainer(
-        self, request: api_pb2.CheckpointContainerRequest, context: ServicerContext
-    ) -> api_pb2.CheckpointContainerResponse:
-        self.containers.get(request.container_id)
-        if self._criu_problem is None:
-            type(self)._criu_problem = await criu_problem()
-        reason = self._criu_problem or ("cri-runtime does not implement checkpointing yet (it needs containerd's "
-                                        "Tasks.Checkpoint with runc and a checkpoint archive writer)")
-        raise errors.Unimplemented(f"CheckpointContainer: {reason}")

@@ -13,7 +13,7 @@ from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import RUNNING
 from cri_runtime.rpc import ServicerContext
 from cri_runtime.sandbox.manager import SandboxManager
-from cri_runtime.services.status import unary
+from cri_runtime.services.error_mapping import unary
 from cri_runtime.streaming import backend as requests
 from cri_runtime.streaming.server import StreamingServer
 from cri_runtime.validation import check

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from google.protobuf.descriptor import ServiceDescriptor
 
-from cri_runtime.services import status
+from cri_runtime.services import error_mapping
 
 
 def fill(cls: type, service: ServiceDescriptor) -> type:
@@ -19,9 +19,9 @@ def fill(cls: type, service: ServiceDescriptor) -> type:
         if _implemented(cls, method.name):
             continue
         if method.server_streaming:
-            handler = status.unimplemented_stream(method.name)
+            handler = error_mapping.unimplemented_stream(method.name)
         else:
-            handler = status.unimplemented(method.name)
+            handler = error_mapping.unimplemented(method.name)
         setattr(cls, method.name, handler)
     return cls
 

@@ -1,18 +1,21 @@
-"""Wire stats, events and the server's own metrics to the managers and the server.
+"""The observers of the managers: stats collectors, the event hub, the server's own metrics.
 
-`build` is called by the RuntimeServicer (it owns the parts the RPCs use);
-`attach` is called by the server after the servicers exist, to count image
-pulls, track objects by state and serve /metrics when
-`server.metrics_address` is set.
+`build` makes the parts the stats and events RPCs use; the composition root
+(`cri_runtime.composition`) hands them to the RuntimeServicer and routes the
+managers' lifecycle events to `publish_container_event` /
+`publish_sandbox_event`. `serve_metrics` is called by the server at start
+and on a reload that changes `server.metrics_address`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cri_runtime.config import Config
+from cri_runtime.containerd.connection import Containerd
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import Container
 from cri_runtime.events import container_events
@@ -36,27 +39,26 @@ class RuntimeParts:
     pod_resources: PodResources
 
 
-def build(config: Config, containers: ContainerManager, sandboxes: SandboxManager) -> RuntimeParts:
-    """Collectors and the event hub; makes the container manager publish lifecycle events."""
-    stats = StatsCollector(containers.ctd, config.containerd.snapshotter, config.runtime.cgroup_driver,
-                           containers.images.unpacker.snapshotter_root)
-    hub = EventHub()
-    parts = RuntimeParts(stats=stats, pod_metrics=MetricsCollector(stats), events=hub,
-                         pod_resources=PodResources(config.runtime.cgroup_driver, stats.hierarchies))
+def build(config: Config, ctd: Containerd, snapshotter_root: Callable[[], Awaitable[str]]) -> RuntimeParts:
+    """Collectors and the event hub (no I/O: cgroup hierarchies are read on first use)."""
+    stats = StatsCollector(ctd, config.containerd.snapshotter, config.runtime.cgroup_driver, snapshotter_root)
+    return RuntimeParts(stats=stats, pod_metrics=MetricsCollector(stats), events=EventHub(),
+                        pod_resources=PodResources(config.runtime.cgroup_driver, stats.hierarchies))
 
-    async def on_event(kind: str, container: Container) -> None:
-        if hub.subscribers:  # building an event costs several statuses; skip when nobody listens
-            hub.publish(container_events.build_event(kind, container, containers, sandboxes))
-        if kind == "deleted":
-            stats.forget(container.id)
 
-    async def on_sandbox_event(kind: str, sandbox: Sandbox) -> None:
-        if hub.subscribers:
-            hub.publish(container_events.build_sandbox_event(kind, sandbox, containers, sandboxes))
+async def publish_container_event(parts: RuntimeParts, kind: str, container: Container,
+                                  containers: ContainerManager, sandboxes: SandboxManager) -> None:
+    """A container's lifecycle event: to GetContainerEvents subscribers; a deleted one leaves the stats."""
+    if parts.events.subscribers:  # building an event costs several statuses; skip when nobody listens
+        parts.events.publish(container_events.build_event(kind, container, containers, sandboxes))
+    if kind == "deleted":
+        parts.stats.forget(container.id)
 
-    containers.on_event = on_event
-    sandboxes.on_event = on_sandbox_event
-    return parts
+
+async def publish_sandbox_event(parts: RuntimeParts, kind: str, sandbox: Sandbox,
+                                containers: ContainerManager, sandboxes: SandboxManager) -> None:
+    if parts.events.subscribers:
+        parts.events.publish(container_events.build_sandbox_event(kind, sandbox, containers, sandboxes))
 
 
 def count_pulls(images: Any, metrics: ServerMetrics = SERVER) -> None:
@@ -65,12 +67,10 @@ def count_pulls(images: Any, metrics: ServerMetrics = SERVER) -> None:
         images.pull_observers.append(metrics.observe_pull)
 
 
-def attach(server: Any, metrics: ServerMetrics = SERVER) -> MetricsHttpServer | None:
-    """Count pulls, track objects, start /metrics if configured; returns the HTTP server to stop."""
-    count_pulls(server.images, metrics)
-    metrics.track_objects(lambda: [c.state for c in server.containers.index],
-                          lambda: [sb.status.state for sb in server.sandboxes.index])
-    return serve_metrics(server.config.server.metrics_address, metrics)
+def track_objects(containers: ContainerManager, sandboxes: SandboxManager, metrics: ServerMetrics = SERVER) -> None:
+    """Count containers and pods by state at scrape time."""
+    metrics.track_objects(lambda: [c.state for c in containers.index],
+                          lambda: [sb.status.state for sb in sandboxes.index])
 
 
 def serve_metrics(address: str, metrics: ServerMetrics = SERVER) -> MetricsHttpServer | None:

@@ -26,7 +26,7 @@ import pytest
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.containerd import shims
 from cri_runtime.containers.exec import EXEC_START_DEADLINE
-from cri_runtime.containers.manager import STALE_EXEC_AGE, STALE_EXEC_SWEEP
+from cri_runtime.containers.recover import STALE_EXEC_AGE, STALE_EXEC_SWEEP
 from cri_runtime.streaming.remotecommand import StreamOptions, run_remote_command
 from cri_runtime.validation.process import MAX_ARG_BYTES
 from tests.cri_server import CriServer

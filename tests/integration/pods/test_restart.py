@@ -6,6 +6,7 @@ import json
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -16,6 +17,29 @@ from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.sandbox.model import METADATA_EXTENSION
 from tests.pod_rig import PodRig
 from tests.rig.containerd import PrivateContainerd
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _lines(log: Path) -> int:
+    try:
+        return log.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def _exited(pid: int) -> bool:
+    """The process is gone or a zombie (its shim reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 def _pod(rt: object, log_dir: Path) -> tuple[str, api_pb2.PodSandboxConfig]:
@@ -41,10 +65,13 @@ def test_kill9_keeps_containers_and_every_log_line(own_pod_rig: PodRig, tmp_path
                                                             sandbox_config=pod_cfg), timeout=60).container_id
     rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=30)
     before = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid, verbose=True), timeout=10)
-    time.sleep(0.5)
+    log = tmp_path / "logs" / "counter.log"
+    _wait_until(lambda: _lines(log) >= 20, "the first log lines")
 
     server.kill(signal.SIGKILL)
-    time.sleep(1.0)  # the container keeps writing while no server runs
+    written = _lines(log)
+    # the container keeps writing, and its relay logging, while no server runs
+    _wait_until(lambda: _lines(log) >= written + 80, "log lines written while the server is down")
     server.start()
     rt = server.runtime()
 
@@ -54,12 +81,13 @@ def test_kill9_keeps_containers_and_every_log_line(own_pod_rig: PodRig, tmp_path
     assert after.status.state == api_pb2.CONTAINER_RUNNING
     assert after.status.started_at == before.status.started_at
     assert after.info["info"] == before.info["info"]  # same pid, same everything
-    time.sleep(0.5)
+    written = _lines(log)
+    _wait_until(lambda: _lines(log) >= written + 20, "log lines written after the restart")
     rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=10), timeout=60)
     st = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid), timeout=10).status
     assert st.state == api_pb2.CONTAINER_EXITED and st.exit_code == 0
 
-    log = Path(st.log_path)
+    assert Path(st.log_path) == log
     deadline = time.monotonic() + 5
     numbers: list[int] = []
     while time.monotonic() < deadline:
@@ -86,7 +114,7 @@ def test_pause_exit_while_server_down_is_noticed(own_pod_rig: PodRig, tmp_path: 
     pid = json.loads(info.info["info"])["pid"]
     server.kill(signal.SIGKILL)
     os.kill(pid, signal.SIGKILL)
-    time.sleep(0.5)
+    _wait_until(lambda: _exited(pid), "the pause process to exit")
     server.start()
     rt = server.runtime()
     st = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=10).status
@@ -108,8 +136,7 @@ def test_container_created_before_a_restart_starts_after_it(own_pod_rig: PodRig,
                                   command=["echo", "started after restart"], log_path="later.log")
     cid = rt.CreateContainer(api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=cfg,
                                                             sandbox_config=pod_cfg), timeout=60).container_id
-    time.sleep(0.3)
-    server.kill(signal.SIGKILL)
+    server.kill(signal.SIGKILL)  # CreateContainer answered: everything it made is on record
     server.start()
     rt = server.runtime()
     rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=30)

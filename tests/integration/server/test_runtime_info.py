@@ -157,6 +157,21 @@ def test_unreachable_containerd_fails_fast() -> None:
         server.cleanup()
 
 
+def test_missing_runc_fails_at_start_with_one_line() -> None:
+    """The default handler's runc is checked before containerd is even asked (CRI-O checks its runtimes)."""
+    server = CriServer("/run/nonexistent-containerd.sock",
+                       extra_toml='[runtime.handlers.runc]\nbinary_name = "/nonexistent/runc"\n')
+    try:
+        proc = subprocess.run([CRI_RUNTIME, "serve", "--config", str(server.config_path)],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 1
+        assert proc.stderr.strip() == ("cri-runtime: runtime handler 'runc': runc binary /nonexistent/runc "
+                                       "(runtime.handlers.runc.binary_name) is not an executable file")
+        assert not os.path.exists(server.socket)
+    finally:
+        server.cleanup()
+
+
 def test_bad_config_fails_with_file_and_key() -> None:
     server = CriServer("/run/x.sock")
     try:

@@ -7,7 +7,8 @@ import signal
 import pytest
 
 from cri_protos.runtime.v1 import api_pb2
-from cri_runtime.containers.manager import _cri_signal, signal_number
+from cri_runtime.containers.status import _cri_signal
+from cri_runtime.containers.stop import signal_number
 
 
 @pytest.mark.parametrize(("name", "number"), [

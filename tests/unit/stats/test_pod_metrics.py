@@ -6,7 +6,7 @@ from google.protobuf import any_pb2
 
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.network.ifstats import InterfaceCounters
-from cri_runtime.services.streams import batches
+from cri_runtime.services.list_streams import batches
 from cri_runtime.stats import descriptors, pod_metrics
 from cri_runtime.stats.procfs import FsInfo, ProcessCounts, parse_limits
 from cri_runtime.stats.sample import decode
@@ -135,7 +135,7 @@ def test_batches() -> None:
 
 
 async def test_stream_rpcs_page_the_list_result() -> None:
-    from cri_runtime.services.streams import LIST_BATCH_SIZE, StreamRpcs
+    from cri_runtime.services.list_streams import LIST_BATCH_SIZE, ListStreamRpcs
 
     class Listing:
         def __init__(self, n: int) -> None:
@@ -144,7 +144,7 @@ async def test_stream_rpcs_page_the_list_result() -> None:
         def list(self, flt: object) -> list[api_pb2.Container]:
             return [api_pb2.Container(id=f"{i:064x}") for i in range(self.n)]
 
-    class Servicer(StreamRpcs):
+    class Servicer(ListStreamRpcs):
         async def wait_recovered(self) -> None:
             return None
 

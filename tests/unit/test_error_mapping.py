@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from cri_runtime import errors
-from cri_runtime.services import status
+from cri_runtime.services import error_mapping
 
 
 class Aborted(Exception):
@@ -34,15 +34,15 @@ class Servicer:
     async def wait_recovered(self) -> None:
         await self.recovered.wait()
 
-    @status.unary
+    @error_mapping.unary
     async def Raise(self, request: Any, context: Any) -> Any:
         raise request
 
-    @status.unary
+    @error_mapping.unary
     async def Echo(self, request: Any, context: Any) -> Any:
         return request
 
-    @status.server_stream
+    @error_mapping.server_stream
     async def Stream(self, request: Any, context: Any) -> Any:
         yield 1
         raise request
@@ -76,7 +76,7 @@ async def test_domain_errors_map_to_codes(exc: errors.CriError, code: grpc.Statu
 async def test_every_domain_error_class_has_a_code() -> None:
     for cls in vars(errors).values():
         if isinstance(cls, type) and issubclass(cls, errors.CriError) and cls is not errors.CriError:
-            assert cls in status.CODES, cls
+            assert cls in error_mapping.CODES, cls
 
 
 async def test_mixin_subclasses_use_their_code_base() -> None:
@@ -86,7 +86,7 @@ async def test_mixin_subclasses_use_their_code_base() -> None:
     class PluginTimeout(PluginMixin, errors.DeadlineExceeded):
         pass
 
-    assert status.code_for(PluginTimeout("x")) == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert error_mapping.code_for(PluginTimeout("x")) == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 async def test_unexpected_exception_is_internal_naming_the_rpc() -> None:
@@ -120,7 +120,7 @@ async def test_stream_errors_after_items() -> None:
 
 
 async def test_unimplemented_names_the_rpc() -> None:
-    handler = status.unimplemented("Frobnicate")
+    handler = error_mapping.unimplemented("Frobnicate")
     with pytest.raises(Aborted) as info:
         await handler(None, None, FakeContext())
     assert info.value.code == grpc.StatusCode.UNIMPLEMENTED

@@ -14,7 +14,7 @@ from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.rpc import ServicerContext
 from cri_runtime.sandbox.manager import SandboxManager
-from cri_runtime.services.status import server_stream
+from cri_runtime.services.error_mapping import server_stream
 
 T = TypeVar("T")
 
@@ -33,7 +33,7 @@ def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start:start + size]
 
 
-class StreamRpcs:
+class ListStreamRpcs:
     """Mixin: StreamPodSandboxes and StreamContainers (stats streams live with the stats RPCs)."""
 
     sandboxes: SandboxManager

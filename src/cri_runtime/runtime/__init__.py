@@ -1,1 +1,0 @@
-"""Node-level runtime facts: readiness conditions, version, runtime config."""

@@ -1,0 +1,258 @@
+"""RunPodSandbox: steps that each acquire something, each undone if a later one fails.
+
+The steps acquire a name, a netns, a CNI allocation, files, a shm mount, a
+snapshot, a containerd container and a task. Each registers its undo; a
+failure at any point, the caller's deadline included, runs the undos in
+reverse (`rollback.run_or_undo`), so nothing leaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+
+from cri_protos.containerd.services.containers.v1 import containers_pb2
+from cri_protos.containerd.services.tasks.v1 import tasks_pb2
+from cri_protos.runtime.v1 import api_pb2
+from cri_runtime import errors
+from cri_runtime.completion import all_of, consume_exception
+from cri_runtime.config import RuntimeHandlerConfig
+from cri_runtime.containerd import objects
+from cri_runtime.network import netns
+from cri_runtime.network.manager import Bandwidth, DNSConfig, NetworkStatus, PortMapping
+from cri_runtime.oci import sandbox_spec
+from cri_runtime.oci.process import ImageConfig
+from cri_runtime.rollback import Rollback, remove_dir, run_or_undo
+from cri_runtime.sandbox import files
+from cri_runtime.sandbox.model import (
+    METADATA_EXTENSION,
+    NOTREADY,
+    READY,
+    Sandbox,
+    SandboxMetadata,
+    SandboxStatus,
+    sandbox_name,
+)
+from cri_runtime.sandbox.store import SandboxStore, _metadata_extension
+from cri_runtime.userns import rootfs as userns_rootfs
+from cri_runtime.userns import support as userns_support
+from cri_runtime.userns.mappings import pod_userns
+
+log = logging.getLogger(__name__)
+
+INGRESS_BANDWIDTH = "kubernetes.io/ingress-bandwidth"
+EGRESS_BANDWIDTH = "kubernetes.io/egress-bandwidth"
+
+
+def parse_bandwidth(value: str) -> int:
+    """Kubernetes quantity (e.g. 10M, 1Gi) in bits per second."""
+    units = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30,
+             "Ti": 2**40}
+    text = value.strip()
+    for suffix in sorted(units, key=len, reverse=True):
+        if text.endswith(suffix):
+            number = text[: -len(suffix)]
+            try:
+                return int(float(number) * units[suffix])
+            except ValueError:
+                break
+    try:
+        return int(float(text))
+    except ValueError:
+        raise errors.InvalidArgument(f"invalid bandwidth annotation value {value!r}") from None
+
+
+def _port_mappings(cfg: api_pb2.PodSandboxConfig) -> list[PortMapping]:
+    names = {api_pb2.TCP: "tcp", api_pb2.UDP: "udp", api_pb2.SCTP: "sctp"}
+    return [PortMapping(host_port=p.host_port, container_port=p.container_port,
+                        protocol=names.get(p.protocol, "tcp"), host_ip=p.host_ip)
+            for p in cfg.port_mappings if p.host_port > 0]
+
+
+def _bandwidth(cfg: api_pb2.PodSandboxConfig) -> Bandwidth | None:
+    ingress = cfg.annotations.get(INGRESS_BANDWIDTH)
+    egress = cfg.annotations.get(EGRESS_BANDWIDTH)
+    if not ingress and not egress:
+        return None
+    return Bandwidth(ingress_rate=parse_bandwidth(ingress) if ingress else 0,
+                     egress_rate=parse_bandwidth(egress) if egress else 0)
+
+
+def _dns(cfg: api_pb2.PodSandboxConfig) -> DNSConfig | None:
+    if not cfg.HasField("dns_config"):
+        return None
+    d = cfg.dns_config
+    return DNSConfig(servers=tuple(d.servers), searches=tuple(d.searches), options=tuple(d.options))
+
+
+class RunOps(SandboxStore):
+    """RunPodSandbox: a sequence of steps that each acquire something (a name, a"""
+
+    async def run(self, request: api_pb2.RunPodSandboxRequest) -> str:
+        """RunPodSandbox; returns the new sandbox ID (the request has passed `validation.sandboxes`)."""
+        cfg = request.config
+        handler_name, handler = self.handler(request.runtime_handler)
+        name = sandbox_name(cfg.metadata)
+        sandbox_id = secrets.token_hex(32)
+        host_network = cfg.linux.security_context.namespace_options.network == api_pb2.NODE
+        if not host_network:
+            cond = self.network.status()
+            if not cond.ready:
+                raise errors.FailedPrecondition(f"network is not ready: {cond.message}")
+        self.names.reserve(name, sandbox_id)
+        undo = Rollback(f"pod sandbox {sandbox_id}")
+        undo.add_sync("name reservation", self.names.release, name)
+        return await run_or_undo(self._run_steps(sandbox_id, name, request, handler_name, handler, undo), undo)
+
+    async def _run_steps(self, sandbox_id: str, name: str, request: api_pb2.RunPodSandboxRequest,
+                         handler_name: str, handler: RuntimeHandlerConfig, undo: Rollback) -> str:
+        """The steps of RunPodSandbox, overlapped where they do not depend on each other.
+
+        The pod's network (CNI ADD, tens of ms of plugin runs) only needs the
+        netns to exist, and the pause container only needs the netns path:
+        so CNI runs while the snapshot, containerd container and pause task
+        are created. The task is started only once the network is up and the
+        pod's IP is recorded, so a pod seen running (now or after a restart)
+        always has its network.
+        """
+        cfg = request.config
+        ns_opts = cfg.linux.security_context.namespace_options
+        userns = pod_userns(ns_opts)  # validated before anything is made
+        if userns is not None and not userns_support.result().supported:
+            raise errors.FailedPrecondition(
+                f"user namespaces are not supported on this node: {userns_support.result().detail}")
+        host_network = ns_opts.network == api_pb2.NODE
+        host_ipc = ns_opts.ipc == api_pb2.NODE
+        created_at = time.time_ns()
+
+        image_lookup = asyncio.ensure_future(self.ensure_image(self.config.image.sandbox_image))
+        image_lookup.add_done_callback(consume_exception)
+        netns_path = ""
+        network_setup: asyncio.Future[NetworkStatus] | None = None
+        netns_name = f"cri-{sandbox_id[:16]}"
+        if not host_network:
+            netns_path = netns.pin_path(self.netns_dir, netns_name)
+            if userns is None:  # else runc makes it for the pause (owned by the pod's userns), pinned below
+                await self._create_netns(netns_name, undo)
+                network_setup = self._start_network_setup(sandbox_id, netns_path, cfg, undo)
+
+        pod_dir = str(self.root / sandbox_id)
+        undo.add_sync("pod files", files.remove_pod_dir, pod_dir)
+        hostname = cfg.hostname or (os.uname().nodename if host_network else "")
+        dns = None
+        if cfg.HasField("dns_config"):
+            dns = (list(cfg.dns_config.servers), list(cfg.dns_config.searches), list(cfg.dns_config.options))
+        hostname_path, hosts_path, resolv_path = files.write_pod_files(
+            pod_dir, hostname=hostname, host_network=host_network, dns=dns)
+        shm_path = ""
+        if not host_ipc:
+            shm_path = str(self.state / sandbox_id / "shm")
+            undo.add_sync("shm", files.unmount_shm, shm_path)
+            files.mount_shm(shm_path)
+            if userns is not None:  # the pod's root owns its shm, not the host's
+                os.chown(shm_path, *userns.host_root)
+
+        image = await image_lookup
+        # The IPs are filled in once CNI is done (see below).
+        metadata = SandboxMetadata(
+            id=sandbox_id, name=name, config=cfg.SerializeToString(), runtime_handler=handler_name,
+            created_at=created_at, netns_path=netns_path, pod_dir=pod_dir, shm_path=shm_path,
+            hostname_path=hostname_path, hosts_path=hosts_path, resolv_conf_path=resolv_path,
+            cgroup_parent=cfg.linux.cgroup_parent, image=image.id,
+            requested_runtime_handler=request.runtime_handler)
+
+        spec = sandbox_spec.build_sandbox_spec(
+            sandbox_id, cfg, ImageConfig.from_json(image.config), options=self.node.spec_options(handler),
+            netns_path=netns_path if userns is None else "", shm_path=shm_path, resolv_conf_path=resolv_path)
+
+        snapshotter = self.config.containerd.snapshotter
+        status = SandboxStatus(state=NOTREADY)
+        sandbox = Sandbox(metadata, status, self.status_path(sandbox_id))
+        # No status file yet: until the first save, recovery reads a missing one as NOTREADY.
+        undo.add_sync("status dir", remove_dir, str(self.state / sandbox_id))
+
+        # The record comes first and names its snapshot key: from the moment Prepare makes the
+        # snapshot, containerd's GC sees it referenced, so no lease (two more writes) is needed.
+        container = containers_pb2.Container(
+            id=sandbox_id,
+            labels={objects.KIND_LABEL: objects.KIND_SANDBOX,
+                    f"{objects.LABEL_PREFIX}.pod.name": cfg.metadata.name,
+                    f"{objects.LABEL_PREFIX}.pod.namespace": cfg.metadata.namespace,
+                    f"{objects.LABEL_PREFIX}.pod.uid": cfg.metadata.uid},
+            image=image.names[0] if image.names else image.id,
+            runtime=objects.runtime_of(handler, self.config.runtime.cgroup_driver),
+            spec=objects.spec_any(spec), snapshotter=snapshotter, snapshot_key=sandbox_id,
+            extensions={METADATA_EXTENSION: _metadata_extension(metadata)})
+        await objects.create_container(self.ctd, container, lease="")
+        undo.add("containerd container", lambda: objects.delete_container(self.ctd, sandbox_id))
+        mounts = await objects.prepare_snapshot(self.ctd, snapshotter, sandbox_id, image.chain_id, lease="")
+        undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, snapshotter, sandbox_id))
+        async with contextlib.nullcontext(mounts) if userns is None else \
+                userns_rootfs.prepared(mounts, userns, self.state / sandbox_id) as mounts:
+            created = await self.ctd.call(
+                self.ctd.tasks.Create, tasks_pb2.CreateTaskRequest(container_id=sandbox_id, rootfs=mounts),
+                f"create pause task of pod {sandbox_id}")
+        undo.add("task", lambda: self._kill_and_delete_task(sandbox_id))
+        if userns is not None and netns_path:
+            undo.add("netns", lambda: netns.remove(netns_path))
+            await netns.pin_existing(self.netns_dir, netns_name, f"/proc/{created.pid}/ns/net", loopback_up=True)
+            network_setup = self._start_network_setup(sandbox_id, netns_path, cfg, undo)
+
+        starting = self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=sandbox_id),
+                                 f"start pause task of pod {sandbox_id}")
+        if network_setup is None:
+            await starting
+        else:
+            network_status = await network_setup
+            metadata.ip = network_status.ip
+            metadata.additional_ips = list(network_status.additional_ips)
+            # The IPs are recorded while the task starts; if we die before the record is written,
+            # recovery takes them from the CNI cache (see _recover_one).
+            await all_of(starting, self._record_metadata(metadata))
+        status.state = READY
+        status.pid = created.pid
+        sandbox.save_status()
+        # NRI plugins see the pod before anyone else may (List, Status, CreateContainer); an
+        # objection undoes the whole run.
+        await self.nri.run_pod(sandbox)
+        self.index.add(sandbox_id, sandbox)
+        self.nri.published(sandbox_id)
+        log.info("pod sandbox ready", extra={"fields": {"id": sandbox_id, "name": name, "ip": metadata.ip}})
+        await self._emit("created", sandbox)
+        await self._emit("started", sandbox)
+        return sandbox_id
+
+    async def _create_netns(self, netns_name: str, undo: Rollback) -> None:
+        """The pod's network namespace; its undo waits for a creation still running in its thread."""
+        # lo comes up with the namespace, so CNI runs no loopback plugin (see _start_network_setup).
+        creating = asyncio.ensure_future(netns.create(self.netns_dir, netns_name, loopback_up=True))
+
+        async def remove_netns() -> None:
+            await asyncio.wait([creating])
+            if not creating.cancelled() and creating.exception() is None:
+                await netns.remove(creating.result())
+
+        undo.add("netns", remove_netns)
+        await asyncio.wait([creating])
+        creating.result()
+
+    def _start_network_setup(self, sandbox_id: str, netns_path: str, cfg: api_pb2.PodSandboxConfig,
+                             undo: Rollback) -> asyncio.Future[NetworkStatus]:
+        """CNI ADD in the background; its undo waits for it, then tears down whatever it did."""
+        setup = asyncio.ensure_future(self.network.setup(
+            sandbox_id, netns_path, pod_name=cfg.metadata.name, pod_namespace=cfg.metadata.namespace,
+            pod_uid=cfg.metadata.uid, port_mappings=_port_mappings(cfg),
+            bandwidth=_bandwidth(cfg), dns=_dns(cfg), cgroup_parent=cfg.linux.cgroup_parent,
+            annotations=dict(cfg.annotations), loopback_plugin=False))
+        setup.add_done_callback(consume_exception)
+
+        async def teardown() -> None:
+            await asyncio.wait([setup])
+            await self.network.teardown(sandbox_id, netns_path)
+
+        undo.add("CNI", teardown)
+        return setup
