@@ -237,9 +237,14 @@ class _Writer:
             await self.call.done_writing()
             assert self._reader is not None
             await self._reader
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.ALREADY_EXISTS:
                 return
+            # As for a write: a local "Internal error from Core" hides containerd's own status
+            # (a disk that filled up during the last writes), which the response side carries.
+            await self._server_error()
+            if not isinstance(exc, grpc.aio.AioRpcError):
+                raise
             err = self._map(exc, "commit")
             if isinstance(err, errors.FailedPrecondition) and "unexpected" in err.message:
                 raise errors.DataLoss(f"{self.what}: containerd rejected the content: {exc.details()}") from None
