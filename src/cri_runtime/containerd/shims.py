@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Collection
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -160,17 +161,20 @@ def is_our_exec(p: Proc) -> bool:
 
 
 def kill_stale_execs(containerd_address: str, namespace: str, older_than: float,
-                     proc_root: str = "/proc") -> list[int]:
+                     proc_root: str = "/proc", container_ids: Collection[str] | None = None) -> list[int]:
     """Kill every `runc exec` of ours running longer than `older_than` seconds under our shims.
 
     The per-exec watchdog covers execs this process started; this sweep covers the rest,
     e.g. one left stuck by an earlier run of cri-runtime (the jam outlives a restart).
+    `container_ids` limits it to those containers (runc's last argument): the server's own,
+    never another runtime's on the same containerd namespace.
     """
     table = process_table(proc_root)
     killed: list[int] = []
     for shim in our_shims(table, containerd_address, namespace):
         for p in table:
-            if p.ppid == shim.pid and is_our_exec(p) and age_seconds(p, proc_root) > older_than:
+            if p.ppid == shim.pid and is_our_exec(p) and age_seconds(p, proc_root) > older_than \
+                    and (container_ids is None or (p.argv and p.argv[-1] in container_ids)):
                 killed += kill_tree(table, p)
     if killed:
         COUNTERS.execs_killed += 1

@@ -67,8 +67,9 @@ class RecoverOps(ExitOps, CreateOps):
         """
         while True:
             try:
+                ours = frozenset(c.id for c in self.index)
                 await asyncio.to_thread(shims.kill_stale_execs, self.config.containerd.address, self.ctd.namespace,
-                                        STALE_EXEC_AGE)
+                                        STALE_EXEC_AGE, container_ids=ours)
             except OSError as exc:
                 log.warning("sweep for stale runc exec processes failed: %s", exc)
             await asyncio.sleep(STALE_EXEC_SWEEP)

@@ -246,7 +246,7 @@ async def test_pull_cancelled_at_once_leaves_no_lease(fake_registry: StartFake, 
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    for _ in range(50):
+    for _ in range(200):  # a cancelled creation's lease is deleted in the background once created
         if not await our_leases(ctd):
             break
         await asyncio.sleep(0.05)

@@ -107,3 +107,6 @@ def test_kill_stale_execs_picks_only_old_execs_of_ours(tmp_path: Path, monkeypat
     monkeypatch.setattr(shims.os, "kill", lambda pid, sig: killed.append(pid))
     assert shims.kill_stale_execs(ADDR, "k8s.io", 60.0, proc_root=str(tmp_path)) == [110]
     assert killed == [110]
+    # limited to the server's own containers: another server's stuck exec is not ours to kill
+    assert shims.kill_stale_execs(ADDR, "k8s.io", 60.0, proc_root=str(tmp_path), container_ids={"c2"}) == []
+    assert shims.kill_stale_execs(ADDR, "k8s.io", 60.0, proc_root=str(tmp_path), container_ids={"c1"}) == [110]
