@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from cri_runtime import gotabwriter
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 HELP_USAGE = "Shows a list of commands or help for one command"
@@ -384,37 +386,11 @@ def _parse_go(ctx: Context, lookup: dict[str, Flag], args: list[str], from_env: 
 # ---------------------------------------------------------------------------------------------
 # Help: urfave's templates through Go's text/tabwriter(minwidth 1, tabwidth 8, padding 2, ' ')
 
+_HELP_TABS = gotabwriter.TabStyle(1, 8, 2, " ")
+
 
 def tabwrite(text: str) -> str:
-    lines = [line.split("\t") for line in text.split("\n")]
-    out: list[str] = []
-    widths: list[int] = []
-
-    def write_lines(line0: int, line1: int) -> None:
-        for cells in lines[line0:line1]:
-            out.append("".join(cell.ljust(widths[j]) if j < len(widths) else cell for j, cell in enumerate(cells)))
-
-    def fmt(line0: int, line1: int) -> None:
-        column = len(widths)
-        this = line0
-        while this < line1:
-            if column >= len(lines[this]) - 1:
-                this += 1
-                continue
-            write_lines(line0, this)
-            line0 = this
-            width = 1
-            while this < line1 and column < len(lines[this]) - 1:
-                width = max(width, len(lines[this][column]) + 2)
-                this += 1
-            widths.append(width)
-            fmt(line0, this)
-            widths.pop()
-            line0 = this
-        write_lines(line0, line1)
-
-    fmt(0, len(lines))
-    return "\n".join(out)
+    return gotabwriter.tabwrite(text, _HELP_TABS)
 
 
 def _wrap(text: str, offset: int) -> str:

@@ -41,42 +41,12 @@ class Table:
 
 
 def render_tabwriter(rows: list[list[str]], minwidth: int = 20, padding: int = 3) -> str:
-    """Align tab-separated cells like tabwriter: every cell but a line's last is a column cell.
+    """Align cells like tabwriter: every cell but a line's last is a column cell, aligned over
+    runs of consecutive lines that have a cell in that column (tabwriter's column blocks)."""
+    from cri_runtime import gotabwriter
 
-    Columns are aligned over runs of consecutive lines that have a cell in that column,
-    exactly as tabwriter's column blocks.
-    """
-    widths: list[list[int]] = [[0] * max(len(r) - 1, 0) for r in rows]
-    _compute_widths(rows, widths, 0, 0, len(rows), minwidth, padding)
-    out: list[str] = []
-    for row, row_widths in zip(rows, widths, strict=True):
-        parts = []
-        for i, cell in enumerate(row):
-            if i < len(row) - 1:
-                parts.append(cell + " " * (row_widths[i] - len(cell)))
-            else:
-                parts.append(cell)
-        out.append("".join(parts) + "\n")
-    return "".join(out)
-
-
-def _compute_widths(
-    rows: list[list[str]], widths: list[list[int]], column: int, start: int, end: int,
-    minwidth: int, padding: int,
-) -> None:  # fmt: skip
-    line = start
-    while line < end:
-        if column >= len(rows[line]) - 1:
-            line += 1
-            continue
-        block_start = line
-        width = minwidth
-        while line < end and column < len(rows[line]) - 1:
-            width = max(width, len(rows[line][column]) + padding)
-            line += 1
-        for i in range(block_start, line):
-            widths[i][column] = width
-        _compute_widths(rows, widths, column + 1, block_start, line, minwidth, padding)
+    text = "".join("\t".join(row) + "\n" for row in rows)
+    return gotabwriter.tabwrite(text, gotabwriter.TabStyle(minwidth, 8, padding, " "))
 
 
 def protojson_text(data: Any) -> str:

@@ -299,6 +299,11 @@ class ImageStore:
         if not self._expected[key]:
             del self._expected[key]
 
+    async def settled(self) -> None:
+        """Return once the re-reads that events started (and any they chained) have finished."""
+        while self._refreshes:
+            await asyncio.gather(*list(self._refreshes), return_exceptions=True)
+
     async def close(self) -> None:
         for task in list(self._refreshes):
             task.cancel()

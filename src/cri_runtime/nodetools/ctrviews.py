@@ -25,6 +25,7 @@ from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_protos.containerd.types.task import task_pb2
 from cri_runtime import errors
 from cri_runtime.containerd.connection import Containerd
+from cri_runtime.gotabwriter import TabStyle
 from cri_runtime.images.content_store import ContentStore
 from cri_runtime.images.platform import Platform, host_platform
 from cri_runtime.nodetools import owners, render
@@ -42,7 +43,7 @@ class View:
     """One listing: the ctr table, the IDs, and the records."""
 
     header: list[str]
-    style: render.TabStyle
+    style: TabStyle
     rows: list[list[str]] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)

@@ -11,79 +11,19 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from cri_runtime import gounits
+from cri_runtime.gotabwriter import TabStyle, tabwrite
 
 FORMATS = ("table", "json", "yaml")
-
-
-@dataclass(frozen=True)
-class TabStyle:
-    """The arguments of Go's tabwriter.NewWriter(out, minwidth, tabwidth, padding, padchar, 0)."""
-
-    minwidth: int
-    tabwidth: int
-    padding: int
-    padchar: str
 
 
 NARROW = TabStyle(1, 8, 1, " ")  # namespaces, images, snapshots, leases
 WIDE = TabStyle(4, 8, 4, " ")  # containers, tasks
 TABS = TabStyle(1, 8, 1, "\t")  # content
-
-
-def tabwrite(text: str, style: TabStyle) -> str:
-    """What Go's tabwriter (flags 0) prints for `text` (cells terminated by tabs)."""
-    raw_lines = text.split("\n")
-    trailing = raw_lines.pop() if raw_lines else ""
-    lines = [line.split("\t") for line in raw_lines]
-    if trailing:
-        lines.append(trailing.split("\t"))
-    out: list[str] = []
-    widths: list[int] = []
-
-    def pad(textw: int, cellw: int) -> str:
-        if style.padchar == "\t":
-            cellw = (cellw + style.tabwidth - 1) // style.tabwidth * style.tabwidth
-            return "\t" * ((cellw - textw + style.tabwidth - 1) // style.tabwidth)
-        return style.padchar * (cellw - textw)
-
-    def write_lines(line0: int, line1: int) -> None:
-        for i in range(line0, line1):
-            cells = lines[i]
-            parts: list[str] = []
-            for j, cell in enumerate(cells):
-                parts.append(cell)
-                if j < len(widths) and j < len(cells) - 1:
-                    parts.append(pad(len(cell), widths[j]))
-            last = i + 1 == len(lines) and bool(trailing)
-            out.append("".join(parts) + ("" if last else "\n"))
-
-    def fmt(line0: int, line1: int) -> None:
-        column = len(widths)
-        this = line0
-        while this < line1:
-            if column >= len(lines[this]) - 1:
-                this += 1
-                continue
-            write_lines(line0, this)
-            line0 = this
-            width = style.minwidth
-            while this < line1 and column < len(lines[this]) - 1:
-                width = max(width, len(lines[this][column]) + style.padding)
-                this += 1
-            widths.append(width)
-            fmt(line0, this)
-            widths.pop()
-            line0 = this
-        write_lines(line0, line1)
-
-    fmt(0, len(lines))
-    return "".join(out)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], style: TabStyle, *,

@@ -160,7 +160,7 @@ def test_own_writes_are_applied_and_their_events_skipped() -> None:
         store.on_event("/images/create", "docker.io/library/b:1")  # the event our Create caused
         await store.delete("docker.io/library/a:1")
         store.on_event("/images/delete", "docker.io/library/a:1")
-        await asyncio.sleep(0.01)
+        await store.settled()
         images = await store.list()
         assert [i.names for i in images] == [["docker.io/library/b:1"]]
         assert (store.lists, store.gets) == (1, 0)  # no re-list, no re-read
@@ -183,13 +183,13 @@ def test_changes_by_other_clients_are_re_read_one_record_at_a_time() -> None:
         store.records[0] = images_pb2.Image(name="docker.io/library/a:1", target=descriptor_pb2.Descriptor(
             media_type="application/vnd.oci.image.manifest.v1+json", digest="sha256:" + "e" * 64, size=1))
         store.on_event("/images/update", "docker.io/library/a:1")
-        await asyncio.sleep(0.01)
+        await store.settled()
         by_id = {i.id: sorted(i.names) for i in await store.list()}
         assert by_id == {"sha256:" + "d" * 64: ["example.test/alias:1"],
                          "sha256:" + "e" * 64: ["docker.io/library/a:1"]}
         store.records[:] = [r for r in store.records if r.name != "example.test/alias:1"]
         store.on_event("/images/delete", "example.test/alias:1")
-        await asyncio.sleep(0.01)
+        await store.settled()
         assert store.gets == 2  # a delete event is applied as it is: no later change can exist
         assert await store.find("example.test/alias:1") is None  # a miss is checked by name (Get)...
         assert (store.lists, store.gets) == (1, 3)
@@ -229,7 +229,7 @@ def test_a_label_change_elsewhere_keeps_the_grouped_images_and_their_encoding() 
         store.records[0] = images_pb2.Image(name="docker.io/library/a:1", target=store.records[0].target,
                                             labels={"io.cri-containerd.image": "managed"})
         store.on_event("/images/update", "docker.io/library/a:1")
-        await asyncio.sleep(0.01)
+        await store.settled()
         again = (await store.list())[0]
         assert again is first and again.wire == b"encoded"
         assert again.labels["io.cri-containerd.image"] == "managed"
@@ -237,7 +237,7 @@ def test_a_label_change_elsewhere_keeps_the_grouped_images_and_their_encoding() 
         store.records[0] = images_pb2.Image(name="docker.io/library/a:1", target=store.records[0].target,
                                             labels={"io.cri-containerd.pinned": "pinned"})
         store.on_event("/images/update", "docker.io/library/a:1")
-        await asyncio.sleep(0.01)
+        await store.settled()
         pinned = (await store.list())[0]
         assert pinned is not first and pinned.pinned and pinned.wire is None
 
@@ -251,7 +251,7 @@ def test_a_burst_of_events_on_one_record_is_read_at_most_twice() -> None:
         await store.list()
         for _ in range(4):  # e.g. containerd's CRI labelling the record again and again
             store.on_event("/images/update", "docker.io/library/a:1")
-        await asyncio.sleep(0.01)
+        await store.settled()
         assert store.gets == 2  # the one in flight, and one more for what came meanwhile
 
     asyncio.run(run())

@@ -201,7 +201,8 @@ async def test_objects_created_around_a_synchronize_are_never_lost(host: tuple[N
     await second.start()
     await wait_for(lambda: second.methods()[-1:] == ["Synchronize"])
     during = asyncio.create_task(nri.create_container(POD, api.Container(id="ctr2", pod_sandbox_id="pod1")))
-    await asyncio.sleep(0.1)  # widen the window: ctr2's hook is now waiting for the Synchronize to end
+    for _ in range(20):  # let ctr2's hook run as far as it can: to the lock the Synchronize holds
+        await asyncio.sleep(0)
     assert not during.done()
     release.set()
     await during
