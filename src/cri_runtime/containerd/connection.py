@@ -203,8 +203,11 @@ class Containerd:
             await asyncio.shield(self._delete_lease(lease_id))
 
     async def _delete_when_created(self, creating: asyncio.Future[Any], lease_id: str) -> None:
-        with contextlib.suppress(Exception):
+        # Delete whatever became of the creation (failed, or itself cut short, containerd may still
+        # have made the lease): a lease that is not there is NotFound, which is fine.
+        with contextlib.suppress(BaseException):
             await creating
+        with contextlib.suppress(Exception):
             await self._delete_lease(lease_id)
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
