@@ -202,26 +202,23 @@ class Puller:
                            lease: str, ref: Reference) -> None:
         """Put a small blob we hold in memory (index, manifest, config) into the store."""
         async with self._blob_locks.hold(desc.digest):
-            if await self.content.info(desc.digest) is not None:
-                await self.content.add_to_lease(lease, desc.digest)
-                await self.content.set_labels(desc.digest, labels)
+            # Written straight away: when containerd has the blob already it says so, and has
+            # added it to the lease; only then is it worth reading its labels.
+            if await self.content.commit_whole(ingest_ref(kind, desc.digest), desc, data, labels, lease,
+                                               f"pull {ref}: store {kind} {desc.digest}"):
                 return
-
-            async def opener(offset: int) -> tuple[AsyncIterator[bytes], int]:
-                async def body() -> AsyncIterator[bytes]:
-                    yield data
-                return body(), 0
-
-            await self.content.ingest(ingest_ref(kind, desc.digest), desc, opener, labels, lease,
-                                      f"pull {ref}: store {kind} {desc.digest}")
+            info = await self.content.info(desc.digest)
+            if info is not None:
+                await self.content.label_missing(info, labels)
 
     async def _fetch_layer(self, client: RegistryClient, ref: Reference, layer: Descriptor,
                            labels: dict[str, str], lease: str, watch: ProgressWatch) -> None:
         what = f"pull {ref}: layer {layer.digest}"
         async with self._blob_locks.hold(layer.digest):
-            if await self.content.info(layer.digest) is not None:
+            info = await self.content.info(layer.digest)
+            if info is not None:
                 await self.content.add_to_lease(lease, layer.digest)
-                await self.content.set_labels(layer.digest, labels)
+                await self.content.label_missing(info, labels)
                 return
 
             async def opener(offset: int) -> tuple[AsyncIterator[bytes], int]:

@@ -246,7 +246,8 @@ class UnaryClient:
             return conn
 
     async def call(self, path: str, payload: bytes, metadata: Metadata, timeout: float | None,
-                   wait_for_ready: bool) -> bytes:
+                   wait_for_ready: bool, *, last_of_many: bool = False) -> bytes:
+        """One request message; the one response message (or, with `last_of_many`, the last of several)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
@@ -269,7 +270,7 @@ class UnaryClient:
         except asyncio.CancelledError:
             conn.cancel(reply)
             raise
-        return _result(reply, conn.closed)
+        return _result(reply, conn.closed, last_of_many)
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -277,7 +278,7 @@ class UnaryClient:
             self._conn = None
 
 
-def _result(reply: _Reply, closed: bool) -> bytes:
+def _result(reply: _Reply, closed: bool, last_of_many: bool = False) -> bytes:
     status = reply.headers.get(b"grpc-status")
     if status is None:
         if closed:
@@ -290,10 +291,17 @@ def _result(reply: _Reply, closed: bool) -> bytes:
     data = reply.data
     if len(data) < wire.PREFIX_SIZE:
         raise _error(grpc.StatusCode.INTERNAL, "the server sent no response message")
-    compressed, length = wire.parse_prefix(data, 0)
-    if compressed or len(data) != wire.PREFIX_SIZE + length:
-        raise _error(grpc.StatusCode.INTERNAL, "malformed response message")
-    return bytes(data[wire.PREFIX_SIZE:])
+    pos = 0
+    while True:
+        compressed, length = wire.parse_prefix(data, pos)
+        end = pos + wire.PREFIX_SIZE + length
+        if compressed or end > len(data) or (end < len(data) and not last_of_many):
+            raise _error(grpc.StatusCode.INTERNAL, "malformed response message")
+        if end == len(data):
+            return bytes(data[pos + wire.PREFIX_SIZE:end])
+        pos = end
+        if len(data) - pos < wire.PREFIX_SIZE:
+            raise _error(grpc.StatusCode.INTERNAL, "malformed response message")
 
 
 _CODES = {c.value[0]: c for c in grpc.StatusCode}
@@ -303,14 +311,15 @@ class _UnaryMethod:
     """What a generated stub calls for a unary-unary method."""
 
     def __init__(self, client: UnaryClient, path: str, serialize: Callable[[Any], bytes],
-                 deserialize: Callable[[bytes], Any]) -> None:
+                 deserialize: Callable[[bytes], Any], last_of_many: bool = False) -> None:
         self._client, self._path = client, path
         self._serialize, self._deserialize = serialize, deserialize
+        self._last_of_many = last_of_many
 
     async def __call__(self, request: Any, *, timeout: float | None = None, metadata: Metadata = (),
                        wait_for_ready: bool | None = None, **_: Any) -> Any:
         raw = await self._client.call(self._path, self._serialize(request), metadata, timeout,
-                                      bool(wait_for_ready))
+                                      bool(wait_for_ready), last_of_many=self._last_of_many)
         return self._deserialize(raw)
 
 
@@ -325,6 +334,15 @@ class FastChannel:
                     response_deserializer: Callable[[bytes], Any] | None = None, **_: Any) -> _UnaryMethod:
         assert request_serializer is not None and response_deserializer is not None
         return _UnaryMethod(self.unary, method, request_serializer, response_deserializer)
+
+    def single_request_stream(self, method: str, request_serializer: Callable[[Any], bytes],
+                              response_deserializer: Callable[[bytes], Any]) -> _UnaryMethod:
+        """A streaming method used with one request message: the last response message is the answer.
+
+        On the wire such a call is a unary one, except that the server may answer
+        with several messages (containerd's Content.Write repeats its last one).
+        """
+        return _UnaryMethod(self.unary, method, request_serializer, response_deserializer, last_of_many=True)
 
     def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
         return self._streaming.unary_stream(*args, **kwargs)

@@ -121,3 +121,29 @@ async def test_a_call_in_flight_finishes_across_goaway_and_the_old_connection_cl
         assert conn is not None and conn.closed
     finally:
         await channel.close()
+
+
+@pytest.mark.parametrize("count", [1, 2, 5])
+async def test_single_request_stream_answers_with_the_last_message(server: ServerThread, count: int) -> None:
+    """containerd's Content.Write used with one COMMIT message repeats its answer: the last one counts."""
+    channel = FastChannel(server.path, grpc.aio.insecure_channel(f"unix://{server.path}"))
+    path = "/runtime.v1.RuntimeService/StreamContainers"
+    request = api_pb2.StreamContainersRequest(filter=api_pb2.ContainerFilter(id=str(count)))
+    try:
+        once = channel.single_request_stream(path, api_pb2.StreamContainersRequest.SerializeToString,
+                                             api_pb2.StreamContainersResponse.FromString)
+        assert [c.id for c in (await once(request)).containers] == [str(count - 1)]
+        unary = channel.unary_unary(path, request_serializer=api_pb2.StreamContainersRequest.SerializeToString,
+                                    response_deserializer=api_pb2.StreamContainersResponse.FromString)
+        if count == 1:
+            assert [c.id for c in (await unary(request)).containers] == ["0"]
+        else:  # a unary method must get exactly one message
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await unary(request)
+            assert err.value.code() == grpc.StatusCode.INTERNAL
+            assert err.value.details() == "malformed response message"
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await once(api_pb2.StreamContainersRequest(filter=api_pb2.ContainerFilter(id="0")))
+        assert err.value.details() == "the server sent no response message"
+    finally:
+        await channel.close()
