@@ -15,7 +15,8 @@ IMAGE_ID = "sha256:" + "a" * 64
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> composition.Runtime:
+async def runtime(tmp_path: Path) -> composition.Runtime:
+    """Built on a running loop, as the server builds it (some parts bind to the loop)."""
     config = Config()
     config.server.root_dir = str(tmp_path / "root")
     config.server.state_dir = str(tmp_path / "state")
