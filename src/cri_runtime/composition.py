@@ -11,8 +11,9 @@ Nothing here does I/O or starts a task: `CriServer.start` (server.py) takes
 the socket, checks containerd and starts serving; recovery then runs the
 steps registered here, in order.
 
-In order: the containerd client, node facts, CNI, images and the
-observers (stats, event hub) that need nothing else; the NRI host; the pod
+In order: the containerd client, node facts, CNI, images (told of
+removals and of live image events through closures) and the observers
+(stats, event hub) that need nothing else; the NRI host; the pod
 manager, then the container manager built on it; the task-event monitor
 that routes exits to them; the streaming server; recovery's steps; and the
 two servicers on top. Imports run the same way (tests/unit/test_layers.py).
@@ -32,6 +33,7 @@ from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import Container
 from cri_runtime.containers.streaming_backend import ContainerdStreamingBackend
 from cri_runtime.images.manager import ImageManager
+from cri_runtime.metrics.server_metrics import SERVER
 from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.node.containerd_probe import ContainerdProbe
 from cri_runtime.node.facts import NodeFacts
@@ -86,7 +88,17 @@ def build(config: Config) -> Runtime:
     node = NodeFacts(config)
     # host-local allocations outlive reboots, so the CNI cache (what DEL needs) must too.
     network = PodNetworkManager(config.network, os.path.join(config.server.root_dir, "cni-cache"))
-    images = ImageManager(ctd, config.image, config.containerd.snapshotter)
+
+    # The image manager is told of removals (the container manager drops its per-image caches) and
+    # keeps its record copy only while image events reach it (the event monitor, built last).
+    def forget_image(image_id: str) -> None:
+        containers.forget_image(image_id)
+
+    def image_events_live() -> bool:
+        return events.subscribed.is_set()
+
+    images = ImageManager(ctd, config.image, config.containerd.snapshotter, on_pull=SERVER.observe_pull,
+                          on_removed=forget_image, image_events_live=image_events_live)
     observers = stats_wiring.build(config, ctd, images.unpacker.snapshotter_root)
 
     # The two managers and NRI need each other: these closures reach `sandboxes` and `containers`,
@@ -128,9 +140,6 @@ def build(config: Config) -> Runtime:
                                stop_containers=stop_containers, remove_containers=remove_containers,
                                on_event=on_sandbox_event)
     containers = ContainerManager(config, ctd, sandboxes, images, node, nri, on_event=on_container_event)
-    # ImageManager (images/) takes its observers by registration, not by constructor (yet).
-    images.removal_observers.append(containers.forget_image)
-    stats_wiring.count_pulls(images)
     stats_wiring.track_objects(containers, sandboxes)
 
     async def on_task_event(event: TaskEvent) -> None:
@@ -151,16 +160,15 @@ def build(config: Config) -> Runtime:
         await containers.resync()
 
     events = EventMonitor(ctd, on_task_event, resync, on_image_change=images.store.on_event)
-    # The image list may be cached only while image events are known to reach us.
-    images.store.events_live = events.subscribed.is_set
     streaming = StreamingServer.from_config(config.streaming, ContainerdStreamingBackend(containers))
 
     # Start-up recovery, in this order: pods, their containers, then what interrupted operations left.
-    recovery = Recovery(config.server.recovery_timeout_seconds)
-    recovery.register("pod sandboxes", sandboxes.recover)
-    recovery.register("containers", containers.recover)
     orphans = OrphanCollector(config, ctd, network, sandboxes, containers)
-    recovery.register("leftovers of interrupted operations", orphans.collect)
+    recovery = Recovery(config.server.recovery_timeout_seconds, [
+        ("pod sandboxes", sandboxes.recover),
+        ("containers", containers.recover),
+        ("leftovers of interrupted operations", orphans.collect),
+    ])
 
     runtime_service = RuntimeServicer(config, recovery, ContainerdProbe(ctd), NetworkProbe(network), network,
                                       sandboxes, containers, streaming, observers)

@@ -14,6 +14,7 @@ from typing import Any
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import cdi, errors
+from cri_runtime.config import RuntimeHandlerConfig
 from cri_runtime.containerd import mounts as ctd_mounts
 from cri_runtime.containerd import objects
 from cri_runtime.containers import image_config_volumes, image_volumes, status_info
@@ -59,6 +60,25 @@ def _needs_mountinfo(cfg: api_pb2.ContainerConfig) -> bool:
     return any(m.propagation != api_pb2.PROPAGATION_PRIVATE for m in cfg.mounts)
 
 
+def _log_path(sandbox: Sandbox, cfg: api_pb2.ContainerConfig) -> str:
+    """The container's log file: `cfg.log_path` under the pod's log directory, which it may not leave."""
+    if not (cfg.log_path and sandbox.config.log_directory):
+        return ""
+    log_path = os.path.normpath(os.path.join(sandbox.config.log_directory, cfg.log_path))
+    if not log_path.startswith(os.path.normpath(sandbox.config.log_directory) + os.sep):
+        raise errors.InvalidArgument(f"log_path {cfg.log_path!r} escapes the pod's log directory")
+    return log_path
+
+
+def _sandbox_context(sandbox: Sandbox) -> container_spec.SandboxContext:
+    """What of its pod the container's spec needs: namespaces (through the pause PID) and the pod's files."""
+    md_sb = sandbox.metadata
+    return container_spec.SandboxContext(
+        id=sandbox.id, config=sandbox.config, pid=sandbox.status.pid,
+        hostname_path=md_sb.hostname_path, hosts_path=md_sb.hosts_path,
+        resolv_conf_path=md_sb.resolv_conf_path, shm_path=md_sb.shm_path)
+
+
 class CreateOps(ContainerStore):
     """CreateContainer: reserve the name, build the spec and record, let NRI adjust it, undo on failure."""
 
@@ -85,68 +105,101 @@ class CreateOps(ContainerStore):
 
     async def _create_steps(self, container_id: str, name: str, sandbox: Sandbox, cfg: api_pb2.ContainerConfig,
                             undo: Rollback, cdi_devices: list[cdi.ResolvedDevice]) -> str:
-        md_sb = sandbox.metadata
-        target_pid = None
-        ns = cfg.linux.security_context.namespace_options
-        if ns.pid == api_pb2.TARGET:
-            target = self.index.get(ns.target_id)
-            if target.state != RUNNING:
-                raise errors.FailedPrecondition(f"target container {target.id} of the PID namespace is not running")
-            target_pid = target.status.pid
-        log_path = ""
-        if cfg.log_path and sandbox.config.log_directory:
-            log_path = os.path.normpath(os.path.join(sandbox.config.log_directory, cfg.log_path))
-            if not log_path.startswith(os.path.normpath(sandbox.config.log_directory) + os.sep):
-                raise errors.InvalidArgument(f"log_path {cfg.log_path!r} escapes the pod's log directory")
-        container_dir = self.state / container_id
-        undo.add_sync("state dir", remove_dir, str(container_dir))
-        container_dir.mkdir(parents=True, exist_ok=True)
-        io_dir = str(container_dir / "io")
+        """The steps of CreateContainer; each registers its undo on `undo`."""
+        target_pid = self._target_pid(cfg)
+        log_path = _log_path(sandbox, cfg)
+        container_dir = self._make_state_dir(container_id, undo)
         image = await self.images.resolve(cfg.image.image)
-        sandbox_ctx = container_spec.SandboxContext(
-            id=sandbox.id, config=sandbox.config, pid=sandbox.status.pid,
-            hostname_path=md_sb.hostname_path, hosts_path=md_sb.hosts_path,
-            resolv_conf_path=md_sb.resolv_conf_path, shm_path=md_sb.shm_path)
         build = _RecordBuilder(manager=self, container_id=container_id, name=name, sandbox=sandbox, cfg=cfg,
-                               image=image, sandbox_ctx=sandbox_ctx, log_path=log_path, io_dir=io_dir,
-                               target_pid=target_pid, cdi_devices=tuple(cdi_devices))
+                               image=image, sandbox_ctx=_sandbox_context(sandbox), log_path=log_path,
+                               io_dir=str(container_dir / "io"), target_pid=target_pid,
+                               cdi_devices=tuple(cdi_devices))
         accounts = self._cached_accounts(image)
         volumes_mode = self.config.image.image_volumes
         config_volumes = image_config_volumes.wanted(ImageConfig.from_json(image.config).volumes, cfg, volumes_mode)
         if accounts is None or config_volumes or any(m.HasField("image") for m in cfg.mounts):
-            # The image's first container (its passwd/group are read from the snapshot before
-            # the spec is built), image volumes or VOLUMEs of the image config: under a lease.
-            async with self.ctd.lease(f"container-{container_id[:12]}", expire_seconds=600) as lease:
-                mounts = await self._prepare_snapshot(container_id, image, lease, undo)
-                if accounts is None:
-                    accounts = ImageAccounts.from_rootfs(await self._image_accounts(image, mounts, container_dir))
-                volumes: list[image_volumes.ImageVolume] = []
-                undo.add("image volumes", lambda: image_volumes.release(self.ctd, self.snapshotter, volumes))
-                extra_mounts = await image_volumes.prepare(self.ctd, self.images, self.snapshotter, container_id,
-                                                           container_dir, cfg, lease, volumes)
-                if config_volumes:
-                    extra_mounts += await self._image_config_volumes(container_id, image, mounts, container_dir,
-                                                                     config_volumes, undo)
-                metadata, record = build(accounts, extra_mounts, volumes)
-                await self._let_nri_adjust(build, sandbox, record, undo)
-                await self._create_record(record, lease, undo)
+            metadata, mounts = await self._create_under_lease(build, accounts, config_volumes, container_dir, undo)
         else:
-            # The record names the snapshot before it exists, so containerd's GC keeps the
-            # snapshot from its creation on without a lease: two round trips fewer.
-            metadata, record = build(accounts, [], [])
-            await self._let_nri_adjust(build, sandbox, record, undo)
-            await self._create_record(record, None, undo)
-            mounts = await self._prepare_snapshot(container_id, image, None, undo)
+            metadata, mounts = await self._create_record_first(build, accounts, undo)
         container = Container(metadata, ContainerStatus(state=CREATED), self.status_path(container_id))
         container.rootfs_mounts = mounts
         container.effective_resources = status_info.effective_resources(build.spec)
         # No status file yet: a record without one is a created container (see _recover_one).
-        self.index.add(container_id, container)
-        self.nri.published(container_id)
-        log.info("container created", extra={"fields": {"id": container_id, "name": name, "pod": sandbox.id}})
+        return await self._publish(container, sandbox)
+
+    def _target_pid(self, cfg: api_pb2.ContainerConfig) -> int | None:
+        """The PID of the container whose PID namespace this one joins (namespace mode TARGET), if any."""
+        ns = cfg.linux.security_context.namespace_options
+        if ns.pid != api_pb2.TARGET:
+            return None
+        target = self.index.get(ns.target_id)
+        if target.state != RUNNING:
+            raise errors.FailedPrecondition(f"target container {target.id} of the PID namespace is not running")
+        return target.status.pid
+
+    def _make_state_dir(self, container_id: str, undo: Rollback) -> Path:
+        """The container's state dir (its IO fifos, status file, image accounts' mount point)."""
+        container_dir = self.state / container_id
+        undo.add_sync("state dir", remove_dir, str(container_dir))
+        container_dir.mkdir(parents=True, exist_ok=True)
+        return container_dir
+
+    async def _create_under_lease(self, build: _RecordBuilder, accounts: ImageAccounts | None,
+                                  config_volumes: list[str], container_dir: Path,
+                                  undo: Rollback) -> tuple[ContainerMetadata, list[Any]]:
+        """Snapshot first, then the record, under a lease; returns the metadata and the rootfs mounts.
+
+        Needed for the image's first container (its passwd/group are read from
+        the snapshot before the spec is built), image volumes or VOLUMEs of the
+        image config.
+        """
+        container_id, image = build.container_id, build.image
+        async with self.ctd.lease(f"container-{container_id[:12]}", expire_seconds=600) as lease:
+            mounts = await self._prepare_snapshot(container_id, image, lease, undo)
+            if accounts is None:
+                accounts = ImageAccounts.from_rootfs(await self._image_accounts(image, mounts, container_dir))
+            extra_mounts, volumes = await self._prepare_volumes(build, mounts, container_dir, config_volumes,
+                                                                lease, undo)
+            metadata, record = build(accounts, extra_mounts, volumes)
+            await self._let_nri_adjust(build, build.sandbox, record, undo)
+            await self._create_record(record, lease, undo)
+        return metadata, mounts
+
+    async def _prepare_volumes(self, build: _RecordBuilder, mounts: list[Any], container_dir: Path,
+                               config_volumes: list[str], lease: str,
+                               undo: Rollback) -> tuple[list[api_pb2.Mount], list[image_volumes.ImageVolume]]:
+        """Image volumes (mounts of an image) and the image config's VOLUMEs: the extra mounts and the volumes."""
+        volumes: list[image_volumes.ImageVolume] = []
+        undo.add("image volumes", lambda: image_volumes.release(self.ctd, self.snapshotter, volumes))
+        extra_mounts = await image_volumes.prepare(self.ctd, self.images, self.snapshotter, build.container_id,
+                                                   container_dir, build.cfg, lease, volumes)
+        if config_volumes:
+            extra_mounts += await self._image_config_volumes(build.container_id, build.image, mounts, container_dir,
+                                                             config_volumes, undo)
+        return extra_mounts, volumes
+
+    async def _create_record_first(self, build: _RecordBuilder, accounts: ImageAccounts,
+                                   undo: Rollback) -> tuple[ContainerMetadata, list[Any]]:
+        """The record, then the snapshot it names; returns the metadata and the rootfs mounts.
+
+        The record names the snapshot before it exists, so containerd's GC keeps
+        the snapshot from its creation on without a lease: two round trips fewer.
+        """
+        metadata, record = build(accounts, [], [])
+        await self._let_nri_adjust(build, build.sandbox, record, undo)
+        await self._create_record(record, None, undo)
+        mounts = await self._prepare_snapshot(build.container_id, build.image, None, undo)
+        return metadata, mounts
+
+    async def _publish(self, container: Container, sandbox: Sandbox) -> str:
+        """List the container, then tell NRI plugins and the event listeners."""
+        self.index.add(container.id, container)
+        self.nri.published(container.id)
+        log.info("container created",
+                 extra={"fields": {"id": container.id, "name": container.metadata.name, "pod": sandbox.id}})
         await self.nri.post_create_container(sandbox, container)
         await self._emit("created", container)
-        return container_id
+        return container.id
 
     async def _let_nri_adjust(self, build: _RecordBuilder, sandbox: Sandbox, record: containers_pb2.Container,
                               undo: Rollback) -> None:  # fmt: skip
@@ -271,14 +324,7 @@ class _RecordBuilder:
         handler = m.config.runtime.handlers[sandbox.metadata.runtime_handler]
         image_config = ImageConfig.from_json(image.config)
         image_name = _image_name(cfg.image.image, image)
-        spec = container_spec.build_container_spec(
-            self.container_id, cfg, image_config, image_name=image_name, sandbox=self.sandbox_ctx,
-            options=m.node.spec_options(handler, mountinfo=_needs_mountinfo(cfg)), rootfs=accounts,
-            target_pid=self.target_pid, extra_mounts=extra_mounts)
-        cdi.apply_edits(spec, self.cdi_devices)
-        if pod_userns(sandbox.config.linux.security_context.namespace_options) is not None:
-            userns_rootfs.idmap_volumes(spec, cfg, Path(self.io_dir).parent)
-        self.spec = spec
+        self.spec = spec = self._build_spec(handler, image_config, image_name, accounts, extra_mounts)
         metadata = ContainerMetadata(
             id=self.container_id, name=self.name, sandbox_id=sandbox.id, config=cfg.SerializeToString(),
             image_id=image.id, image_name=image_name,
@@ -296,3 +342,16 @@ class _RecordBuilder:
             extensions={METADATA_EXTENSION: objects.json_extension(METADATA_TYPE, METADATA_VERSION,
                                                                    metadata.to_json())})
         return metadata, record
+
+    def _build_spec(self, handler: RuntimeHandlerConfig, image_config: ImageConfig, image_name: str,
+                    accounts: ImageAccounts, extra_mounts: list[api_pb2.Mount]) -> dict[str, Any]:
+        """The OCI spec: built from the request and image, then CDI edits and, in a user namespace, idmapped volumes."""
+        cfg = self.cfg
+        spec = container_spec.build_container_spec(
+            self.container_id, cfg, image_config, image_name=image_name, sandbox=self.sandbox_ctx,
+            options=self.manager.node.spec_options(handler, mountinfo=_needs_mountinfo(cfg)), rootfs=accounts,
+            target_pid=self.target_pid, extra_mounts=extra_mounts)
+        cdi.apply_edits(spec, self.cdi_devices)
+        if pod_userns(self.sandbox.config.linux.security_context.namespace_options) is not None:
+            userns_rootfs.idmap_volumes(spec, cfg, Path(self.io_dir).parent)
+        return spec

@@ -42,9 +42,18 @@ from cri_runtime.images.unpack import FsUsage, Unpacker
 log = logging.getLogger(__name__)
 
 
+PullObserver = Callable[[bool, float, int], None]
+
+
 class ImageManager:
     def __init__(self, ctd: Containerd, settings: ImageSettings, snapshotter: str,
-                 *, platform: Platform | None = None) -> None:
+                 *, platform: Platform | None = None, on_pull: PullObserver | None = None,
+                 on_removed: Callable[[str], None] | None = None,
+                 image_events_live: Callable[[], bool] = lambda: False) -> None:
+        """`on_pull` is told of every pull: (succeeded, seconds, image size in bytes) - the metrics
+        listen; `on_removed` the ID of every image RemoveImage removed (caches keyed by image ID
+        listen); `image_events_live` whether containerd's image events reach the store now (its
+        record copy is kept only then)."""
         self.ctd = ctd
         self.settings = settings
         self.snapshotter = snapshotter
@@ -53,17 +62,16 @@ class ImageManager:
         self.content = ContentStore(ctd)
         self.unpacker = Unpacker(ctd, snapshotter)
         self.fs_usage = FsUsageCache(self.unpacker.usage)
-        self.store = ImageStore(ctd, self.content, self.matcher, settings.sandbox_image)
+        self.store = ImageStore(ctd, self.content, self.matcher, settings.sandbox_image,
+                                events_live=image_events_live)
         self.puller = Puller(
             self.content, self.unpacker, self.http, self.matcher,
             registry_config_path=settings.registry_config_path,
             max_concurrent_downloads=settings.max_concurrent_downloads,
             progress_timeout=settings.image_pull_progress_timeout_seconds)
         self.sandbox_ref = reference.normalize(settings.sandbox_image)
-        # Told of every pull: (succeeded, seconds, image size in bytes) - the metrics layer listens.
-        self.pull_observers: list[Callable[[bool, float, int], None]] = []
-        # Told the ID of every image RemoveImage removed (caches keyed by image ID listen).
-        self.removal_observers: list[Callable[[str], None]] = []
+        self.on_pull = on_pull
+        self.on_removed = on_removed
 
     async def pull(self, ref_text: str, credentials: Credentials = ANONYMOUS, *,
                    pinned: bool = False) -> ImageRecord:
@@ -75,8 +83,8 @@ class ImageManager:
             ok, size = True, int(getattr(getattr(image, "info", None), "size", 0) or 0)
             return image
         finally:
-            for observe in self.pull_observers:
-                observe(ok, time.monotonic() - started, size)
+            if self.on_pull is not None:
+                self.on_pull(ok, time.monotonic() - started, size)
 
     async def _pull(self, ref_text: str, credentials: Credentials, pinned: bool) -> ImageRecord:
         ref = reference.parse(ref_text)
@@ -168,8 +176,8 @@ class ImageManager:
             await self.store.delete(name, sync=True)
         if not ids and others:
             log.debug("image %s had no ID record", image.id)
-        for observe in self.removal_observers:
-            observe(image.id)
+        if self.on_removed is not None:
+            self.on_removed(image.id)
 
     async def fs_info(self) -> FsUsage:
         return await self.fs_usage.get()

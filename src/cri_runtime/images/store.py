@@ -175,7 +175,9 @@ def desc_to_pb(d: Descriptor) -> Any:
 
 class ImageStore:
     def __init__(self, ctd: Containerd, content: ContentStore, matcher: Matcher,
-                 sandbox_image: str = "") -> None:
+                 sandbox_image: str = "", *, events_live: Callable[[], bool] = lambda: False) -> None:
+        """`events_live` says whether containerd's image events reach `on_event` now (the event monitor's
+        subscription, made after this store)."""
         self.ctd = ctd
         self.content = content
         self.matcher = matcher
@@ -183,7 +185,7 @@ class ImageStore:
         self._targets: dict[str, TargetInfo] = {}
         # The record copy is kept only while `events_live()` says containerd's image
         # events reach `on_event` (other clients may change records too).
-        self.events_live: Callable[[], bool] = lambda: False
+        self.events_live = events_live
         self._records: dict[str, _Entry] | None = None
         self._view: _View | None = None
         self._generation = 0  # bumped whenever the copy is dropped or changed

@@ -1,7 +1,7 @@
 """Start-up recovery: rebuild in-memory state before serving requests.
 
 The gRPC server starts listening at once (so kubelet sees the socket), but
-every RPC waits on `wait_recovered()` until each registered component has
+every RPC waits on `wait_recovered()` until each of its steps (one per component) has
 rebuilt its index from containerd and the state dir. A component recovers
 object by object, each bounded by `per_object_timeout`, so one wedged shim
 cannot hold the node hostage; a component that fails is logged and the
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -31,17 +31,14 @@ class RecoveryReport:
 
 
 class Recovery:
-    """Runs registered recovery steps in order and gates RPCs until done."""
+    """Runs the recovery steps in order and gates RPCs until done."""
 
-    def __init__(self, per_object_timeout: float) -> None:
+    def __init__(self, per_object_timeout: float, steps: Sequence[tuple[str, RecoverFn]] = ()) -> None:
+        """`steps` (name, step) run in this order: pods before their containers, before their leftovers."""
         self.per_object_timeout = per_object_timeout
-        self._steps: list[tuple[str, RecoverFn]] = []
+        self._steps = list(steps)
         self._done = asyncio.Event()
         self.report = RecoveryReport()
-
-    def register(self, name: str, step: RecoverFn) -> None:
-        """Add a step; steps run in registration order (images before pods …)."""
-        self._steps.append((name, step))
 
     async def run(self) -> None:
         started = time.monotonic()

@@ -14,6 +14,8 @@ import logging
 import os
 import secrets
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
@@ -22,6 +24,7 @@ from cri_runtime import errors
 from cri_runtime.completion import all_of, consume_exception
 from cri_runtime.config import RuntimeHandlerConfig
 from cri_runtime.containerd import objects
+from cri_runtime.images.store import ImageRecord
 from cri_runtime.network import netns
 from cri_runtime.network.manager import Bandwidth, DNSConfig, NetworkStatus, PortMapping
 from cri_runtime.oci import sandbox_spec
@@ -40,7 +43,7 @@ from cri_runtime.sandbox.model import (
 from cri_runtime.sandbox.store import SandboxStore, _metadata_extension
 from cri_runtime.userns import rootfs as userns_rootfs
 from cri_runtime.userns import support as userns_support
-from cri_runtime.userns.mappings import pod_userns
+from cri_runtime.userns.mappings import PodUserns, pod_userns
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +92,60 @@ def _dns(cfg: api_pb2.PodSandboxConfig) -> DNSConfig | None:
     return DNSConfig(servers=tuple(d.servers), searches=tuple(d.searches), options=tuple(d.options))
 
 
+@dataclass
+class _PodRun:
+    """One RunPodSandbox in flight: what it asks for, and what its steps have made so far for the next ones."""
+
+    sandbox_id: str
+    name: str
+    request: api_pb2.RunPodSandboxRequest
+    handler_name: str
+    handler: RuntimeHandlerConfig
+    undo: Rollback
+    userns: PodUserns | None = None
+    created_at: int = 0
+    netns_path: str = ""
+    network_setup: asyncio.Future[NetworkStatus] | None = None
+    pod_dir: str = ""
+    hostname_path: str = ""
+    hosts_path: str = ""
+    resolv_path: str = ""
+    shm_path: str = ""
+
+    @property
+    def cfg(self) -> api_pb2.PodSandboxConfig:
+        return self.request.config
+
+    @property
+    def host_network(self) -> bool:
+        return self.cfg.linux.security_context.namespace_options.network == api_pb2.NODE
+
+    @property
+    def host_ipc(self) -> bool:
+        return self.cfg.linux.security_context.namespace_options.ipc == api_pb2.NODE
+
+    @property
+    def netns_name(self) -> str:
+        return f"cri-{self.sandbox_id[:16]}"
+
+
+def _containerd_record(pod: _PodRun, image: ImageRecord, spec: dict[str, Any], metadata: SandboxMetadata,
+                       runtime: containers_pb2.Container.Runtime, snapshotter: str) -> containers_pb2.Container:
+    """The pause container's containerd record; it names its snapshot key before the snapshot exists."""
+    cfg = pod.cfg
+    return containers_pb2.Container(
+        id=pod.sandbox_id,
+        labels={objects.KIND_LABEL: objects.KIND_SANDBOX,
+                f"{objects.LABEL_PREFIX}.pod.name": cfg.metadata.name,
+                f"{objects.LABEL_PREFIX}.pod.namespace": cfg.metadata.namespace,
+                f"{objects.LABEL_PREFIX}.pod.uid": cfg.metadata.uid},
+        image=image.names[0] if image.names else image.id,
+        runtime=runtime, spec=objects.spec_any(spec), snapshotter=snapshotter, snapshot_key=pod.sandbox_id,
+        extensions={METADATA_EXTENSION: _metadata_extension(metadata)})
+
+
 class RunOps(SandboxStore):
-    """RunPodSandbox: a sequence of steps that each acquire something (a name, a"""
+    """RunPodSandbox: a sequence of steps that each acquire something and register its undo."""
 
     async def run(self, request: api_pb2.RunPodSandboxRequest) -> str:
         """RunPodSandbox; returns the new sandbox ID (the request has passed `validation.sandboxes`)."""
@@ -106,10 +161,10 @@ class RunOps(SandboxStore):
         self.names.reserve(name, sandbox_id)
         undo = Rollback(f"pod sandbox {sandbox_id}")
         undo.add_sync("name reservation", self.names.release, name)
-        return await run_or_undo(self._run_steps(sandbox_id, name, request, handler_name, handler, undo), undo)
+        pod = _PodRun(sandbox_id, name, request, handler_name, handler, undo)
+        return await run_or_undo(self._run_steps(pod), undo)
 
-    async def _run_steps(self, sandbox_id: str, name: str, request: api_pb2.RunPodSandboxRequest,
-                         handler_name: str, handler: RuntimeHandlerConfig, undo: Rollback) -> str:
+    async def _run_steps(self, pod: _PodRun) -> str:
         """The steps of RunPodSandbox, overlapped where they do not depend on each other.
 
         The pod's network (CNI ADD, tens of ms of plugin runs) only needs the
@@ -119,112 +174,159 @@ class RunOps(SandboxStore):
         pod's IP is recorded, so a pod seen running (now or after a restart)
         always has its network.
         """
-        cfg = request.config
-        ns_opts = cfg.linux.security_context.namespace_options
-        userns = pod_userns(ns_opts)  # validated before anything is made
-        if userns is not None and not userns_support.result().supported:
+        self._check_userns(pod)
+        pod.created_at = time.time_ns()
+        image_lookup = self._look_up_pause_image()
+        await self._set_up_network(pod)
+        self._write_pod_files(pod)
+        self._mount_shm(pod)
+        image = await image_lookup
+        metadata = self._metadata(pod, image)  # its IPs are filled in once CNI is done
+        spec = self._spec(pod, image)
+        sandbox = Sandbox(metadata, SandboxStatus(state=NOTREADY), self.status_path(pod.sandbox_id))
+        # No status file yet: until the first save, recovery reads a missing one as NOTREADY.
+        pod.undo.add_sync("status dir", remove_dir, str(self.state / pod.sandbox_id))
+        mounts = await self._create_record_and_snapshot(pod, image, spec, metadata)
+        pause_pid = await self._create_pause_task(pod, mounts)
+        await self._pin_userns_netns(pod, pause_pid)
+        await self._start_pause_task(pod, metadata)
+        return await self._publish(sandbox, pause_pid)
+
+    @staticmethod
+    def _check_userns(pod: _PodRun) -> None:
+        """A pod in its own user namespace needs a node that supports them (the request's mappings are valid)."""
+        pod.userns = pod_userns(pod.cfg.linux.security_context.namespace_options)
+        if pod.userns is not None and not userns_support.result().supported:
             raise errors.FailedPrecondition(
                 f"user namespaces are not supported on this node: {userns_support.result().detail}")
-        host_network = ns_opts.network == api_pb2.NODE
-        host_ipc = ns_opts.ipc == api_pb2.NODE
-        created_at = time.time_ns()
 
+    def _look_up_pause_image(self) -> asyncio.Future[ImageRecord]:
+        """The pause image, found (or pulled) while the network and pod files are made."""
         image_lookup = asyncio.ensure_future(self.ensure_image(self.config.image.sandbox_image))
         image_lookup.add_done_callback(consume_exception)
-        netns_path = ""
-        network_setup: asyncio.Future[NetworkStatus] | None = None
-        netns_name = f"cri-{sandbox_id[:16]}"
-        if not host_network:
-            netns_path = netns.pin_path(self.netns_dir, netns_name)
-            if userns is None:  # else runc makes it for the pause (owned by the pod's userns), pinned below
-                await self._create_netns(netns_name, undo)
-                network_setup = self._start_network_setup(sandbox_id, netns_path, cfg, undo)
+        return image_lookup
 
-        pod_dir = str(self.root / sandbox_id)
-        undo.add_sync("pod files", files.remove_pod_dir, pod_dir)
-        hostname = cfg.hostname or (os.uname().nodename if host_network else "")
+    async def _set_up_network(self, pod: _PodRun) -> None:
+        """The pod's netns, and CNI ADD started in the background.
+
+        With a user namespace runc makes the netns for the pause (owned by the
+        pod's user namespace); it is pinned and CNI started once the pause
+        task exists (`_pin_userns_netns`).
+        """
+        if pod.host_network:
+            return
+        pod.netns_path = netns.pin_path(self.netns_dir, pod.netns_name)
+        if pod.userns is None:
+            await self._create_netns(pod.netns_name, pod.undo)
+            pod.network_setup = self._start_network_setup(pod.sandbox_id, pod.netns_path, pod.cfg, pod.undo)
+
+    def _write_pod_files(self, pod: _PodRun) -> None:
+        """hostname, hosts and resolv.conf, which every container of the pod mounts."""
+        cfg = pod.cfg
+        pod.pod_dir = str(self.root / pod.sandbox_id)
+        pod.undo.add_sync("pod files", files.remove_pod_dir, pod.pod_dir)
+        hostname = cfg.hostname or (os.uname().nodename if pod.host_network else "")
         dns = None
         if cfg.HasField("dns_config"):
             dns = (list(cfg.dns_config.servers), list(cfg.dns_config.searches), list(cfg.dns_config.options))
-        hostname_path, hosts_path, resolv_path = files.write_pod_files(
-            pod_dir, hostname=hostname, host_network=host_network, dns=dns)
-        shm_path = ""
-        if not host_ipc:
-            shm_path = str(self.state / sandbox_id / "shm")
-            undo.add_sync("shm", files.unmount_shm, shm_path)
-            files.mount_shm(shm_path)
-            if userns is not None:  # the pod's root owns its shm, not the host's
-                os.chown(shm_path, *userns.host_root)
+        pod.hostname_path, pod.hosts_path, pod.resolv_path = files.write_pod_files(
+            pod.pod_dir, hostname=hostname, host_network=pod.host_network, dns=dns)
 
-        image = await image_lookup
-        # The IPs are filled in once CNI is done (see below).
-        metadata = SandboxMetadata(
-            id=sandbox_id, name=name, config=cfg.SerializeToString(), runtime_handler=handler_name,
-            created_at=created_at, netns_path=netns_path, pod_dir=pod_dir, shm_path=shm_path,
-            hostname_path=hostname_path, hosts_path=hosts_path, resolv_conf_path=resolv_path,
+    def _mount_shm(self, pod: _PodRun) -> None:
+        """The pod's /dev/shm, shared by its containers (none when it uses the host's IPC namespace)."""
+        if pod.host_ipc:
+            return
+        pod.shm_path = str(self.state / pod.sandbox_id / "shm")
+        pod.undo.add_sync("shm", files.unmount_shm, pod.shm_path)
+        files.mount_shm(pod.shm_path)
+        if pod.userns is not None:  # the pod's root owns its shm, not the host's
+            os.chown(pod.shm_path, *pod.userns.host_root)
+
+    @staticmethod
+    def _metadata(pod: _PodRun, image: ImageRecord) -> SandboxMetadata:
+        cfg = pod.cfg
+        return SandboxMetadata(
+            id=pod.sandbox_id, name=pod.name, config=cfg.SerializeToString(), runtime_handler=pod.handler_name,
+            created_at=pod.created_at, netns_path=pod.netns_path, pod_dir=pod.pod_dir, shm_path=pod.shm_path,
+            hostname_path=pod.hostname_path, hosts_path=pod.hosts_path, resolv_conf_path=pod.resolv_path,
             cgroup_parent=cfg.linux.cgroup_parent, image=image.id,
-            requested_runtime_handler=request.runtime_handler)
+            requested_runtime_handler=pod.request.runtime_handler)
 
-        spec = sandbox_spec.build_sandbox_spec(
-            sandbox_id, cfg, ImageConfig.from_json(image.config), options=self.node.spec_options(handler),
-            netns_path=netns_path if userns is None else "", shm_path=shm_path, resolv_conf_path=resolv_path)
+    def _spec(self, pod: _PodRun, image: ImageRecord) -> dict[str, Any]:
+        """The pause container's OCI spec (with a user namespace runc makes the netns: no path to join)."""
+        return sandbox_spec.build_sandbox_spec(
+            pod.sandbox_id, pod.cfg, ImageConfig.from_json(image.config), options=self.node.spec_options(pod.handler),
+            netns_path=pod.netns_path if pod.userns is None else "", shm_path=pod.shm_path,
+            resolv_conf_path=pod.resolv_path)
 
-        snapshotter = self.config.containerd.snapshotter
-        status = SandboxStatus(state=NOTREADY)
-        sandbox = Sandbox(metadata, status, self.status_path(sandbox_id))
-        # No status file yet: until the first save, recovery reads a missing one as NOTREADY.
-        undo.add_sync("status dir", remove_dir, str(self.state / sandbox_id))
+    async def _create_record_and_snapshot(self, pod: _PodRun, image: ImageRecord, spec: dict[str, Any],
+                                          metadata: SandboxMetadata) -> list[Any]:
+        """The containerd record, then the snapshot it names; returns the snapshot's mounts.
 
-        # The record comes first and names its snapshot key: from the moment Prepare makes the
-        # snapshot, containerd's GC sees it referenced, so no lease (two more writes) is needed.
-        container = containers_pb2.Container(
-            id=sandbox_id,
-            labels={objects.KIND_LABEL: objects.KIND_SANDBOX,
-                    f"{objects.LABEL_PREFIX}.pod.name": cfg.metadata.name,
-                    f"{objects.LABEL_PREFIX}.pod.namespace": cfg.metadata.namespace,
-                    f"{objects.LABEL_PREFIX}.pod.uid": cfg.metadata.uid},
-            image=image.names[0] if image.names else image.id,
-            runtime=objects.runtime_of(handler, self.config.runtime.cgroup_driver),
-            spec=objects.spec_any(spec), snapshotter=snapshotter, snapshot_key=sandbox_id,
-            extensions={METADATA_EXTENSION: _metadata_extension(metadata)})
-        await objects.create_container(self.ctd, container, lease="")
-        undo.add("containerd container", lambda: objects.delete_container(self.ctd, sandbox_id))
+        The record comes first: from the moment Prepare makes the snapshot,
+        containerd's GC sees it referenced, so no lease (two more writes) is needed.
+        """
+        snapshotter, sandbox_id = self.config.containerd.snapshotter, pod.sandbox_id
+        runtime = objects.runtime_of(pod.handler, self.config.runtime.cgroup_driver)
+        record = _containerd_record(pod, image, spec, metadata, runtime, snapshotter)
+        await objects.create_container(self.ctd, record, lease="")
+        pod.undo.add("containerd container", lambda: objects.delete_container(self.ctd, sandbox_id))
         mounts = await objects.prepare_snapshot(self.ctd, snapshotter, sandbox_id, image.chain_id, lease="")
-        undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, snapshotter, sandbox_id))
-        async with contextlib.nullcontext(mounts) if userns is None else \
-                userns_rootfs.prepared(mounts, userns, self.state / sandbox_id) as mounts:
+        pod.undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, snapshotter, sandbox_id))
+        return mounts
+
+    async def _create_pause_task(self, pod: _PodRun, mounts: list[Any]) -> int:
+        """The pause task, created (not started); with a user namespace its rootfs is made usable for the pod's root.
+
+        Returns the pause process's PID.
+        """
+        sandbox_id = pod.sandbox_id
+        async with contextlib.nullcontext(mounts) if pod.userns is None else \
+                userns_rootfs.prepared(mounts, pod.userns, self.state / sandbox_id) as mounts:
             created = await self.ctd.call(
                 self.ctd.tasks.Create, tasks_pb2.CreateTaskRequest(container_id=sandbox_id, rootfs=mounts),
                 f"create pause task of pod {sandbox_id}")
-        undo.add("task", lambda: self._kill_and_delete_task(sandbox_id))
-        if userns is not None and netns_path:
-            undo.add("netns", lambda: netns.remove(netns_path))
-            await netns.pin_existing(self.netns_dir, netns_name, f"/proc/{created.pid}/ns/net", loopback_up=True)
-            network_setup = self._start_network_setup(sandbox_id, netns_path, cfg, undo)
+        pod.undo.add("task", lambda: self._kill_and_delete_task(sandbox_id))
+        return int(created.pid)
 
-        starting = self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=sandbox_id),
-                                 f"start pause task of pod {sandbox_id}")
-        if network_setup is None:
+    async def _pin_userns_netns(self, pod: _PodRun, pause_pid: int) -> None:
+        """With a user namespace: pin the netns runc made for the pause, then start CNI ADD in it."""
+        if pod.userns is None or not pod.netns_path:
+            return
+        netns_path = pod.netns_path
+        pod.undo.add("netns", lambda: netns.remove(netns_path))
+        await netns.pin_existing(self.netns_dir, pod.netns_name, f"/proc/{pause_pid}/ns/net", loopback_up=True)
+        pod.network_setup = self._start_network_setup(pod.sandbox_id, netns_path, pod.cfg, pod.undo)
+
+    async def _start_pause_task(self, pod: _PodRun, metadata: SandboxMetadata) -> None:
+        """Start the pause task while CNI finishes; the pod's IPs are recorded as it starts."""
+        starting = self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=pod.sandbox_id),
+                                 f"start pause task of pod {pod.sandbox_id}")
+        if pod.network_setup is None:
             await starting
-        else:
-            network_status = await network_setup
-            metadata.ip = network_status.ip
-            metadata.additional_ips = list(network_status.additional_ips)
-            # The IPs are recorded while the task starts; if we die before the record is written,
-            # recovery takes them from the CNI cache (see _recover_one).
-            await all_of(starting, self._record_metadata(metadata))
-        status.state = READY
-        status.pid = created.pid
+            return
+        network_status = await pod.network_setup
+        metadata.ip = network_status.ip
+        metadata.additional_ips = list(network_status.additional_ips)
+        # The IPs are recorded while the task starts; if we die before the record is written,
+        # recovery takes them from the CNI cache (see _recover_one).
+        await all_of(starting, self._record_metadata(metadata))
+
+    async def _publish(self, sandbox: Sandbox, pause_pid: int) -> str:
+        """Mark the pod ready, let NRI plugins see it, then list it and tell the event listeners."""
+        sandbox.status.state = READY
+        sandbox.status.pid = pause_pid
         sandbox.save_status()
         # NRI plugins see the pod before anyone else may (List, Status, CreateContainer); an
         # objection undoes the whole run.
         await self.nri.run_pod(sandbox)
-        self.index.add(sandbox_id, sandbox)
-        self.nri.published(sandbox_id)
-        log.info("pod sandbox ready", extra={"fields": {"id": sandbox_id, "name": name, "ip": metadata.ip}})
+        self.index.add(sandbox.id, sandbox)
+        self.nri.published(sandbox.id)
+        log.info("pod sandbox ready",
+                 extra={"fields": {"id": sandbox.id, "name": sandbox.metadata.name, "ip": sandbox.metadata.ip}})
         await self._emit("created", sandbox)
         await self._emit("started", sandbox)
-        return sandbox_id
+        return sandbox.id
 
     async def _create_netns(self, netns_name: str, undo: Rollback) -> None:
         """The pod's network namespace; its undo waits for a creation still running in its thread."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from cri_runtime.config import Config
 from cri_runtime.containerd.connection import Containerd
@@ -59,12 +58,6 @@ async def publish_sandbox_event(parts: RuntimeParts, kind: str, sandbox: Sandbox
                                 containers: ContainerManager, sandboxes: SandboxManager) -> None:
     if parts.events.subscribers:
         parts.events.publish(container_events.build_sandbox_event(kind, sandbox, containers, sandboxes))
-
-
-def count_pulls(images: Any, metrics: ServerMetrics = SERVER) -> None:
-    """Count, time and size every pull of `images` (an ImageManager)."""
-    if metrics.observe_pull not in images.pull_observers:
-        images.pull_observers.append(metrics.observe_pull)
 
 
 def track_objects(containers: ContainerManager, sandboxes: SandboxManager, metrics: ServerMetrics = SERVER) -> None:

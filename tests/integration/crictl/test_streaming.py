@@ -27,6 +27,7 @@ import pytest
 from cri_runtime.streaming.server import StreamingServer
 from tests.unit.streaming.fake_cri import start_fake_cri
 from tests.unit.streaming.local_backend import LocalBackend
+from tests.waiting import until
 
 from .conftest import SRC, UPSTREAM, LiveCri
 
@@ -148,7 +149,11 @@ async def test_exec_tty_raw_mode_and_resize(fake: Fake, client: list[str], trans
         await read_until(b"33 101")  # the initial size went over the resize stream
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         os.kill(proc.pid, signal.SIGWINCH)
-        await asyncio.sleep(1.5)  # generous: the resize must land before the line is read, even under load
+        backend = fake.streaming.backend
+        # The remote's second `stty size` runs once the line is read: the resize must be applied first.
+        await until(lambda: any((size.height, size.width) == (40, 120)
+                                for size in backend.resizes),  # type: ignore[attr-defined]
+                    "the resize reaches the remote tty", timeout=15)
         os.write(master, b"hello\r")
         await read_until(b"/dev/pts/")
         await asyncio.wait_for(proc.wait(), 15)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -17,14 +15,7 @@ from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.sandbox.model import METADATA_EXTENSION
 from tests.pod_rig import PodRig
 from tests.rig.containerd import PrivateContainerd
-
-
-def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+from tests.waiting import wait_until
 
 
 def _lines(log: Path) -> int:
@@ -32,6 +23,15 @@ def _lines(log: Path) -> int:
         return log.read_bytes().count(b"\n")
     except FileNotFoundError:
         return 0
+
+
+def _log_numbers(log: Path) -> list[int]:
+    """The counter's numbers, in the order its log lines were written."""
+    return [int(line.split(" ", 3)[3]) for line in log.read_text().splitlines()]
+
+
+def _in_order(numbers: list[int]) -> bool:
+    return bool(numbers) and numbers == list(range(1, len(numbers) + 1))
 
 
 def _exited(pid: int) -> bool:
@@ -66,12 +66,12 @@ def test_kill9_keeps_containers_and_every_log_line(own_pod_rig: PodRig, tmp_path
     rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=30)
     before = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid, verbose=True), timeout=10)
     log = tmp_path / "logs" / "counter.log"
-    _wait_until(lambda: _lines(log) >= 20, "the first log lines")
+    wait_until(lambda: _lines(log) >= 20, "the first log lines")
 
     server.kill(signal.SIGKILL)
     written = _lines(log)
     # the container keeps writing, and its relay logging, while no server runs
-    _wait_until(lambda: _lines(log) >= written + 80, "log lines written while the server is down")
+    wait_until(lambda: _lines(log) >= written + 80, "log lines written while the server is down")
     server.start()
     rt = server.runtime()
 
@@ -82,19 +82,15 @@ def test_kill9_keeps_containers_and_every_log_line(own_pod_rig: PodRig, tmp_path
     assert after.status.started_at == before.status.started_at
     assert after.info["info"] == before.info["info"]  # same pid, same everything
     written = _lines(log)
-    _wait_until(lambda: _lines(log) >= written + 20, "log lines written after the restart")
+    wait_until(lambda: _lines(log) >= written + 20, "log lines written after the restart")
     rt.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=10), timeout=60)
     st = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid), timeout=10).status
     assert st.state == api_pb2.CONTAINER_EXITED and st.exit_code == 0
 
     assert Path(st.log_path) == log
-    deadline = time.monotonic() + 5
-    numbers: list[int] = []
-    while time.monotonic() < deadline:
-        numbers = [int(line.split(" ", 3)[3]) for line in log.read_text().splitlines()]
-        if numbers and numbers == list(range(1, len(numbers) + 1)):
-            break
-        time.sleep(0.1)
+    # The relay may still be writing the last lines it read before the container stopped.
+    wait_until(lambda: _in_order(_log_numbers(log)), "every log line once and in order", timeout=5)
+    numbers = _log_numbers(log)
     assert len(numbers) > 100  # ~2 s at 10 ms a line
     assert numbers == list(range(1, len(numbers) + 1)), "a log line was lost or duplicated"
 
@@ -114,7 +110,7 @@ def test_pause_exit_while_server_down_is_noticed(own_pod_rig: PodRig, tmp_path: 
     pid = json.loads(info.info["info"])["pid"]
     server.kill(signal.SIGKILL)
     os.kill(pid, signal.SIGKILL)
-    _wait_until(lambda: _exited(pid), "the pause process to exit")
+    wait_until(lambda: _exited(pid), "the pause process to exit")
     server.start()
     rt = server.runtime()
     st = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=10).status
@@ -140,13 +136,12 @@ def test_container_created_before_a_restart_starts_after_it(own_pod_rig: PodRig,
     server.start()
     rt = server.runtime()
     rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=30)
-    deadline = time.monotonic() + 10
-    while True:
+
+    def exited() -> api_pb2.ContainerStatus | None:
         st = rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid), timeout=10).status
-        if st.state == api_pb2.CONTAINER_EXITED:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+        return st if st.state == api_pb2.CONTAINER_EXITED else None
+
+    st = wait_until(exited, "the container to exit")
     assert st.exit_code == 0
     assert Path(st.log_path).read_text().rstrip().endswith("stdout F started after restart")
     rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)

@@ -57,6 +57,16 @@ def read_log(path: str | Path) -> list[Record]:
     return records
 
 
+def logged(path: str | Path) -> list[bytes]:
+    """The contents of the records logged so far; what tests wait for before acting on the relay."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    matches = (RECORD.match(line) for line in data.split(b"\n")[:-1])  # the last line may be unfinished
+    return [m.group(4) for m in matches if m is not None]
+
+
 def stream_text(records: list[Record], stream: str) -> bytes:
     """What kubelet reassembles from one stream: P pieces joined, F ends a line."""
     return b"".join(r.content + (b"\n" if r.tag == "F" else b"") for r in records if r.stream == stream)

@@ -14,7 +14,8 @@ import pytest
 from cri_runtime.containers.relay import client
 from cri_runtime.containers.relay.client import RelayHandle
 from cri_runtime.errors import Internal
-from tests.integration.relay.conftest import RelayRig, read_log, reap
+from tests.integration.relay.conftest import RelayRig, logged, read_log, reap
+from tests.waiting import until
 
 FAKE_SERVER = Path(__file__).with_name("fake_server.py")
 SRC = Path(client.__file__).resolve().parents[3]
@@ -63,7 +64,7 @@ async def test_killed_relay_is_respawned_and_no_line_is_lost(relay_rig: RelayRig
     shim = relay_rig.shim(handle)
     shim.write(shim.out, b"0\n1\n")
     shim.write(shim.err, b"e0\n")
-    await asyncio.sleep(0.1)
+    await until(lambda: sorted(logged(relay_rig.log_path())) == [b"0", b"1", b"e0"], "the lines are logged")
     os.kill(handle.pid, signal.SIGKILL)
     await reap(handle.pid)
     assert not client.is_alive(handle.dir) and not client.has_exited(handle.dir)
@@ -90,7 +91,7 @@ async def test_respawn_after_the_container_ended_finishes_at_once(relay_rig: Rel
     handle = await relay_rig.spawn()
     shim = relay_rig.shim(handle)
     shim.write(shim.out, b"last words\n")
-    await asyncio.sleep(0.1)
+    await until(lambda: logged(relay_rig.log_path()) == [b"last words"], "the line is logged")
     os.kill(handle.pid, signal.SIGKILL)
     await reap(handle.pid)
     shim.close()  # the container and its shim went away while no relay ran

@@ -8,7 +8,8 @@ import select
 import time
 
 from cri_runtime.containers.relay import client
-from tests.integration.relay.conftest import RelayRig, read_log, stream_text
+from tests.integration.relay.conftest import RelayRig, logged, read_log, stream_text
+from tests.waiting import until
 
 
 def test_linux_fifo_semantics_the_relay_relies_on(tmp_path: object) -> None:
@@ -115,8 +116,8 @@ async def test_log_parent_directories_are_created(relay_rig: RelayRig) -> None:
 async def test_stop_flushes_an_unfinished_line_and_leaves_no_exit_marker(relay_rig: RelayRig) -> None:
     handle = await relay_rig.spawn()
     shim = relay_rig.shim(handle)
-    shim.write(shim.out, b"complete\nunfinished")
-    await asyncio.sleep(0.1)
+    shim.write(shim.out, b"complete\nunfinished")  # one write: read at once, the complete line logged
+    await until(lambda: b"complete" in logged(relay_rig.log_path()), "the complete line is logged")
     await client.stop(handle.dir)
     assert not client.is_alive(handle.dir)
     assert not client.has_exited(handle.dir)  # stopped, not ended: a respawn may continue

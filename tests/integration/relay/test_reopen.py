@@ -11,7 +11,8 @@ import pytest
 
 from cri_runtime.containers.relay import client
 from cri_runtime.errors import FailedPrecondition, Internal
-from tests.integration.relay.conftest import RelayRig, read_log
+from tests.integration.relay.conftest import RelayRig, logged, read_log
+from tests.waiting import until
 
 
 async def test_rotation_under_load_keeps_every_line_exactly_once(relay_rig: RelayRig) -> None:
@@ -51,7 +52,7 @@ async def test_reopen_creates_a_fresh_file_at_the_path(relay_rig: RelayRig) -> N
     shim = relay_rig.shim(handle)
     log_path = relay_rig.log_path()
     shim.write(shim.out, b"before\n")
-    await asyncio.sleep(0.05)
+    await until(lambda: logged(log_path) == [b"before"], "the line is logged")
     os.rename(log_path, log_path.with_suffix(".old"))
     await client.reopen(handle.dir)
     assert log_path.exists() and log_path.stat().st_size == 0
@@ -72,7 +73,7 @@ async def test_reopen_fails_when_the_log_directory_is_gone(relay_rig: RelayRig) 
         await client.reopen(handle.dir)
     # the relay keeps logging into the file it had open
     shim.write(shim.out, b"still here\n")
-    await asyncio.sleep(0.05)
+    await until(lambda: logged(moved / log_path.name), "the line is logged")
     assert [r.content for r in read_log(moved / log_path.name)] == [b"still here"]
     # and recovers once the directory is back
     log_path.parent.mkdir()

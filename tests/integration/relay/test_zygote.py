@@ -17,7 +17,8 @@ from cri_runtime.containers.relay import client
 from cri_runtime.containers.relay.client import RelayConfig, RelayHandle
 from cri_runtime.containers.relay.launcher import RelayLauncher
 from cri_runtime.errors import Internal
-from tests.integration.relay.conftest import RelayRig, read_log
+from tests.integration.relay.conftest import RelayRig, logged, read_log
+from tests.waiting import until
 
 FAKE_SERVER = Path(__file__).with_name("fake_server.py")
 SRC = Path(client.__file__).resolve().parents[3]
@@ -73,7 +74,7 @@ async def test_forked_relay_logs_is_detached_and_stops(relay_rig: RelayRig, laun
     shim = relay_rig.shim(handle)
     shim.write(shim.out, b"out 1\n")
     shim.write(shim.err, b"err 1\n")
-    await asyncio.sleep(0.1)
+    await until(lambda: sorted(logged(relay_rig.log_path())) == [b"err 1", b"out 1"], "the lines are logged")
     await client.stop(handle.dir)  # finds the relay by its lock file, not its (zygote's) cmdline
     assert not client.is_alive(handle.dir)
     assert sorted(r.content for r in read_log(relay_rig.log_path())) == [b"err 1", b"out 1"]

@@ -14,6 +14,7 @@ import pytest
 
 from cri_protos.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from crictl import pullprogress
+from tests.waiting import wait_until
 
 
 class FakeContent(content_pb2_grpc.ContentServicer):  # type: ignore[misc]
@@ -64,7 +65,7 @@ def test_progress_lines_on_a_terminal(fake_containerd: tuple[str, FakeContent]) 
     out = io.StringIO()
     poll = pullprogress.containerd_ingests(fake_containerd[0], "k8s.io")
     with pullprogress.PullProgress("busybox", stream=out, enabled=True, poller=poll, interval=0.01) as p:
-        time.sleep(0.1)
+        wait_until(lambda: p.lines, "a progress line")
     assert p.lines and "6.5MB/30.0MB, 2 layers downloading" in p.lines[-1]
     assert out.getvalue().endswith("\r\x1b[K")
 

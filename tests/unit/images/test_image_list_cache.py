@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import types
+from collections.abc import Callable
 from typing import Any
 
 from cri_protos.containerd.services.images.v1 import images_pb2
@@ -18,8 +19,8 @@ IMAGE_ID = "sha256:" + "c" * 64
 class CountingStore(ImageStore):
     """The real store logic over fixed records; counts containerd List and Get calls."""
 
-    def __init__(self, records: list[Any]) -> None:
-        super().__init__(ctd=None, content=None, matcher=None)  # type: ignore[arg-type]
+    def __init__(self, records: list[Any], events_live: Callable[[], bool] = lambda: True) -> None:
+        super().__init__(ctd=None, content=None, matcher=None, events_live=events_live)  # type: ignore[arg-type]
         self.records = records
         self.lists = 0
         self.gets = 0
@@ -43,9 +44,8 @@ def record(name: str) -> Any:
 
 
 def test_list_is_cached_only_while_events_are_live() -> None:
-    store = CountingStore([record("docker.io/library/a:1")])
     live = False
-    store.events_live = lambda: live
+    store = CountingStore([record("docker.io/library/a:1")], events_live=lambda: live)
 
     async def run() -> None:
         nonlocal live
@@ -71,7 +71,6 @@ def test_list_is_cached_only_while_events_are_live() -> None:
 
 def test_a_miss_is_checked_with_containerd() -> None:
     store = CountingStore([record("docker.io/library/a:1")])
-    store.events_live = lambda: True
 
     async def run() -> None:
         await store.list()
@@ -85,7 +84,6 @@ def test_a_miss_is_checked_with_containerd() -> None:
 
 def test_a_change_during_a_read_is_not_cached() -> None:
     store = CountingStore([record("docker.io/library/a:1")])
-    store.events_live = lambda: True
 
     async def run() -> None:
         reading = asyncio.ensure_future(store.list())
@@ -100,7 +98,6 @@ def test_a_change_during_a_read_is_not_cached() -> None:
 
 def test_concurrent_readers_share_one_list_call() -> None:
     store = CountingStore([record("docker.io/library/a:1")])
-    store.events_live = lambda: True
 
     async def run() -> None:
         found = await asyncio.gather(*(store.find("docker.io/library/a:1") for _ in range(10)))
@@ -141,7 +138,6 @@ class FollowingStore(CountingStore):
         self.fake = FakeImages(self)
         self.ctd = types.SimpleNamespace(  # type: ignore[assignment]
             call=self.fake.call, images=types.SimpleNamespace(Create="Create", Update="Update", Delete="Delete"))
-        self.events_live = lambda: True
 
     async def describe(self, target: Descriptor) -> TargetInfo:
         return types.SimpleNamespace(image_id="sha256:" + target.digest[-64:])  # type: ignore[return-value]

@@ -11,6 +11,7 @@ import pytest
 
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.rpc import frames, hpack
+from tests.waiting import wait_until
 
 from .server_thread import RawClient, ServerThread, grpc_message
 
@@ -71,10 +72,7 @@ def test_deadline_cancels_the_handler(server: ServerThread) -> None:
     err = status_of(server, "sleep:5", timeout=0.3)
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 2
-    for _ in range(50):
-        if "sleep:5" in server.servicer.cancelled:
-            break
-        time.sleep(0.05)
+    wait_until(lambda: server.servicer.cancelled, "the handler is cancelled")
     assert server.servicer.cancelled == ["sleep:5"]
 
 
@@ -87,12 +85,9 @@ def test_client_cancel_reaches_the_handler(server: ServerThread) -> None:
     channel, stub = server.stub()
     with channel:
         future = stub.Version.future(api_pb2.VersionRequest(version="sleep:4"), timeout=10)
-        time.sleep(0.3)
+        wait_until(lambda: server.servicer.started, "the handler runs")
         future.cancel()
-        for _ in range(50):
-            if server.servicer.cancelled:
-                break
-            time.sleep(0.05)
+        wait_until(lambda: server.servicer.cancelled, "the handler is cancelled")
     assert server.servicer.cancelled == ["sleep:4"]
 
 
@@ -171,7 +166,7 @@ def test_stop_lets_running_calls_finish_and_refuses_new_ones(tmp_path: Path) -> 
     channel, stub = srv.stub()
     with channel:
         running = stub.Version.future(api_pb2.VersionRequest(version="sleep:0.5"), timeout=10)
-        time.sleep(0.2)
+        wait_until(lambda: srv.servicer.started, "the handler runs")
         stopper = threading.Thread(target=srv.stop, kwargs={"grace": 5})
         stopper.start()
         assert running.result().version == "slept"
@@ -193,7 +188,7 @@ def test_stop_cancels_calls_still_running_after_the_grace(tmp_path: Path) -> Non
     channel, stub = srv.stub()
     with channel:
         running = stub.Version.future(api_pb2.VersionRequest(version="sleep:30"), timeout=60)
-        time.sleep(0.2)
+        wait_until(lambda: srv.servicer.started, "the handler runs")
         started = time.monotonic()
         srv.stop(grace=0.3)
         assert time.monotonic() - started < 3
@@ -300,15 +295,12 @@ def test_protocol_violations_close_the_connection(server: ServerThread, bad: byt
 def test_reset_stream_frees_it_and_the_connection_goes_on(server: ServerThread) -> None:
     raw = RawClient(server.path)
     raw.request(1, VERSION, grpc_message(api_pb2.VersionRequest(version="sleep:5").SerializeToString()))
-    time.sleep(0.2)
+    wait_until(lambda: server.servicer.started, "the handler runs")
     raw.send(frames.rst_stream(1, frames.CANCEL))
     raw.request(3, VERSION, grpc_message(api_pb2.VersionRequest(version="echo:after").SerializeToString()))
     blocks, data = raw.response(3)
     assert _status(blocks)[0] == b"0"
     assert api_pb2.VersionResponse.FromString(data[5:]).version == "after"
-    for _ in range(50):
-        if server.servicer.cancelled:
-            break
-        time.sleep(0.05)
+    wait_until(lambda: server.servicer.cancelled, "the reset handler is cancelled")
     assert server.servicer.cancelled == ["sleep:5"]
     raw.close()

@@ -11,6 +11,7 @@ import pytest
 
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
 from cri_runtime.rpc.client import FastChannel
+from tests.waiting import until
 
 from .server_thread import ServerThread
 
@@ -66,14 +67,11 @@ async def test_cancelling_a_call_resets_its_stream(server: ServerThread) -> None
     channel, stub = stub_for(server.path)
     try:
         call = asyncio.ensure_future(stub.Version(api_pb2.VersionRequest(version="sleep:4")))
-        await asyncio.sleep(0.3)
+        await until(lambda: server.servicer.started, "the handler runs")
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        for _ in range(50):
-            if server.servicer.cancelled:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: server.servicer.cancelled, "the handler is cancelled")
         assert server.servicer.cancelled == ["sleep:4"]
     finally:
         await channel.close()
@@ -93,7 +91,7 @@ async def test_no_server_is_unavailable_and_a_new_server_is_found(tmp_path: Path
         await starter
         # The server goes away: the call in flight fails as UNAVAILABLE, not as a hang.
         pending = asyncio.ensure_future(stub.Version(api_pb2.VersionRequest(version="sleep:30"), timeout=20))
-        await asyncio.sleep(0.2)
+        await until(lambda: srv.servicer.started, "the handler runs")
         await asyncio.get_running_loop().run_in_executor(None, lambda: srv.stop(grace=0.1))
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await pending
@@ -113,7 +111,7 @@ async def test_a_call_in_flight_finishes_across_goaway_and_the_old_connection_cl
     try:
         assert (await stub.Version(api_pb2.VersionRequest(version="echo:warm"))).version == "warm"
         running = asyncio.ensure_future(stub.Version(api_pb2.VersionRequest(version="sleep:0.5")))
-        await asyncio.sleep(0.1)
+        await until(lambda: srv.servicer.started, "the handler runs")
         stopping = asyncio.get_running_loop().run_in_executor(None, lambda: srv.stop(grace=5))
         assert (await running).version == "slept"  # GOAWAY lets it finish
         await stopping

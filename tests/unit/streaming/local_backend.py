@@ -49,6 +49,7 @@ class LocalBackend:
         self.attach_cmd = attach_cmd or ["cat"]
         self.live_processes: set[int] = set()
         self.live_forwards = 0
+        self.forwarded_bytes = 0  # sent on to the forwarded ports, so tests can wait for data to arrive
         self.resizes: list[TerminalSize] = []
 
     @property
@@ -167,6 +168,7 @@ class LocalBackend:
             while chunk := await reader.read(32 * 1024):
                 w.write(chunk)
                 await w.drain()
+                self.forwarded_bytes += len(chunk)
             if w.can_write_eof():
                 w.write_eof()
 

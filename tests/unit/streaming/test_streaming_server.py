@@ -318,7 +318,7 @@ async def test_port_forward_legacy_websocket(server: StreamingServer, echo_port:
     assert sorted(first) == [(0, struct.pack("<H", echo_port)), (1, struct.pack("<H", echo_port))]
     await ws.send(("0" + base64.b64encode(b"legacy").decode()) if b64 else b"\x00legacy")
     # the legacy protocol has no half-close: the echo server waits for EOF, so close the socket
-    # write side by closing the websocket after a moment and expect the server to clean up.
-    await asyncio.sleep(0.2)
+    # write side by closing the websocket once the data went through and expect the server to clean up.
+    await until(lambda: server.backend.forwarded_bytes == len(b"legacy"))  # type: ignore[attr-defined]
     await ws.close()
     await until(lambda: server.backend.live == 0 and server.active_connections == 0)  # type: ignore[attr-defined]
