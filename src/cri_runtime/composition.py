@@ -29,6 +29,7 @@ from cri_runtime import __version__
 from cri_runtime.config import Config
 from cri_runtime.containerd.connection import Containerd
 from cri_runtime.containerd.events import EventMonitor, TaskEvent, TaskExit
+from cri_runtime.containerd.record_cache import RecordCache
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import Container
 from cri_runtime.containers.streaming_backend import ContainerdStreamingBackend
@@ -94,12 +95,15 @@ def build(config: Config) -> Runtime:
     def forget_image(image_id: str) -> None:
         containers.forget_image(image_id)
 
-    def image_events_live() -> bool:
+    def events_live() -> bool:
+        """containerd's events reach us now (the monitor, built last): what copies of its records rely on."""
         return events.subscribed.is_set()
 
     images = ImageManager(ctd, config.image, config.containerd.snapshotter, on_pull=SERVER.observe_pull,
-                          on_removed=forget_image, image_events_live=image_events_live)
+                          on_removed=forget_image, image_events_live=events_live)
     observers = stats_wiring.build(config, ctd, images.unpacker.snapshotter_root)
+    # containerd's pod and container records (verbose status), kept while its events reach us.
+    records = RecordCache(ctd, live=events_live)
 
     # The two managers and NRI need each other: these closures reach `sandboxes` and `containers`,
     # which exist by the time anything calls them (nothing is called before `build` returns).
@@ -138,8 +142,9 @@ def build(config: Config) -> Runtime:
 
     sandboxes = SandboxManager(config, ctd, network, images.ensure_image, node, nri,
                                stop_containers=stop_containers, remove_containers=remove_containers,
-                               on_event=on_sandbox_event)
-    containers = ContainerManager(config, ctd, sandboxes, images, node, nri, on_event=on_container_event)
+                               on_event=on_sandbox_event, records=records)
+    containers = ContainerManager(config, ctd, sandboxes, images, node, nri, on_event=on_container_event,
+                                  records=records)
     stats_wiring.track_objects(containers, sandboxes)
 
     async def on_task_event(event: TaskEvent) -> None:
@@ -159,7 +164,8 @@ def build(config: Config) -> Runtime:
         await sandboxes.resync()
         await containers.resync()
 
-    events = EventMonitor(ctd, on_task_event, resync, on_image_change=images.store.on_event)
+    events = EventMonitor(ctd, on_task_event, resync, on_image_change=images.store.on_event,
+                          on_container_change=records.on_event)
     streaming = StreamingServer.from_config(config.streaming, ContainerdStreamingBackend(containers))
 
     # Start-up recovery, in this order: pods, their containers, then what interrupted operations left.

@@ -2,6 +2,8 @@
 
 Image record changes (by anyone) are reported too, as (topic, record name),
 so an image cache can follow them; ("", "") means anything may have changed.
+So are updates and deletions of container records, as (topic, container ID),
+for the container record cache.
 While no subscription is live, `subscribed` is clear and nothing may be cached.
 
 The subscription is re-established whenever the stream breaks (containerd
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import any_pb2
 
-from cri_protos.containerd.events import image_pb2, task_pb2
+from cri_protos.containerd.events import container_pb2, image_pb2, task_pb2
 from cri_protos.containerd.services.events.v1 import events_pb2
 from cri_runtime.containerd.connection import Containerd
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 TOPIC_EXIT = "/tasks/exit"
 TOPIC_OOM = "/tasks/oom"
 TOPIC_IMAGES = "/images/"  # create, update, delete
+TOPIC_CONTAINER_UPDATE = "/containers/update"
+TOPIC_CONTAINER_DELETE = "/containers/delete"
 # containerd sends no response headers on Subscribe, so nothing tells us the
 # subscription is live. We publish a probe event on our own topic and treat
 # its arrival as the proof; only then do we resync with task states.
@@ -61,6 +65,7 @@ TaskEvent = TaskExit | TaskOOM
 Handler = Callable[[TaskEvent], Awaitable[None]]
 Resync = Callable[[], Awaitable[None]]
 ImageChange = Callable[[str, str], None]  # (topic, image record name)
+ContainerChange = Callable[[str, str], None]  # (topic, container ID)
 
 
 def decode(topic: str, type_url: str, value: bytes) -> TaskEvent | None:
@@ -83,13 +88,23 @@ def image_record_name(value: bytes) -> str:
         return ""
 
 
+def container_record_id(value: bytes) -> str:
+    """The container ID of a ContainerUpdate/ContainerDelete (field 1 in both)."""
+    try:
+        return str(container_pb2.ContainerDelete.FromString(value).id)
+    except Exception:  # undecodable: report no ID, so every cached record is dropped
+        return ""
+
+
 class EventMonitor:
     """Runs the subscription loop as a background task."""
 
     def __init__(self, ctd: Containerd, handler: Handler, on_resubscribe: Resync,
-                 on_image_change: ImageChange | None = None) -> None:
+                 on_image_change: ImageChange | None = None,
+                 on_container_change: ContainerChange | None = None) -> None:
         self._ctd = ctd
         self._on_image_change = on_image_change
+        self._on_container_change = on_container_change
         self._handler = handler
         self._resync = on_resubscribe
         self._task: asyncio.Task[None] | None = None
@@ -111,7 +126,9 @@ class EventMonitor:
             f'topic=="{TOPIC_EXIT}",namespace=="{ns}"',
             f'topic=="{TOPIC_OOM}",namespace=="{ns}"',
             f'topic=="{TOPIC_PROBE}",namespace=="{ns}"',
-        ] + ([f'topic~="^{TOPIC_IMAGES}",namespace=="{ns}"'] if self._on_image_change else []))
+        ] + ([f'topic~="^{TOPIC_IMAGES}",namespace=="{ns}"'] if self._on_image_change else [])
+          + ([f'topic=="{TOPIC_CONTAINER_UPDATE}",namespace=="{ns}"',
+              f'topic=="{TOPIC_CONTAINER_DELETE}",namespace=="{ns}"'] if self._on_container_change else []))
         backoff = 0.1
         while True:
             stream = self._ctd.events.Subscribe(request, metadata=self._ctd.metadata())
@@ -122,12 +139,16 @@ class EventMonitor:
                     if envelope.topic == TOPIC_PROBE:
                         if envelope.event.value.decode(errors="replace") == probe and not self.subscribed.is_set():
                             self._image_changed("", "")  # anything may have changed while unsubscribed
+                            self._container_changed("", "")
                             self.subscribed.set()
                             await self._resync_safely()
                             backoff = 0.1
                         continue
                     if envelope.topic.startswith(TOPIC_IMAGES):
                         self._image_changed(envelope.topic, image_record_name(envelope.event.value))
+                        continue
+                    if envelope.topic in (TOPIC_CONTAINER_UPDATE, TOPIC_CONTAINER_DELETE):
+                        self._container_changed(envelope.topic, container_record_id(envelope.event.value))
                         continue
                     event = decode(envelope.topic, envelope.event.type_url, envelope.event.value)
                     if event is not None:
@@ -145,6 +166,10 @@ class EventMonitor:
     def _image_changed(self, topic: str, name: str) -> None:
         if self._on_image_change is not None:
             self._on_image_change(topic, name)
+
+    def _container_changed(self, topic: str, container_id: str) -> None:
+        if self._on_container_change is not None:
+            self._on_container_change(topic, container_id)
 
     async def _publish_probe(self, probe: str) -> None:
         """Publish probes until one comes back through our subscription."""

@@ -235,8 +235,10 @@ class CreateOps(ContainerStore):
         return mounts
 
     async def _create_record(self, record: containers_pb2.Container, lease: str | None, undo: Rollback) -> None:
+        token = self.records.token()
         await objects.create_container(self.ctd, record, lease)
         undo.add("containerd container", lambda: objects.delete_container(self.ctd, record.id))
+        self.records.seed(record, token)
 
     def _accounts_dir(self, image: ImageRecord) -> Path:
         return Path(self.config.server.state_dir) / "image-accounts" / str(image.id).removeprefix("sha256:")
@@ -336,7 +338,7 @@ class _RecordBuilder:
             id=self.container_id,
             labels={objects.KIND_LABEL: objects.KIND_CONTAINER, objects.SANDBOX_ID_LABEL: sandbox.id,
                     f"{objects.LABEL_PREFIX}.container.name": cfg.metadata.name},
-            image=image.names[0] if image.names else image.id,
+            image=image.record_name,
             runtime=objects.runtime_of(handler, m.config.runtime.cgroup_driver),
             spec=objects.spec_any(spec), snapshotter=m.snapshotter, snapshot_key=self.container_id,
             extensions={METADATA_EXTENSION: objects.json_extension(METADATA_TYPE, METADATA_VERSION,

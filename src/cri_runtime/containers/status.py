@@ -7,7 +7,6 @@ import json
 import signal
 from typing import Any
 
-from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.containers import status_info
 from cri_runtime.containers.model import STATES, Container
@@ -63,10 +62,8 @@ class StatusOps(ContainerStore):
 
     async def _verbose_info(self, container: Container) -> dict[str, Any]:
         """containerd's verbose keys, from the containerd record (its spec is what runc got)."""
-        record = await self.ctd.call(self.ctd.containers.Get,
-                                     containers_pb2.GetContainerRequest(id=container.id),
-                                     f"get container {container.id}")
+        record = await self.records.get(container.id, f"get container {container.id}")
         return status_info.verbose_info(
             sandbox_id=container.metadata.sandbox_id, pid=container.status.pid, removing=False,
-            record=record.container, config=container.config,
+            record=record.container, spec=record.spec, config=container.config,
             extra={"ioDir": container.metadata.io_dir, "imageVolumes": container.metadata.image_volumes})

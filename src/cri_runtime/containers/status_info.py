@@ -16,7 +16,6 @@ from typing import Any
 
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.runtime.v1 import api_pb2
-from cri_runtime.containerd import objects
 from cri_runtime.gojson import go_json
 from cri_runtime.sandbox.status_info import runtime_options
 
@@ -49,7 +48,8 @@ def effective_resources(spec: dict[str, Any]) -> api_pb2.LinuxContainerResources
 
 
 def verbose_info(*, sandbox_id: str, pid: int, removing: bool, record: containers_pb2.Container,
-                 config: api_pb2.ContainerConfig, extra: dict[str, Any]) -> dict[str, Any]:
+                 spec: dict[str, Any] | None, config: api_pb2.ContainerConfig,
+                 extra: dict[str, Any]) -> dict[str, Any]:
     """ContainerStatus(verbose) ``info``: containerd's keys first, then ``extra`` (ours)."""
     info: dict[str, Any] = {
         "sandboxID": sandbox_id,
@@ -62,7 +62,7 @@ def verbose_info(*, sandbox_id: str, pid: int, removing: bool, record: container
         "config": go_json(config),
         # The spec as stored on the containerd record: what containerd writes into the
         # task bundle's config.json for runc (updated by UpdateContainerResources).
-        "runtimeSpec": objects.spec_from_any(record.spec) if record.spec.value else None,
+        "runtimeSpec": spec,
     }
     for key, value in extra.items():
         info.setdefault(key, value)

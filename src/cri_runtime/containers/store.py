@@ -15,6 +15,7 @@ from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import cdi, errors, protowire
 from cri_runtime.config import Config
 from cri_runtime.containerd.connection import Containerd
+from cri_runtime.containerd.record_cache import RecordCache
 from cri_runtime.containers.model import STATES, Container
 from cri_runtime.containers.relay.launcher import RelayLauncher
 from cri_runtime.images.manager import ImageManager
@@ -34,9 +35,11 @@ class ContainerStore:
 
     def __init__(self, config: Config, ctd: Containerd, sandboxes: SandboxManager,
                  images: ImageManager, node: NodeFacts, nri: NriHooks | None = None,
-                 on_event: ContainerListener | None = None) -> None:
-        """`on_event` hears ("created"|"started"|"stopped"|"deleted", container) for GetContainerEvents."""
+                 on_event: ContainerListener | None = None, records: RecordCache | None = None) -> None:
+        """`on_event` hears ("created"|"started"|"stopped"|"deleted", container) for GetContainerEvents;
+        `records` keeps containerd's records for verbose status (default: read them every time)."""
         self.config = config
+        self.records = records if records is not None else RecordCache(ctd, live=lambda: False)
         self.nri = nri or NriHooks(None)
         self.ctd = ctd
         self.sandboxes = sandboxes

@@ -64,6 +64,7 @@ class UpdateOps(StopOps):
                 containers_pb2.UpdateContainerRequest(container=updated,
                                                       update_mask=field_mask_pb2.FieldMask(paths=["spec"])),
                 f"store resources of container {container.id}")
+            self.records.forget(container.id)
             container.resources = merged
             container.effective_resources = status_info.effective_resources(spec)
         if sandbox is not None:

@@ -110,6 +110,16 @@ class ImageRecord:
         return sorted(out)
 
     @property
+    def record_name(self) -> str:
+        """The image name a containerd record made from this image carries: its first tag, else its
+        first digest reference, else its ID. (`names` follow containerd's events: their order is not stable.)"""
+        tags = self.repo_tags
+        if tags:
+            return tags[0]
+        digests = self.repo_digests
+        return digests[0] if digests else self.id
+
+    @property
     def repo_digests(self) -> list[str]:
         out = []
         for name in self.names:

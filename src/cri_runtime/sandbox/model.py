@@ -100,6 +100,9 @@ class Sandbox:
         self.task_gone = False
         # ListPodSandbox entry and its encoding, rebuilt when the state changes.
         self.list_entry: tuple[api_pb2.PodSandbox, bytes] | None = None
+        # Verbose status: the CNI results of the pod's set-up as (raw, go-cni shaped), read from
+        # the CNI cache once; they do not change until the network is torn down.
+        self.verbose_cni: tuple[dict[str, Any] | None, dict[str, Any] | None] | None = None
 
     @property
     def id(self) -> str:

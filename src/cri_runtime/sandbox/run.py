@@ -139,7 +139,7 @@ def _containerd_record(pod: _PodRun, image: ImageRecord, spec: dict[str, Any], m
                 f"{objects.LABEL_PREFIX}.pod.name": cfg.metadata.name,
                 f"{objects.LABEL_PREFIX}.pod.namespace": cfg.metadata.namespace,
                 f"{objects.LABEL_PREFIX}.pod.uid": cfg.metadata.uid},
-        image=image.names[0] if image.names else image.id,
+        image=image.record_name,
         runtime=runtime, spec=objects.spec_any(spec), snapshotter=snapshotter, snapshot_key=pod.sandbox_id,
         extensions={METADATA_EXTENSION: _metadata_extension(metadata)})
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors
 from cri_runtime.containerd import objects
+from cri_runtime.containerd.record_cache import Record
 from cri_runtime.sandbox import status_info
 from cri_runtime.sandbox.model import Sandbox
 from cri_runtime.sandbox.store import SandboxStore
@@ -42,14 +43,28 @@ class StatusOps(SandboxStore):
         return status
 
     async def _verbose_info(self, sandbox: Sandbox) -> dict[str, Any]:
-        """containerd's verbose keys, from the containerd record and task, plus ours."""
+        """containerd's verbose keys, from the containerd record and task (asked together), plus ours."""
+        record, task = await asyncio.gather(
+            self._record(sandbox.id),
+            objects.task_state(self.ctd, sandbox.id) if not sandbox.task_gone else _none())
+        return status_info.verbose_info(sandbox, record=record, task=task, cni=self._cni(sandbox))
+
+    def _cni(self, sandbox: Sandbox) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The pod's CNI results (raw, go-cni shaped); none once the network is torn down."""
+        if not sandbox.metadata.netns_path or sandbox.status.network_torn_down:
+            return None, None
+        if sandbox.verbose_cni is None:
+            cached = self.network.cached_status(sandbox.id)
+            raw = dict(cached.results) if cached is not None and cached.results else None
+            sandbox.verbose_cni = (raw, status_info.go_cni_result(raw or {}))
+        return sandbox.verbose_cni
+
+    async def _record(self, sandbox_id: str) -> Record | None:
         try:
-            record: containers_pb2.Container | None = (await self.ctd.call(
-                self.ctd.containers.Get, containers_pb2.GetContainerRequest(id=sandbox.id),
-                f"get pod sandbox {sandbox.id}")).container
+            return await self.records.get(sandbox_id, f"get pod sandbox {sandbox_id}")
         except errors.NotFound:
-            record = None
-        task = None if sandbox.task_gone else await objects.task_state(self.ctd, sandbox.id)
-        cni = self.network.cached_status(sandbox.id) if sandbox.metadata.netns_path else None
-        return status_info.verbose_info(sandbox, record=record, task=task,
-                                        cni_raw=cni.results if cni is not None else None)
+            return None
+
+
+async def _none() -> None:
+    return None

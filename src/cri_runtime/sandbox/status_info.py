@@ -19,6 +19,7 @@ from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.types.runc.options import oci_pb2
 from cri_protos.containerd.types.task import task_pb2
 from cri_runtime.containerd import objects
+from cri_runtime.containerd.record_cache import Record
 from cri_runtime.gojson import go_json
 from cri_runtime.network.cni.result import InvalidResult, parse_result
 from cri_runtime.sandbox.model import Sandbox
@@ -78,23 +79,29 @@ def netns_closed(sandbox: Sandbox) -> bool:
     return sandbox.status.network_torn_down or not os.path.exists(path)
 
 
-def verbose_info(sandbox: Sandbox, *, record: containers_pb2.Container | None, task: objects.TaskState | None,
-                 cni_raw: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
-    """The ``info`` document: containerd's keys, then ours."""
+def verbose_info(sandbox: Sandbox, *, record: Record | None, task: objects.TaskState | None,
+                 cni: tuple[dict[str, Any] | None, dict[str, Any] | None]) -> dict[str, Any]:
+    """The ``info`` document: containerd's keys, then ours.
+
+    `record` is the pod's containerd record, `cni` its CNI results (raw, as `go_cni_result` shapes them).
+    """
+    cni_raw, cni_result = cni
     md = sandbox.metadata
+    spec = record.spec if record is not None else None
+    container = record.container if record is not None else None
     info: dict[str, Any] = {
         "pid": sandbox.status.pid,
         "processStatus": process_status(task),
         "netNamespaceClosed": netns_closed(sandbox),
-        "image": record.image if record is not None else "",
-        "snapshotKey": record.snapshot_key if record is not None else "",
-        "snapshotter": record.snapshotter if record is not None else "",
-        "runtimeType": record.runtime.name if record is not None else "",
-        "runtimeOptions": runtime_options(record) if record is not None else None,
+        "image": container.image if container is not None else "",
+        "snapshotKey": container.snapshot_key if container is not None else "",
+        "snapshotter": container.snapshotter if container is not None else "",
+        "runtimeType": container.runtime.name if container is not None else "",
+        "runtimeOptions": runtime_options(container) if container is not None else None,
         "config": go_json(sandbox.config),
         # The spec stored on the containerd record: what containerd hands runc in the bundle.
-        "runtimeSpec": objects.spec_from_any(record.spec) if record is not None and record.spec.value else None,
-        "cniResult": go_cni_result(cni_raw or {}),
+        "runtimeSpec": spec,
+        "cniResult": cni_result,
         "sandboxMetadata": {
             "ID": md.id, "Name": md.name, "Config": go_json(sandbox.config), "NetNSPath": md.netns_path,
             "IP": md.ip, "AdditionalIPs": list(md.additional_ips) or None,
@@ -105,6 +112,6 @@ def verbose_info(sandbox: Sandbox, *, record: containers_pb2.Container | None, t
         "runtimeHandler": md.runtime_handler,
         "imageID": md.image,
         "podDir": md.pod_dir,
-        "cniResultRaw": dict(cni_raw) if cni_raw else None,
+        "cniResultRaw": cni_raw,
     }
     return info

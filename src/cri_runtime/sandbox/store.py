@@ -15,6 +15,7 @@ from cri_runtime import errors, protowire
 from cri_runtime.config import Config, RuntimeHandlerConfig
 from cri_runtime.containerd import objects
 from cri_runtime.containerd.connection import Containerd
+from cri_runtime.containerd.record_cache import RecordCache
 from cri_runtime.images.store import ImageRecord
 from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.node.facts import NodeFacts
@@ -62,10 +63,13 @@ class SandboxStore:
     def __init__(self, config: Config, ctd: Containerd, network: PodNetworkManager,
                  ensure_image: Callable[[str], Awaitable[ImageRecord]], node: NodeFacts,
                  nri: NriHooks | None = None, *, stop_containers: ContainersHook | None = None,
-                 remove_containers: ContainersHook | None = None, on_event: SandboxListener | None = None) -> None:
+                 remove_containers: ContainersHook | None = None, on_event: SandboxListener | None = None,
+                 records: RecordCache | None = None) -> None:
         """`stop_containers` / `remove_containers` stop / remove every container of a pod (the container
-        manager, built after this one); `on_event` hears ("created"|"started"|"stopped"|"deleted", sandbox)."""
+        manager, built after this one); `on_event` hears ("created"|"started"|"stopped"|"deleted", sandbox);
+        `records` keeps containerd's records for verbose status (default: read them every time)."""
         self.config = config
+        self.records = records if records is not None else RecordCache(ctd, live=lambda: False)
         self.nri = nri or NriHooks(None)
         self.ctd = ctd
         self.network = network
@@ -140,6 +144,7 @@ class SandboxStore:
         await self.ctd.call(self.ctd.containers.Update,
                             containers_pb2.UpdateContainerRequest(container=record, update_mask=mask),
                             f"record network of pod {metadata.id}")
+        self.records.forget(metadata.id)
 
     async def _kill_and_delete_task(self, sandbox_id: str) -> None:
         """SIGKILL the pause task and delete it; a shim that does not answer is killed instead."""

@@ -1,0 +1,126 @@
+"""RecordCache: kept only while containerd's events vouch for a record, dropped on every change."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from google.protobuf import any_pb2
+
+from cri_protos.containerd.services.containers.v1 import containers_pb2
+from cri_runtime import errors
+from cri_runtime.containerd.record_cache import RecordCache
+
+
+class FakeContainerd:
+    """Answers Containers.Get from a dict; counts the calls; a call can be held until released."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, containers_pb2.Container] = {}
+        self.gets = 0
+        self.hold: asyncio.Event | None = None
+        self.containers = SimpleNamespace(Get="containers.Get")
+
+    def put(self, cid: str, image: str, spec: dict[str, Any] | None = None) -> containers_pb2.Container:
+        record = containers_pb2.Container(id=cid, image=image)
+        if spec is not None:
+            record.spec.CopyFrom(any_pb2.Any(type_url="types.containerd.io/opencontainers/runtime-spec/1/Spec",
+                                             value=json.dumps(spec).encode()))
+        self.records[cid] = record
+        return record
+
+    async def call(self, rpc: str, request: Any, action: str) -> Any:
+        assert rpc == "containers.Get"
+        self.gets += 1
+        if self.hold is not None:
+            await self.hold.wait()
+        if request.id not in self.records:
+            raise errors.NotFound(f"{action}: not found")
+        return containers_pb2.GetContainerResponse(container=self.records[request.id])
+
+
+def cache(ctd: FakeContainerd, live: list[bool]) -> RecordCache:
+    return RecordCache(ctd, live=lambda: live[0])  # type: ignore[arg-type]
+
+
+async def test_kept_while_live_and_read_again_after_each_kind_of_change() -> None:
+    ctd, live = FakeContainerd(), [True]
+    records = cache(ctd, live)
+    ctd.put("a", "img:1", {"process": {"args": ["sh"]}})
+    first = await records.get("a", "get a")
+    assert (await records.get("a", "get a")) is first and ctd.gets == 1
+    assert first.spec == {"process": {"args": ["sh"]}}
+    changes = [
+        lambda: records.on_event("/containers/update", "a"),   # someone updated it
+        lambda: records.forget("a"),                           # we wrote it
+        lambda: records.on_event("", ""),                       # a gap in the event stream
+    ]
+    for n, change in enumerate(changes, start=1):
+        ctd.put("a", f"img:{n + 1}")
+        change()
+        assert (await records.get("a", "get a")).container.image == f"img:{n + 1}"
+        assert ctd.gets == n + 1
+    records.on_event("/containers/update", "other")
+    await records.get("a", "get a")
+    assert ctd.gets == 4, "another container's change keeps this record"
+
+
+async def test_nothing_kept_while_events_are_not_live() -> None:
+    ctd, live = FakeContainerd(), [True]
+    records = cache(ctd, live)
+    ctd.put("a", "img")
+    await records.get("a", "get a")
+    live[0] = False
+    await records.get("a", "get a")
+    await records.get("a", "get a")
+    assert ctd.gets == 3
+    assert len(records) == 0
+    records.seed(ctd.records["a"], records.token())
+    assert len(records) == 0
+
+
+async def test_a_read_racing_an_invalidation_is_answered_not_kept() -> None:
+    ctd, live = FakeContainerd(), [True]
+    records = cache(ctd, live)
+    ctd.put("a", "old")
+    ctd.hold = asyncio.Event()
+    reading = asyncio.ensure_future(records.get("a", "get a"))
+    while ctd.gets == 0:
+        await asyncio.sleep(0)
+    records.on_event("/containers/update", "a")
+    ctd.hold.set()
+    assert (await reading).container.image == "old"
+    ctd.hold = None
+    ctd.put("a", "new")
+    assert (await records.get("a", "get a")).container.image == "new"
+
+
+async def test_seeded_record_is_served_without_a_read_unless_something_changed_meanwhile() -> None:
+    ctd, live = FakeContainerd(), [True]
+    records = cache(ctd, live)
+    token = records.token()
+    created = ctd.put("a", "img", {"root": {"path": "rootfs"}})
+    records.seed(created, token)
+    created.image = "changed after seeding"  # the cache holds its own copy
+    got = await records.get("a", "get a")
+    assert ctd.gets == 0 and got.container.image == "img" and got.spec == {"root": {"path": "rootfs"}}
+    stale = records.token()
+    records.on_event("/containers/delete", "b")
+    records.seed(ctd.put("b", "img"), stale)
+    await records.get("b", "get b")
+    assert ctd.gets == 1
+
+
+async def test_not_found_is_raised_and_deleted_records_are_dropped() -> None:
+    ctd, live = FakeContainerd(), [True]
+    records = cache(ctd, live)
+    ctd.put("a", "img")
+    await records.get("a", "get a")
+    del ctd.records["a"]
+    records.on_event("/containers/delete", "a")
+    with pytest.raises(errors.NotFound):
+        await records.get("a", "get a")
+    assert len(records) == 0
