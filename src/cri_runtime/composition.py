@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from cri_protos.nri.v1alpha1 import api_pb2 as nri_api
 from cri_runtime import __version__
 from cri_runtime.config import Config
+from cri_runtime.containerd.cached_state import RecordCache, TaskStateCache
 from cri_runtime.containerd.connection import Containerd
 from cri_runtime.containerd.events import EventMonitor, TaskEvent, TaskExit
-from cri_runtime.containerd.record_cache import RecordCache
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.containers.model import Container
 from cri_runtime.containers.streaming_backend import ContainerdStreamingBackend
@@ -102,8 +102,10 @@ def build(config: Config) -> Runtime:
     images = ImageManager(ctd, config.image, config.containerd.snapshotter, on_pull=SERVER.observe_pull,
                           on_removed=forget_image, image_events_live=events_live)
     observers = stats_wiring.build(config, ctd, images.unpacker.snapshotter_root)
-    # containerd's pod and container records (verbose status), kept while its events reach us.
+    # containerd's pod and container records and pods' task states (verbose status), kept while its
+    # events reach us.
     records = RecordCache(ctd, live=events_live)
+    task_states = TaskStateCache(ctd, live=events_live)
 
     # The two managers and NRI need each other: these closures reach `sandboxes` and `containers`,
     # which exist by the time anything calls them (nothing is called before `build` returns).
@@ -142,7 +144,7 @@ def build(config: Config) -> Runtime:
 
     sandboxes = SandboxManager(config, ctd, network, images.ensure_image, node, nri,
                                stop_containers=stop_containers, remove_containers=remove_containers,
-                               on_event=on_sandbox_event, records=records)
+                               on_event=on_sandbox_event, records=records, task_states=task_states)
     containers = ContainerManager(config, ctd, sandboxes, images, node, nri, on_event=on_container_event,
                                   records=records)
     stats_wiring.track_objects(containers, sandboxes)
@@ -165,7 +167,7 @@ def build(config: Config) -> Runtime:
         await containers.resync()
 
     events = EventMonitor(ctd, on_task_event, resync, on_image_change=images.store.on_event,
-                          on_container_change=records.on_event)
+                          on_container_change=records.on_event, on_task_change=task_states.on_event)
     streaming = StreamingServer.from_config(config.streaming, ContainerdStreamingBackend(containers))
 
     # Start-up recovery, in this order: pods, their containers, then what interrupted operations left.

@@ -2,8 +2,9 @@
 
 Image record changes (by anyone) are reported too, as (topic, record name),
 so an image cache can follow them; ("", "") means anything may have changed.
-So are updates and deletions of container records, as (topic, container ID),
-for the container record cache.
+So are updates and deletions of container records, and the task state
+changes someone else can cause (exit, delete, pause, resume), as (topic,
+container ID), for the caches of `cached_state`.
 While no subscription is live, `subscribed` is clear and nothing may be cached.
 
 The subscription is re-established whenever the stream breaks (containerd
@@ -35,6 +36,8 @@ TOPIC_OOM = "/tasks/oom"
 TOPIC_IMAGES = "/images/"  # create, update, delete
 TOPIC_CONTAINER_UPDATE = "/containers/update"
 TOPIC_CONTAINER_DELETE = "/containers/delete"
+# Task state changes that do not come from us (a task's create and start do).
+TASK_STATE_TOPICS = (TOPIC_EXIT, "/tasks/delete", "/tasks/paused", "/tasks/resumed")
 # containerd sends no response headers on Subscribe, so nothing tells us the
 # subscription is live. We publish a probe event on our own topic and treat
 # its arrival as the proof; only then do we resync with task states.
@@ -66,6 +69,7 @@ Handler = Callable[[TaskEvent], Awaitable[None]]
 Resync = Callable[[], Awaitable[None]]
 ImageChange = Callable[[str, str], None]  # (topic, image record name)
 ContainerChange = Callable[[str, str], None]  # (topic, container ID)
+TaskChange = Callable[[str, str], None]  # (topic, container ID)
 
 
 def decode(topic: str, type_url: str, value: bytes) -> TaskEvent | None:
@@ -96,13 +100,23 @@ def container_record_id(value: bytes) -> str:
         return ""
 
 
+def task_container_id(value: bytes) -> str:
+    """The container ID of a task event (field 1 in all of them)."""
+    try:
+        return str(task_pb2.TaskPaused.FromString(value).container_id)
+    except Exception:  # undecodable: report no ID, so every cached state is dropped
+        return ""
+
+
 class EventMonitor:
     """Runs the subscription loop as a background task."""
 
     def __init__(self, ctd: Containerd, handler: Handler, on_resubscribe: Resync,
                  on_image_change: ImageChange | None = None,
-                 on_container_change: ContainerChange | None = None) -> None:
+                 on_container_change: ContainerChange | None = None,
+                 on_task_change: TaskChange | None = None) -> None:
         self._ctd = ctd
+        self._on_task_change = on_task_change
         self._on_image_change = on_image_change
         self._on_container_change = on_container_change
         self._handler = handler
@@ -128,7 +142,9 @@ class EventMonitor:
             f'topic=="{TOPIC_PROBE}",namespace=="{ns}"',
         ] + ([f'topic~="^{TOPIC_IMAGES}",namespace=="{ns}"'] if self._on_image_change else [])
           + ([f'topic=="{TOPIC_CONTAINER_UPDATE}",namespace=="{ns}"',
-              f'topic=="{TOPIC_CONTAINER_DELETE}",namespace=="{ns}"'] if self._on_container_change else []))
+              f'topic=="{TOPIC_CONTAINER_DELETE}",namespace=="{ns}"'] if self._on_container_change else [])
+          + ([f'topic=="{topic}",namespace=="{ns}"' for topic in TASK_STATE_TOPICS if topic != TOPIC_EXIT]
+             if self._on_task_change else []))
         backoff = 0.1
         while True:
             stream = self._ctd.events.Subscribe(request, metadata=self._ctd.metadata())
@@ -140,6 +156,7 @@ class EventMonitor:
                         if envelope.event.value.decode(errors="replace") == probe and not self.subscribed.is_set():
                             self._image_changed("", "")  # anything may have changed while unsubscribed
                             self._container_changed("", "")
+                            self._task_changed("", "")
                             self.subscribed.set()
                             await self._resync_safely()
                             backoff = 0.1
@@ -150,6 +167,10 @@ class EventMonitor:
                     if envelope.topic in (TOPIC_CONTAINER_UPDATE, TOPIC_CONTAINER_DELETE):
                         self._container_changed(envelope.topic, container_record_id(envelope.event.value))
                         continue
+                    if envelope.topic in TASK_STATE_TOPICS:
+                        self._task_changed(envelope.topic, task_container_id(envelope.event.value))
+                        if envelope.topic != TOPIC_EXIT:
+                            continue
                     event = decode(envelope.topic, envelope.event.type_url, envelope.event.value)
                     if event is not None:
                         await self._dispatch(event)
@@ -170,6 +191,10 @@ class EventMonitor:
     def _container_changed(self, topic: str, container_id: str) -> None:
         if self._on_container_change is not None:
             self._on_container_change(topic, container_id)
+
+    def _task_changed(self, topic: str, container_id: str) -> None:
+        if self._on_task_change is not None:
+            self._on_task_change(topic, container_id)
 
     async def _publish_probe(self, probe: str) -> None:
         """Publish probes until one comes back through our subscription."""

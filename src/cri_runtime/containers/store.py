@@ -14,8 +14,8 @@ from pathlib import Path
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import cdi, errors, protowire
 from cri_runtime.config import Config
+from cri_runtime.containerd.cached_state import RecordCache
 from cri_runtime.containerd.connection import Containerd
-from cri_runtime.containerd.record_cache import RecordCache
 from cri_runtime.containers.model import STATES, Container
 from cri_runtime.containers.relay.launcher import RelayLauncher
 from cri_runtime.images.manager import ImageManager

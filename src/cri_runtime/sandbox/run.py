@@ -19,6 +19,7 @@ from typing import Any
 
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2
+from cri_protos.containerd.types.task import task_pb2 as task_types
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors
 from cri_runtime.completion import all_of, consume_exception
@@ -189,7 +190,7 @@ class RunOps(SandboxStore):
         mounts = await self._create_record_and_snapshot(pod, image, spec, metadata)
         pause_pid = await self._create_pause_task(pod, mounts)
         await self._pin_userns_netns(pod, pause_pid)
-        await self._start_pause_task(pod, metadata)
+        await self._start_pause_task(pod, metadata, pause_pid)
         return await self._publish(sandbox, pause_pid)
 
     @staticmethod
@@ -298,10 +299,14 @@ class RunOps(SandboxStore):
         await netns.pin_existing(self.netns_dir, pod.netns_name, f"/proc/{pause_pid}/ns/net", loopback_up=True)
         pod.network_setup = self._start_network_setup(pod.sandbox_id, netns_path, pod.cfg, pod.undo)
 
-    async def _start_pause_task(self, pod: _PodRun, metadata: SandboxMetadata) -> None:
-        """Start the pause task while CNI finishes; the pod's IPs are recorded as it starts."""
-        starting = self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=pod.sandbox_id),
-                                 f"start pause task of pod {pod.sandbox_id}")
+    async def _start_pause_task(self, pod: _PodRun, metadata: SandboxMetadata, pause_pid: int) -> None:
+        """Start the pause task while CNI finishes; the pod's IPs are recorded as it starts.
+
+        The task's state is known once it started (running, as the status of a new pod shows it):
+        kept for verbose status, until an event says otherwise.
+        """
+        token = self.task_states.token()
+        starting = self._start_task(pod.sandbox_id, pause_pid, token)
         if pod.network_setup is None:
             await starting
             return
@@ -311,6 +316,12 @@ class RunOps(SandboxStore):
         # The IPs are recorded while the task starts; if we die before the record is written,
         # recovery takes them from the CNI cache (see _recover_one).
         await all_of(starting, self._record_metadata(metadata))
+
+    async def _start_task(self, sandbox_id: str, pause_pid: int, token: int) -> None:
+        await self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=sandbox_id),
+                            f"start pause task of pod {sandbox_id}")
+        self.task_states.keep(sandbox_id, objects.TaskState(pid=pause_pid, status=task_types.RUNNING,
+                                                            exit_status=0, exited_at_ns=0), token)
 
     async def _publish(self, sandbox: Sandbox, pause_pid: int) -> str:
         """Mark the pod ready, let NRI plugins see it, then list it and tell the event listeners."""

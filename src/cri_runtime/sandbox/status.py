@@ -8,8 +8,7 @@ from typing import Any
 
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors
-from cri_runtime.containerd import objects
-from cri_runtime.containerd.record_cache import Record
+from cri_runtime.containerd.cached_state import Record
 from cri_runtime.sandbox import status_info
 from cri_runtime.sandbox.model import Sandbox
 from cri_runtime.sandbox.store import SandboxStore
@@ -46,7 +45,7 @@ class StatusOps(SandboxStore):
         """containerd's verbose keys, from the containerd record and task (asked together), plus ours."""
         record, task = await asyncio.gather(
             self._record(sandbox.id),
-            objects.task_state(self.ctd, sandbox.id) if not sandbox.task_gone else _none())
+            self.task_states.get(sandbox.id, f"get task of pod {sandbox.id}") if not sandbox.task_gone else _none())
         return status_info.verbose_info(sandbox, record=record, task=task, cni=self._cni(sandbox))
 
     def _cni(self, sandbox: Sandbox) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:

@@ -19,7 +19,7 @@ from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.types.runc.options import oci_pb2
 from cri_protos.containerd.types.task import task_pb2
 from cri_runtime.containerd import objects
-from cri_runtime.containerd.record_cache import Record
+from cri_runtime.containerd.cached_state import Record
 from cri_runtime.gojson import go_json
 from cri_runtime.network.cni.result import InvalidResult, parse_result
 from cri_runtime.sandbox.model import Sandbox

@@ -14,8 +14,8 @@ from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors, protowire
 from cri_runtime.config import Config, RuntimeHandlerConfig
 from cri_runtime.containerd import objects
+from cri_runtime.containerd.cached_state import RecordCache, TaskStateCache
 from cri_runtime.containerd.connection import Containerd
-from cri_runtime.containerd.record_cache import RecordCache
 from cri_runtime.images.store import ImageRecord
 from cri_runtime.network.manager import PodNetworkManager
 from cri_runtime.node.facts import NodeFacts
@@ -64,12 +64,14 @@ class SandboxStore:
                  ensure_image: Callable[[str], Awaitable[ImageRecord]], node: NodeFacts,
                  nri: NriHooks | None = None, *, stop_containers: ContainersHook | None = None,
                  remove_containers: ContainersHook | None = None, on_event: SandboxListener | None = None,
-                 records: RecordCache | None = None) -> None:
+                 records: RecordCache | None = None, task_states: TaskStateCache | None = None) -> None:
         """`stop_containers` / `remove_containers` stop / remove every container of a pod (the container
         manager, built after this one); `on_event` hears ("created"|"started"|"stopped"|"deleted", sandbox);
-        `records` keeps containerd's records for verbose status (default: read them every time)."""
+        `records` and `task_states` keep containerd's records and task states for verbose status (default:
+        read them every time)."""
         self.config = config
         self.records = records if records is not None else RecordCache(ctd, live=lambda: False)
+        self.task_states = task_states if task_states is not None else TaskStateCache(ctd, live=lambda: False)
         self.nri = nri or NriHooks(None)
         self.ctd = ctd
         self.network = network

@@ -1,4 +1,4 @@
-"""RecordCache: kept only while containerd's events vouch for a record, dropped on every change."""
+"""cached_state.RecordCache: kept only while containerd's events vouch for a record, dropped on every change."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from google.protobuf import any_pb2
 
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_runtime import errors
-from cri_runtime.containerd.record_cache import RecordCache
+from cri_runtime.containerd.cached_state import RecordCache
 
 
 class FakeContainerd:
@@ -124,3 +124,39 @@ async def test_not_found_is_raised_and_deleted_records_are_dropped() -> None:
     with pytest.raises(errors.NotFound):
         await records.get("a", "get a")
     assert len(records) == 0
+
+
+def test_every_container_and_task_event_yields_its_container_id() -> None:
+    from cri_protos.containerd.events import container_pb2, task_pb2
+    from cri_runtime.containerd.events import container_record_id, task_container_id
+
+    for event in (container_pb2.ContainerUpdate(id="c1", image="i", labels={"k": "v"}, snapshot_key="s"),
+                  container_pb2.ContainerDelete(id="c1")):
+        assert container_record_id(event.SerializeToString()) == "c1"
+    for task_event in (task_pb2.TaskExit(container_id="c1", id="exec", pid=3, exit_status=1),
+                       task_pb2.TaskDelete(container_id="c1", pid=3), task_pb2.TaskPaused(container_id="c1"),
+                       task_pb2.TaskResumed(container_id="c1")):
+        assert task_container_id(task_event.SerializeToString()) == "c1"
+    assert container_record_id(b"\xff\xff\xff") == "" and task_container_id(b"\xff\xff\xff") == ""
+
+
+async def test_task_states_are_kept_seeded_and_dropped_like_records() -> None:
+    from cri_runtime.containerd import objects
+    from cri_runtime.containerd.cached_state import TaskStateCache
+
+    states = {"p": objects.TaskState(pid=7, status=3, exit_status=0, exited_at_ns=0)}
+    reads: list[str] = []
+
+    async def load(key: str, action: str) -> objects.TaskState | None:
+        reads.append(key)
+        return states.get(key)
+
+    cache = TaskStateCache(FakeContainerd(), live=lambda: True)  # type: ignore[arg-type]
+    cache._load = load  # the loader is the only part that talks to containerd
+    assert await cache.get("none", "get") is None and await cache.get("none", "get") is None
+    assert reads == ["none"], "no task is a state too"
+    cache.keep("p", objects.TaskState(pid=7, status=2, exit_status=0, exited_at_ns=0), cache.token())
+    assert (await cache.get("p", "get")).status == 2 and reads == ["none"]  # type: ignore[union-attr]
+    cache.on_event("/tasks/paused", "p")
+    assert (await cache.get("p", "get")).status == 3  # type: ignore[union-attr]
+    assert reads == ["none", "p"]

@@ -1,6 +1,6 @@
-"""Verbose ContainerStatus from the kept copy of containerd's record: never stale after a change.
+"""Verbose ContainerStatus and PodSandboxStatus from kept copies of containerd's state: never stale after a change.
 
-The server keeps each record it created or read (record_cache.py) and drops it
+The server keeps each record it created or read (containerd/cached_state.py) and drops it
 on our own writes and on containerd's /containers/update and /containers/delete
 events; these tests make each kind of change on real containerd and look.
 """
@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from cri_protos.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
+from cri_protos.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from cri_protos.runtime.v1 import api_pb2
 from tests.integration.containers.test_container_lifecycle import Rig
 from tests.pod_rig import PodRig
@@ -61,3 +62,23 @@ def test_verbose_status_follows_our_update_and_another_clients(rig: Rig, contain
     wait_until(lambda: runtime_spec(rig, cid).get("annotations", {}).get("example.com/changed-by") == "ctr",
                "the verbose status shows the record as the other client left it")
     assert runtime_spec(rig, cid)["linux"]["resources"]["cpu"]["shares"] == 512
+
+
+def process_status(rig: Rig) -> str:
+    resp = rig.rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=rig.pod_id, verbose=True),
+                                   timeout=10)
+    return str(json.loads(resp.info["info"])["processStatus"])
+
+
+def test_pod_process_status_follows_another_client_pausing_and_resuming_it(
+        rig: Rig, containerd: PrivateContainerd) -> None:
+    assert process_status(rig) == "running"
+    channel = grpc.insecure_channel(f"unix://{containerd.address}")
+    try:
+        tasks = tasks_pb2_grpc.TasksStub(channel)
+        tasks.Pause(tasks_pb2.PauseTaskRequest(container_id=rig.pod_id), metadata=NS, timeout=10)
+        wait_until(lambda: process_status(rig) == "paused", "verbose status shows the pause task paused")
+        tasks.Resume(tasks_pb2.ResumeTaskRequest(container_id=rig.pod_id), metadata=NS, timeout=10)
+        wait_until(lambda: process_status(rig) == "running", "verbose status shows it running again")
+    finally:
+        channel.close()

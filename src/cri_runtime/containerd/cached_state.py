@@ -1,0 +1,122 @@
+"""containerd's container records and task states, kept in memory while its events vouch for them.
+
+ContainerStatus and PodSandboxStatus with ``verbose`` (critest's benchmark asks
+for it on every call) show what the containerd record holds (its OCI spec and
+runtime) and, for a pod, its task's state. containerd's own CRI reads them in
+process; we would pay a round trip (for a task, on to the shim and back) and a
+JSON parse of the spec on each call. A value read once is kept until
+
+* containerd reports a change of it: ``/containers/update`` and
+  ``/containers/delete`` for records, ``/tasks/create``, ``start``, ``exit``,
+  ``delete``, ``paused`` and ``resumed`` for task states (followed by the
+  event monitor), whoever made the change;
+* we change it ourselves (`forget`, called right after the write; a record we
+  create is kept from the start, `RecordCache.seed`, as critest and kubelet ask
+  for the status of a container right after creating and starting it);
+* the event stream has a gap (`on_event` with no key), or is not live at all:
+  then nothing is kept and every read goes to containerd.
+
+A read that raced with a change is answered but not kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from cri_protos.containerd.services.containers.v1 import containers_pb2
+from cri_runtime.containerd import objects
+from cri_runtime.containerd.connection import Containerd
+
+T = TypeVar("T")
+
+
+class VouchedCache(Generic[T]):
+    """Values by container ID, read with `load` and kept while `live()` and no event says otherwise."""
+
+    def __init__(self, load: Callable[[str, str], Awaitable[T]], live: Callable[[], bool]) -> None:
+        self._load = load
+        self._live = live
+        self._values: dict[str, T] = {}
+        # Bumped by every invalidation: a read that started before one is not kept.
+        self._generation = 0
+
+    async def get(self, key: str, action: str) -> T:
+        if self._live():
+            if key in self._values:
+                return self._values[key]
+        else:
+            self._values.clear()
+        generation = self._generation
+        value = await self._load(key, action)
+        self.keep(key, value, generation)
+        return value
+
+    def token(self) -> int:
+        """Taken before a write: `keep` stores what was written only if nothing changed since."""
+        return self._generation
+
+    def keep(self, key: str, value: T, token: int) -> None:
+        if token == self._generation and self._live():
+            self._values[key] = value
+
+    def forget(self, key: str) -> None:
+        """We changed or deleted it: read it again next time."""
+        self._generation += 1
+        self._values.pop(key, None)
+
+    def on_event(self, topic: str, key: str) -> None:
+        """An event from containerd about `key`; no key = resubscribed, anything may have changed."""
+        self._generation += 1
+        if key:
+            self._values.pop(key, None)
+        else:
+            self._values.clear()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+class Record:
+    """A container record and its spec as a dict (None if it has none); callers must not modify them."""
+
+    __slots__ = ("_spec", "container")
+
+    def __init__(self, container: containers_pb2.Container) -> None:
+        self.container = container
+        self._spec: dict[str, Any] | None = None
+
+    @property
+    def spec(self) -> dict[str, Any] | None:
+        """Parsed on first use (a record seeded at creation may never be shown)."""
+        if self._spec is None and self.container.spec.value:
+            self._spec = json.loads(self.container.spec.value)
+        return self._spec
+
+
+class RecordCache(VouchedCache[Record]):
+    """containerd's container records (NotFound when there is none)."""
+
+    def __init__(self, ctd: Containerd, live: Callable[[], bool]) -> None:
+        async def load(container_id: str, action: str) -> Record:
+            resp = await ctd.call(ctd.containers.Get, containers_pb2.GetContainerRequest(id=container_id), action)
+            return Record(resp.container)
+
+        super().__init__(load, live)
+
+    def seed(self, container: containers_pb2.Container, token: int) -> None:
+        """We just created this record (as containerd stores it): keep a copy, as a read would."""
+        copy = containers_pb2.Container()
+        copy.CopyFrom(container)
+        self.keep(container.id, Record(copy), token)
+
+
+class TaskStateCache(VouchedCache["objects.TaskState | None"]):
+    """The state of containers' tasks (None: no task)."""
+
+    def __init__(self, ctd: Containerd, live: Callable[[], bool]) -> None:
+        async def load(container_id: str, action: str) -> objects.TaskState | None:
+            return await objects.task_state(ctd, container_id)
+
+        super().__init__(load, live)
