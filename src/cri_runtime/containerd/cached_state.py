@@ -16,13 +16,15 @@ JSON parse of the spec on each call. A value read once is kept until
 * the event stream has a gap (`on_event` with no key), or is not live at all:
   then nothing is kept and every read goes to containerd.
 
-A read that raced with a change is answered but not kept.
+A read (or our own write) that raced with a change of the same key is answered
+but not kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from cri_protos.containerd.services.containers.v1 import containers_pb2
@@ -32,6 +34,15 @@ from cri_runtime.containerd.connection import Containerd
 T = TypeVar("T")
 
 
+class Watch:
+    """Set stale when the watched key changes while a read or a write of it is in flight."""
+
+    __slots__ = ("stale",)
+
+    def __init__(self) -> None:
+        self.stale = False
+
+
 class VouchedCache(Generic[T]):
     """Values by container ID, read with `load` and kept while `live()` and no event says otherwise."""
 
@@ -39,8 +50,8 @@ class VouchedCache(Generic[T]):
         self._load = load
         self._live = live
         self._values: dict[str, T] = {}
-        # Bumped by every invalidation: a read that started before one is not kept.
-        self._generation = 0
+        # Reads and writes in flight, by key: a change of their key meanwhile makes them stale.
+        self._watches: dict[str, list[Watch]] = {}
 
     async def get(self, key: str, action: str) -> T:
         if self._live():
@@ -48,31 +59,43 @@ class VouchedCache(Generic[T]):
                 return self._values[key]
         else:
             self._values.clear()
-        generation = self._generation
-        value = await self._load(key, action)
-        self.keep(key, value, generation)
+        with self.watching(key) as watch:
+            value = await self._load(key, action)
+            self.keep(key, value, watch)
         return value
 
-    def token(self) -> int:
-        """Taken before a write: `keep` stores what was written only if nothing changed since."""
-        return self._generation
+    @contextlib.contextmanager
+    def watching(self, key: str) -> Iterator[Watch]:
+        """Around a write of `key`: `keep` then stores what was written unless it changed meanwhile."""
+        watch = Watch()
+        self._watches.setdefault(key, []).append(watch)
+        try:
+            yield watch
+        finally:
+            watches = self._watches[key]
+            watches.remove(watch)
+            if not watches:
+                del self._watches[key]
 
-    def keep(self, key: str, value: T, token: int) -> None:
-        if token == self._generation and self._live():
+    def keep(self, key: str, value: T, watch: Watch) -> None:
+        if not watch.stale and self._live():
             self._values[key] = value
 
     def forget(self, key: str) -> None:
         """We changed or deleted it: read it again next time."""
-        self._generation += 1
         self._values.pop(key, None)
+        for watch in self._watches.get(key, ()):
+            watch.stale = True
 
     def on_event(self, topic: str, key: str) -> None:
         """An event from containerd about `key`; no key = resubscribed, anything may have changed."""
-        self._generation += 1
         if key:
-            self._values.pop(key, None)
-        else:
-            self._values.clear()
+            self.forget(key)
+            return
+        self._values.clear()
+        for watches in self._watches.values():
+            for watch in watches:
+                watch.stale = True
 
     def __len__(self) -> int:
         return len(self._values)
@@ -86,6 +109,11 @@ class Record:
     def __init__(self, container: containers_pb2.Container) -> None:
         self.container = container
         self._spec: dict[str, Any] | None = None
+
+    @property
+    def spec_json(self) -> str:
+        """The spec as JSON text, as containerd stores it ("null" when there is none)."""
+        return self.container.spec.value.decode() if self.container.spec.value else "null"
 
     @property
     def spec(self) -> dict[str, Any] | None:
@@ -105,11 +133,11 @@ class RecordCache(VouchedCache[Record]):
 
         super().__init__(load, live)
 
-    def seed(self, container: containers_pb2.Container, token: int) -> None:
+    def seed(self, container: containers_pb2.Container, watch: Watch) -> None:
         """We just created this record (as containerd stores it): keep a copy, as a read would."""
         copy = containers_pb2.Container()
         copy.CopyFrom(container)
-        self.keep(container.id, Record(copy), token)
+        self.keep(container.id, Record(copy), watch)
 
 
 class TaskStateCache(VouchedCache["objects.TaskState | None"]):

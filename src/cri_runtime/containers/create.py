@@ -235,10 +235,10 @@ class CreateOps(ContainerStore):
         return mounts
 
     async def _create_record(self, record: containers_pb2.Container, lease: str | None, undo: Rollback) -> None:
-        token = self.records.token()
-        await objects.create_container(self.ctd, record, lease)
-        undo.add("containerd container", lambda: objects.delete_container(self.ctd, record.id))
-        self.records.seed(record, token)
+        with self.records.watching(record.id) as watch:
+            await objects.create_container(self.ctd, record, lease)
+            undo.add("containerd container", lambda: objects.delete_container(self.ctd, record.id))
+            self.records.seed(record, watch)
 
     def _accounts_dir(self, image: ImageRecord) -> Path:
         return Path(self.config.server.state_dir) / "image-accounts" / str(image.id).removeprefix("sha256:")

@@ -105,6 +105,8 @@ class Container:
             self.exited.set()
         # ListContainers entry and its encoding, rebuilt when the state changes.
         self.list_entry: tuple[api_pb2.Container, bytes] | None = None
+        # Verbose ContainerStatus: the config in Go's JSON shape, encoded once (it never changes).
+        self.config_json: str | None = None
         # Spec resources as last applied (UpdateContainerResources changes them).
         self.resources: api_pb2.LinuxContainerResources | None = (
             self.config.linux.resources if self.config.linux.HasField("resources") else None)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import functools
-import json
 import signal
-from typing import Any
 
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.containers import status_info
@@ -57,13 +55,15 @@ class StatusOps(ContainerStore):
         container = self.index.get(id_or_prefix)
         resp = api_pb2.ContainerStatusResponse(status=self.to_status(container))
         if verbose:
-            resp.info["info"] = json.dumps(await self._verbose_info(container))
+            resp.info["info"] = await self._verbose_info(container)
         return resp
 
-    async def _verbose_info(self, container: Container) -> dict[str, Any]:
+    async def _verbose_info(self, container: Container) -> str:
         """containerd's verbose keys, from the containerd record (its spec is what runc got)."""
         record = await self.records.get(container.id, f"get container {container.id}")
-        return status_info.verbose_info(
+        if container.config_json is None:
+            container.config_json = status_info.config_json(container.config)
+        return status_info.verbose_info_json(
             sandbox_id=container.metadata.sandbox_id, pid=container.status.pid, removing=False,
-            record=record.container, spec=record.spec, config=container.config,
+            record=record, config_json=container.config_json,
             extra={"ioDir": container.metadata.io_dir, "imageVolumes": container.metadata.image_volumes})

@@ -3,7 +3,7 @@
 * ``effective_resources``: the Linux resources the container runs with, read
   back from its OCI spec, so ``ContainerStatus.resources`` is always filled
   (containerd's ``copyResourcesToStatus``), not only when the request gave some.
-* ``verbose_info``: the ``info`` document of ``ContainerStatus(verbose)`` with
+* ``verbose_info_json``: the ``info`` document of ``ContainerStatus(verbose)`` with
   containerd's keys (``sandboxID``, ``pid``, ``removing``, ``snapshotKey``,
   ``snapshotter``, ``runtimeType``, ``runtimeOptions``, ``config``,
   ``runtimeSpec``) plus ours under their own names. Keys are documented in
@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.runtime.v1 import api_pb2
+from cri_runtime.containerd.cached_state import Record
 from cri_runtime.gojson import go_json
 from cri_runtime.sandbox.status_info import runtime_options
 
@@ -47,23 +48,33 @@ def effective_resources(spec: dict[str, Any]) -> api_pb2.LinuxContainerResources
     return out
 
 
-def verbose_info(*, sandbox_id: str, pid: int, removing: bool, record: containers_pb2.Container,
-                 spec: dict[str, Any] | None, config: api_pb2.ContainerConfig,
-                 extra: dict[str, Any]) -> dict[str, Any]:
-    """ContainerStatus(verbose) ``info``: containerd's keys first, then ``extra`` (ours)."""
-    info: dict[str, Any] = {
-        "sandboxID": sandbox_id,
-        "pid": pid,
-        "removing": removing,
-        "snapshotKey": record.snapshot_key,
-        "snapshotter": record.snapshotter,
-        "runtimeType": record.runtime.name,
-        "runtimeOptions": runtime_options(record),
-        "config": go_json(config),
-        # The spec as stored on the containerd record: what containerd writes into the
-        # task bundle's config.json for runc (updated by UpdateContainerResources).
-        "runtimeSpec": spec,
-    }
-    for key, value in extra.items():
-        info.setdefault(key, value)
-    return info
+def verbose_info_json(*, sandbox_id: str, pid: int, removing: bool, record: Record, config_json: str,
+                      extra: dict[str, Any]) -> str:
+    """ContainerStatus(verbose) ``info``, encoded: containerd's keys first, then `extra` (ours).
+
+    The two big members come already encoded, as `json.dumps` of the whole
+    document would lay them out: the container's config (`config_json`, once per
+    container) and the runtime spec (as containerd stores it on the record:
+    what containerd writes into the task bundle's config.json for runc,
+    updated by UpdateContainerResources).
+    """
+    container = record.container
+    members = [
+        ("sandboxID", json.dumps(sandbox_id)),
+        ("pid", json.dumps(pid)),
+        ("removing", json.dumps(removing)),
+        ("snapshotKey", json.dumps(container.snapshot_key)),
+        ("snapshotter", json.dumps(container.snapshotter)),
+        ("runtimeType", json.dumps(container.runtime.name)),
+        ("runtimeOptions", json.dumps(runtime_options(container))),
+        ("config", config_json),
+        ("runtimeSpec", record.spec_json),
+    ]
+    known = {key for key, _ in members}
+    members += [(key, json.dumps(value)) for key, value in extra.items() if key not in known]
+    return "{" + ", ".join(f"{json.dumps(key)}: {value}" for key, value in members) + "}"
+
+
+def config_json(config: api_pb2.ContainerConfig) -> str:
+    """The ``config`` member of the verbose info: the CRI config in Go's JSON shape."""
+    return json.dumps(go_json(config))

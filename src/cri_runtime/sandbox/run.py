@@ -305,8 +305,7 @@ class RunOps(SandboxStore):
         The task's state is known once it started (running, as the status of a new pod shows it):
         kept for verbose status, until an event says otherwise.
         """
-        token = self.task_states.token()
-        starting = self._start_task(pod.sandbox_id, pause_pid, token)
+        starting = self._start_task(pod.sandbox_id, pause_pid)
         if pod.network_setup is None:
             await starting
             return
@@ -317,11 +316,12 @@ class RunOps(SandboxStore):
         # recovery takes them from the CNI cache (see _recover_one).
         await all_of(starting, self._record_metadata(metadata))
 
-    async def _start_task(self, sandbox_id: str, pause_pid: int, token: int) -> None:
-        await self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=sandbox_id),
-                            f"start pause task of pod {sandbox_id}")
-        self.task_states.keep(sandbox_id, objects.TaskState(pid=pause_pid, status=task_types.RUNNING,
-                                                            exit_status=0, exited_at_ns=0), token)
+    async def _start_task(self, sandbox_id: str, pause_pid: int) -> None:
+        with self.task_states.watching(sandbox_id) as watch:
+            await self.ctd.call(self.ctd.tasks.Start, tasks_pb2.StartRequest(container_id=sandbox_id),
+                                f"start pause task of pod {sandbox_id}")
+            self.task_states.keep(sandbox_id, objects.TaskState(pid=pause_pid, status=task_types.RUNNING,
+                                                                exit_status=0, exited_at_ns=0), watch)
 
     async def _publish(self, sandbox: Sandbox, pause_pid: int) -> str:
         """Mark the pod ready, let NRI plugins see it, then list it and tell the event listeners."""

@@ -78,7 +78,8 @@ async def test_nothing_kept_while_events_are_not_live() -> None:
     await records.get("a", "get a")
     assert ctd.gets == 3
     assert len(records) == 0
-    records.seed(ctd.records["a"], records.token())
+    with records.watching("a") as watch:
+        records.seed(ctd.records["a"], watch)
     assert len(records) == 0
 
 
@@ -98,20 +99,28 @@ async def test_a_read_racing_an_invalidation_is_answered_not_kept() -> None:
     assert (await records.get("a", "get a")).container.image == "new"
 
 
-async def test_seeded_record_is_served_without_a_read_unless_something_changed_meanwhile() -> None:
+async def test_seeded_record_is_served_without_a_read_unless_it_changed_meanwhile() -> None:
     ctd, live = FakeContainerd(), [True]
     records = cache(ctd, live)
-    token = records.token()
-    created = ctd.put("a", "img", {"root": {"path": "rootfs"}})
-    records.seed(created, token)
+    with records.watching("a") as watch:
+        created = ctd.put("a", "img", {"root": {"path": "rootfs"}})
+        records.on_event("/containers/update", "b")  # another record's change does not matter
+        records.seed(created, watch)
     created.image = "changed after seeding"  # the cache holds its own copy
     got = await records.get("a", "get a")
     assert ctd.gets == 0 and got.container.image == "img" and got.spec == {"root": {"path": "rootfs"}}
-    stale = records.token()
-    records.on_event("/containers/delete", "b")
-    records.seed(ctd.put("b", "img"), stale)
+    with records.watching("b") as watch:
+        written = ctd.put("b", "img")
+        records.on_event("/containers/update", "b")  # someone changed it right after our write
+        records.seed(written, watch)
     await records.get("b", "get b")
     assert ctd.gets == 1
+    with records.watching("c") as watch:
+        written = ctd.put("c", "img")
+        records.on_event("", "")  # a gap in the event stream
+        records.seed(written, watch)
+    await records.get("c", "get c")
+    assert ctd.gets == 2
 
 
 async def test_not_found_is_raised_and_deleted_records_are_dropped() -> None:
@@ -155,7 +164,8 @@ async def test_task_states_are_kept_seeded_and_dropped_like_records() -> None:
     cache._load = load  # the loader is the only part that talks to containerd
     assert await cache.get("none", "get") is None and await cache.get("none", "get") is None
     assert reads == ["none"], "no task is a state too"
-    cache.keep("p", objects.TaskState(pid=7, status=2, exit_status=0, exited_at_ns=0), cache.token())
+    with cache.watching("p") as watch:
+        cache.keep("p", objects.TaskState(pid=7, status=2, exit_status=0, exited_at_ns=0), watch)
     assert (await cache.get("p", "get")).status == 2 and reads == ["none"]  # type: ignore[union-attr]
     cache.on_event("/tasks/paused", "p")
     assert (await cache.get("p", "get")).status == 3  # type: ignore[union-attr]
