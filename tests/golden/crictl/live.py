@@ -35,9 +35,14 @@ _GO_TIME = re.compile(r"\b\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [+-]\d{4} [A-
 _UNIX_NANOS = re.compile(r"\b1\d{18}\b")
 _PID = re.compile(r'("pid"|\bpid):( ?"?)\d+')
 _MAC = re.compile(r"\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b")
+# Digests left after the named ones (layer diff IDs, chain IDs) follow the content of Debian's busybox.
+_HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
 _VETH = re.compile(r"\bveth[0-9a-f]{8}\b")  # the CNI bridge plugin's random host-side name
 _NETNS = re.compile(r"cni-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _LOGRUS_TIME = re.compile(r'time="[^"]*"')
+_KLOG = re.compile(r"^([EWI])\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ ", re.M)  # klog's date, time and thread id
+# Where upstream looks for its fallback config: beside its own executable.
+_NEXT_CONFIG = re.compile(r'trying next: \\"[^"\\]*/crictl.yaml\\"')
 # tabwriter pads columns to the widest cell: an age one character longer moves every column.
 _PADDING = re.compile(r"(?<=\S) {2,}(?=\S)")
 
@@ -69,10 +74,13 @@ class Scrubber:
         text = _GO_TIME.sub("<TIME>", text)
         text = _MAC.sub("<MAC>", text)
         text = _VETH.sub("veth<ID>", text)
+        text = _HEX64.sub("<HEX64>", text)
         text = _UNIX_NANOS.sub("<NANOS>", text)
         text = _PID.sub(r"\1:\2<PID>", text)
         text = _NETNS.sub("cni-<UUID>", text)
         text = _LOGRUS_TIME.sub('time="<TIME>"', text)
+        text = _KLOG.sub(r"\1<KLOG> ", text)
+        text = _NEXT_CONFIG.sub(r'trying next: \\"<EXEDIR>/crictl.yaml\\"', text)
         return _PADDING.sub("  ", text)
 
 
