@@ -1,6 +1,6 @@
 """Record upstream crictl's output for every case in `cases.py` into `upstream.json`.
 
-    python3 tests/golden/crictl/record.py [/opt/cri-tools/bin/crictl]
+    python3 tests/golden/crictl/record.py [BINARY]   (default: tests/upstream.py's UPSTREAM_CRICTL)
 
 Builds nothing: it runs an existing upstream binary (cri-tools v1.36) and stores, per case, the
 exact argv, stdout, stderr (logrus timestamps replaced by `<TIME>`, the temp dir by `<DIR>`),
@@ -20,10 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.golden.crictl.cases import CASES
 from tests.golden.crictl.fake_cri import empty_cri
 from tests.golden.crictl.golden import GOLDEN_FILE, run_case
+from tests.upstream import UPSTREAM_CRICTL
 
 
 def main() -> None:
-    binary = sys.argv[1] if len(sys.argv) > 1 else "/opt/cri-tools/bin/crictl"
+    binary = sys.argv[1] if len(sys.argv) > 1 else str(UPSTREAM_CRICTL)
     version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout.strip()
     with empty_cri() as endpoint:
         cases = {case.name: run_case([binary], case, endpoint).as_json() for case in CASES}

@@ -15,7 +15,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,8 +29,8 @@ from tests.cri_server import CriServer
 from tests.rig import paths
 from tests.rig.containerd import PrivateContainerd
 from tests.rig.images import TestImages
+from tests.upstream import UPSTREAM_CRICTL, client_params
 
-UPSTREAM_CRICTL = Path("/opt/cri-tools/bin/crictl")
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 NULL = os.stat("/dev/null").st_rdev
 
@@ -180,11 +179,10 @@ def test_spec_written_later_is_seen_and_broken_one_is_named(cdi_rig: CdiRig) -> 
         shutil.rmtree(cdi_rig.run, ignore_errors=True)
 
 
-@pytest.mark.parametrize("client", ["upstream", "ours"])
-def test_crictl_create_with_cdi_devices(cdi_rig: CdiRig, tmp_path: Path, client: str) -> None:
-    if client == "upstream" and not UPSTREAM_CRICTL.exists():
-        pytest.skip("upstream crictl is not installed here")
-    binary = [str(UPSTREAM_CRICTL)] if client == "upstream" else [sys.executable, "-m", "crictl"]
+@pytest.mark.parametrize("binary", client_params())
+def test_crictl_create_with_cdi_devices(cdi_rig: CdiRig, tmp_path: Path, binary: list[str]) -> None:
+    """crictl's JSON `CDI_devices` reaches the server (upstream's case only where it is installed)."""
+    client = "upstream" if binary[0] == str(UPSTREAM_CRICTL) else "ours"
     ctr = {"metadata": {"name": f"crictl-cdi-{client}"}, "image": {"image": cdi_rig.images.busybox.ref},
            "command": ["sh", "-c", PROBE], "log_path": f"crictl-cdi-{client}.log",
            "CDI_devices": [{"name": "example.test/node=null0"}], "linux": {}}

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +23,8 @@ from tests.rig.containerd import PrivateContainerd
 from tests.rig.images import TestImages
 from tests.rig.network import TestNetwork
 from tests.rig.registry import LocalRegistry
+from tests.upstream import OUR_CRICTL, SRC, UPSTREAM_CRICTL
 
-UPSTREAM = Path("/opt/cri-tools/bin/crictl")
-SRC = str(Path(__file__).resolve().parents[3] / "src")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NETWORK_INDEX = 6  # distinct bridge/subnet from other suites' TestNetworks
 
@@ -51,10 +49,11 @@ class LiveCri:
     cgroup_parent: str
 
     def ours(self, *args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run_crictl([sys.executable, "-m", "crictl"], self.endpoint, *args, timeout=timeout, input=input)
+        return run_crictl(OUR_CRICTL, self.endpoint, *args, timeout=timeout, input=input)
 
     def upstream(self, *args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run_crictl([str(UPSTREAM)], self.endpoint, *args, timeout=timeout, input=input)
+        """Upstream crictl: only where it is installed (see tests/upstream.py for what runs elsewhere)."""
+        return run_crictl([str(UPSTREAM_CRICTL)], self.endpoint, *args, timeout=timeout, input=input)
 
     def pod_config(self, name: str, *, namespace: str = "crictl-test", attempt: int = 0) -> str:
         config = {

@@ -2,7 +2,8 @@
 
 Every case of tests/golden/crictl/cases.py runs through our crictl against the same empty CRI
 endpoint the recording used. Where upstream crictl is installed, it is run live too, so a stale
-recording shows up as a failure of `test_recording_is_current` rather than as a silent pass.
+recording shows up as a failure of `test_recording_is_current` rather than as a silent pass;
+elsewhere that test checks the recording holds every case, made by the case's own command line.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import pytest
 
 from tests.golden.crictl.cases import CASES, Case
 from tests.golden.crictl.fake_cri import empty_cri
-from tests.golden.crictl.golden import Result, cases_by_name, expected, run_case
+from tests.golden.crictl.golden import Result, cases_by_name, expected, recorded, run_case
+from tests.upstream import UPSTREAM_CRICTL, upstream_installed
 
 KLOG_LINE = re.compile(r"^[EWI]<KLOG>\] ")
-UPSTREAM = Path("/opt/cri-tools/bin/crictl")
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 OURS = [sys.executable, "-c", f"import sys; sys.path.insert(0, {SRC!r}); from crictl.main import main; main()"]
 
@@ -62,9 +63,16 @@ def test_matches_recorded_upstream(case: Case, ours: dict[str, Result]) -> None:
     assert_matches(case, ours[case.name], want)
 
 
-@pytest.mark.skipif(not UPSTREAM.exists(), reason="upstream crictl not installed at /opt/cri-tools/bin")
 def test_recording_is_current(endpoint: str) -> None:
-    live = _run_all([str(UPSTREAM)], endpoint)
+    """Every case is recorded from its own argv; and, where upstream is installed, as it prints now."""
+    cases = recorded()["cases"]
+    assert sorted(cases) == sorted(case.name for case in CASES), "re-run tests/golden/crictl/record.py"
+    for case in CASES:
+        argv = [a.replace("{config}", "<DIR>/crictl.yaml") for a in case.args]
+        assert cases[case.name]["argv"] == argv, f"{case.name}: recorded from another command line"
+    if not upstream_installed():
+        return  # nothing to run live here: the recording is what upstream printed where it ran
+    live = _run_all([str(UPSTREAM_CRICTL)], endpoint)
     stale = []
     for case in CASES:
         try:

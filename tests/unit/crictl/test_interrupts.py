@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,13 +25,10 @@ import pytest
 
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
 from tests.golden.crictl.fake_cri import EmptyImages, EmptyRuntime
+from tests.upstream import SRC, UPSTREAM_CRICTL, client_params
 
-UPSTREAM = Path("/opt/cri-tools/bin/crictl")
-SRC = str(Path(__file__).resolve().parents[3] / "src")
 CTR_ID = "ab" * 32
-CLIENTS = [pytest.param([sys.executable, "-m", "crictl"], id="ours")]
-if UPSTREAM.exists():
-    CLIENTS.append(pytest.param([str(UPSTREAM)], id="upstream"))
+CLIENTS = client_params()
 
 
 class SlowRuntime(EmptyRuntime):
@@ -130,7 +126,7 @@ def _attempts(client: list[str], rig: Rig) -> Iterator[bool]:
     """One try for ours; up to three for upstream, whose own signal handling is timing-dependent
     under load (seen: `logs -f` exiting 0 instead of 1 when the signal lands between polls).
     Yields True for the last try, on which a mismatch fails the test."""
-    tries = 3 if client[0] == str(UPSTREAM) else 1
+    tries = 3 if client[0] == str(UPSTREAM_CRICTL) else 1
     for n in range(tries):
         rig.runtime.reset()
         yield n == tries - 1

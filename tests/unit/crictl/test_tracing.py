@@ -1,8 +1,9 @@
 """--enable-tracing end to end: crictl against a real OTLP/gRPC receiver and a CRI endpoint.
 
 The receiver is a grpc server implementing the collector's TraceService (the OTLP protocol an
-OpenTelemetry collector speaks); the CRI endpoint records the metadata each call carried. Where
-upstream crictl is installed, it runs the same command and must produce the same span tree.
+OpenTelemetry collector speaks); the CRI endpoint records the metadata each call carried. Our
+span tree must be upstream crictl's: live where it is installed, else as recorded from it
+(tests/golden/crictl/live/tracing.json).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,9 +28,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from cri_protos.runtime.v1 import api_pb2_grpc
 from tests.golden.crictl.fake_cri import EmptyImages, EmptyRuntime
-
-UPSTREAM = Path("/opt/cri-tools/bin/crictl")
-SRC = str(Path(__file__).resolve().parents[3] / "src")
+from tests.golden.crictl.live import Recording
+from tests.upstream import SRC, UPSTREAM_CRICTL
 
 
 @dataclass
@@ -181,12 +180,17 @@ def test_without_the_flag_nothing_is_exported_or_imported(rig: Rig) -> None:
     assert rig.receiver.spans == []
 
 
-@pytest.mark.skipif(not UPSTREAM.exists(), reason="upstream crictl not installed at /opt/cri-tools/bin")
 def test_same_span_tree_as_upstream(rig: Rig) -> None:
-    result = _run([str(UPSTREAM)], rig, "ps", "-a")
-    assert result.returncode == 0, result.stderr
-    upstream = _tree(_wait_for_spans(rig.receiver, 4))
-    rig.receiver.spans.clear()
+    def upstream_tree() -> tuple[str, list[str]]:
+        result = _run([str(UPSTREAM_CRICTL)], rig, "ps", "-a")
+        assert result.returncode == 0, result.stderr
+        tree = _tree(_wait_for_spans(rig.receiver, 4))
+        rig.receiver.spans.clear()
+        return tree
+
+    command = ["crictl", "-c", "<CONFIG>", "-r", "<CRI>", "--enable-tracing", "--tracing-endpoint", "<COLLECTOR>",
+               "ps", "-a"]  # fmt: skip
+    name, children = Recording("tracing").value("ps -a span tree", command, upstream_tree, list)
     result = _run([sys.executable, "-m", "crictl"], rig, "ps", "-a")
     assert result.returncode == 0, result.stderr
-    assert _tree(_wait_for_spans(rig.receiver, 4)) == upstream
+    assert _tree(_wait_for_spans(rig.receiver, 4)) == (name, list(children))
