@@ -34,6 +34,7 @@ class FakeImage:
     chain_id: str = "sha256:" + "cd" * 32
     repo_tags: list[str] = field(default_factory=lambda: ["registry.test/busybox:1"])
     repo_digests: list[str] = field(default_factory=list)
+    record_name: str = "registry.test/busybox:1"
 
 
 class FakeImages:

@@ -25,6 +25,7 @@ from tests.unit.fake_containerd import CREATE, CREATE_TASK, PREPARE, START_TASK,
 class FakePauseImage:
     id = "sha256:" + "ab" * 32
     names = ["registry.test/pause:3.9"]
+    record_name = "registry.test/pause:3.9"
     config: dict[str, Any] = {"config": {"Entrypoint": ["/pause"]}, "rootfs": {}}
     chain_id = "sha256:" + "cd" * 32
 
