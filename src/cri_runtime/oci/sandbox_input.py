@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cri_protos.runtime.v1 import api_pb2
+from cri_runtime.oci import host_namespaces
 
 from .options import SpecOptions
 from .process import ImageConfig
@@ -33,8 +34,8 @@ class SandboxSpecInput:
 
     @property
     def host_network(self) -> bool:
-        return self.config.linux.security_context.namespace_options.network == api_pb2.NODE
+        return host_namespaces.host_network(self.config)
 
     @property
     def host_ipc(self) -> bool:
-        return self.config.linux.security_context.namespace_options.ipc == api_pb2.NODE
+        return host_namespaces.host_ipc(self.config)

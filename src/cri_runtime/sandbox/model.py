@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cri_protos.runtime.v1 import api_pb2
+from cri_runtime.oci import host_namespaces
 from cri_runtime.store import atomic
 
 METADATA_VERSION = 1
@@ -118,12 +119,12 @@ class Sandbox:
 
     @property
     def host_network(self) -> bool:
-        return self.config.linux.security_context.namespace_options.network == api_pb2.NODE
+        return host_namespaces.host_network(self.config)
 
     @property
     def host_ipc(self) -> bool:
-        return self.config.linux.security_context.namespace_options.ipc == api_pb2.NODE
+        return host_namespaces.host_ipc(self.config)
 
     @property
     def host_pid(self) -> bool:
-        return self.config.linux.security_context.namespace_options.pid == api_pb2.NODE
+        return host_namespaces.host_pid(self.config)

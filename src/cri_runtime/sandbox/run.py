@@ -28,7 +28,7 @@ from cri_runtime.containerd import objects
 from cri_runtime.images.store import ImageRecord
 from cri_runtime.network import netns
 from cri_runtime.network.manager import Bandwidth, DNSConfig, NetworkStatus, PortMapping
-from cri_runtime.oci import sandbox_spec
+from cri_runtime.oci import host_namespaces, sandbox_spec
 from cri_runtime.oci.process import ImageConfig
 from cri_runtime.rollback import Rollback, remove_dir, run_or_undo
 from cri_runtime.sandbox import files
@@ -119,11 +119,11 @@ class _PodRun:
 
     @property
     def host_network(self) -> bool:
-        return self.cfg.linux.security_context.namespace_options.network == api_pb2.NODE
+        return host_namespaces.host_network(self.cfg)
 
     @property
     def host_ipc(self) -> bool:
-        return self.cfg.linux.security_context.namespace_options.ipc == api_pb2.NODE
+        return host_namespaces.host_ipc(self.cfg)
 
     @property
     def netns_name(self) -> str:
