@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import struct
 import urllib.parse
-
-import grpc
+from typing import TYPE_CHECKING
 
 from . import hpack
+
+if TYPE_CHECKING:
+    import grpc
 
 _LENGTH_PREFIX = struct.Struct(">BL")
 PREFIX_SIZE = _LENGTH_PREFIX.size
