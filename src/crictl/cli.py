@@ -13,7 +13,6 @@ Commands are declared with click-like decorators (`command`, `option`, `argument
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -49,7 +48,9 @@ class ShowSubcommandHelp(Exception):
 
 
 def go_quote(text: str) -> str:
-    """Go's %q for the printable strings flags have."""
+    """Go's %q for the printable strings flags have (json is imported only when one is quoted)."""
+    import json
+
     return json.dumps(text, ensure_ascii=False)
 
 

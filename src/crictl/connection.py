@@ -169,13 +169,14 @@ class Service:
 
     def validate(self) -> None:
         """Cheap RPC proving the endpoint speaks CRI v1 (crictl validates the same way)."""
-        from cri_protos.runtime.v1 import api_pb2
+        from crictl.ops import pb
 
+        api = pb()
         try:
             if self.kind == "runtime":
-                self._invoke("Version", api_pb2.VersionRequest(version="v1"), self.settings.timeout)
+                self._invoke("Version", api.VersionRequest(version="v1"), self.settings.timeout)
             else:
-                self._invoke("ImageFsInfo", api_pb2.ImageFsInfoRequest(), self.settings.timeout)
+                self._invoke("ImageFsInfo", api.ImageFsInfoRequest(), self.settings.timeout)
         except Exception as exc:
             if rpc_code(exc) is None:
                 raise

@@ -18,10 +18,10 @@ POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 
 
 def pb() -> Any:
-    """The generated CRI messages, imported on first use."""
-    from cri_protos.runtime.v1 import api_pb2
+    """The CRI messages (api_pb2's names), loaded on first use."""
+    from crictl.messages import api
 
-    return api_pb2
+    return api()
 
 
 @dataclass

@@ -287,7 +287,8 @@ def test_ps_imports_only_its_own_command_module() -> None:
 
 @pytest.mark.parametrize("command", [["ps", "-a"], ["inspect", CTR_ID], ["images"], ["version"]])
 def test_rpc_commands_load_neither_grpcio_nor_the_server(fake_cri: tuple[str, FakeRuntime], command: list[str]) -> None:
-    """Start-up time: crictl's calls go through cri_runtime.grpc_client.blocking alone."""
+    """Start-up time: crictl's calls go through cri_runtime.grpc_client.blocking alone, and the
+    CRI classes come from crictl.messages without protobuf's pure-Python machinery."""
     import subprocess
     import sys
 
@@ -296,7 +297,8 @@ def test_rpc_commands_load_neither_grpcio_nor_the_server(fake_cri: tuple[str, Fa
         "import sys; from crictl.main import main\n"
         f"try: main(['-r', {fake_cri[0]!r}, *{command!r}])\n"
         "except SystemExit as exc: assert not exc.code, exc.code\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'grpc' or m.startswith('cri_runtime.rpc')),"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'grpc' or m.startswith(('cri_runtime.rpc', "
+        "'cri_protos.runtime.v1.api_pb2', 'google.protobuf.descriptor_pool', 'google.protobuf.text_format'))),"
         " file=sys.stderr)"
     )
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": src},
