@@ -291,9 +291,7 @@ class Clients:
         if self._runtime is None:
             settings = self.settings
             if timeout:
-                from dataclasses import replace
-
-                settings = replace(settings, timeout=timeout)
+                settings = settings.with_timeout(timeout)
             if settings.runtime_endpoint_set and not settings.runtime_endpoint:
                 raise CliError("--runtime-endpoint is not set")
             log.debug("Get runtime connection")

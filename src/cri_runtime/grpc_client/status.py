@@ -7,7 +7,6 @@ against grpcio's errors (crictl's error lines, its tracing) reads ours unchanged
 from __future__ import annotations
 
 import enum
-import urllib.parse
 from collections.abc import Mapping
 
 from cri_runtime.h2 import frames
@@ -92,5 +91,9 @@ def from_trailers(fields: Mapping[bytes, bytes]) -> RpcError | None:
         code = StatusCode.UNKNOWN
     if code is StatusCode.OK:
         return None
-    message = urllib.parse.unquote(fields.get(b"grpc-message", b"").decode("utf-8", "replace"))
+    message = fields.get(b"grpc-message", b"").decode("utf-8", "replace")
+    if "%" in message:
+        import urllib.parse  # not at start-up: only a failed call may need it
+
+        message = urllib.parse.unquote(message)
     return RpcError(code, message)
