@@ -174,7 +174,7 @@ class Service:
         api = pb()
         try:
             if self.kind == "runtime":
-                self._invoke("Version", api.VersionRequest(version="v1"), self.settings.timeout)
+                self._invoke("Version", api.VersionRequest(), self.settings.timeout)  # cri-client sends it empty
             else:
                 self._invoke("ImageFsInfo", api.ImageFsInfoRequest(), self.settings.timeout)
         except Exception as exc:
