@@ -113,6 +113,8 @@ class Channel:
     # ------------------------------------------------------------------ connection
 
     def _connect(self, deadline: float | None) -> socket.socket:
+        if self._sock is not None:
+            self._catch_up()
         if self._sock is not None and self._next_id <= self._last_stream and self._next_id < frames.MAX_WINDOW:
             return self._sock
         self.close()
@@ -140,6 +142,25 @@ class Channel:
             frames.SETTINGS_ENABLE_PUSH: 0, frames.SETTINGS_INITIAL_WINDOW_SIZE: _RECV_WINDOW,
         }) + frames.window_update(0, _RECV_WINDOW - frames.DEFAULT_WINDOW))  # fmt: skip
         return sock
+
+    def _catch_up(self) -> None:
+        """Handle what the server sent while the connection sat idle (PING, GOAWAY, a close), so that
+        no call starts on a connection the server has left: `logs -f` polls across a runtime restart."""
+        sock = self._sock
+        assert sock is not None
+        try:
+            while True:
+                sock.settimeout(0.0)  # again each round: answering a PING or SETTINGS made it blocking
+                try:
+                    chunk = sock.recv(_READ_SIZE)
+                except BlockingIOError:
+                    return
+                if not chunk:
+                    self.close()
+                    return
+                self._handle(chunk)
+        except (OSError, RpcError):
+            self.close()
 
     def _start(self, method: str, request: bytes, deadline: float | None, metadata: Metadata) -> _Stream:
         if len(request) > self.max_send:
@@ -204,7 +225,7 @@ class Channel:
             raise RpcError(StatusCode.UNAVAILABLE, f"connection error: desc = {_go_quote(str(exc))}") from None
 
     def _read(self, deadline: float | None) -> None:
-        """Wait for bytes from the server and handle every whole frame among them."""
+        """Wait for bytes from the server and handle them."""
         sock = self._sock
         if sock is None:
             raise RpcError(StatusCode.UNAVAILABLE, "error reading from server: connection closed")
@@ -220,6 +241,10 @@ class Channel:
             raise RpcError(StatusCode.UNAVAILABLE, f"error reading from server: {exc}") from None
         if not chunk:
             raise RpcError(StatusCode.UNAVAILABLE, "error reading from server: EOF")
+        self._handle(chunk)
+
+    def _handle(self, chunk: bytes) -> None:
+        """Handle every whole frame received so far; keep the rest for the next chunk."""
         buf = self._buf
         buf += chunk
         pos = 0

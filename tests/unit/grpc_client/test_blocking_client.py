@@ -176,6 +176,23 @@ def test_a_stopped_server_ends_the_call_in_flight_then_is_unavailable(tmp_path: 
             stopper.join(10)
 
 
+def test_a_server_restarted_between_calls_is_dialled_anew(tmp_path: Path) -> None:
+    """As `crictl logs -f` polls across a runtime restart: the idle connection is not reused."""
+    path = tmp_path / "restart.sock"
+    channel = Channel(str(path))
+    try:
+        first = ServerThread(path).start()
+        assert version(channel, "echo:before") == "before"
+        first.stop(grace=0.1)
+        second = ServerThread(path).start()
+        try:
+            assert version(channel, "echo:after", timeout=5) == "after"
+        finally:
+            second.stop()
+    finally:
+        channel.close()
+
+
 def test_importing_the_client_loads_neither_grpcio_nor_the_server() -> None:
     code = ("import sys, cri_runtime.grpc_client.blocking; print(sorted(m for m in sys.modules "
             "if m == 'grpc' or m.startswith(('grpc.', 'cri_runtime.rpc'))))")  # fmt: skip
