@@ -4,6 +4,7 @@ deadlines, streams, interrupts, and that it loads neither grpcio nor the server.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import pytest
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.grpc_client.blocking import Channel
 from cri_runtime.grpc_client.status import RpcError, StatusCode
+from cri_runtime.h2 import frames, hpack, wire
 from tests.unit.rpc.server_thread import ServerThread
 
 SERVICE = "/runtime.v1.RuntimeService/"
@@ -191,6 +193,78 @@ def test_a_server_restarted_between_calls_is_dialled_anew(tmp_path: Path) -> Non
             second.stop()
     finally:
         channel.close()
+
+
+class ScriptedServer:
+    """A bare HTTP/2 server answering each call with `echo`, and sending a PING when told to."""
+
+    def __init__(self, path: Path) -> None:
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(1)
+        self.send_ping = threading.Event()
+        self.ping_sent = threading.Event()
+        self.pings_acked = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        conn.settimeout(10)
+        buf = b""
+        while len(buf) < len(frames.PREFACE):
+            buf += conn.recv(65536)
+        buf = buf[len(frames.PREFACE):]
+        conn.sendall(frames.settings({}))
+        response = wire.length_prefixed(api_pb2.VersionResponse(version="echo").SerializeToString())
+        for call in range(2):
+            stream, buf = self._read_call(conn, buf)
+            conn.sendall(frames.headers_frames(stream, hpack.encode([(b":status", b"200")]), False, 16384)
+                         + frames.data_frames(stream, response, 16384)
+                         + frames.headers_frames(stream, hpack.encode([(b"grpc-status", b"0")]), True, 16384))
+            if call == 0:
+                assert self.send_ping.wait(10)
+                conn.sendall(frames.frame(frames.PING, 0, 0, b"12345678"))
+                self.ping_sent.set()
+        conn.close()
+
+    def _read_call(self, conn: socket.socket, buf: bytes) -> tuple[int, bytes]:
+        """Read frames until a request ends (its stream and the bytes after it); count PING acks."""
+        while True:
+            while len(buf) < frames.HEADER_SIZE:
+                buf += conn.recv(65536)
+            length, ftype, flags, stream = frames.parse_header(buf, 0)
+            while len(buf) < frames.HEADER_SIZE + length:
+                buf += conn.recv(65536)
+            buf = buf[frames.HEADER_SIZE + length:]
+            if ftype == frames.PING and flags & frames.FLAG_ACK:
+                self.pings_acked += 1
+            if ftype == frames.DATA and flags & frames.FLAG_END_STREAM:
+                return stream, buf
+
+
+def test_a_ping_that_arrived_while_idle_is_answered_and_the_next_call_runs(tmp_path: Path) -> None:
+    server = ScriptedServer(tmp_path / "scripted.sock")
+    channel = Channel(str(tmp_path / "scripted.sock"))
+    results: list[str] = []
+
+    def calls() -> None:
+        results.append(version(channel, "one", timeout=5))
+        server.send_ping.set()
+        assert server.ping_sent.wait(5)
+        results.append(version(channel, "two", timeout=5))
+
+    client = threading.Thread(target=calls, daemon=True)
+    try:
+        client.start()
+        client.join(10)
+        assert not client.is_alive(), "the second call hung"
+        assert results == ["echo", "echo"]
+        server.thread.join(10)
+        assert server.pings_acked == 1
+    finally:
+        channel.close()
+        server.listener.close()
 
 
 def test_importing_the_client_loads_neither_grpcio_nor_the_server() -> None:
