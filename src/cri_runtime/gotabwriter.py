@@ -6,12 +6,15 @@ byte; standard library only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class TabStyle:
-    """The arguments of Go's tabwriter.NewWriter(out, minwidth, tabwidth, padding, padchar, 0)."""
+class TabStyle(NamedTuple):
+    """The arguments of Go's tabwriter.NewWriter(out, minwidth, tabwidth, padding, padchar, 0).
+
+    A NamedTuple, not a dataclass: crictl imports this module on start-up, and dataclasses
+    (with the inspect module it needs) costs more to import than crictl's whole table code.
+    """
 
     minwidth: int
     tabwidth: int

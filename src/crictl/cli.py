@@ -13,11 +13,9 @@ Commands are declared with click-like decorators (`command`, `option`, `argument
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from cri_runtime import gotabwriter
@@ -49,7 +47,9 @@ class ShowSubcommandHelp(Exception):
 
 
 def go_quote(text: str) -> str:
-    """Go's %q for the printable strings flags have."""
+    """Go's %q for the printable strings flags have (json is imported only when one is quoted)."""
+    import json
+
     return json.dumps(text, ensure_ascii=False)
 
 
@@ -110,20 +110,29 @@ def _parse_duration(text: str) -> float:
         raise ValueError("parse error") from None
 
 
-@dataclass
 class Flag:
-    """One urfave flag. `kind`: bool, string, int, uint, float, duration or slice."""
+    """One urfave flag. `kind`: bool, string, int, uint, float, duration or slice.
 
-    name: str
-    kind: str
-    usage: str = ""
-    aliases: list[str] = field(default_factory=list)
-    default: Any = None
-    envvars: list[str] = field(default_factory=list)
-    dest: str = ""
-    default_text: str | None = None
-    hidden: bool = False
-    takes_file: bool = False  # shells complete file names for it
+    This module's classes are plain classes, not dataclasses: importing dataclasses (and the
+    inspect module it needs) cost about a tenth of crictl's start-up.
+    """
+
+    def __init__(self, name: str, kind: str, usage: str = "", aliases: list[str] | None = None,
+                 default: Any = None, envvars: list[str] | None = None, dest: str = "",
+                 default_text: str | None = None, hidden: bool = False, takes_file: bool = False) -> None:  # fmt: skip
+        self.name = name
+        self.kind = kind
+        self.usage = usage
+        self.aliases = aliases if aliases is not None else []
+        self.default = default
+        self.envvars = envvars if envvars is not None else []
+        self.dest = dest
+        self.default_text = default_text
+        self.hidden = hidden
+        self.takes_file = takes_file  # shells complete file names for it
+
+    def __repr__(self) -> str:
+        return f"Flag({self.name!r}, {self.kind!r})"
 
     def names(self) -> list[str]:
         return [self.name, *self.aliases]
@@ -208,22 +217,29 @@ VERSION_FLAG = Flag("version", "bool", "print the version", ["v"], dest="version
 # Commands
 
 
-@dataclass
 class Command:
-    name: str
-    usage: str = ""
-    action: Callable[..., Any] | None = None
-    aliases: list[str] = field(default_factory=list)
-    args_usage: str = ""
-    usage_text: str = ""
-    description: str = ""
-    flags: list[Flag] = field(default_factory=list)
-    subcommands: list[Command] = field(default_factory=list)
-    short_options: bool = False
-    sort_flags: bool = True
-    hidden: bool = False
-    arg_name: str | None = None  # the keyword argument that receives the positional arguments
-    pass_ctx: bool = False
+    def __init__(self, name: str, usage: str = "", action: Callable[..., Any] | None = None,
+                 aliases: list[str] | None = None, args_usage: str = "", usage_text: str = "",
+                 description: str = "", flags: list[Flag] | None = None, subcommands: list[Command] | None = None,
+                 short_options: bool = False, sort_flags: bool = True, hidden: bool = False,
+                 arg_name: str | None = None, pass_ctx: bool = False) -> None:  # fmt: skip
+        self.name = name
+        self.usage = usage
+        self.action = action
+        self.aliases = aliases if aliases is not None else []
+        self.args_usage = args_usage
+        self.usage_text = usage_text
+        self.description = description
+        self.flags = flags if flags is not None else []
+        self.subcommands = subcommands if subcommands is not None else []
+        self.short_options = short_options
+        self.sort_flags = sort_flags
+        self.hidden = hidden
+        self.arg_name = arg_name  # the keyword argument that receives the positional arguments
+        self.pass_ctx = pass_ctx
+
+    def __repr__(self) -> str:
+        return f"Command({self.name!r})"
 
     def names(self) -> list[str]:
         return [self.name, *self.aliases]
@@ -455,17 +471,19 @@ def render_help_topic(command: Command, help_name: str) -> str:
 # Running
 
 
-@dataclass
 class App:
     """The root: global flags, the command table and the hooks main.py fills in."""
 
-    name: str
-    usage: str
-    version: str
-    flags: list[Flag]
-    commands: list[Command]  # the table; a command's flags and action may load on demand
-    load: Callable[[Command], Command]
-    before: Callable[[Context], None] | None = None
+    def __init__(self, name: str, usage: str, version: str, flags: list[Flag], commands: list[Command],
+                 load: Callable[[Command], Command],
+                 before: Callable[[Context], None] | None = None) -> None:  # fmt: skip
+        self.name = name
+        self.usage = usage
+        self.version = version
+        self.flags = flags
+        self.commands = commands  # the table; a command's flags and action may load on demand
+        self.load = load
+        self.before = before
 
     def render_help(self) -> str:
         flags = [*sorted((f for f in self.flags if not f.hidden), key=lambda f: f.name), HELP_FLAG, VERSION_FLAG]

@@ -1,14 +1,16 @@
 """Connections to CRI endpoints: endpoint choice, validation, retries, deadlines, debug logging.
 
-grpc and the generated stubs are imported here lazily so commands that never talk to a
-runtime (help, config, completion) start fast. Every RPC failure becomes a CliError whose
+Calls go through our blocking gRPC client (`cri_runtime.grpc_client.blocking`), not grpcio:
+importing grpcio and starting its channel cost more than all the rest of `crictl ps`. The
+client and the CRI messages are imported lazily so commands that never talk to a runtime
+(help, config, completion) start faster still. Every RPC failure becomes a CliError whose
 one-line message names the endpoint and the gRPC status, formatted as Go's grpc prints it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from crictl import log
@@ -49,13 +51,13 @@ def go_list(items: tuple[str, ...] | list[str]) -> str:
     return "[" + " ".join(items) + "]"
 
 
-def grpc_target(endpoint: str) -> str:
-    """Map a CRI endpoint to a grpc target; only unix sockets are supported on Linux."""
+def socket_path(endpoint: str) -> str:
+    """The unix socket of a CRI endpoint; only unix sockets are supported on Linux."""
     if endpoint.startswith("unix://"):
         path = endpoint[len("unix://") :]
         if not path:
             raise CliError(f'endpoint "{endpoint}": empty socket path')
-        return "unix:" + path
+        return path
     if "://" in endpoint:
         scheme = endpoint.split("://", 1)[0]
         raise CliError(f'endpoint "{endpoint}": protocol "{scheme}" not supported')
@@ -63,7 +65,7 @@ def grpc_target(endpoint: str) -> str:
         log.warning(
             f'Using "{endpoint}" as endpoint is deprecated, please consider using full url format "unix://{endpoint}".'
         )
-        return "unix:" + endpoint
+        return endpoint
     raise CliError(f'endpoint "{endpoint}": protocol "" not supported')
 
 
@@ -102,74 +104,79 @@ def short_text(message: Any) -> str:
     return str(text_format.MessageToString(message, as_one_line=True))
 
 
-#: Channels left open on the way out after Ctrl-C (see Service.close).
-_ABANDONED: list[Any] = []
+_SERVICES = {"runtime": "runtime.v1.RuntimeService", "image": "runtime.v1.ImageService"}
+
+
+class Responses:
+    """The decoded messages of a server-streaming call; `cancel()` ends the call."""
+
+    def __init__(self, stream: Any, response_type: Any) -> None:
+        self._stream = stream
+        self._type = response_type
+
+    def __iter__(self) -> Iterator[Any]:
+        for raw in self._stream:
+            yield _decode(self._type, raw)
+
+    def cancel(self) -> None:
+        self._stream.cancel()
+
+
+def _decode(response_type: Any, raw: bytes) -> Any:
+    try:
+        return response_type.FromString(raw)
+    except Exception as exc:  # protobuf's DecodeError: what grpc-go reports for it
+        from cri_runtime.grpc_client.status import RpcError, StatusCode
+
+        raise RpcError(StatusCode.INTERNAL, f"grpc: failed to unmarshal the received message: {exc}") from exc
+
+
+def _response_type(service: str, method: str) -> Any:
+    from crictl.ops import pb
+
+    api = pb()
+    return getattr(api, api.DESCRIPTOR.services_by_name[service.rpartition(".")[2]].methods_by_name[method]
+                   .output_type.name)  # fmt: skip
 
 
 class Service:
-    """One validated channel to one endpoint with a stub for the named CRI service."""
+    """One validated connection to one endpoint, calling the named CRI service."""
 
     def __init__(self, endpoint: str, kind: str, settings: Settings) -> None:
         self.endpoint = endpoint
         self.kind = kind
         self.settings = settings
         self.channel: Any = None
-        self.stub: Any = None
         self.shared = False
 
     def open(self) -> None:
-        import grpc
+        from cri_runtime.grpc_client.blocking import Channel
 
-        from cri_protos.runtime.v1 import api_pb2_grpc
-
-        target = grpc_target(self.endpoint)
-        self.channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.enable_retries", 0),
-            ],
-        )
-        if self.kind == "runtime":
-            self.stub = api_pb2_grpc.RuntimeServiceStub(self.channel)
-        else:
-            self.stub = api_pb2_grpc.ImageServiceStub(self.channel)
+        path = socket_path(self.endpoint)
+        self.channel = Channel(path, max_receive=MAX_MESSAGE_BYTES, max_send=MAX_MESSAGE_BYTES)
 
     def sibling(self, kind: str) -> Service:
-        """The other CRI service over this already-validated channel (saves a round trip)."""
-        from cri_protos.runtime.v1 import api_pb2_grpc
-
+        """The other CRI service over this already-validated connection (saves a round trip)."""
         other = Service(self.endpoint, kind, self.settings)
         other.channel = self.channel
         other.shared = True
-        if kind == "runtime":
-            other.stub = api_pb2_grpc.RuntimeServiceStub(self.channel)
-        else:
-            other.stub = api_pb2_grpc.ImageServiceStub(self.channel)
         return other
 
     def close(self) -> None:
         if self.channel is not None and not self.shared:
-            from crictl import interrupt
-
-            # After Ctrl-C the process is on its way out: grpc's close() can wait for the cancelled
-            # stream's threads (seen under load, for seconds), and the kernel closes the socket anyway.
-            if interrupt.requested():
-                _ABANDONED.append(self.channel)  # kept alive: its __del__ would close (and wait) too
-            else:
-                self.channel.close()
+            self.channel.close()
             self.channel = None
 
     def validate(self) -> None:
         """Cheap RPC proving the endpoint speaks CRI v1 (crictl validates the same way)."""
-        from cri_protos.runtime.v1 import api_pb2
+        from crictl.ops import pb
 
+        api = pb()
         try:
             if self.kind == "runtime":
-                self._invoke("Version", api_pb2.VersionRequest(version="v1"), self.settings.timeout)
+                self._invoke("Version", api.VersionRequest(), self.settings.timeout)  # cri-client sends it empty
             else:
-                self._invoke("ImageFsInfo", api_pb2.ImageFsInfoRequest(), self.settings.timeout)
+                self._invoke("ImageFsInfo", api.ImageFsInfoRequest(), self.settings.timeout)
         except Exception as exc:
             if rpc_code(exc) is None:
                 raise
@@ -199,24 +206,19 @@ class Service:
         return self._invoke(method, request, None, streaming=True)
 
     def _invoke(self, method: str, request: Any, timeout: float | None, streaming: bool = False) -> Any:
-        rpc = getattr(self.stub, method)
+        service = _SERVICES[self.kind]
+        path = f"/{service}/{method}"
+        response_type = _response_type(service, method)
+        payload = request.SerializeToString()
 
         def invoke(metadata: list[tuple[str, str]] | None) -> Any:
             if streaming:
-                return rpc(request, timeout=timeout, metadata=metadata)
-            # A unary call runs as a future: Ctrl-C then interrupts the wait, never grpc's own
-            # blocking path (an exception raised in there could leave the channel unable to close),
-            # and the call is cancelled, as upstream cancels the call's context.
-            future = rpc.future(request, timeout=timeout, metadata=metadata)
-            try:
-                return future.result()
-            except BaseException:
-                future.cancel()
-                raise
+                stream = self.channel.server_stream(path, payload, timeout=timeout, metadata=metadata or ())
+                return Responses(stream, response_type)
+            return _decode(response_type, self.channel.unary(path, payload, timeout=timeout, metadata=metadata or ()))
 
         if not _call_hook:
             return invoke(None)
-        service = "runtime.v1.RuntimeService" if self.kind == "runtime" else "runtime.v1.ImageService"
         return _call_hook[0](f"{service}/{method}", invoke)
 
 
@@ -289,9 +291,7 @@ class Clients:
         if self._runtime is None:
             settings = self.settings
             if timeout:
-                from dataclasses import replace
-
-                settings = replace(settings, timeout=timeout)
+                settings = settings.with_timeout(timeout)
             if settings.runtime_endpoint_set and not settings.runtime_endpoint:
                 raise CliError("--runtime-endpoint is not set")
             log.debug("Get runtime connection")

@@ -7,7 +7,6 @@ confirmations crictl prints for mutating calls, e.g. the ID of a stopped contain
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from crictl.cmdutil import AppContext
@@ -18,31 +17,34 @@ POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 
 
 def pb() -> Any:
-    """The generated CRI messages, imported on first use."""
-    from cri_protos.runtime.v1 import api_pb2
+    """The CRI messages (api_pb2's names), loaded on first use."""
+    from crictl.messages import api
 
-    return api_pb2
+    return api()
 
 
-@dataclass
 class ListOptions:
-    """crictl's listOptions (shared by ps, pods, inspect*, exec filters)."""
+    """crictl's listOptions (shared by ps, pods, inspect*, exec filters); not a dataclass, for start-up time."""
 
-    id: str = ""
-    pod_id: str = ""
-    name_regexp: str = ""
-    namespace_regexp: str = ""
-    state: str = ""
-    verbose: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
-    quiet: bool = False
-    output: str = "table"
-    all: bool = False
-    latest: bool = False
-    last: int = 0
-    no_trunc: bool = False
-    image: str = ""
-    resolve_image_path: bool = False
+    def __init__(self, id: str = "", pod_id: str = "", name_regexp: str = "", namespace_regexp: str = "",
+                 state: str = "", verbose: bool = False, labels: dict[str, str] | None = None, quiet: bool = False,
+                 output: str = "table", all: bool = False, latest: bool = False, last: int = 0,
+                 no_trunc: bool = False, image: str = "", resolve_image_path: bool = False) -> None:  # fmt: skip
+        self.id = id
+        self.pod_id = pod_id
+        self.name_regexp = name_regexp
+        self.namespace_regexp = namespace_regexp
+        self.state = state
+        self.verbose = verbose
+        self.labels = labels if labels is not None else {}
+        self.quiet = quiet
+        self.output = output
+        self.all = all
+        self.latest = latest
+        self.last = last
+        self.no_trunc = no_trunc
+        self.image = image
+        self.resolve_image_path = resolve_image_path
 
 
 def _compile(pattern: str) -> re.Pattern[str] | None:

@@ -11,18 +11,17 @@ from __future__ import annotations
 import base64
 import math
 import struct
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 
-_INT64_TYPES = {
-    FieldDescriptor.TYPE_INT64,
-    FieldDescriptor.TYPE_UINT64,
-    FieldDescriptor.TYPE_SINT64,
-    FieldDescriptor.TYPE_FIXED64,
-    FieldDescriptor.TYPE_SFIXED64,
-}
+# FieldDescriptorProto.Type (descriptor.proto), named as protobuf's FieldDescriptor names them:
+# google.protobuf.descriptor itself is not imported, it costs more than the whole walk.
+TYPE_DOUBLE, TYPE_FLOAT, TYPE_GROUP, TYPE_MESSAGE, TYPE_BYTES, TYPE_ENUM = 1, 2, 10, 11, 12, 14
+TYPE_INT64, TYPE_UINT64, TYPE_FIXED64, TYPE_SFIXED64, TYPE_SINT64 = 3, 4, 6, 16, 18
+_INT64_TYPES = {TYPE_INT64, TYPE_UINT64, TYPE_SINT64, TYPE_FIXED64, TYPE_SFIXED64}
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
@@ -30,24 +29,19 @@ def message_to_dict(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
     descriptor: Any = message.DESCRIPTOR  # python or upb descriptor: typed loosely on purpose
     for field in descriptor.fields:
-        if _is_map(field):
-            entries = getattr(message, field.name)
-            value_field = field.message_type.fields_by_name["value"]
-            out[field.json_name] = {str(_map_key(k)): _scalar(value_field, entries[k]) for k in sorted(entries)}
-        elif field.is_repeated:
-            out[field.json_name] = [_scalar(field, v) for v in getattr(message, field.name)]
+        if field.is_repeated:
+            values = getattr(message, field.name)
+            if isinstance(values, Mapping):  # a map field (its options would need descriptor_pb2)
+                value_field = field.message_type.fields_by_name["value"]
+                out[field.json_name] = {str(_map_key(k)): _scalar(value_field, values[k]) for k in sorted(values)}
+            else:
+                out[field.json_name] = [_scalar(field, v) for v in values]
         elif field.has_presence:
             if message.HasField(field.name):
                 out[field.json_name] = _scalar(field, getattr(message, field.name))
         else:
             out[field.json_name] = _scalar(field, getattr(message, field.name))
     return out
-
-
-def _is_map(field: Any) -> bool:
-    return bool(
-        field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry and field.is_repeated
-    )
 
 
 def _map_key(key: Any) -> Any:
@@ -58,18 +52,18 @@ def _map_key(key: Any) -> Any:
 
 def _scalar(field: Any, value: Any) -> Any:
     kind = field.type
-    if kind == FieldDescriptor.TYPE_MESSAGE or kind == FieldDescriptor.TYPE_GROUP:
+    if kind in (TYPE_MESSAGE, TYPE_GROUP):
         return message_to_dict(value)
     if kind in _INT64_TYPES:
         return str(value)
-    if kind == FieldDescriptor.TYPE_ENUM:
+    if kind == TYPE_ENUM:
         enum_value = field.enum_type.values_by_number.get(value)
         return enum_value.name if enum_value is not None else value
-    if kind == FieldDescriptor.TYPE_BYTES:
+    if kind == TYPE_BYTES:
         return base64.b64encode(value).decode("ascii")
-    if kind == FieldDescriptor.TYPE_FLOAT:
+    if kind == TYPE_FLOAT:
         return _float(_shortest_float32(value))
-    if kind == FieldDescriptor.TYPE_DOUBLE:
+    if kind == TYPE_DOUBLE:
         return _float(value)
     return value
 

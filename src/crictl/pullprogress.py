@@ -52,18 +52,21 @@ def containerd_ingests(address: str, namespace: str) -> Callable[[], IngestTotal
     path = address.removeprefix("unix://")
     if not os.path.exists(path):
         return None
-    import grpc
+    from cri_protos.containerd.services.content.v1 import content_pb2
+    from cri_runtime.grpc_client.blocking import Channel
+    from cri_runtime.grpc_client.status import RpcError
 
-    from cri_protos.containerd.services.content.v1 import content_pb2, content_pb2_grpc
-
-    channel = grpc.insecure_channel(f"unix://{path}", options=[("grpc.default_authority", "localhost")])
-    stub = content_pb2_grpc.ContentStub(channel)
+    channel = Channel(path)  # its own connection: polled from the progress thread
+    method = "/containerd.services.content.v1.Content/ListStatuses"
+    request = content_pb2.ListStatusesRequest().SerializeToString()
     metadata = (("containerd-namespace", namespace),)
 
     def poll() -> IngestTotals | None:
         try:
-            resp = stub.ListStatuses(content_pb2.ListStatusesRequest(), metadata=metadata, timeout=0.5)
-        except grpc.RpcError:
+            resp = content_pb2.ListStatusesResponse.FromString(
+                channel.unary(method, request, timeout=0.5, metadata=metadata)
+            )
+        except RpcError:
             return None
         statuses = list(resp.statuses)
         return IngestTotals(len(statuses), sum(s.offset for s in statuses), sum(s.total for s in statuses))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 
 from crictl.errors import CliError
 
@@ -33,18 +32,22 @@ _GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
-@dataclass
 class FileConfig:
-    """Values of the config file (zero values for absent keys, like crictl's Config struct)."""
+    """Values of the config file (zero values for absent keys, like crictl's Config struct).
 
-    runtime_endpoint: str = ""
-    image_endpoint: str = ""
-    timeout: int = 0
-    debug: bool = False
-    pull_image_on_create: bool = False
-    disable_pull_on_run: bool = False
-    max_retries: int = 0
-    text: str = field(default="", repr=False)
+    This module's classes are plain classes, not dataclasses: importing dataclasses (and the
+    inspect module it needs) cost about a tenth of crictl's start-up.
+    """
+
+    def __init__(self, text: str = "") -> None:
+        self.runtime_endpoint = ""
+        self.image_endpoint = ""
+        self.timeout = 0
+        self.debug = False
+        self.pull_image_on_create = False
+        self.disable_pull_on_run = False
+        self.max_retries = 0
+        self.text = text
 
     def get(self, key: str) -> str:
         value = getattr(self, key.replace("-", "_"))
@@ -186,32 +189,40 @@ def write_config(config: FileConfig, path: str) -> None:
     config.text = text
 
 
-@dataclass
 class Settings:
     """The effective client settings after applying precedence."""
 
-    runtime_endpoint: str = ""
-    runtime_endpoint_set: bool = False
-    image_endpoint: str = ""
-    image_endpoint_set: bool = False
-    timeout: float = DEFAULT_TIMEOUT
-    debug: bool = False
-    pull_image_on_create: bool = False
-    disable_pull_on_run: bool = False
-    max_retries: int = DEFAULT_MAX_RETRIES
-    config_path: str = DEFAULT_CONFIG_PATH
+    def __init__(self, config_path: str = DEFAULT_CONFIG_PATH) -> None:
+        self.runtime_endpoint = ""
+        self.runtime_endpoint_set = False
+        self.image_endpoint = ""
+        self.image_endpoint_set = False
+        self.timeout: float = DEFAULT_TIMEOUT
+        self.debug = False
+        self.pull_image_on_create = False
+        self.disable_pull_on_run = False
+        self.max_retries = DEFAULT_MAX_RETRIES
+        self.config_path = config_path
+
+    def with_timeout(self, timeout: float) -> Settings:
+        """A copy with another timeout."""
+        copy = Settings()
+        copy.__dict__.update(self.__dict__, timeout=timeout)
+        return copy
 
 
-@dataclass
 class FlagValues:
     """Global flags as given (None = not set on the command line or in the environment)."""
 
-    config: str | None = None
-    runtime_endpoint: str | None = None
-    image_endpoint: str | None = None
-    timeout: float | None = None
-    debug: bool | None = None
-    max_retries: int | None = None
+    def __init__(self, config: str | None = None, runtime_endpoint: str | None = None,
+                 image_endpoint: str | None = None, timeout: float | None = None, debug: bool | None = None,
+                 max_retries: int | None = None) -> None:  # fmt: skip
+        self.config = config
+        self.runtime_endpoint = runtime_endpoint
+        self.image_endpoint = image_endpoint
+        self.timeout = timeout
+        self.debug = debug
+        self.max_retries = max_retries
 
 
 def load_file_config(config_path: str, explicitly_set: bool, command: str | None, executable: str) -> FileConfig | None:

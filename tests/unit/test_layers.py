@@ -22,7 +22,8 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("foundation", frozenset({
         "__init__", "errors", "config", "protowire", "gojson", "rollback", "store", "tracing",
         "logging_setup", "sdnotify", "stackdump", "reload", "completion", "containerd", "oci", "cdi",
-        "userns", "ttrpc", "rpc", "streaming", "metrics", "validation", "gotemplate", "gounits", "gotabwriter"})),
+        "userns", "ttrpc", "h2", "rpc", "grpc_client", "streaming", "metrics", "validation", "gotemplate",
+        "gounits", "gotabwriter"})),
     ("node facts", frozenset({"node"})),
     ("managers", frozenset({"images", "network", "sandbox", "containers", "nri", "events", "stats"})),
     ("recovery", frozenset({"recovery"})),

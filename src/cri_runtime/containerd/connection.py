@@ -34,7 +34,7 @@ from cri_protos.containerd.services.version.v1 import version_pb2_grpc
 from cri_runtime import errors, tracing
 from cri_runtime.containerd.deadlines import default_timeout
 from cri_runtime.containerd.errors import from_rpc_error
-from cri_runtime.rpc.client import FastChannel
+from cri_runtime.grpc_client.aio import FastChannel
 
 log = logging.getLogger(__name__)
 

@@ -56,7 +56,12 @@ def runp_command(ctx: cli.Context, runtime: str, cancel_timeout: float, args: tu
     """pod-config.[json|yaml]"""
     if len(args) != 1 or not args[0]:
         show_help()
-    config = load_pod_config(args[0])
+    app(ctx).runtime(cancel_timeout or None)  # upstream connects before it reads the file
+    try:
+        config = load_pod_config(args[0])
+    except CliError as exc:
+        prefix = "load podSandboxConfig: "
+        raise CliError(exc.message if exc.message.startswith(prefix) else prefix + exc.message) from exc
     try:
         pod_id = ops.run_pod(app(ctx), config, runtime, cancel_timeout)
     except CliError as exc:

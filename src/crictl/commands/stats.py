@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from crictl import cli, interrupt, ops
@@ -230,7 +229,7 @@ def events_command(ctx: cli.Context, output: str, template: str, args: tuple[str
     stream = None
     try:
         stream = service.stream("GetContainerEvents", ops.pb().GetEventsRequest())
-        for event in _interruptible(stream):
+        for event in stream:  # read in this thread: Ctrl-C raises Interrupted inside the wait
             if output == OUTPUT_GO_TEMPLATE:
                 try:
                     print(render_template_message(event, template), flush=True)
@@ -250,37 +249,3 @@ def events_command(ctx: cli.Context, output: str, template: str, args: tuple[str
 
 
 COMMANDS = [stats_command, statsp_command, metricdescs_command, metricsp_command, events_command]
-
-
-def _interruptible(stream: Any) -> Iterator[Any]:
-    """The stream's messages, read on a helper thread so that Ctrl-C always reaches this one.
-
-    Waiting inside grpc's iterator, a signal could be swallowed by grpc (about one time in
-    eight here); waiting on a queue, the main thread sees the signal, or at least its flag.
-    """
-    import queue
-    import threading
-
-    items: queue.Queue[tuple[str, Any]] = queue.Queue()
-
-    def pump() -> None:
-        try:
-            for message in stream:
-                items.put(("message", message))
-            items.put(("end", None))
-        except Exception as exc:  # handed to the main thread, which reports it
-            items.put(("error", exc))
-
-    threading.Thread(target=pump, name="events", daemon=True).start()
-    while True:
-        try:
-            kind, item = items.get(timeout=0.1)
-        except queue.Empty:
-            if interrupt.requested():
-                raise interrupt.Interrupted(signal.SIGINT) from None
-            continue
-        if kind == "end":
-            return
-        if kind == "error":
-            raise item
-        yield item

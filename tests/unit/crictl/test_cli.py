@@ -283,3 +283,25 @@ def test_ps_imports_only_its_own_command_module() -> None:
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": src},
                             capture_output=True, text=True, check=True)  # fmt: skip
     assert result.stdout.strip() == "['crictl.commands.container_status']"
+
+
+@pytest.mark.parametrize("command", [["ps", "-a"], ["inspect", CTR_ID], ["images"], ["version"]])
+def test_rpc_commands_load_neither_grpcio_nor_the_server(fake_cri: tuple[str, FakeRuntime], command: list[str]) -> None:
+    """Start-up time: crictl's calls go through cri_runtime.grpc_client.blocking alone, and the
+    CRI classes come from crictl.messages without protobuf's pure-Python machinery."""
+    import subprocess
+    import sys
+
+    src = str(Path(__file__).resolve().parents[3] / "src")
+    code = (
+        "import sys; from crictl.main import main\n"
+        f"try: main(['-r', {fake_cri[0]!r}, *{command!r}])\n"
+        "except SystemExit as exc: assert not exc.code, exc.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'grpc' or m.startswith(('cri_runtime.rpc', "
+        "'cri_protos.runtime.v1.api_pb2', 'google.protobuf.descriptor_pool', 'google.protobuf.text_format'))),"
+        " file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": src},
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert result.stdout
+    assert result.stderr.strip().splitlines()[-1] == "[]"

@@ -175,3 +175,13 @@ def test_log_timestamps_have_nine_fraction_digits(stamp: str, shown: str) -> Non
     from crictl.logreader import _format_timestamp
 
     assert _format_timestamp(stamp) == shown
+
+
+def test_protojson_field_types_are_protobufs_own() -> None:
+    from google.protobuf.descriptor import FieldDescriptor
+
+    from crictl import protojson
+
+    names = [n for n in dir(protojson) if n.startswith("TYPE_") and n != "TYPE_CHECKING"]
+    assert len(names) == 11
+    assert {n: getattr(protojson, n) for n in names} == {n: getattr(FieldDescriptor, n) for n in names}

@@ -80,3 +80,22 @@ def test_recording_is_current(endpoint: str) -> None:
         except AssertionError:
             stale.append(case.name)
     assert not stale, f"re-run tests/golden/crictl/record.py: {stale}"
+
+
+_RPC_ERROR = re.compile(r"rpc error: code = .*")
+
+
+def _rpc_error(result: Result) -> str | None:
+    lines = _error_lines(result.stderr)
+    found = _RPC_ERROR.search(lines[-1]) if lines else None
+    return found.group(0) if found else None
+
+
+_DIAL_FAILURES = [c for c in CASES if c.unreachable and _rpc_error(expected(c)) is not None]
+
+
+@pytest.mark.parametrize("case", _DIAL_FAILURES, ids=[c.name for c in _DIAL_FAILURES])
+def test_unreachable_endpoint_error_is_worded_as_upstreams(case: Case, ours: dict[str, Result]) -> None:
+    """The gRPC part of the error (grpc-go's dial error, which our client words the same way);
+    what some commands put before it is held to `compare` above."""
+    assert _rpc_error(ours[case.name]) == _rpc_error(expected(case))

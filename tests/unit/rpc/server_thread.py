@@ -18,7 +18,8 @@ from typing import Any
 import grpc
 
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
-from cri_runtime.rpc import RpcServer, Serialized, frames, hpack
+from cri_runtime.h2 import frames, hpack
+from cri_runtime.rpc import RpcServer, Serialized
 from cri_runtime.rpc.limits import Limits
 
 

@@ -21,7 +21,7 @@ import grpc
 import pytest
 
 from cri_protos.runtime.v1 import api_pb2
-from cri_runtime.rpc import frames, hpack
+from cri_runtime.h2 import frames, hpack
 from cri_runtime.rpc.limits import Limits
 from cri_runtime.rpc.server import bind_unix_socket
 

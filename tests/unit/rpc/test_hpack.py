@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cri_runtime.rpc import hpack
+from cri_runtime.h2 import hpack
 
 
 def _h(hexstr: str) -> bytes:

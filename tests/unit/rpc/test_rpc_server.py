@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from cri_protos.runtime.v1 import api_pb2
-from cri_runtime.rpc import frames, hpack
+from cri_runtime.h2 import frames, hpack
 from tests.waiting import wait_until
 
 from .server_thread import RawClient, ServerThread, grpc_message

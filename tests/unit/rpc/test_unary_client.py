@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
-from cri_runtime.rpc.client import FastChannel
+from cri_runtime.grpc_client.aio import FastChannel
 from tests.waiting import until
 
 from .server_thread import ServerThread

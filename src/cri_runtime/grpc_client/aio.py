@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from . import frames, hpack, wire
+from cri_runtime.h2 import frames, hpack, wire
 
 _WINDOW = 1 << 30  # our receive windows: replenished at half
 _STREAM_WINDOW = frames.MAX_WINDOW

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import struct
-import urllib.parse
-
-import grpc
+from typing import TYPE_CHECKING
 
 from . import hpack
+
+if TYPE_CHECKING:
+    import grpc
 
 _LENGTH_PREFIX = struct.Struct(">BL")
 PREFIX_SIZE = _LENGTH_PREFIX.size
@@ -41,7 +42,12 @@ def parse_timeout(value: bytes) -> float | None:
 
 
 def encode_message(message: str) -> bytes:
-    """grpc-message: UTF-8, percent-encoded outside printable ASCII (and '%')."""
+    """grpc-message: UTF-8, percent-encoded outside printable ASCII (and '%').
+
+    urllib.parse is imported here, on the first error, not with the module: crictl's start-up
+    imports this module and never needs it."""
+    import urllib.parse
+
     return urllib.parse.quote(message, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~", encoding="utf-8").encode()
 
 
