@@ -29,7 +29,9 @@ LIVE_DIR = Path(__file__).with_name("live")
 RECORD = os.environ.get("CRIRT_RECORD_UPSTREAM") == "1"
 
 # What differs between two runs of the same steps, whoever prints it.
-_AGE = re.compile(r"\b(?:\d+ (?:seconds|minutes|hours|days)|About an? (?:minute|hour)|Less than a second) ago\b")
+# go-units' HumanDuration: "1 second" is singular; weeks, months and years follow days.
+_AGE = re.compile(r"\b(?:\d+ (?:seconds?|minutes|hours|days|weeks|months|years)|About an? (?:minute|hour)"
+                  r"|Less than a second) ago\b")
 _RFC3339 = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
 _GO_TIME = re.compile(r"\b\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [+-]\d{4} [A-Z]+\b")  # Go's time.String()
 _UNIX_NANOS = re.compile(r"\b1\d{18}\b")
