@@ -64,6 +64,10 @@ class VouchedCache(Generic[T]):
             self.keep(key, value, watch)
         return value
 
+    def has(self, key: str) -> bool:
+        """`get` would answer without a read."""
+        return self._live() and key in self._values
+
     @contextlib.contextmanager
     def watching(self, key: str) -> Iterator[Watch]:
         """Around a write of `key`: `keep` then stores what was written unless it changed meanwhile."""

@@ -17,8 +17,7 @@ from typing import Any
 
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.containerd.cached_state import Record
-from cri_runtime.gojson import go_json
-from cri_runtime.sandbox.status_info import runtime_options
+from cri_runtime.sandbox.status_info import encode_members, runtime_options
 
 
 def effective_resources(spec: dict[str, Any]) -> api_pb2.LinuxContainerResources:
@@ -72,9 +71,4 @@ def verbose_info_json(*, sandbox_id: str, pid: int, removing: bool, record: Reco
     ]
     known = {key for key, _ in members}
     members += [(key, json.dumps(value)) for key, value in extra.items() if key not in known]
-    return "{" + ", ".join(f"{json.dumps(key)}: {value}" for key, value in members) + "}"
-
-
-def config_json(config: api_pb2.ContainerConfig) -> str:
-    """The ``config`` member of the verbose info: the CRI config in Go's JSON shape."""
-    return json.dumps(go_json(config))
+    return encode_members(members)

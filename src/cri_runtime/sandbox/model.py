@@ -104,6 +104,8 @@ class Sandbox:
         # Verbose status: the CNI results of the pod's set-up as (raw, go-cni shaped), read from
         # the CNI cache once; they do not change until the network is torn down.
         self.verbose_cni: tuple[dict[str, Any] | None, dict[str, Any] | None] | None = None
+        # Verbose status: the config in Go's JSON shape, encoded once (it never changes).
+        self.config_json: str | None = None
 
     @property
     def id(self) -> str:

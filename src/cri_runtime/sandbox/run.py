@@ -112,6 +112,8 @@ class _PodRun:
     hosts_path: str = ""
     resolv_path: str = ""
     shm_path: str = ""
+    # The containerd record as created (kept for verbose status, with the IPs once recorded).
+    record: containers_pb2.Container | None = None
 
     @property
     def cfg(self) -> api_pb2.PodSandboxConfig:
@@ -269,9 +271,11 @@ class RunOps(SandboxStore):
         """
         snapshotter, sandbox_id = self.config.containerd.snapshotter, pod.sandbox_id
         runtime = objects.runtime_of(pod.handler, self.config.runtime.cgroup_driver)
-        record = _containerd_record(pod, image, spec, metadata, runtime, snapshotter)
-        await objects.create_container(self.ctd, record, lease="")
-        pod.undo.add("containerd container", lambda: objects.delete_container(self.ctd, sandbox_id))
+        record = pod.record = _containerd_record(pod, image, spec, metadata, runtime, snapshotter)
+        with self.records.watching(sandbox_id) as watch:
+            await objects.create_container(self.ctd, record, lease="")
+            pod.undo.add("containerd container", lambda: objects.delete_container(self.ctd, sandbox_id))
+            self.records.seed(record, watch)
         mounts = await objects.prepare_snapshot(self.ctd, snapshotter, sandbox_id, image.chain_id, lease="")
         pod.undo.add("snapshot", lambda: objects.remove_snapshot(self.ctd, snapshotter, sandbox_id))
         return mounts
@@ -314,7 +318,7 @@ class RunOps(SandboxStore):
         metadata.additional_ips = list(network_status.additional_ips)
         # The IPs are recorded while the task starts; if we die before the record is written,
         # recovery takes them from the CNI cache (see _recover_one).
-        await all_of(starting, self._record_metadata(metadata))
+        await all_of(starting, self._record_metadata(metadata, pod.record))
 
     async def _start_task(self, sandbox_id: str, pause_pid: int) -> None:
         with self.task_states.watching(sandbox_id) as watch:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from cri_protos.runtime.v1 import api_pb2
@@ -21,7 +20,7 @@ class StatusOps(SandboxStore):
         sandbox = self.index.get(id_or_prefix)
         resp = api_pb2.PodSandboxStatusResponse(status=self.to_status(sandbox))
         if verbose:
-            resp.info["info"] = json.dumps(await self._verbose_info(sandbox))
+            resp.info["info"] = await self._verbose_info(sandbox)
         return resp
 
     def to_status(self, sandbox: Sandbox) -> api_pb2.PodSandboxStatus:
@@ -41,12 +40,18 @@ class StatusOps(SandboxStore):
             status.network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in md.additional_ips)
         return status
 
-    async def _verbose_info(self, sandbox: Sandbox) -> dict[str, Any]:
-        """containerd's verbose keys, from the containerd record and task (asked together), plus ours."""
-        record, task = await asyncio.gather(
-            self._record(sandbox.id),
-            self.task_states.get(sandbox.id, f"get task of pod {sandbox.id}") if not sandbox.task_gone else _none())
-        return status_info.verbose_info(sandbox, record=record, task=task, cni=self._cni(sandbox))
+    async def _verbose_info(self, sandbox: Sandbox) -> str:
+        """containerd's verbose keys, from the containerd record and task, plus ours."""
+        task_state = self.task_states.get(sandbox.id, f"get task of pod {sandbox.id}") \
+            if not sandbox.task_gone else _none()
+        if self.task_states.has(sandbox.id) or sandbox.task_gone:
+            record, task = await self._record(sandbox.id), await task_state  # no round trip for the task
+        else:  # both from containerd: asked together
+            record, task = await asyncio.gather(self._record(sandbox.id), task_state)
+        if sandbox.config_json is None:
+            sandbox.config_json = status_info.config_json(sandbox.config)
+        return status_info.verbose_info_json(sandbox, record=record, task=task, cni=self._cni(sandbox),
+                                             config=sandbox.config_json)
 
     def _cni(self, sandbox: Sandbox) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """The pod's CNI results (raw, go-cni shaped); none once the network is torn down."""

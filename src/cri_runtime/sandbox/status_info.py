@@ -11,9 +11,12 @@ docs/verbose-info.md lists them all.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
+
+from google.protobuf.message import Message
 
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.types.runc.options import oci_pb2
@@ -79,39 +82,51 @@ def netns_closed(sandbox: Sandbox) -> bool:
     return sandbox.status.network_torn_down or not os.path.exists(path)
 
 
-def verbose_info(sandbox: Sandbox, *, record: Record | None, task: objects.TaskState | None,
-                 cni: tuple[dict[str, Any] | None, dict[str, Any] | None]) -> dict[str, Any]:
-    """The ``info`` document: containerd's keys, then ours.
+def encode_members(members: list[tuple[str, str]]) -> str:
+    """A JSON object from already encoded member values, laid out as `json.dumps` lays out a dict."""
+    return "{" + ", ".join(f"{json.dumps(key)}: {value}" for key, value in members) + "}"
 
-    `record` is the pod's containerd record, `cni` its CNI results (raw, as `go_cni_result` shapes them).
+
+def config_json(config: Message) -> str:
+    """A CRI config in Go's JSON shape, encoded (done once per pod or container: configs never change)."""
+    return json.dumps(go_json(config))
+
+
+def verbose_info_json(sandbox: Sandbox, *, record: Record | None, task: objects.TaskState | None,
+                      cni: tuple[dict[str, Any] | None, dict[str, Any] | None], config: str) -> str:
+    """The ``info`` document, encoded: containerd's keys, then ours.
+
+    `record` is the pod's containerd record, `cni` its CNI results (raw, as `go_cni_result` shapes
+    them), `config` the pod's config as `config_json` encodes it. The big members go in already
+    encoded: the config (twice) and the runtime spec as containerd stores it on the record (what
+    containerd hands runc in the bundle).
     """
     cni_raw, cni_result = cni
     md = sandbox.metadata
-    spec = record.spec if record is not None else None
     container = record.container if record is not None else None
-    info: dict[str, Any] = {
-        "pid": sandbox.status.pid,
-        "processStatus": process_status(task),
-        "netNamespaceClosed": netns_closed(sandbox),
-        "image": container.image if container is not None else "",
-        "snapshotKey": container.snapshot_key if container is not None else "",
-        "snapshotter": container.snapshotter if container is not None else "",
-        "runtimeType": container.runtime.name if container is not None else "",
-        "runtimeOptions": runtime_options(container) if container is not None else None,
-        "config": go_json(sandbox.config),
-        # The spec stored on the containerd record: what containerd hands runc in the bundle.
-        "runtimeSpec": spec,
-        "cniResult": cni_result,
-        "sandboxMetadata": {
-            "ID": md.id, "Name": md.name, "Config": go_json(sandbox.config), "NetNSPath": md.netns_path,
-            "IP": md.ip, "AdditionalIPs": list(md.additional_ips) or None,
-            "RuntimeHandler": md.reported_runtime_handler,
-        },
+    dumps = json.dumps
+    sandbox_metadata = encode_members([
+        ("ID", dumps(md.id)), ("Name", dumps(md.name)), ("Config", config), ("NetNSPath", dumps(md.netns_path)),
+        ("IP", dumps(md.ip)), ("AdditionalIPs", dumps(list(md.additional_ips) or None)),
+        ("RuntimeHandler", dumps(md.reported_runtime_handler)),
+    ])
+    return encode_members([
+        ("pid", dumps(sandbox.status.pid)),
+        ("processStatus", dumps(process_status(task))),
+        ("netNamespaceClosed", dumps(netns_closed(sandbox))),
+        ("image", dumps(container.image if container is not None else "")),
+        ("snapshotKey", dumps(container.snapshot_key if container is not None else "")),
+        ("snapshotter", dumps(container.snapshotter if container is not None else "")),
+        ("runtimeType", dumps(container.runtime.name if container is not None else "")),
+        ("runtimeOptions", dumps(runtime_options(container) if container is not None else None)),
+        ("config", config),
+        ("runtimeSpec", record.spec_json if record is not None else "null"),
+        ("cniResult", dumps(cni_result)),
+        ("sandboxMetadata", sandbox_metadata),
         # Ours:
-        "netNamespacePath": md.netns_path,
-        "runtimeHandler": md.runtime_handler,
-        "imageID": md.image,
-        "podDir": md.pod_dir,
-        "cniResultRaw": cni_raw,
-    }
-    return info
+        ("netNamespacePath", dumps(md.netns_path)),
+        ("runtimeHandler", dumps(md.runtime_handler)),
+        ("imageID", dumps(md.image)),
+        ("podDir", dumps(md.pod_dir)),
+        ("cniResultRaw", dumps(cni_raw)),
+    ])

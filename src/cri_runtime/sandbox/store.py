@@ -138,15 +138,25 @@ class SandboxStore:
         except errors.CriError:
             return None
 
-    async def _record_metadata(self, metadata: SandboxMetadata) -> None:
-        """Rewrite the metadata extension of the sandbox's containerd record (after CNI gave its IPs)."""
-        record = containers_pb2.Container(id=metadata.id,
-                                          extensions={METADATA_EXTENSION: _metadata_extension(metadata)})
+    async def _record_metadata(self, metadata: SandboxMetadata,
+                               created: containers_pb2.Container | None = None) -> None:
+        """Rewrite the metadata extension of the sandbox's containerd record (after CNI gave its IPs).
+
+        `created`, the record as RunPodSandbox created it, is then kept with the new extension for
+        verbose status (until containerd's event of this very update drops it; otherwise it is dropped now).
+        """
+        extension = _metadata_extension(metadata)
+        record = containers_pb2.Container(id=metadata.id, extensions={METADATA_EXTENSION: extension})
         mask = field_mask_pb2.FieldMask(paths=[f"extensions.{METADATA_EXTENSION}"])
-        await self.ctd.call(self.ctd.containers.Update,
-                            containers_pb2.UpdateContainerRequest(container=record, update_mask=mask),
-                            f"record network of pod {metadata.id}")
-        self.records.forget(metadata.id)
+        with self.records.watching(metadata.id) as watch:
+            await self.ctd.call(self.ctd.containers.Update,
+                                containers_pb2.UpdateContainerRequest(container=record, update_mask=mask),
+                                f"record network of pod {metadata.id}")
+            if created is None:
+                self.records.forget(metadata.id)
+                return
+            created.extensions[METADATA_EXTENSION].CopyFrom(extension)
+            self.records.seed(created, watch)
 
     async def _kill_and_delete_task(self, sandbox_id: str) -> None:
         """SIGKILL the pause task and delete it; a shim that does not answer is killed instead."""
