@@ -20,6 +20,8 @@ def medians(bench_dir: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     for path in sorted(bench_dir.glob("*.json")):
         data = json.loads(path.read_text())
+        if not isinstance(data, dict) or "operationsNames" not in data:
+            continue  # not a benchmark file (critest's report.json, say)
         points = data.get("datapoints") or []
         for i, op in enumerate(data.get("operationsNames") or []):
             values = [p["operationsDurationsNs"][i] / 1e6 for p in points
@@ -30,9 +32,12 @@ def medians(bench_dir: Path) -> dict[str, float]:
 
 
 def resolve(arg: str) -> Path:
-    """A run name (``/var/tmp/critest-out/NAME/bench``) or a directory of JSON files."""
+    """A run's directory (its ``bench`` below it), a directory of benchmark files, or a run name
+    (``/var/tmp/critest-out/NAME/bench``)."""
     path = Path(arg)
-    if path.is_dir() and any(path.glob("*.json")):
+    if (path / "bench").is_dir():
+        return path / "bench"
+    if path.is_dir():
         return path
     return Path("/var/tmp/critest-out") / arg / "bench"
 
