@@ -231,5 +231,11 @@ class Containerd:
         except errors.CriError as exc:
             log.warning("lease %s not deleted (it will expire): %s", lease_id, exc)
 
+    async def settled(self) -> None:
+        """Wait for the work left in the background so far: deleting a lease whose creation a
+        cancelled caller left in flight (it lands, then goes, a moment after the caller is gone)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def close(self) -> None:
         await self.fast.close()
