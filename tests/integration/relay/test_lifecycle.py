@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,31 @@ async def test_relay_serves_even_when_its_spawner_vanished_before_ready(relay_ri
     relay_rig.track(pid)
     assert os.path.exists(io_dir / "stdout")
     await client.stop(io_dir)
+
+
+async def test_relays_start_while_their_directories_are_probed(relay_rig: RelayRig) -> None:
+    """`client.is_alive` takes the IO dir's lock shared for an instant; a relay starting just then
+    must wait it out, not take it for another relay (the spawner-vanished test lost its relay so)."""
+    names = [f"p{i}" for i in range(16)]
+    for name in names:
+        relay_rig.io_dir(name).mkdir(parents=True)
+    stop = threading.Event()
+    probes = 0
+
+    def probe() -> None:
+        nonlocal probes
+        while not stop.is_set():
+            for name in names:
+                client.is_alive(relay_rig.io_dir(name))
+                probes += 1
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        handles = [await relay_rig.spawn(name) for name in names]
+    finally:
+        stop.set()
+        prober.join()
+    assert probes > len(names)
+    for name, handle in zip(names, handles, strict=True):
+        assert await client.ping(relay_rig.io_dir(name)) == handle.pid

@@ -16,6 +16,7 @@ import fcntl
 import os
 import stat
 import sys
+import time
 
 from .engine import Relay, log, unlink_quietly
 from .layout import IoDir
@@ -101,6 +102,26 @@ def write_atomically(path: str, text: str) -> None:
     os.replace(path + ".tmp", path)
 
 
+#: How long a starting relay keeps trying for the directory's lock (see `_lock`).
+LOCK_ATTEMPTS, LOCK_RETRY_SECONDS = 20, 0.005
+
+
+def _lock(lock_fd: int) -> bool:
+    """Take the IO dir's lock, held for the relay's life; False when another relay holds it.
+
+    `client.is_alive` probes the same lock shared for an instant: a probe that
+    coincides with our attempt is waited out (a running relay holds it for good).
+    """
+    for attempt in range(LOCK_ATTEMPTS):
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < LOCK_ATTEMPTS:
+                time.sleep(LOCK_RETRY_SECONDS)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -135,9 +156,7 @@ def _set_up(args: Options) -> Relay | None:
     io_dir = IoDir(args.dir)
     os.chdir(io_dir.path)
     lock_fd = os.open(io_dir.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _lock(lock_fd):
         log(f"another relay is running for {io_dir.path}")
         os.close(lock_fd)
         return None
