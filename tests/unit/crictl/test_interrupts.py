@@ -64,8 +64,9 @@ class SlowRuntime(EmptyRuntime):
 
     def GetContainerEvents(self, request: Any, context: Any) -> Iterator[Any]:
         self.streaming.set()
-        while context.is_active():
-            time.sleep(0.02)
+        ended = threading.Event()
+        context.add_callback(ended.set)  # the client went away
+        ended.wait()
         return iter(())
 
 

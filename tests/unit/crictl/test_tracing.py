@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from cri_protos.runtime.v1 import api_pb2_grpc
 from tests.golden.crictl.fake_cri import EmptyImages, EmptyRuntime
 from tests.golden.crictl.live import Recording
 from tests.upstream import SRC, UPSTREAM_CRICTL
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -118,13 +118,11 @@ def _run(binary: list[str], rig: Rig, *args: str) -> subprocess.CompletedProcess
 
 
 def _wait_for_spans(receiver: Receiver, count: int) -> list[Span]:
-    deadline = time.monotonic() + 10
-    while True:
+    def arrived() -> list[Span] | None:
         with receiver.lock:
-            if len(receiver.spans) >= count:
-                return list(receiver.spans)
-        assert time.monotonic() < deadline, f"only {len(receiver.spans)} spans arrived"
-        time.sleep(0.05)
+            return list(receiver.spans) if len(receiver.spans) >= count else None
+
+    return wait_until(arrived, f"{count} spans arrived")
 
 
 def _tree(spans: list[Span]) -> tuple[str, list[str]]:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -20,6 +20,7 @@ from cri_runtime.grpc_client.blocking import Channel
 from cri_runtime.grpc_client.status import RpcError, StatusCode
 from cri_runtime.h2 import frames, hpack, wire
 from tests.unit.rpc.server_thread import ServerThread
+from tests.waiting import wait_until
 
 SERVICE = "/runtime.v1.RuntimeService/"
 
@@ -38,13 +39,6 @@ def version(channel: Channel, text: str, timeout: float | None = None,
     request = api_pb2.VersionRequest(version=text).SerializeToString()
     raw = channel.unary(SERVICE + "Version", request, timeout=timeout, metadata=metadata or ())
     return str(api_pb2.VersionResponse.FromString(raw).version)
-
-
-def wait_for(condition: Callable[[], bool], what: str, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"never {what}"
-        time.sleep(0.01)
 
 
 def test_calls_metadata_and_statuses(server: ServerThread) -> None:
@@ -98,7 +92,7 @@ def test_deadline_is_sent_enforced_and_the_call_reset(server: ServerThread) -> N
             version(channel, "sleep:5", timeout=0.3)
         assert (err.value.code(), err.value.details()) == (StatusCode.DEADLINE_EXCEEDED, "context deadline exceeded")
         assert time.monotonic() - started < 2
-        wait_for(lambda: server.servicer.cancelled == ["sleep:5"], "cancelled on the server")
+        wait_until(lambda: server.servicer.cancelled == ["sleep:5"], "cancelled on the server")
         assert version(channel, "echo:after") == "after"
     finally:
         channel.close()
@@ -122,7 +116,7 @@ def test_a_signal_raising_in_the_wait_ends_the_call_at_once_and_resets_it(server
         with pytest.raises(Interrupted):
             version(channel, "sleep:10")
         assert time.monotonic() - started < 2
-        wait_for(lambda: server.servicer.cancelled == ["sleep:10"], "cancelled on the server")
+        wait_until(lambda: server.servicer.cancelled == ["sleep:10"], "cancelled on the server")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -160,7 +154,7 @@ def test_a_stopped_server_ends_the_call_in_flight_then_is_unavailable(tmp_path: 
     channel = Channel(srv.path)
 
     def stop_once_called() -> None:
-        wait_for(lambda: srv.servicer.started == ["sleep:0.5"], "started the call")
+        wait_until(lambda: srv.servicer.started == ["sleep:0.5"], "started the call")
         srv.stop(grace=5)
 
     stopper = threading.Thread(target=stop_once_called)

@@ -24,6 +24,7 @@ from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.h2 import frames, hpack
 from cri_runtime.rpc.limits import Limits
 from cri_runtime.rpc.server import bind_unix_socket
+from tests.waiting import wait_until
 
 from .server_thread import RawClient, ServerThread, grpc_message
 
@@ -51,10 +52,7 @@ def version_body(text: str) -> bytes:
 
 
 def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
+    wait_until(predicate, "the server's state", timeout=timeout)
 
 
 class Prober:

@@ -35,6 +35,7 @@ from cri_runtime.streaming.spdy.frames import (
 )
 from cri_runtime.streaming.websocket import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, encode_frame
 from tests.unit.streaming.local_backend import LocalBackend
+from tests.waiting import until
 
 
 def rss_mb() -> float:
@@ -199,10 +200,7 @@ async def test_partial_heads_are_limited_while_read(server: StreamingServer) -> 
 async def test_connection_cap_answers_503(server: StreamingServer) -> None:
     socks = [connect(server) for _ in range(16)]
     try:
-        deadline = time.monotonic() + 5
-        while server.active_connections < 16:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await until(lambda: server.active_connections >= 16, "16 connections are open", timeout=5)
         extra = connect(server)
         socks.append(extra)
         status, _ = await in_thread(lambda: read_head(extra))
@@ -360,10 +358,7 @@ async def test_unaccepted_spdy_streams_are_refused_past_the_cap(server: Streamin
 
         async with Prober(server) as probe:
             await in_thread(attack)
-            deadline = time.monotonic() + 10
-            while len([s for s in refused if s]) < 400 - 16 and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert len([s for s in refused if s]) >= 400 - 16
+            await until(lambda: len([s for s in refused if s]) >= 400 - 16, "all streams beyond the cap refused")
             assert rss_mb() - before < 30  # 400 streams of 200 KB once cost 115 MB
     finally:
         stop.set()
