@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from bench.lifecycle_bench import Endpoint, container_config, pod_config  # noqa: E402
+from bench.lifecycle_bench import Endpoint, container_config, pod_config, stop_all  # noqa: E402
 from cri_protos.runtime.v1 import api_pb2  # noqa: E402
 from tests.cri_server import CriServer  # noqa: E402
 from tests.rig.containerd import PrivateContainerd  # noqa: E402
@@ -308,12 +308,7 @@ def main() -> int:
                       flush=True)
         report(results, args.pods)
     finally:
-        server.cleanup()
-        problems = ctrd.stop()
-        network.close()
-        registry.stop()
-        if problems:
-            print("cleanup problems:", problems, file=sys.stderr)
+        stop_all(server, ctrd, registry, network)
     return 0
 
 

@@ -18,7 +18,6 @@ Everything it starts is stopped and removed at the end.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from bench.lifecycle_bench import Endpoint, interleaved, timed  # noqa: E402
+from bench.lifecycle_bench import Endpoint, interleaved, print_ratios, stop_all, timed  # noqa: E402
 from cri_protos.runtime.v1 import api_pb2  # noqa: E402
 from tests.cri_server import CriServer  # noqa: E402
 from tests.rig.containerd import PrivateContainerd  # noqa: E402
@@ -71,17 +70,9 @@ def main() -> int:
             for _ in range(2):  # warm-up
                 image_round(ep, ref)
         results = interleaved((theirs, ours), args.rounds, lambda ep: image_round(ep, ref))
-        print(f"{'operation':28} {'cri-runtime ms':>15} {'containerd ms':>15} {'ratio':>7}")
-        for op in results["ours"]:
-            a = statistics.median(results["ours"][op])
-            b = statistics.median(results["containerd"][op])
-            print(f"{op:28} {a:15.2f} {b:15.2f} {a / b:7.2f}")
+        print_ratios(results, decimals=2)
     finally:
-        server.cleanup()
-        problems = ctrd.stop()
-        registry.stop()
-        if problems:
-            print("cleanup problems:", problems, file=sys.stderr)
+        stop_all(server, ctrd, registry)
     return 0
 
 

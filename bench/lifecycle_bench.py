@@ -92,6 +92,26 @@ def lifecycle_round(ep: Endpoint, image: str) -> dict[str, float]:
     return out
 
 
+def print_ratios(results: dict[str, dict[str, list[float]]], decimals: int = 1) -> None:
+    """Medians of both endpoints per operation (ours first) and their ratio."""
+    print(f"{'operation':28} {'cri-runtime ms':>15} {'containerd ms':>15} {'ratio':>7}")
+    for op in results["ours"]:
+        a = statistics.median(results["ours"][op])
+        b = statistics.median(results["containerd"][op])
+        print(f"{op:28} {a:15.{decimals}f} {b:15.{decimals}f} {a / b:7.2f}")
+
+
+def stop_all(server: Any, ctrd: Any, registry: Any, network: Any = None) -> None:
+    """Stop what a benchmark started, reporting what containerd's cleanup found left over."""
+    server.cleanup()
+    problems = ctrd.stop()
+    if network is not None:
+        network.close()
+    registry.stop()
+    if problems:
+        print("cleanup problems:", problems, file=sys.stderr)
+
+
 def interleaved(endpoints: tuple[Endpoint, Endpoint], rounds: int,
                 one_round: Callable[[Endpoint], dict[str, float]]) -> dict[str, dict[str, list[float]]]:
     """Rounds alternate between the endpoints (A B, B A, ...) so load drift hits both alike."""
@@ -190,18 +210,9 @@ def main() -> int:
         for name, ops in interleaved(pair, max(8, args.rounds // 3),
                                      lambda ep: parallel_round(ep, args.parallel)).items():
             results[name].update(ops)
-        print(f"{'operation':28} {'cri-runtime ms':>15} {'containerd ms':>15} {'ratio':>7}")
-        for op in results["ours"]:
-            a = statistics.median(results["ours"][op])
-            b = statistics.median(results["containerd"][op])
-            print(f"{op:28} {a:15.1f} {b:15.1f} {a / b:7.2f}")
+        print_ratios(results)
     finally:
-        server.cleanup()
-        problems = ctrd.stop()
-        network.close()
-        registry.stop()
-        if problems:
-            print("cleanup problems:", problems, file=sys.stderr)
+        stop_all(server, ctrd, registry, network)
     return 0
 
 
