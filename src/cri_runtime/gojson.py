@@ -13,6 +13,7 @@ names, quotes int64 and spells enums as names).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -43,3 +44,16 @@ def go_json(message: Message) -> dict[str, Any]:
         else:
             out[field.name] = _value(field, value)
     return out
+
+
+def go_json_text(message: Message) -> str:
+    """`go_json` encoded, in `json.dumps`' layout (verbose info encodes a config once: configs never change)."""
+    return json.dumps(go_json(message))
+
+
+def encode_members(members: list[tuple[str, str]]) -> str:
+    """A JSON object from already encoded member values, laid out as `json.dumps` lays out a dict.
+
+    Verbose info splices big members (a config, a runtime spec) in as text encoded once.
+    """
+    return "{" + ", ".join(f"{json.dumps(key)}: {value}" for key, value in members) + "}"

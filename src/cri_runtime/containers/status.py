@@ -10,7 +10,7 @@ from cri_runtime.containers import status_info
 from cri_runtime.containers.model import STATES, Container
 from cri_runtime.containers.stop import signal_number
 from cri_runtime.containers.store import ContainerStore
-from cri_runtime.sandbox.status_info import config_json
+from cri_runtime.gojson import go_json_text
 
 
 @functools.lru_cache(maxsize=64)
@@ -63,7 +63,7 @@ class StatusOps(ContainerStore):
         """containerd's verbose keys, from the containerd record (its spec is what runc got)."""
         record = await self.records.get(container.id, f"get container {container.id}")
         if container.config_json is None:
-            container.config_json = config_json(container.config)
+            container.config_json = go_json_text(container.config)
         return status_info.verbose_info_json(
             sandbox_id=container.metadata.sandbox_id, pid=container.status.pid, removing=False,
             record=record, config_json=container.config_json,

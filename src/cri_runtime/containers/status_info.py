@@ -17,7 +17,8 @@ from typing import Any
 
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.containerd.cached_state import Record
-from cri_runtime.sandbox.status_info import encode_members, runtime_options
+from cri_runtime.gojson import encode_members
+from cri_runtime.sandbox.status_info import runtime_options
 
 
 def effective_resources(spec: dict[str, Any]) -> api_pb2.LinuxContainerResources:

@@ -8,6 +8,7 @@ from typing import Any
 from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors
 from cri_runtime.containerd.cached_state import Record
+from cri_runtime.gojson import go_json_text
 from cri_runtime.sandbox import status_info
 from cri_runtime.sandbox.model import Sandbox
 from cri_runtime.sandbox.store import SandboxStore
@@ -49,7 +50,7 @@ class StatusOps(SandboxStore):
         else:  # both from containerd: asked together
             record, task = await asyncio.gather(self._record(sandbox.id), task_state)
         if sandbox.config_json is None:
-            sandbox.config_json = status_info.config_json(sandbox.config)
+            sandbox.config_json = go_json_text(sandbox.config)
         return status_info.verbose_info_json(sandbox, record=record, task=task, cni=self._cni(sandbox),
                                              config=sandbox.config_json)
 

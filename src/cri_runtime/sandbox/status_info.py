@@ -16,14 +16,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from google.protobuf.message import Message
-
 from cri_protos.containerd.services.containers.v1 import containers_pb2
 from cri_protos.containerd.types.runc.options import oci_pb2
 from cri_protos.containerd.types.task import task_pb2
 from cri_runtime.containerd import objects
 from cri_runtime.containerd.cached_state import Record
-from cri_runtime.gojson import go_json
+from cri_runtime.gojson import encode_members, go_json
 from cri_runtime.network.cni.result import InvalidResult, parse_result
 from cri_runtime.sandbox.model import Sandbox
 
@@ -80,16 +78,6 @@ def netns_closed(sandbox: Sandbox) -> bool:
     if not path:
         return False
     return sandbox.status.network_torn_down or not os.path.exists(path)
-
-
-def encode_members(members: list[tuple[str, str]]) -> str:
-    """A JSON object from already encoded member values, laid out as `json.dumps` lays out a dict."""
-    return "{" + ", ".join(f"{json.dumps(key)}: {value}" for key, value in members) + "}"
-
-
-def config_json(config: Message) -> str:
-    """A CRI config in Go's JSON shape, encoded (done once per pod or container: configs never change)."""
-    return json.dumps(go_json(config))
 
 
 def verbose_info_json(sandbox: Sandbox, *, record: Record | None, task: objects.TaskState | None,
