@@ -12,18 +12,25 @@ JSON parse of the spec on each call. A value read once is kept until
   event monitor), whoever made the change;
 * we change it ourselves (`forget`, called right after the write; a record we
   create is kept from the start, `RecordCache.seed`, as critest and kubelet ask
-  for the status of a container right after creating and starting it);
+  for the status of a container right after creating and starting it). A write
+  of ours made under `writing` keeps what we wrote: containerd's event for it
+  is expected, and taken as ours rather than as news (RunPodSandbox records the
+  pod's IPs with an update, and its status is asked for right after);
 * the event stream has a gap (`on_event` with no key), or is not live at all:
   then nothing is kept and every read goes to containerd.
 
 A read (or our own write) that raced with a change of the same key is answered
-but not kept.
+but not kept. Events of concurrent writers may come in either order; an event
+taken for ours that was another client's is followed by ours, which then
+finds nothing expected and drops the value: the copy is right again once both
+events are in.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -52,6 +59,8 @@ class VouchedCache(Generic[T]):
         self._values: dict[str, T] = {}
         # Reads and writes in flight, by key: a change of their key meanwhile makes them stale.
         self._watches: dict[str, list[Watch]] = {}
+        # Events our own writes (made under `writing`) will cause, by key.
+        self._expected: Counter[str] = Counter()
 
     async def get(self, key: str, action: str) -> T:
         if self._live():
@@ -81,6 +90,25 @@ class VouchedCache(Generic[T]):
             if not watches:
                 del self._watches[key]
 
+    @contextlib.contextmanager
+    def writing(self, key: str) -> Iterator[Watch]:
+        """Around a write of ours that containerd announces with one event: `watching`, and that
+        event is expected (it keeps the value `keep` stores). A write that fails, or whose fate
+        is unknown, expects nothing: its event, if one comes, drops the value."""
+        self._expected[key] += 1
+        try:
+            with self.watching(key) as watch:
+                yield watch
+        except BaseException:
+            self._unexpect(key)
+            raise
+
+    def _unexpect(self, key: str) -> None:
+        if self._expected[key] > 1:
+            self._expected[key] -= 1
+        else:
+            self._expected.pop(key, None)
+
     def keep(self, key: str, value: T, watch: Watch) -> None:
         if not watch.stale and self._live():
             self._values[key] = value
@@ -94,9 +122,13 @@ class VouchedCache(Generic[T]):
     def on_event(self, topic: str, key: str) -> None:
         """An event from containerd about `key`; no key = resubscribed, anything may have changed."""
         if key:
+            if key in self._expected:
+                self._unexpect(key)  # our own write, whose result we kept
+                return
             self.forget(key)
             return
         self._values.clear()
+        self._expected.clear()  # an event of ours may be lost in the gap; one that comes drops the value
         for watches in self._watches.values():
             for watch in watches:
                 watch.stale = True

@@ -143,12 +143,12 @@ class SandboxStore:
         """Rewrite the metadata extension of the sandbox's containerd record (after CNI gave its IPs).
 
         `created`, the record as RunPodSandbox created it, is then kept with the new extension for
-        verbose status (until containerd's event of this very update drops it; otherwise it is dropped now).
+        verbose status (containerd's event of this very update is expected; without `created` it is dropped now).
         """
         extension = _metadata_extension(metadata)
         record = containers_pb2.Container(id=metadata.id, extensions={METADATA_EXTENSION: extension})
         mask = field_mask_pb2.FieldMask(paths=[f"extensions.{METADATA_EXTENSION}"])
-        with self.records.watching(metadata.id) as watch:
+        with self.records.writing(metadata.id) as watch:
             await self.ctd.call(self.ctd.containers.Update,
                                 containers_pb2.UpdateContainerRequest(container=record, update_mask=mask),
                                 f"record network of pod {metadata.id}")

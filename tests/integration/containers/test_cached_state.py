@@ -2,7 +2,8 @@
 
 The server keeps each record it created or read (containerd/cached_state.py) and drops it
 on our own writes and on containerd's /containers/update and /containers/delete
-events; these tests make each kind of change on real containerd and look.
+events (the event of an update of our own, expected, keeps the copy); these tests make
+each kind of change on real containerd and look.
 """
 
 from __future__ import annotations
@@ -82,3 +83,29 @@ def test_pod_process_status_follows_another_client_pausing_and_resuming_it(
         wait_until(lambda: process_status(rig) == "running", "verbose status shows it running again")
     finally:
         channel.close()
+
+
+def pod_annotations(rig: Rig) -> dict[str, str]:
+    resp = rig.rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=rig.pod_id, verbose=True),
+                                   timeout=10)
+    return json.loads(resp.info["info"])["runtimeSpec"].get("annotations", {})  # type: ignore[no-any-return]
+
+
+def test_pod_record_after_our_ip_update_still_follows_another_clients_change(
+        rig: Rig, containerd: PrivateContainerd) -> None:
+    # RunPodSandbox updated the record with the pod's IPs; that update's event was ours and
+    # kept the copy. A later change by someone else must still show.
+    assert "example.com/changed-by" not in pod_annotations(rig)
+    channel = grpc.insecure_channel(f"unix://{containerd.address}")
+    try:
+        stub = containers_pb2_grpc.ContainersStub(channel)
+        record = stub.Get(containers_pb2.GetContainerRequest(id=rig.pod_id), metadata=NS, timeout=10).container
+        spec = json.loads(record.spec.value)
+        spec.setdefault("annotations", {})["example.com/changed-by"] = "ctr"
+        record.spec.value = json.dumps(spec).encode()
+        stub.Update(containers_pb2.UpdateContainerRequest(
+            container=record, update_mask=field_mask_pb2.FieldMask(paths=["spec"])), metadata=NS, timeout=10)
+    finally:
+        channel.close()
+    wait_until(lambda: pod_annotations(rig).get("example.com/changed-by") == "ctr",
+               "the pod's verbose status shows the record as the other client left it")

@@ -123,6 +123,57 @@ async def test_seeded_record_is_served_without_a_read_unless_it_changed_meanwhil
     assert ctd.gets == 2
 
 
+async def test_the_event_of_our_own_write_keeps_what_we_wrote_and_the_next_one_drops_it() -> None:
+    ctd, live = FakeContainerd(), [True]
+    records = cache(ctd, live)
+    with records.writing("a") as watch:  # our update's event comes while the call is in flight
+        written = ctd.put("a", "img:ours")
+        records.on_event("/containers/update", "a")
+        records.seed(written, watch)
+    assert (await records.get("a", "get a")).container.image == "img:ours" and ctd.gets == 0
+    with records.writing("a") as watch:  # ... or after its answer
+        written = ctd.put("a", "img:ours-again")
+        records.seed(written, watch)
+    records.on_event("/containers/update", "a")
+    assert (await records.get("a", "get a")).container.image == "img:ours-again" and ctd.gets == 0
+    ctd.put("a", "img:theirs")
+    records.on_event("/containers/update", "a")  # nothing of ours is expected: another client's change
+    assert (await records.get("a", "get a")).container.image == "img:theirs" and ctd.gets == 1
+
+
+async def test_an_event_taken_for_ours_is_corrected_by_the_one_that_follows() -> None:
+    ctd, live = FakeContainerd(), [True]
+    records = cache(ctd, live)
+    with records.writing("a") as watch:
+        written = ctd.put("a", "img:ours")
+        records.seed(written, watch)
+    ctd.put("a", "img:theirs")  # another client wrote right after us; its event came first
+    records.on_event("/containers/update", "a")
+    records.on_event("/containers/update", "a")
+    assert (await records.get("a", "get a")).container.image == "img:theirs" and ctd.gets == 1
+
+
+async def test_a_failed_write_or_a_gap_expects_nothing() -> None:
+    ctd, live = FakeContainerd(), [True]
+    records = cache(ctd, live)
+    ctd.put("a", "img:1")
+    await records.get("a", "get a")
+    with pytest.raises(errors.Unavailable), records.writing("a"):
+        raise errors.Unavailable("containerd went away")  # the update may still have been made
+    ctd.put("a", "img:2")
+    records.on_event("/containers/update", "a")
+    assert (await records.get("a", "get a")).container.image == "img:2" and ctd.gets == 2
+    with records.writing("a") as watch:
+        written = ctd.put("a", "img:3")
+        records.seed(written, watch)
+    records.on_event("", "")  # a gap: our event may be lost in it, and anything may have changed
+    ctd.put("a", "img:4")
+    assert (await records.get("a", "get a")).container.image == "img:4" and ctd.gets == 3
+    records.on_event("/containers/update", "a")  # the event of our write after all: news now
+    ctd.put("a", "img:5")
+    assert (await records.get("a", "get a")).container.image == "img:5" and ctd.gets == 4
+
+
 async def test_not_found_is_raised_and_deleted_records_are_dropped() -> None:
     ctd, live = FakeContainerd(), [True]
     records = cache(ctd, live)
