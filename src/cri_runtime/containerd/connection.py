@@ -210,6 +210,19 @@ class Containerd:
             # Shielded: a caller cancelled by its deadline must still release the lease.
             await asyncio.shield(self._delete_lease(lease_id))
 
+    async def collect_garbage(self, purpose: str) -> None:
+        """Run containerd's garbage collection now and wait for it to finish.
+
+        containerd has no call for that alone; deleting a lease synchronously runs it
+        (an empty lease made for the purpose, which expires by itself if we die between).
+        """
+        lease_id = f"cri-runtime-gc-{uuid.uuid4().hex[:12]}"
+        expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        await self.call(self.leases.Create, leases_pb2.CreateRequest(
+            id=lease_id, labels={GC_EXPIRE_LABEL: expire, LEASE_OWNER_LABEL: "gc"}), f"create lease for {purpose}")
+        await self.call(self.leases.Delete, leases_pb2.DeleteRequest(id=lease_id, sync=True),
+                        f"collect garbage for {purpose}")
+
     async def _delete_when_created(self, creating: asyncio.Future[Any], lease_id: str) -> None:
         # Delete whatever became of the creation (failed, or itself cut short, containerd may still
         # have made the lease): a lease that is not there is NotFound, which is fine.

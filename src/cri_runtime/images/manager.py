@@ -165,17 +165,11 @@ class ImageManager:
         image = await self.store.find(ref_or_id)
         if image is None:
             return
-        ids = [n for n in image.names if n == image.id]
-        others = [n for n in image.names if n != image.id]
-        # Together: one round trip instead of one each (4.7 vs 6.2 ms per removal,
-        # alternating runs against containerd's CRI on the same containerd).
-        await asyncio.gather(*(self.store.delete(name) for name in others))
-        for name in ids:
-            # The last record goes synchronously, so its content and snapshots
-            # are collected before we answer (disk is free when rmi returns).
-            await self.store.delete(name, sync=True)
-        if not ids and others:
-            log.debug("image %s had no ID record", image.id)
+        # The ID record last (containerd's CRI removes the same records), with containerd's
+        # garbage collection: the disk is free when RemoveImage returns.
+        names = sorted(image.names, key=lambda n: n == image.id)
+        if names:
+            await self.store.delete_collected(names[:-1], names[-1])
         if self.on_removed is not None:
             self.on_removed(image.id)
 

@@ -548,19 +548,35 @@ class ImageStore:
         if self._records is not None:
             self._schedule_reread(name)
 
-    async def delete(self, name: str, *, sync: bool = False) -> None:
-        """Delete one record; already gone is fine."""
+    async def delete(self, name: str, *, sync: bool = False) -> bool:
+        """Delete one record; already gone is fine (False: it was)."""
         self._expect(DELETE, name)
         try:
             await self.ctd.call(self.ctd.images.Delete, images_pb2.DeleteImageRequest(name=name, sync=sync),
                                 f"delete image record {name}")
         except errors.NotFound:
             self._unexpect(DELETE, name)
+            self._set(name, None)
+            return False
         except BaseException:
             self._unexpect(DELETE, name)
             self._forget_name(name)
             raise
         self._set(name, None)
+        return True
+
+    async def delete_collected(self, names: Sequence[str], last: str) -> None:
+        """Delete the records `names`, then `last` with containerd's garbage collection: when this
+        returns, the image's content and snapshots no longer referenced are gone.
+
+        `last` goes only once the others are deleted: sent together, containerd often
+        committed `last` (and began its collection) before them (seen in its event order),
+        and that collection then kept what they still referenced. When `last` is already
+        gone the collection is run on its own (`Containerd.collect_garbage`).
+        """
+        await asyncio.gather(*(self.delete(name) for name in names))
+        if not await self.delete(last, sync=True):
+            await self.ctd.collect_garbage(f"removal of image {last}")
 
 
 def verbose_info(image: ImageRecord, snapshotter: str) -> dict[str, str]:

@@ -8,7 +8,9 @@ import uuid
 import pytest
 
 from cri_protos.containerd.services.content.v1 import content_pb2
+from cri_protos.containerd.services.images.v1 import images_pb2
 from cri_protos.containerd.services.snapshots.v1 import snapshots_pb2
+from cri_runtime import errors
 from cri_runtime.containerd.connection import Containerd
 from cri_runtime.images.manager import ImageManager
 from cri_runtime.images.manifest import chain_ids
@@ -181,3 +183,51 @@ async def test_fs_info(manager: ImageManager, test_images: TestImages) -> None:
     assert usage.mountpoint.endswith("io.containerd.snapshotter.v1.overlayfs")
     assert usage.used_bytes > 500_000
     assert usage.inodes_used > 10
+
+
+async def _unique_image_blobs_and_snapshot(make_manager: MakeManager, fake_registry: object,
+                                           ) -> tuple[ImageManager, str, list[str], str]:
+    """A pulled image whose manifest, config, top layer and top snapshot no other image shares."""
+    from tests.integration.images.fake_registry import FakeRegistry
+    from tests.rig.oci import ImageConfig, LayerBuilder, busybox_image
+
+    reg: FakeRegistry = await fake_registry()  # type: ignore[operator]
+    token = uuid.uuid4().hex
+    image = busybox_image(ImageConfig(cmd=["sh", token]), extra_layers=[LayerBuilder().file("unique", token)])
+    reg.add("gc/unique", "v1", image)
+    mgr = make_manager()
+    ref = f"{reg.host}/gc/unique:v1"
+    await mgr.pull(ref)
+    return mgr, ref, [image.digest, image.image_id, image.layers[-1].blob.digest], image.chain_id()
+
+
+async def _content_left(ctd: Containerd, digests: list[str]) -> list[str]:
+    left = []
+    for digest in digests:
+        try:
+            await ctd.call(ctd.content.Info, content_pb2.InfoRequest(digest=digest), "info")
+            left.append(digest)
+        except errors.NotFound:
+            pass
+    return left
+
+
+async def _snapshot_left(ctd: Containerd, key: str) -> bool:
+    try:
+        await ctd.call(ctd.snapshots.Stat, snapshots_pb2.StatSnapshotRequest(snapshotter="overlayfs", key=key), "stat")
+    except errors.NotFound:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("id_record_already_gone", [False, True])
+async def test_removal_frees_content_and_snapshots_before_it_returns(
+        make_manager: MakeManager, fake_registry: object, ctd: Containerd, id_record_already_gone: bool) -> None:
+    mgr, ref, digests, chain_id = await _unique_image_blobs_and_snapshot(make_manager, fake_registry)
+    assert await _content_left(ctd, digests) == digests and await _snapshot_left(ctd, chain_id)
+    if id_record_already_gone:
+        # Another client deleted the ID record (no collection): ours must still collect.
+        await ctd.call(ctd.images.Delete, images_pb2.DeleteImageRequest(name=digests[1]), "delete ID record")
+    await mgr.remove(ref)
+    assert await _content_left(ctd, digests) == []
+    assert not await _snapshot_left(ctd, chain_id)
