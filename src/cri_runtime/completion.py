@@ -15,6 +15,8 @@ import asyncio
 from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
+from cri_runtime.eager import eager_task
+
 T = TypeVar("T")
 
 
@@ -26,7 +28,9 @@ def consume_exception(future: asyncio.Future[Any]) -> None:
 
 async def run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
     """Await `coro`; if the caller is cancelled, `coro` still runs to its end (its error is logged away)."""
-    work = asyncio.ensure_future(coro)
+    work = eager_task(coro)
+    if work.done():  # finished without waiting: nothing left to protect
+        return work.result()
     try:
         return await asyncio.shield(work)
     except asyncio.CancelledError:
@@ -36,9 +40,11 @@ async def run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
 
 async def all_of(*steps: Awaitable[Any]) -> None:
     """Run steps side by side; wait for all of them (none is left running), then raise the first failure."""
-    tasks = [asyncio.ensure_future(step) for step in steps]
+    tasks = [eager_task(step) if asyncio.iscoroutine(step) else asyncio.ensure_future(step) for step in steps]
     for task in tasks:
         task.add_done_callback(consume_exception)
-    await asyncio.wait(tasks)
+    pending = [task for task in tasks if not task.done()]
+    if pending:
+        await asyncio.wait(pending)
     for task in tasks:
         task.result()

@@ -21,7 +21,7 @@ ROOT = Path(cri_runtime.__file__).parent
 LAYERS: list[tuple[str, frozenset[str]]] = [
     ("foundation", frozenset({
         "__init__", "errors", "config", "protowire", "gojson", "rollback", "store", "tracing",
-        "logging_setup", "sdnotify", "stackdump", "reload", "completion", "containerd", "oci", "cdi",
+        "logging_setup", "sdnotify", "stackdump", "reload", "eager", "completion", "containerd", "oci", "cdi",
         "userns", "ttrpc", "h2", "rpc", "grpc_client", "streaming", "metrics", "validation", "gotemplate",
         "gounits", "gotabwriter"})),
     ("node facts", frozenset({"node"})),

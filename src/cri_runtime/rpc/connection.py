@@ -28,9 +28,9 @@ from typing import Any
 
 import grpc
 
+from cri_runtime import eager
 from cri_runtime.h2 import frames, hpack, wire
 
-from . import eager
 from .context import AbortError, Serialized, ServicerContext
 from .limits import STREAM_WINDOW, Limits
 
