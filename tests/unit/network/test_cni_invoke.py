@@ -36,6 +36,18 @@ def test_env_has_cni_parameters_and_keeps_path() -> None:
     }
 
 
+def test_env_follows_changes_of_our_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRIRT_TEST_VAR", "one")
+    monkeypatch.setenv("CNI_LEFTOVER", "x")
+    first = invoke.build_env("ADD", RT, ["/a"])
+    assert first["CRIRT_TEST_VAR"] == "one" and first["CNI_COMMAND"] == "ADD" and "CNI_LEFTOVER" not in first
+    first["CRIRT_TEST_VAR"] = "changed by a caller"  # each call gets its own copy
+    monkeypatch.setenv("CRIRT_TEST_VAR", "two")
+    assert invoke.build_env("DEL", RT, ["/a"])["CRIRT_TEST_VAR"] == "two"
+    monkeypatch.delenv("CRIRT_TEST_VAR")
+    assert "CRIRT_TEST_VAR" not in invoke.build_env("DEL", RT, ["/a"])
+
+
 def test_version_env_has_no_attachment_parameters() -> None:
     env = invoke.build_env("VERSION", None, ["/a"], base={})
     assert env == {"CNI_COMMAND": "VERSION", "CNI_PATH": "/a"}

@@ -20,11 +20,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from cri_runtime import errors
+from cri_runtime.store.atomic import write_bytes
 
 RECORD_KIND = "criRuntimeCniAttachmentV1"
 
@@ -111,15 +111,8 @@ class AttachmentCache:
         directory = self._dir(record.container_id)
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(record.to_json(), f)
-                os.replace(tmp, self._path(record.container_id, record.ifname))
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            # json.dumps, not json.dump: only the one-shot form uses the C encoder.
+            write_bytes(self._path(record.container_id, record.ifname), json.dumps(record.to_json()).encode())
         except OSError as exc:
             raise errors.Internal(f"cannot write CNI cache for sandbox {record.container_id}: {exc}") from None
 
@@ -138,8 +131,8 @@ class AttachmentCache:
             path = os.path.join(directory, name)
             ifname = name[: -len(".json")]
             try:
-                with open(path, encoding="utf-8") as f:
-                    records.append(AttachmentRecord.from_json(json.load(f)))
+                with open(path, "rb") as f:
+                    records.append(AttachmentRecord.from_json(json.loads(f.read())))
             except FileNotFoundError:
                 continue
             except (OSError, ValueError, KeyError, TypeError) as exc:
