@@ -38,6 +38,21 @@ def runtime_spec(rig: Rig, cid: str) -> dict:  # type: ignore[type-arg]
     return json.loads(resp.info["info"])["runtimeSpec"]  # type: ignore[no-any-return]
 
 
+def annotate_as_another_client(containerd: PrivateContainerd, record_id: str) -> None:
+    """Add an annotation to the spec of a containerd record, as `ctr` would: not through us."""
+    channel = grpc.insecure_channel(f"unix://{containerd.address}")
+    try:
+        stub = containers_pb2_grpc.ContainersStub(channel)
+        record = stub.Get(containers_pb2.GetContainerRequest(id=record_id), metadata=NS, timeout=10).container
+        spec = json.loads(record.spec.value)
+        spec.setdefault("annotations", {})["example.com/changed-by"] = "ctr"
+        record.spec.value = json.dumps(spec).encode()
+        stub.Update(containers_pb2.UpdateContainerRequest(
+            container=record, update_mask=field_mask_pb2.FieldMask(paths=["spec"])), metadata=NS, timeout=10)
+    finally:
+        channel.close()
+
+
 def test_verbose_status_follows_our_update_and_another_clients(rig: Rig, containerd: PrivateContainerd) -> None:
     cid = rig.create(["sleep", "3600"])
     rig.rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=30)
@@ -49,17 +64,7 @@ def test_verbose_status_follows_our_update_and_another_clients(rig: Rig, contain
     assert runtime_spec(rig, cid)["linux"]["resources"]["cpu"]["shares"] == 512
 
     # Another client changes the record behind our back: containerd's update event drops our copy.
-    channel = grpc.insecure_channel(f"unix://{containerd.address}")
-    try:
-        stub = containers_pb2_grpc.ContainersStub(channel)
-        record = stub.Get(containers_pb2.GetContainerRequest(id=cid), metadata=NS, timeout=10).container
-        spec = json.loads(record.spec.value)
-        spec.setdefault("annotations", {})["example.com/changed-by"] = "ctr"
-        record.spec.value = json.dumps(spec).encode()
-        stub.Update(containers_pb2.UpdateContainerRequest(
-            container=record, update_mask=field_mask_pb2.FieldMask(paths=["spec"])), metadata=NS, timeout=10)
-    finally:
-        channel.close()
+    annotate_as_another_client(containerd, cid)
     wait_until(lambda: runtime_spec(rig, cid).get("annotations", {}).get("example.com/changed-by") == "ctr",
                "the verbose status shows the record as the other client left it")
     assert runtime_spec(rig, cid)["linux"]["resources"]["cpu"]["shares"] == 512
@@ -96,16 +101,6 @@ def test_pod_record_after_our_ip_update_still_follows_another_clients_change(
     # RunPodSandbox updated the record with the pod's IPs; that update's event was ours and
     # kept the copy. A later change by someone else must still show.
     assert "example.com/changed-by" not in pod_annotations(rig)
-    channel = grpc.insecure_channel(f"unix://{containerd.address}")
-    try:
-        stub = containers_pb2_grpc.ContainersStub(channel)
-        record = stub.Get(containers_pb2.GetContainerRequest(id=rig.pod_id), metadata=NS, timeout=10).container
-        spec = json.loads(record.spec.value)
-        spec.setdefault("annotations", {})["example.com/changed-by"] = "ctr"
-        record.spec.value = json.dumps(spec).encode()
-        stub.Update(containers_pb2.UpdateContainerRequest(
-            container=record, update_mask=field_mask_pb2.FieldMask(paths=["spec"])), metadata=NS, timeout=10)
-    finally:
-        channel.close()
+    annotate_as_another_client(containerd, rig.pod_id)
     wait_until(lambda: pod_annotations(rig).get("example.com/changed-by") == "ctr",
                "the pod's verbose status shows the record as the other client left it")
