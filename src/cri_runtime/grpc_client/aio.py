@@ -211,6 +211,15 @@ _RST_CODES = {frames.REFUSED_STREAM: grpc.StatusCode.UNAVAILABLE, frames.CANCEL:
               frames.ENHANCE_YOUR_CALM: grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
+class _Expired(Exception):
+    """The call's deadline passed before its answer came."""
+
+
+def _expire(reply: _Reply) -> None:
+    if not reply.done.done():
+        reply.done.set_exception(_Expired())
+
+
 def _finish(reply: _Reply) -> None:
     if not reply.done.done():
         reply.done.set_result(None)
@@ -259,17 +268,22 @@ class UnaryClient:
                 await asyncio.sleep(0.05)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         reply = await conn.send(path, payload, metadata, remaining)
+        # A timer that fails the reply, not asyncio.wait_for: that adds a future and a loop
+        # turn between the answer and its caller on every call with a deadline.
+        expiry = None if remaining is None else asyncio.get_running_loop().call_later(remaining, _expire, reply)
         try:
-            if remaining is None:
-                await reply.done
-            else:
-                await asyncio.wait_for(reply.done, remaining)
-        except TimeoutError:
+            await reply.done
+        except _Expired:
             conn.cancel(reply)
             raise _error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
         except asyncio.CancelledError:
             conn.cancel(reply)
+            if reply.done.done() and not reply.done.cancelled():
+                reply.done.exception()  # an expiry racing the cancellation: seen
             raise
+        finally:
+            if expiry is not None:
+                expiry.cancel()
         return _result(reply, conn.closed, last_of_many)
 
     async def close(self) -> None:

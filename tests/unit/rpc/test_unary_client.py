@@ -58,7 +58,14 @@ async def test_deadline_is_sent_and_enforced(server: ServerThread) -> None:
             await stub.Version(api_pb2.VersionRequest(version="sleep:5"), timeout=0.3)
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert time.monotonic() - started < 2
+        await until(lambda: server.servicer.cancelled == ["sleep:5"], "the expired call's stream is reset")
         assert (await stub.Version(api_pb2.VersionRequest(version="echo:after"))).version == "after"
+        # Calls answered within their deadline leave no timer behind to fail them later.
+        answers = await asyncio.gather(*(stub.Version(api_pb2.VersionRequest(version=f"echo:{i}"), timeout=0.2)
+                                         for i in range(20)))
+        await asyncio.sleep(0.3)  # past those deadlines: nothing may go off now
+        assert [a.version for a in answers] == [str(i) for i in range(20)]
+        assert (await stub.Version(api_pb2.VersionRequest(version="echo:later"))).version == "later"
     finally:
         await channel.close()
 
