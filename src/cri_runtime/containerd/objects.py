@@ -220,9 +220,10 @@ async def delete_task(ctd: Containerd, container_id: str) -> TaskState | None:
 
 async def wait_task(ctd: Containerd, container_id: str, timeout: float | None = None) -> TaskState | None:
     """Block until the task's init exits (Tasks.Wait); None if there is no task."""
-    call = ctd.call(ctd.tasks.Wait, tasks_pb2.WaitRequest(container_id=container_id), f"wait for task {container_id}")
     try:
-        resp = await asyncio.wait_for(call, timeout)
+        async with asyncio.timeout(timeout):  # no task of its own (as wait_for makes): answered a loop turn sooner
+            resp = await ctd.call(ctd.tasks.Wait, tasks_pb2.WaitRequest(container_id=container_id),
+                                  f"wait for task {container_id}")
     except errors.NotFound:
         return None
     except TimeoutError:

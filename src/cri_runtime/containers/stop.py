@@ -101,8 +101,10 @@ class StopOps(ExitOps):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(container.exited.wait(), min(remaining, 0.5))
+            # asyncio.timeout, not wait_for: no task of its own, so the exit reaches us a loop turn sooner.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(remaining, 0.5)):
+                    await container.exited.wait()
             if container.state == RUNNING:
                 await self._catch_up_exit(container)
         return True

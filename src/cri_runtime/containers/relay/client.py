@@ -194,7 +194,8 @@ async def spawn(io_dir: PathLike, config: RelayConfig, *, resume: bool = False,
 async def await_ready(d: IoDir, config: RelayConfig, ready_r: int, timeout: float) -> RelayHandle:
     """Wait for the relay's ``ready <pid>`` on the pipe (closes ``ready_r``)."""
     try:
-        line = await asyncio.wait_for(_read_ready(ready_r), timeout)
+        async with asyncio.timeout(timeout):  # no task of its own, unlike wait_for: on StartContainer's path
+            line = await _read_ready(ready_r)
     except TimeoutError:
         await _kill_from_pid_file(d)
         raise DeadlineExceeded(
