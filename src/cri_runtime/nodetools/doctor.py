@@ -262,8 +262,8 @@ class Doctor:
             self.add(Finding(
                 "snapshot-without-record", info.name, f"{snapshotter} snapshot {info.name} labelled"
                 f" {objects.SNAPSHOT_OWNER_LABEL}",
-                "no record of ours (nor any containerd container) uses it: containerd's GC keeps it forever since"
-                " it is a named active snapshot",
+                "no record of ours (nor any containerd container) uses it: containerd's garbage collection"
+                " removes it on its next run unless a lease holds it; removing it now frees its space at once",
                 f"ctr -n {self.ns} snapshots --snapshotter {snapshotter} rm {info.name}",
                 apply=self._remove_snapshot(info.name)), age=self.now - info.created_at.seconds)
 
