@@ -19,15 +19,16 @@ T = TypeVar("T")
 
 
 def start_eagerly(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None:
-    """Step `coro` until it first waits; None if it finished, else the task now driving it."""
-    try:
-        pending = coro.send(None)
-    except StopIteration:
+    """Step `coro` until it first waits; None if it finished (its failure raised here), else the
+    task now driving it."""
+    work = eager_task(coro, name)
+    if work.done():
+        work.result()
         return None
-    return asyncio.get_running_loop().create_task(_Resumed(coro, pending), name=name)
+    return work  # type: ignore[return-value]
 
 
-def eager_task(coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+def eager_task(coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Future[T]:
     """Like `asyncio.ensure_future(coro)`, with the first step run now (in the task's own context
     copy, as 3.12's eager tasks do); a coroutine that never waits yields a future already done."""
     loop = asyncio.get_running_loop()
@@ -42,7 +43,7 @@ def eager_task(coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
         failed: asyncio.Future[T] = loop.create_future()
         failed.set_exception(exc)
         return failed
-    return loop.create_task(_Resumed(coro, pending), context=context)  # type: ignore[arg-type]
+    return loop.create_task(_Resumed(coro, pending), name=name, context=context)  # type: ignore[arg-type]
 
 
 _NOTHING = object()

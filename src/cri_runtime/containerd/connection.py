@@ -81,6 +81,13 @@ def _method_name(rpc: Any, action: str) -> str:
     return str(getattr(rpc, SPAN_NAME_ATTR, "") or action)
 
 
+def _lease_request(purpose: str, expire_seconds: int) -> leases_pb2.CreateRequest:
+    """A lease of ours for `purpose`, labelled to expire by itself if we die before deleting it."""
+    expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expire_seconds))
+    return leases_pb2.CreateRequest(id=f"cri-runtime-{purpose}-{uuid.uuid4().hex[:12]}",
+                                    labels={GC_EXPIRE_LABEL: expire, LEASE_OWNER_LABEL: purpose})
+
+
 class Containerd:
     """A connection to containerd scoped to one namespace.
 
@@ -192,11 +199,8 @@ class Containerd:
 
         The lease expires by itself if we are killed before deleting it.
         """
-        lease_id = f"cri-runtime-{purpose}-{uuid.uuid4().hex[:12]}"
-        expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expire_seconds))
-        req = leases_pb2.CreateRequest(
-            id=lease_id, labels={GC_EXPIRE_LABEL: expire, LEASE_OWNER_LABEL: purpose}
-        )
+        req = _lease_request(purpose, expire_seconds)
+        lease_id = req.id
         creating = asyncio.ensure_future(self.call(self.leases.Create, req, f"create lease for {purpose}"))
         try:
             await asyncio.shield(creating)
@@ -216,11 +220,9 @@ class Containerd:
         containerd has no call for that alone; deleting a lease synchronously runs it
         (an empty lease made for the purpose, which expires by itself if we die between).
         """
-        lease_id = f"cri-runtime-gc-{uuid.uuid4().hex[:12]}"
-        expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-        await self.call(self.leases.Create, leases_pb2.CreateRequest(
-            id=lease_id, labels={GC_EXPIRE_LABEL: expire, LEASE_OWNER_LABEL: "gc"}), f"create lease for {purpose}")
-        await self.call(self.leases.Delete, leases_pb2.DeleteRequest(id=lease_id, sync=True),
+        req = _lease_request("gc", 3600)
+        await self.call(self.leases.Create, req, f"create lease for {purpose}")
+        await self.call(self.leases.Delete, leases_pb2.DeleteRequest(id=req.id, sync=True),
                         f"collect garbage for {purpose}")
 
     async def _delete_when_created(self, creating: asyncio.Future[Any], lease_id: str) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cri_runtime import errors
-from cri_runtime.store.atomic import write_bytes
+from cri_runtime.store.atomic import read_json, write_bytes
 
 RECORD_KIND = "criRuntimeCniAttachmentV1"
 
@@ -131,10 +131,10 @@ class AttachmentCache:
             path = os.path.join(directory, name)
             ifname = name[: -len(".json")]
             try:
-                with open(path, "rb") as f:
-                    records.append(AttachmentRecord.from_json(json.loads(f.read())))
-            except FileNotFoundError:
-                continue
+                data = read_json(path)
+                if data is None:  # removed meanwhile
+                    continue
+                records.append(AttachmentRecord.from_json(data))
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 broken.append(UnreadableRecord(container_id, ifname, path, str(exc)))
         records.sort(key=lambda r: r.order)
