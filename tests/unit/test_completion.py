@@ -47,14 +47,15 @@ async def test_the_first_step_runs_before_eager_task_returns_in_its_own_context(
 
 
 async def test_run_to_completion_finishes_the_work_when_its_caller_is_cancelled() -> None:
-    release, finished = asyncio.Event(), asyncio.Event()
+    started, release, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def work() -> None:
+        started.set()
         await release.wait()
         finished.set()
 
     caller = asyncio.ensure_future(run_to_completion(work()))
-    await asyncio.sleep(0)
+    await asyncio.wait_for(started.wait(), 5)  # the work runs and waits; now its caller gives up
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
@@ -81,15 +82,10 @@ async def test_all_of_waits_for_every_step_then_raises_the_first_failure() -> No
 
     async def waits() -> None:
         order.append("waits")
+        asyncio.get_running_loop().call_soon(release.set)  # let go once all_of waits
         await release.wait()
         order.append("waited")
 
-    async def let_go() -> None:
-        await asyncio.sleep(0)
-        release.set()
-
-    helper = asyncio.ensure_future(let_go())
     with pytest.raises(KeyError):
         await all_of(fails_at_once(), waits())
-    await helper
     assert order == ["fails", "waits", "waited"]
