@@ -182,13 +182,15 @@ class RunOps(SandboxStore):
         image_lookup = self._look_up_pause_image()
         await self._set_up_network(pod)
         self._write_pod_files(pod)
+        # The pod's state dir is made by the shm mount or the first status save; registered
+        # before either, so a failure in between (the pause image cannot be had) removes it.
+        # No status file yet: until the first save, recovery reads a missing one as NOTREADY.
+        pod.undo.add_sync("state dir", remove_dir, str(self.state / pod.sandbox_id))
         self._mount_shm(pod)
         image = await image_lookup
         metadata = self._metadata(pod, image)  # its IPs are filled in once CNI is done
         spec = self._spec(pod, image)
         sandbox = Sandbox(metadata, SandboxStatus(state=NOTREADY), self.status_path(pod.sandbox_id))
-        # No status file yet: until the first save, recovery reads a missing one as NOTREADY.
-        pod.undo.add_sync("status dir", remove_dir, str(self.state / pod.sandbox_id))
         mounts = await self._create_record_and_snapshot(pod, image, spec, metadata)
         pause_pid = await self._create_pause_task(pod, mounts)
         await self._pin_userns_netns(pod, pause_pid)

@@ -13,8 +13,11 @@ import grpc
 import pytest
 
 from cri_protos.runtime.v1 import api_pb2
+from tests.cri_server import CriServer
 from tests.pod_rig import PodRig
 from tests.rig.containerd import PrivateContainerd
+from tests.rig.images import TestImages
+from tests.rig.network import TestNetwork
 
 
 def pod_config(name: str | None = None, **kwargs: object) -> api_pb2.PodSandboxConfig:
@@ -130,6 +133,30 @@ def test_network_failure_while_pause_is_created_leaves_nothing(pods: Pods, pod_r
     assert ours("snapshots") == snapshots
     assert (sorted(os.listdir(pins_dir)) if pins_dir.exists() else []) == pins
     assert pods.rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items == []
+
+
+def test_unobtainable_pause_image_leaves_no_pod_directories(containerd: PrivateContainerd,
+                                                           test_images: TestImages) -> None:
+    """The pod's shm and files are made while the pause image is looked up; its failure removes them."""
+    missing = test_images.pause.ref.rsplit(":", 1)[0] + ":no-such-tag"
+    server = CriServer(containerd.address, hosts_dir=str(containerd.hosts_dir),
+                       runc_root=str(containerd.runc_root), sandbox_image=missing)
+    network = TestNetwork(server.cni_conf_dir, index=2)
+    try:
+        server.start()
+        state, root = server.dir / "state" / "sandboxes", server.dir / "root" / "sandboxes"
+        before = {d: sorted(os.listdir(d)) if d.exists() else [] for d in (state, root)}
+        with pytest.raises(grpc.RpcError) as err:
+            server.runtime().RunPodSandbox(api_pb2.RunPodSandboxRequest(config=pod_config()), timeout=60)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND, err.value.details()
+        assert "no-such-tag" in (err.value.details() or "")
+        assert {d: sorted(os.listdir(d)) if d.exists() else [] for d in (state, root)} == before
+        mount_points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+        assert [m for m in mount_points if m.startswith(f"{state}/")] == []  # the pod's shm
+        assert network.allocations() == []
+    finally:
+        server.cleanup()
+        network.close()
 
 
 def test_list_filters_and_entries_follow_the_state(pods: Pods) -> None:
