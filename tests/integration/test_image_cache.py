@@ -15,6 +15,7 @@ from cri_protos.runtime.v1 import api_pb2
 from tests.cri_server import CriServer
 from tests.rig.containerd import PrivateContainerd
 from tests.rig.images import TestImages
+from tests.waiting import wait_until
 
 NS = (("containerd-namespace", "k8s.io"),)
 
@@ -44,10 +45,11 @@ def test_records_changed_by_another_client_are_seen(
         foreign = images_pb2_grpc.ImagesStub(channel)
         record = foreign.Get(images_pb2.GetImageRequest(name=img.ref), metadata=NS, timeout=10).image
         try:
-            for _ in range(3):  # warm the cache (once events are live, lists are kept)
-                assert _status(server, img.ref) is not None
-                server.images().ListImages(api_pb2.ListImagesRequest(), timeout=10)
-                time.sleep(0.2)
+            # Warm the cache: once events are live, a listing is kept.
+            wait_until(lambda: "containerd events: subscribed" in server.log_path.read_text(),
+                       "the server's subscription to containerd's events")
+            assert _status(server, img.ref) is not None
+            server.images().ListImages(api_pb2.ListImagesRequest(), timeout=10)
 
             # A name added elsewhere is found at once (a cache miss is checked with containerd) ...
             foreign.Create(images_pb2.CreateImageRequest(

@@ -158,6 +158,7 @@ class EventMonitor:
                             self._container_changed("", "")
                             self._task_changed("", "")
                             self.subscribed.set()
+                            log.info("containerd events: subscribed; state kept from events is trusted again")
                             await self._resync_safely()
                             backoff = 0.1
                         continue
