@@ -29,7 +29,8 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-UPSTREAM = "/opt/cri-tools/bin/crictl"
+#: Where a developer built upstream crictl; the tests read the same variable (tests/upstream.py).
+UPSTREAM = os.environ.get("CRIRT_UPSTREAM_CRICTL", "/opt/cri-tools/bin/crictl")
 CTR_ID = "c0ffee" + "1" * 58
 GOAL_MS = 100.0
 
