@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 SyncSource = Callable[[], Awaitable[tuple[list[api.PodSandbox], list[api.Container]]]]
 Updater = Callable[[list[api.ContainerUpdate]], Awaitable[list[api.ContainerUpdate]]]
 Evictor = Callable[[list[api.ContainerEviction]], Awaitable[None]]
+#: A notification's pod or container, built only when a plugin is subscribed to it (under the
+#: lock, as containerd converts them): with no plugin listening, nothing is converted.
+PodOf = Callable[[], api.PodSandbox]
+ContainerOf = Callable[[], api.Container]
 
 _LAUNCHABLE = re.compile(r"^(\d\d)-(.+)$")
 
@@ -194,31 +198,31 @@ class NriHost:
 
     async def run_pod_sandbox(self, pod: api.PodSandbox) -> None:
         async with self._lock:
-            await self._relay(api.RUN_POD_SANDBOX, "RunPodSandbox", api.RunPodSandboxRequest(pod=pod),
+            await self._relay(api.RUN_POD_SANDBOX, "RunPodSandbox", lambda: api.RunPodSandboxRequest(pod=pod),
                               api.RunPodSandboxResponse)  # fmt: skip
             self._pending.pods[pod.id] = pod
 
-    async def stop_pod_sandbox(self, pod: api.PodSandbox) -> None:
+    async def stop_pod_sandbox(self, pod: PodOf) -> None:
         async with self._lock:
-            await self._relay(api.STOP_POD_SANDBOX, "StopPodSandbox", api.StopPodSandboxRequest(pod=pod),
+            await self._relay(api.STOP_POD_SANDBOX, "StopPodSandbox", lambda: api.StopPodSandboxRequest(pod=pod()),
                               api.StopPodSandboxResponse)  # fmt: skip
 
-    async def remove_pod_sandbox(self, pod: api.PodSandbox) -> None:
+    async def remove_pod_sandbox(self, pod_id: str, pod: PodOf) -> None:
         async with self._lock:
-            self.published(pod.id)
-            await self._relay(api.REMOVE_POD_SANDBOX, "RemovePodSandbox", api.RemovePodSandboxRequest(pod=pod),
-                              api.RemovePodSandboxResponse)  # fmt: skip
+            self.published(pod_id)
+            await self._relay(api.REMOVE_POD_SANDBOX, "RemovePodSandbox",
+                              lambda: api.RemovePodSandboxRequest(pod=pod()), api.RemovePodSandboxResponse)
 
     async def update_pod_sandbox(self, pod: api.PodSandbox, overhead: api.LinuxResources | None,
                                  resources: api.LinuxResources | None) -> None:  # fmt: skip
         async with self._lock:
-            await self._relay(api.UPDATE_POD_SANDBOX, "UpdatePodSandbox", api.UpdatePodSandboxRequest(
+            await self._relay(api.UPDATE_POD_SANDBOX, "UpdatePodSandbox", lambda: api.UpdatePodSandboxRequest(
                 pod=pod, overhead_linux_resources=overhead, linux_resources=resources), api.UpdatePodSandboxResponse)
 
-    async def post_update_pod_sandbox(self, pod: api.PodSandbox) -> None:
+    async def post_update_pod_sandbox(self, pod: PodOf) -> None:
         async with self._lock:
             await self._relay(api.POST_UPDATE_POD_SANDBOX, "PostUpdatePodSandbox",
-                              api.PostUpdatePodSandboxRequest(pod=pod), api.PostUpdatePodSandboxResponse)
+                              lambda: api.PostUpdatePodSandboxRequest(pod=pod()), api.PostUpdatePodSandboxResponse)
 
     # ---- container events
 
@@ -233,21 +237,22 @@ class NriHost:
             self._pending.containers[container.id] = result.adjusted_container()
             return result
 
-    async def post_create_container(self, pod: api.PodSandbox, container: api.Container) -> None:
+    async def post_create_container(self, pod: PodOf, container: ContainerOf) -> None:
         async with self._lock:
             await self._relay(api.POST_CREATE_CONTAINER, "PostCreateContainer",
-                              api.PostCreateContainerRequest(pod=pod, container=container),
+                              lambda: api.PostCreateContainerRequest(pod=pod(), container=container()),
                               api.PostCreateContainerResponse)  # fmt: skip
 
-    async def start_container(self, pod: api.PodSandbox, container: api.Container) -> None:
+    async def start_container(self, pod: PodOf, container: ContainerOf) -> None:
         async with self._lock:
             await self._relay(api.START_CONTAINER, "StartContainer",
-                              api.StartContainerRequest(pod=pod, container=container), api.StartContainerResponse)
+                              lambda: api.StartContainerRequest(pod=pod(), container=container()),
+                              api.StartContainerResponse)  # fmt: skip
 
-    async def post_start_container(self, pod: api.PodSandbox, container: api.Container) -> None:
+    async def post_start_container(self, pod: PodOf, container: ContainerOf) -> None:
         async with self._lock:
             await self._relay(api.POST_START_CONTAINER, "PostStartContainer",
-                              api.PostStartContainerRequest(pod=pod, container=container),
+                              lambda: api.PostStartContainerRequest(pod=pod(), container=container()),
                               api.PostStartContainerResponse)  # fmt: skip
 
     async def update_container(self, pod: api.PodSandbox, container: api.Container,
@@ -260,26 +265,30 @@ class NriHost:
                 result.apply(plugin.qualified_name, list(response.update), list(response.evict))
             return result
 
-    async def post_update_container(self, pod: api.PodSandbox, container: api.Container) -> None:
+    async def post_update_container(self, pod: PodOf, container: ContainerOf) -> None:
         async with self._lock:
             await self._relay(api.POST_UPDATE_CONTAINER, "PostUpdateContainer",
-                              api.PostUpdateContainerRequest(pod=pod, container=container),
+                              lambda: api.PostUpdateContainerRequest(pod=pod(), container=container()),
                               api.PostUpdateContainerResponse)  # fmt: skip
 
-    async def stop_container(self, pod: api.PodSandbox, container: api.Container) -> list[api.ContainerUpdate]:
+    async def stop_container(self, pod: PodOf, container: ContainerOf) -> list[api.ContainerUpdate]:
         async with self._lock:
             updates: list[api.ContainerUpdate] = []
-            request = api.StopContainerRequest(pod=pod, container=container)
-            for plugin in self._subscribed(api.STOP_CONTAINER):
+            plugins = self._subscribed(api.STOP_CONTAINER)
+            if not plugins:
+                return updates
+            request = api.StopContainerRequest(pod=pod(), container=container())
+            for plugin in plugins:
                 response = await plugin.call("StopContainer", request, api.StopContainerResponse)
                 updates.extend(response.update)
             return updates
 
-    async def remove_container(self, pod: api.PodSandbox, container: api.Container) -> None:
+    async def remove_container(self, container_id: str, pod: PodOf, container: ContainerOf) -> None:
         async with self._lock:
-            self.published(container.id)
+            self.published(container_id)
             await self._relay(api.REMOVE_CONTAINER, "RemoveContainer",
-                              api.RemoveContainerRequest(pod=pod, container=container), api.RemoveContainerResponse)
+                              lambda: api.RemoveContainerRequest(pod=pod(), container=container()),
+                              api.RemoveContainerResponse)  # fmt: skip
 
     # ---- helpers
 
@@ -287,8 +296,12 @@ class NriHost:
         self._plugins = [p for p in self._plugins if not p.closed]
         return [p for p in self._plugins if p.subscribed(event)]
 
-    async def _relay(self, event: int, method: str, request: object, response_type: type) -> None:
-        for plugin in self._subscribed(event):
+    async def _relay(self, event: int, method: str, build: Callable[[], object], response_type: type) -> None:
+        plugins = self._subscribed(event)
+        if not plugins:
+            return
+        request = build()
+        for plugin in plugins:
             await plugin.call(method, request, response_type)  # type: ignore[arg-type]
 
 

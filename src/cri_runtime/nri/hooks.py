@@ -22,7 +22,7 @@ from cri_runtime.containers.model import Container
 from cri_runtime.sandbox.model import Sandbox
 
 from . import convert
-from .adaptation import NriHost
+from .adaptation import NriHost, PodOf
 from .apply import apply_adjustment
 from .plugin import PluginError
 
@@ -72,12 +72,13 @@ class NriHooks:
         if self.host is None or sandbox.id in self._stopped:
             return
         self._stopped.add(sandbox.id)
-        await self._notify("StopPodSandbox", self.host.stop_pod_sandbox(convert.pod(sandbox)))
+        await self._notify("StopPodSandbox", self.host.stop_pod_sandbox(lambda: convert.pod(sandbox)))
 
     async def remove_pod(self, sandbox: Sandbox) -> None:
         self._stopped.discard(sandbox.id)
         if self.host is not None:
-            await self._notify("RemovePodSandbox", self.host.remove_pod_sandbox(convert.pod(sandbox)))
+            await self._notify("RemovePodSandbox",
+                               self.host.remove_pod_sandbox(sandbox.id, lambda: convert.pod(sandbox)))
 
     async def update_pod(self, sandbox: Sandbox, overhead: cri.LinuxContainerResources | None,
                          resources: cri.LinuxContainerResources | None) -> None:  # fmt: skip
@@ -91,7 +92,7 @@ class NriHooks:
 
     async def post_update_pod(self, sandbox: Sandbox) -> None:
         if self.host is not None:
-            await self._notify("PostUpdatePodSandbox", self.host.post_update_pod_sandbox(convert.pod(sandbox)))
+            await self._notify("PostUpdatePodSandbox", self.host.post_update_pod_sandbox(lambda: convert.pod(sandbox)))
 
     # ---- containers
 
@@ -113,20 +114,20 @@ class NriHooks:
     async def post_create_container(self, sandbox: Sandbox | None, container: Container) -> None:
         if self.host is not None:
             await self._notify("PostCreateContainer", self.host.post_create_container(
-                self._pod(sandbox, container), convert.container(container)))
+                self._pod(sandbox, container), lambda: convert.container(container)))
 
     async def start_container(self, sandbox: Sandbox | None, container: Container) -> None:
         if self.host is None:
             return
         try:
-            await self.host.start_container(self._pod(sandbox, container), convert.container(container))
+            await self.host.start_container(self._pod(sandbox, container), lambda: convert.container(container))
         except PluginError as exc:
             raise _refused(exc) from None
 
     async def post_start_container(self, sandbox: Sandbox | None, container: Container) -> None:
         if self.host is not None:
             await self._notify("PostStartContainer", self.host.post_start_container(
-                self._pod(sandbox, container), convert.container(container)))
+                self._pod(sandbox, container), lambda: convert.container(container)))
 
     async def update_container(self, sandbox: Sandbox | None, container: Container,
                                resources: cri.LinuxContainerResources) -> cri.LinuxContainerResources:  # fmt: skip
@@ -134,7 +135,7 @@ class NriHooks:
         if self.host is None:
             return resources
         try:
-            result = await self.host.update_container(self._pod(sandbox, container), convert.container(container),
+            result = await self.host.update_container(self._pod(sandbox, container)(), convert.container(container),
                                                       convert.resources(resources))  # fmt: skip
         except PluginError as exc:
             raise _refused(exc) from None
@@ -144,15 +145,15 @@ class NriHooks:
     async def post_update_container(self, sandbox: Sandbox | None, container: Container) -> None:
         if self.host is not None:
             await self._notify("PostUpdateContainer", self.host.post_update_container(
-                self._pod(sandbox, container), convert.container(container)))
+                self._pod(sandbox, container), lambda: convert.container(container)))
 
     async def stop_container(self, sandbox: Sandbox | None, container: Container) -> None:
         if self.host is None or container.id in self._stopped:
             return
         self._stopped.add(container.id)
-        pod = self._pod(sandbox, container)
         try:
-            updates = await self.host.stop_container(pod, convert.container(container))
+            updates = await self.host.stop_container(self._pod(sandbox, container),
+                                                     lambda: convert.container(container))
         except PluginError as exc:
             log.warning("NRI StopContainer notification failed: %s", exc)
             return
@@ -162,15 +163,18 @@ class NriHooks:
         self._stopped.discard(container.id)
         if self.host is None:
             return
-        pod = self._pod(sandbox, container)
-        await self._notify("RemoveContainer", self.host.remove_container(pod, convert.container(container)))
+        await self._notify("RemoveContainer", self.host.remove_container(
+            container.id, self._pod(sandbox, container), lambda: convert.container(container)))
 
     # ---- helpers
 
     @staticmethod
-    def _pod(sandbox: Sandbox | None, container: Container) -> api.PodSandbox:
-        """The container's pod; only its ID once the pod record is gone (a removal racing the pod's)."""
-        return convert.pod(sandbox) if sandbox is not None else api.PodSandbox(id=container.metadata.sandbox_id)
+    def _pod(sandbox: Sandbox | None, container: Container) -> PodOf:
+        """The container's pod, built when a plugin wants it; only its ID once the pod record is
+        gone (a removal racing the pod's)."""
+        if sandbox is None:
+            return lambda: api.PodSandbox(id=container.metadata.sandbox_id)
+        return lambda: convert.pod(sandbox)
 
     async def _notify(self, event: str, call: Awaitable[None]) -> None:
         try:

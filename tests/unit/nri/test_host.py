@@ -98,12 +98,37 @@ async def test_events_reach_plugins_in_index_order_and_only_when_subscribed(host
     mid = await connect(nri, name="mid", idx="50", handlers={"RunPodSandbox": recorder("50-mid")})
     await nri.run_pod_sandbox(POD)
     assert order == ["50-mid", "90-late"]  # 10-early did not subscribe to RunPodSandbox
-    await nri.stop_pod_sandbox(POD)
-    await nri.remove_pod_sandbox(POD)
+    await nri.stop_pod_sandbox(lambda: POD)
+    await nri.remove_pod_sandbox(POD.id, lambda: POD)
     assert mid.methods()[2:] == ["RunPodSandbox", "StopPodSandbox", "RemovePodSandbox"]
     assert early.methods() == ["Configure", "Synchronize"]
     for plugin in (late, early, mid):
         plugin.close()
+
+
+async def test_a_notification_nobody_subscribed_to_converts_nothing(host: tuple[NriHost, Runtime]) -> None:
+    """Pods and containers become NRI messages only for a plugin that receives them (under the lock)."""
+    nri, _ = host
+    built: list[str] = []
+
+    def pod() -> api.PodSandbox:
+        built.append("pod")
+        return POD
+
+    def ctr() -> api.Container:
+        built.append("container")
+        return CTR
+
+    await nri.post_start_container(pod, ctr)  # no plugin at all
+    await nri.remove_container(CTR.id, pod, ctr)
+    plugin = await connect(nri, events=("RemoveContainer",))
+    await nri.post_start_container(pod, ctr)  # a plugin, but not subscribed to this event
+    assert await nri.stop_container(pod, ctr) == []
+    assert built == []
+    await nri.remove_container(CTR.id, pod, ctr)
+    assert built == ["pod", "container"]
+    assert plugin.methods()[2:] == ["RemoveContainer"]
+    plugin.close()
 
 
 async def test_a_plugin_error_fails_the_operation_and_a_retry_works(host: tuple[NriHost, Runtime]) -> None:
@@ -284,6 +309,6 @@ async def test_a_plugin_that_went_away_is_dropped_and_never_fails_an_event(host:
     plugin = await connect(nri)
     plugin.close()
     for _ in range(3):  # whether the host has noticed yet or finds out while writing
-        await nri.stop_container(POD, CTR)
+        await nri.stop_container(lambda: POD, lambda: CTR)
         await nri.run_pod_sandbox(POD)
     assert nri.plugins == []
