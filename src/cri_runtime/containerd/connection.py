@@ -23,7 +23,7 @@ from google.protobuf import empty_pb2
 from cri_protos.containerd.services.containers.v1 import containers_pb2_grpc
 from cri_protos.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from cri_protos.containerd.services.diff.v1 import diff_pb2_grpc
-from cri_protos.containerd.services.events.v1 import events_pb2_grpc
+from cri_protos.containerd.services.events.v1 import events_pb2, events_pb2_grpc
 from cri_protos.containerd.services.images.v1 import images_pb2_grpc
 from cri_protos.containerd.services.introspection.v1 import introspection_pb2_grpc
 from cri_protos.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
@@ -31,6 +31,7 @@ from cri_protos.containerd.services.namespaces.v1 import namespace_pb2_grpc
 from cri_protos.containerd.services.snapshots.v1 import snapshots_pb2_grpc
 from cri_protos.containerd.services.tasks.v1 import tasks_pb2_grpc
 from cri_protos.containerd.services.version.v1 import version_pb2_grpc
+from cri_protos.containerd.types import event_pb2
 from cri_runtime import errors, tracing
 from cri_runtime.containerd.deadlines import default_timeout
 from cri_runtime.containerd.errors import from_rpc_error
@@ -113,7 +114,7 @@ class Containerd:
                 ("grpc.default_authority", "localhost"),
             ],
         )
-        # Unary calls take our lean HTTP/2 client; streams stay on grpc.aio.
+        # Unary calls and the event subscription take our lean HTTP/2 client; other streams stay on grpc.aio.
         self.fast = FastChannel(target.removeprefix("unix://").removeprefix("unix:"), self.channel)
         ch = _NamingChannel(self.fast)
         self.containers = containers_pb2_grpc.ContainersStub(ch)
@@ -135,6 +136,11 @@ class Containerd:
             request_serializer=content_pb2.WriteContentRequest.SerializeToString,
             response_deserializer=content_pb2.WriteContentResponse.FromString)
         setattr(self.content_write_once, SPAN_NAME_ATTR, "containerd.services.content.v1.Content/Write")
+        # The event subscription is read by the lean client too: one message per state change.
+        self.subscribe_events = self.fast.server_stream(
+            "/containerd.services.events.v1.Events/Subscribe",
+            request_serializer=events_pb2.SubscribeRequest.SerializeToString,
+            response_deserializer=event_pb2.Envelope.FromString)
 
     def metadata(self, lease: str | None = None) -> Metadata:
         """gRPC metadata for a call in our namespace, optionally under a lease."""

@@ -147,7 +147,7 @@ class EventMonitor:
              if self._on_task_change else []))
         backoff = 0.1
         while True:
-            stream = self._ctd.events.Subscribe(request, metadata=self._ctd.metadata())
+            stream = self._ctd.subscribe_events(request, metadata=self._ctd.metadata())
             probe = uuid.uuid4().hex
             prober = asyncio.create_task(self._publish_probe(probe))
             try:

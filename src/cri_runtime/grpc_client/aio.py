@@ -2,19 +2,23 @@
 
 grpc.aio's client spends ~80 us more per call than grpcio's blocking one,
 and a pod's life makes dozens of unary calls to containerd. `FastChannel`
-sends unary-unary calls through this lean client and hands every streaming
-call to the grpc.aio channel it wraps, so generated stubs work unchanged and
-failures still surface as `grpc.aio.AioRpcError`.
+sends unary-unary calls through this lean client and hands streaming calls
+to the grpc.aio channel it wraps, so generated stubs work unchanged and
+failures still surface as `grpc.aio.AioRpcError`. A server-streaming method
+named with `FastChannel.server_stream` (containerd's event subscription, one
+message per container state change) is read here too: grpc.aio spent ~130 us
+of CPU per message on it, handed over from its own thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import struct
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import grpc
@@ -23,6 +27,7 @@ from cri_runtime.h2 import frames, hpack, wire
 
 _WINDOW = 1 << 30  # our receive windows: replenished at half
 _STREAM_WINDOW = frames.MAX_WINDOW
+_MAX_STREAM_MESSAGE = 16 << 20  # a streamed message larger than this is refused
 Metadata = Sequence[tuple[str, str]]
 
 
@@ -35,6 +40,37 @@ class _Reply:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.send_window = 0
         self.window_waiter: asyncio.Future[None] | None = None
+
+
+class _StreamReply(_Reply):
+    """A server-streaming call's stream: whole messages are taken off `data` as they complete."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: collections.deque[bytes] = collections.deque()
+        self.arrived: asyncio.Future[None] | None = None  # the reader waits on it when none is queued
+        self.unacked = 0  # DATA bytes not yet given back to the server's window for this stream
+        self.malformed = False
+
+    def take_messages(self) -> None:
+        data, pos = self.data, 0
+        while len(data) - pos >= wire.PREFIX_SIZE:
+            compressed, length = wire.parse_prefix(data, pos)
+            end = pos + wire.PREFIX_SIZE + length
+            if compressed or length > _MAX_STREAM_MESSAGE:
+                self.malformed = True
+                break
+            if end > len(data):
+                break
+            self.messages.append(bytes(data[pos + wire.PREFIX_SIZE:end]))
+            pos = end
+        if pos:
+            del data[:pos]
+        self.wake()
+
+    def wake(self) -> None:
+        if self.arrived is not None and not self.arrived.done():
+            self.arrived.set_result(None)
 
 
 class _Connection(asyncio.Protocol):
@@ -95,6 +131,15 @@ class _Connection(asyncio.Protocol):
             reply = self.replies.get(stream)
             if reply is not None:
                 reply.data += frames.strip_padding(flags, payload)
+                if isinstance(reply, _StreamReply):
+                    reply.unacked += len(payload)
+                    if reply.unacked >= _STREAM_WINDOW // 2:
+                        self._write(frames.window_update(stream, reply.unacked))
+                        reply.unacked = 0
+                    reply.take_messages()
+                    if reply.malformed:
+                        self._refuse(stream, reply)
+                        return
                 if flags & frames.FLAG_END_STREAM:
                     self._end(stream)
         elif ftype in (frames.HEADERS, frames.CONTINUATION):
@@ -157,6 +202,13 @@ class _Connection(asyncio.Protocol):
             if r.window_waiter is not None and not r.window_waiter.done():
                 r.window_waiter.set_result(None)
 
+    def _refuse(self, stream: int, reply: _Reply) -> None:
+        """A stream whose messages cannot be read: reset it and fail its call."""
+        reply.headers[b"grpc-status"] = str(grpc.StatusCode.INTERNAL.value[0]).encode()
+        reply.headers[b"grpc-message"] = b"malformed or oversized streamed message"
+        self._write(frames.rst_stream(stream, frames.CANCEL))
+        self._end(stream)
+
     def _end(self, stream: int) -> None:
         reply = self.replies.pop(stream, None)
         if reply is not None:
@@ -168,10 +220,11 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
-    async def send(self, path: str, payload: bytes, metadata: Metadata, timeout: float | None) -> _Reply:
+    async def send(self, path: str, payload: bytes, metadata: Metadata, timeout: float | None,
+                   reply: _Reply | None = None) -> _Reply:
         stream = self.next_stream
         self.next_stream += 2
-        reply = _Reply()
+        reply = reply if reply is not None else _Reply()
         reply.send_window = self.peer_window
         self.replies[stream] = reply
         fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path.encode()),
@@ -225,6 +278,8 @@ def _finish(reply: _Reply) -> None:
         reply.done.set_result(None)
     if reply.window_waiter is not None and not reply.window_waiter.done():
         reply.window_waiter.set_result(None)
+    if isinstance(reply, _StreamReply):
+        reply.wake()
 
 
 def _error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
@@ -286,13 +341,62 @@ class UnaryClient:
                 expiry.cancel()
         return _result(reply, conn.closed, last_of_many)
 
+    async def open_stream(self, path: str, payload: bytes, metadata: Metadata) -> ServerStream:
+        """A server-streaming call with one request message; read its messages from the result."""
+        try:
+            conn = await self._connection()
+        except OSError as exc:
+            raise _error(grpc.StatusCode.UNAVAILABLE, f"cannot connect to {self._path}: {exc}") from None
+        reply = _StreamReply()
+        await conn.send(path, payload, metadata, None, reply)
+        return ServerStream(conn, reply)
+
     async def close(self) -> None:
         if self._conn is not None:
             self._conn.abort()
             self._conn = None
 
 
-def _result(reply: _Reply, closed: bool, last_of_many: bool = False) -> bytes:
+class ServerStream:
+    """The response messages of one server-streaming call, as raw bytes, in order.
+
+    Iterating ends when the server ends the call with OK; any other end (a status,
+    the connection lost) raises `grpc.aio.AioRpcError` once the messages before it
+    have been read. `cancel` resets the stream.
+    """
+
+    def __init__(self, conn: _Connection, reply: _StreamReply) -> None:
+        self._conn, self._reply = conn, reply
+
+    def __aiter__(self) -> ServerStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        reply = self._reply
+        while not reply.messages:
+            if reply.done.done():
+                _check_status(reply, self._conn.closed)
+                if reply.data:
+                    raise _error(grpc.StatusCode.INTERNAL, "the stream ended inside a message")
+                raise StopAsyncIteration
+            reply.arrived = asyncio.get_running_loop().create_future()
+            try:
+                await reply.arrived
+            finally:
+                reply.arrived = None
+        return reply.messages.popleft()
+
+    def cancel(self) -> None:
+        reply = self._reply
+        if not reply.done.done():
+            self._conn.cancel(reply)
+            reply.headers.setdefault(b"grpc-status", str(grpc.StatusCode.CANCELLED.value[0]).encode())
+            reply.headers.setdefault(b"grpc-message", b"cancelled")
+            _finish(reply)
+
+
+def _check_status(reply: _Reply, closed: bool) -> None:
+    """Raise the call's error, if it ended with one (or without a status)."""
     status = reply.headers.get(b"grpc-status")
     if status is None:
         if closed:
@@ -302,6 +406,10 @@ def _result(reply: _Reply, closed: bool, last_of_many: bool = False) -> bytes:
     if code != 0:
         message = urllib.parse.unquote(reply.headers.get(b"grpc-message", b"").decode("utf-8", "replace"))
         raise _error(_CODES.get(code, grpc.StatusCode.UNKNOWN), message)
+
+
+def _result(reply: _Reply, closed: bool, last_of_many: bool = False) -> bytes:
+    _check_status(reply, closed)
     data = reply.data
     if len(data) < wire.PREFIX_SIZE:
         raise _error(grpc.StatusCode.INTERNAL, "the server sent no response message")
@@ -337,6 +445,50 @@ class _UnaryMethod:
         return self._deserialize(raw)
 
 
+class StreamCall:
+    """An open server-streaming call: iterate its decoded messages; `cancel` ends it."""
+
+    def __init__(self, opening: Coroutine[Any, Any, ServerStream], deserialize: Callable[[bytes], Any]) -> None:
+        self._opening = opening
+        self._started = False
+        self._stream: ServerStream | None = None
+        self._cancelled = False
+        self._deserialize = deserialize
+
+    def __aiter__(self) -> StreamCall:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._stream is None:
+            if self._cancelled:
+                raise _error(grpc.StatusCode.CANCELLED, "cancelled")
+            self._started = True
+            self._stream = await self._opening
+            if self._cancelled:  # cancelled while it was being opened
+                self._stream.cancel()
+        return self._deserialize(await self._stream.__anext__())
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self._stream is not None:
+            self._stream.cancel()
+        elif not self._started:
+            self._opening.close()  # never opened: nothing was sent
+
+
+class _StreamMethod:
+    """What the caller of a `FastChannel.server_stream` method calls: opens the call on first read."""
+
+    def __init__(self, client: UnaryClient, path: str, serialize: Callable[[Any], bytes],
+                 deserialize: Callable[[bytes], Any]) -> None:
+        self._client, self._path = client, path
+        self._serialize, self._deserialize = serialize, deserialize
+
+    def __call__(self, request: Any, *, metadata: Metadata = (), **_: Any) -> StreamCall:
+        opening = self._client.open_stream(self._path, self._serialize(request), metadata)
+        return StreamCall(opening, self._deserialize)
+
+
 class FastChannel:
     """A channel for generated stubs: unary-unary calls via `UnaryClient`, streams via grpc.aio."""
 
@@ -357,6 +509,11 @@ class FastChannel:
         with several messages (containerd's Content.Write repeats its last one).
         """
         return _UnaryMethod(self.unary, method, request_serializer, response_deserializer, last_of_many=True)
+
+    def server_stream(self, method: str, request_serializer: Callable[[Any], bytes],
+                      response_deserializer: Callable[[bytes], Any]) -> _StreamMethod:
+        """A server-streaming method read by our client (the stubs' `unary_stream` stays on grpc.aio)."""
+        return _StreamMethod(self.unary, method, request_serializer, response_deserializer)
 
     def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
         return self._streaming.unary_stream(*args, **kwargs)

@@ -28,7 +28,8 @@ class TestServicer(api_pb2_grpc.RuntimeServiceServicer):
 
     Version(version=...): "echo:<text>", "abort:<code>:<message>", "raise",
     "sleep:<seconds>", "metadata", "peer". ExecSync(cmd=[n]) answers n bytes of stdout.
-    StreamContainers(filter.id=n) yields n responses of 1 KiB.
+    StreamContainers(filter.id=n) yields n responses of 1 KiB, then ends, or with
+    filter.pod_sandbox_id "abort:<code>:<message>" fails, or with "hold" waits to be cancelled.
     """
 
     def __init__(self) -> None:
@@ -72,6 +73,17 @@ class TestServicer(api_pb2_grpc.RuntimeServiceServicer):
         for i in range(int(request.filter.id)):
             yield api_pb2.StreamContainersResponse(
                 containers=[api_pb2.Container(id=f"{i}", image_ref="r" * 1024)])
+        then = request.filter.pod_sandbox_id
+        if then.startswith("abort:"):
+            code, _, message = then.removeprefix("abort:").partition(":")
+            await context.abort(grpc.StatusCode[code], message)
+        if then == "hold":
+            self.started.append("stream")
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                self.cancelled.append("stream")
+                raise
 
 
 class ServerThread:

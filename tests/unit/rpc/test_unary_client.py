@@ -156,3 +156,88 @@ async def test_single_request_stream_answers_with_the_last_message(server: Serve
         assert err.value.details() == "the server sent no response message"
     finally:
         await channel.close()
+
+
+def _stream_method(channel: FastChannel) -> aio._StreamMethod:
+    return channel.server_stream("/runtime.v1.RuntimeService/StreamContainers",
+                                 api_pb2.StreamContainersRequest.SerializeToString,
+                                 api_pb2.StreamContainersResponse.FromString)
+
+
+def _stream_request(count: int, then: str = "") -> api_pb2.StreamContainersRequest:
+    return api_pb2.StreamContainersRequest(filter=api_pb2.ContainerFilter(id=str(count), pod_sandbox_id=then))
+
+
+@pytest.mark.parametrize("count", [0, 1, 300])
+async def test_server_stream_reads_every_message_in_order(server: ServerThread, count: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a 64 KiB stream window, 300 KiB arrive only if the reader gives the window back."""
+    monkeypatch.setattr(aio, "_STREAM_WINDOW", 64 * 1024)
+    channel = FastChannel(server.path, grpc.aio.insecure_channel(f"unix://{server.path}"))
+    try:
+        call = _stream_method(channel)(_stream_request(count))
+        async with asyncio.timeout(10):  # a window never given back stalls the server: fail, not hang
+            ids = [r.containers[0].id async for r in call]
+        assert ids == [str(i) for i in range(count)]
+        # The connection serves the next call.
+        assert [r.containers[0].id async for r in _stream_method(channel)(_stream_request(2))] == ["0", "1"]
+    finally:
+        await channel.close()
+
+
+async def test_server_stream_status_after_its_messages(server: ServerThread) -> None:
+    channel = FastChannel(server.path, grpc.aio.insecure_channel(f"unix://{server.path}"))
+    try:
+        call = _stream_method(channel)(_stream_request(3, "abort:NOT_FOUND:gone: 100% é"))
+        got: list[str] = []
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for r in call:
+                got.append(r.containers[0].id)
+        assert got == ["0", "1", "2"]  # the messages before the status are all read
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert err.value.details() == "gone: 100% é"
+    finally:
+        await channel.close()
+
+
+async def test_cancelling_a_server_stream_resets_it(server: ServerThread) -> None:
+    channel = FastChannel(server.path, grpc.aio.insecure_channel(f"unix://{server.path}"))
+    try:
+        call = _stream_method(channel)(_stream_request(2, "hold"))
+        assert (await call.__anext__()).containers[0].id == "0"
+        assert (await call.__anext__()).containers[0].id == "1"
+        await until(lambda: server.servicer.started == ["stream"], "the handler waits after its messages")
+        reader = asyncio.ensure_future(call.__anext__())
+        await until(lambda: call._stream is not None and call._stream._reply.arrived is not None,
+                    "the reader waits for a message")
+        call.cancel()
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await reader
+        assert err.value.code() == grpc.StatusCode.CANCELLED
+        await until(lambda: server.servicer.cancelled == ["stream"], "the server's handler is cancelled")
+        assert channel.unary._conn is not None and not channel.unary._conn.replies
+        # A call cancelled before it was read never opens a stream.
+        unread = _stream_method(channel)(_stream_request(1))
+        unread.cancel()
+        with pytest.raises(grpc.aio.AioRpcError):
+            await unread.__anext__()
+    finally:
+        await channel.close()
+
+
+async def test_a_server_stream_ends_unavailable_when_the_server_goes(tmp_path: Path) -> None:
+    srv = ServerThread(tmp_path / "stream.sock").start()
+    channel = FastChannel(srv.path, grpc.aio.insecure_channel(f"unix://{srv.path}"))
+    try:
+        call = _stream_method(channel)(_stream_request(1, "hold"))
+        assert (await call.__anext__()).containers[0].id == "0"
+        await until(lambda: srv.servicer.started == ["stream"], "the handler waits")
+        await asyncio.get_running_loop().run_in_executor(None, lambda: srv.stop(grace=0.1))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call.__anext__()
+        assert err.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # and no server: the next call says so
+            await _stream_method(channel)(_stream_request(1)).__anext__()
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await channel.close()
