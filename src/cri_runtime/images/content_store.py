@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ import grpc
 from google.protobuf import field_mask_pb2
 
 from cri_protos.containerd.services.content.v1 import content_pb2
+from cri_protos.containerd.services.introspection.v1 import introspection_pb2
 from cri_protos.containerd.services.leases.v1 import leases_pb2
 from cri_runtime import errors
 from cri_runtime.containerd.connection import Containerd
@@ -57,6 +59,49 @@ def _disk_error(exc: errors.CriError) -> errors.CriError:
     if "no space left" in exc.message.lower() or "quota" in exc.message.lower():
         return errors.ResourceExhausted(exc.message)
     return exc
+
+
+#: grpc.aio's words when a stream failed on our side of the channel: a message sent after
+#: containerd ended the call can fail the call locally before containerd's status is read.
+LOCAL_STREAM_FAILURE = "Internal error from Core"
+
+
+def explain_local_failure(err: errors.CriError, content_root: str, free_bytes: int | None) -> errors.CriError:
+    """`err` as containerd most likely meant it, when grpc.aio replaced containerd's status with its own.
+
+    A write stream that containerd ended because its disk filled up then reads
+    "Internal error from Core"; with less than a write's worth of space left where
+    containerd keeps content, that is the cause to report (RESOURCE_EXHAUSTED).
+    """
+    if not isinstance(err, errors.Internal) or LOCAL_STREAM_FAILURE not in err.message or free_bytes is None:
+        return err
+    if free_bytes >= WRITE_CHUNK:
+        return err
+    return errors.ResourceExhausted(f"{err.message} (no space left on device: containerd's content store "
+                                    f"{content_root} has {free_bytes} bytes free)")
+
+
+async def content_root(ctd: Containerd) -> str | None:
+    """Where containerd keeps content (its content plugin's root), or None if it does not say."""
+    try:
+        resp = await ctd.call(ctd.introspection.Plugins, introspection_pb2.PluginsRequest(
+            filters=['type=="io.containerd.content.v1"']), "introspect content store")
+    except errors.CriError:
+        return None
+    for plugin in resp.plugins:
+        root = plugin.exports.get("root")
+        if root:
+            return str(root)
+    return None
+
+
+def free_bytes(path: str) -> int | None:
+    """Bytes root may still write on `path`'s filesystem (containerd runs as root: reserved blocks count)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bfree * st.f_frsize
 
 
 class ContentStore:
@@ -278,7 +323,10 @@ class _Writer:
                 raise exc
 
     async def write(self, offset: int, data: bytes) -> None:
-        await self._check_reader()
+        try:
+            await self._check_reader()
+        except errors.CriError as err:
+            raise await self._explained(err) from None
         try:
             for i in range(0, len(data), WRITE_CHUNK):
                 piece = data[i:i + WRITE_CHUNK]
@@ -287,10 +335,22 @@ class _Writer:
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
             # The local error ("Internal error from Core") hides containerd's
             # status; the response side of the stream carries the real one.
-            await self._server_error()
+            try:
+                await self._server_error()
+            except errors.CriError as err:
+                raise await self._explained(err) from None
             if isinstance(exc, grpc.aio.AioRpcError):
-                raise self._map(exc, "write") from None
+                raise await self._explained(self._map(exc, "write")) from None
             raise
+
+    async def _explained(self, err: errors.CriError) -> errors.CriError:
+        """`err`, or the full disk behind it when grpc.aio kept containerd's status from us."""
+        if not isinstance(err, errors.Internal) or LOCAL_STREAM_FAILURE not in err.message:
+            return err
+        root = await content_root(self.ctd)
+        if root is None:
+            return err
+        return explain_local_failure(err, root, await asyncio.to_thread(free_bytes, root))
 
     async def _server_error(self) -> None:
         """Raise containerd's own status for a failed stream, if it has one."""
@@ -317,10 +377,13 @@ class _Writer:
                 return
             # As for a write: a local "Internal error from Core" hides containerd's own status
             # (a disk that filled up during the last writes), which the response side carries.
-            await self._server_error()
+            try:
+                await self._server_error()
+            except errors.CriError as server_err:
+                raise await self._explained(server_err) from None
             if not isinstance(exc, grpc.aio.AioRpcError):
                 raise
-            err = self._map(exc, "commit")
+            err = await self._explained(self._map(exc, "commit"))
             if isinstance(err, errors.FailedPrecondition) and "unexpected" in err.message:
                 raise errors.DataLoss(f"{self.what}: containerd rejected the content: {exc.details()}") from None
             raise err from None
