@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -158,6 +159,14 @@ async def test_single_request_stream_answers_with_the_last_message(server: Serve
         await channel.close()
 
 
+@pytest.fixture
+async def channel(server: ServerThread) -> AsyncIterator[FastChannel]:
+    """A lean channel to the test server, closed after the test."""
+    ch = FastChannel(server.path, grpc.aio.insecure_channel(f"unix://{server.path}"))
+    yield ch
+    await ch.close()
+
+
 def _stream_method(channel: FastChannel) -> aio._StreamMethod:
     return channel.server_stream("/runtime.v1.RuntimeService/StreamContainers",
                                  api_pb2.StreamContainersRequest.SerializeToString,
@@ -185,44 +194,36 @@ async def test_server_stream_reads_every_message_in_order(server: ServerThread, 
         await channel.close()
 
 
-async def test_server_stream_status_after_its_messages(server: ServerThread) -> None:
-    channel = FastChannel(server.path, grpc.aio.insecure_channel(f"unix://{server.path}"))
-    try:
-        call = _stream_method(channel)(_stream_request(3, "abort:NOT_FOUND:gone: 100% é"))
-        got: list[str] = []
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            async for r in call:
-                got.append(r.containers[0].id)
-        assert got == ["0", "1", "2"]  # the messages before the status are all read
-        assert err.value.code() == grpc.StatusCode.NOT_FOUND
-        assert err.value.details() == "gone: 100% é"
-    finally:
-        await channel.close()
+async def test_server_stream_status_after_its_messages(channel: FastChannel) -> None:
+    call = _stream_method(channel)(_stream_request(3, "abort:NOT_FOUND:gone: 100% é"))
+    got: list[str] = []
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for r in call:
+            got.append(r.containers[0].id)
+    assert got == ["0", "1", "2"]  # the messages before the status are all read
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert err.value.details() == "gone: 100% é"
 
 
-async def test_cancelling_a_server_stream_resets_it(server: ServerThread) -> None:
-    channel = FastChannel(server.path, grpc.aio.insecure_channel(f"unix://{server.path}"))
-    try:
-        call = _stream_method(channel)(_stream_request(2, "hold"))
-        assert (await call.__anext__()).containers[0].id == "0"
-        assert (await call.__anext__()).containers[0].id == "1"
-        await until(lambda: server.servicer.started == ["stream"], "the handler waits after its messages")
-        reader = asyncio.ensure_future(call.__anext__())
-        await until(lambda: call._stream is not None and call._stream._reply.arrived is not None,
-                    "the reader waits for a message")
-        call.cancel()
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await reader
-        assert err.value.code() == grpc.StatusCode.CANCELLED
-        await until(lambda: server.servicer.cancelled == ["stream"], "the server's handler is cancelled")
-        assert channel.unary._conn is not None and not channel.unary._conn.replies
-        # A call cancelled before it was read never opens a stream.
-        unread = _stream_method(channel)(_stream_request(1))
-        unread.cancel()
-        with pytest.raises(grpc.aio.AioRpcError):
-            await unread.__anext__()
-    finally:
-        await channel.close()
+async def test_cancelling_a_server_stream_resets_it(server: ServerThread, channel: FastChannel) -> None:
+    call = _stream_method(channel)(_stream_request(2, "hold"))
+    assert (await call.__anext__()).containers[0].id == "0"
+    assert (await call.__anext__()).containers[0].id == "1"
+    await until(lambda: server.servicer.started == ["stream"], "the handler waits after its messages")
+    reader = asyncio.ensure_future(call.__anext__())
+    await until(lambda: call._stream is not None and call._stream._reply.arrived is not None,
+                "the reader waits for a message")
+    call.cancel()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await reader
+    assert err.value.code() == grpc.StatusCode.CANCELLED
+    await until(lambda: server.servicer.cancelled == ["stream"], "the server's handler is cancelled")
+    assert channel.unary._conn is not None and not channel.unary._conn.replies
+    # A call cancelled before it was read never opens a stream.
+    unread = _stream_method(channel)(_stream_request(1))
+    unread.cancel()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await unread.__anext__()
 
 
 async def test_a_server_stream_ends_unavailable_when_the_server_goes(tmp_path: Path) -> None:
