@@ -309,18 +309,22 @@ class UnaryClient:
                 self._conn = conn
             return conn
 
-    async def call(self, path: str, payload: bytes, metadata: Metadata, timeout: float | None,
-                   wait_for_ready: bool, *, last_of_many: bool = False) -> bytes:
-        """One request message; the one response message (or, with `last_of_many`, the last of several)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    async def _connected(self, wait_for_ready: bool, deadline: float | None) -> _Connection:
+        """The connection, dialled if need be; UNAVAILABLE when the server is not there (at once,
+        or once `deadline` passes when waiting for it to be ready)."""
         while True:
             try:
-                conn = await self._connection()
-                break
+                return await self._connection()
             except OSError as exc:
                 if not wait_for_ready or (deadline is not None and time.monotonic() >= deadline):
                     raise _error(grpc.StatusCode.UNAVAILABLE, f"cannot connect to {self._path}: {exc}") from None
                 await asyncio.sleep(0.05)
+
+    async def call(self, path: str, payload: bytes, metadata: Metadata, timeout: float | None,
+                   wait_for_ready: bool, *, last_of_many: bool = False) -> bytes:
+        """One request message; the one response message (or, with `last_of_many`, the last of several)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        conn = await self._connected(wait_for_ready, deadline)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         reply = await conn.send(path, payload, metadata, remaining)
         # A timer that fails the reply, not asyncio.wait_for: that adds a future and a loop
@@ -341,58 +345,18 @@ class UnaryClient:
                 expiry.cancel()
         return _result(reply, conn.closed, last_of_many)
 
-    async def open_stream(self, path: str, payload: bytes, metadata: Metadata) -> ServerStream:
-        """A server-streaming call with one request message; read its messages from the result."""
-        try:
-            conn = await self._connection()
-        except OSError as exc:
-            raise _error(grpc.StatusCode.UNAVAILABLE, f"cannot connect to {self._path}: {exc}") from None
+    async def open_stream(self, path: str, payload: bytes,
+                          metadata: Metadata) -> tuple[_Connection, _StreamReply]:
+        """Send a server-streaming call's one request message; its messages arrive on the reply."""
+        conn = await self._connected(False, None)
         reply = _StreamReply()
         await conn.send(path, payload, metadata, None, reply)
-        return ServerStream(conn, reply)
+        return conn, reply
 
     async def close(self) -> None:
         if self._conn is not None:
             self._conn.abort()
             self._conn = None
-
-
-class ServerStream:
-    """The response messages of one server-streaming call, as raw bytes, in order.
-
-    Iterating ends when the server ends the call with OK; any other end (a status,
-    the connection lost) raises `grpc.aio.AioRpcError` once the messages before it
-    have been read. `cancel` resets the stream.
-    """
-
-    def __init__(self, conn: _Connection, reply: _StreamReply) -> None:
-        self._conn, self._reply = conn, reply
-
-    def __aiter__(self) -> ServerStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        reply = self._reply
-        while not reply.messages:
-            if reply.done.done():
-                _check_status(reply, self._conn.closed)
-                if reply.data:
-                    raise _error(grpc.StatusCode.INTERNAL, "the stream ended inside a message")
-                raise StopAsyncIteration
-            reply.arrived = asyncio.get_running_loop().create_future()
-            try:
-                await reply.arrived
-            finally:
-                reply.arrived = None
-        return reply.messages.popleft()
-
-    def cancel(self) -> None:
-        reply = self._reply
-        if not reply.done.done():
-            self._conn.cancel(reply)
-            reply.headers.setdefault(b"grpc-status", str(grpc.StatusCode.CANCELLED.value[0]).encode())
-            reply.headers.setdefault(b"grpc-message", b"cancelled")
-            _finish(reply)
 
 
 def _check_status(reply: _Reply, closed: bool) -> None:
@@ -446,12 +410,17 @@ class _UnaryMethod:
 
 
 class StreamCall:
-    """An open server-streaming call: iterate its decoded messages; `cancel` ends it."""
+    """An open server-streaming call: iterate its decoded messages, in order; `cancel` ends it.
 
-    def __init__(self, opening: Coroutine[Any, Any, ServerStream], deserialize: Callable[[bytes], Any]) -> None:
-        self._opening = opening
-        self._started = False
-        self._stream: ServerStream | None = None
+    The request goes out on the first read. Iterating ends when the server ends the
+    call with OK; any other end (a status, the connection lost, a cancel) raises
+    `grpc.aio.AioRpcError` once the messages before it have been read.
+    """
+
+    def __init__(self, opening: Coroutine[Any, Any, tuple[_Connection, _StreamReply]],
+                 deserialize: Callable[[bytes], Any]) -> None:
+        self._opening: Coroutine[Any, Any, tuple[_Connection, _StreamReply]] | None = opening
+        self._open: tuple[_Connection, _StreamReply] | None = None
         self._cancelled = False
         self._deserialize = deserialize
 
@@ -459,21 +428,41 @@ class StreamCall:
         return self
 
     async def __anext__(self) -> Any:
-        if self._stream is None:
-            if self._cancelled:
-                raise _error(grpc.StatusCode.CANCELLED, "cancelled")
-            self._started = True
-            self._stream = await self._opening
+        if self._open is None:
+            if self._opening is None:  # cancelled before it was read, or its opening already failed
+                raise _error(grpc.StatusCode.CANCELLED if self._cancelled else grpc.StatusCode.UNAVAILABLE,
+                             "cancelled" if self._cancelled else "the call could not be opened")
+            opening, self._opening = self._opening, None
+            self._open = await opening
             if self._cancelled:  # cancelled while it was being opened
-                self._stream.cancel()
-        return self._deserialize(await self._stream.__anext__())
+                self.cancel()
+        conn, reply = self._open
+        while not reply.messages:
+            if reply.done.done():
+                _check_status(reply, conn.closed)
+                if reply.data:
+                    raise _error(grpc.StatusCode.INTERNAL, "the stream ended inside a message")
+                raise StopAsyncIteration
+            reply.arrived = asyncio.get_running_loop().create_future()
+            try:
+                await reply.arrived
+            finally:
+                reply.arrived = None
+        return self._deserialize(reply.messages.popleft())
 
     def cancel(self) -> None:
         self._cancelled = True
-        if self._stream is not None:
-            self._stream.cancel()
-        elif not self._started:
-            self._opening.close()  # never opened: nothing was sent
+        if self._open is None:
+            if self._opening is not None:
+                self._opening.close()  # never opened: nothing was sent
+                self._opening = None
+            return
+        conn, reply = self._open
+        if not reply.done.done():
+            conn.cancel(reply)
+            reply.headers.setdefault(b"grpc-status", str(grpc.StatusCode.CANCELLED.value[0]).encode())
+            reply.headers.setdefault(b"grpc-message", b"cancelled")
+            _finish(reply)
 
 
 class _StreamMethod:

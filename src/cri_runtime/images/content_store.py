@@ -66,6 +66,11 @@ def _disk_error(exc: errors.CriError) -> errors.CriError:
 LOCAL_STREAM_FAILURE = "Internal error from Core"
 
 
+def hides_containerd_status(err: errors.CriError) -> bool:
+    """The stream failed on grpc.aio's side: containerd's own status is not in `err`."""
+    return isinstance(err, errors.Internal) and LOCAL_STREAM_FAILURE in err.message
+
+
 def explain_local_failure(err: errors.CriError, content_root: str, free_bytes: int | None) -> errors.CriError:
     """`err` as containerd most likely meant it, when grpc.aio replaced containerd's status with its own.
 
@@ -73,7 +78,7 @@ def explain_local_failure(err: errors.CriError, content_root: str, free_bytes: i
     "Internal error from Core"; with less than a write's worth of space left where
     containerd keeps content, that is the cause to report (RESOURCE_EXHAUSTED).
     """
-    if not isinstance(err, errors.Internal) or LOCAL_STREAM_FAILURE not in err.message or free_bytes is None:
+    if not hides_containerd_status(err) or free_bytes is None:
         return err
     if free_bytes >= WRITE_CHUNK:
         return err
@@ -203,44 +208,61 @@ class ContentStore:
             return
         writer = _Writer(self.ctd, ref, lease, what)
         try:
-            offset = await writer.stat(desc)
-            if offset is None:
-                return  # committed meanwhile by someone else
-            hasher: Any = hashlib.sha256() if offset == 0 else None
-            attempt = 0
-            while True:
-                attempt += 1
-                body, start = await opener(offset)
-                if start != offset:
-                    # The registry ignored our Range: start over, verifying ourselves.
-                    offset, hasher = 0, hashlib.sha256()
-                try:
-                    async for chunk in body:
-                        if offset + len(chunk) > desc.size:
-                            raise errors.DataLoss(f"{what}: registry sent more than the {desc.size} "
-                                                  "bytes the manifest announces")
-                        await writer.write(offset, chunk)
-                        if hasher is not None:
-                            hasher.update(chunk)
-                        offset += len(chunk)
-                        if on_progress is not None:
-                            on_progress(len(chunk))
-                except errors.DataLoss as exc:
-                    if "registry sent more" in exc.message or attempt >= INGEST_ATTEMPTS:
-                        raise
-                    log.info("%s: %s; resuming at byte %d", what, exc, offset)
-                    continue
-                if offset < desc.size:
-                    if attempt >= INGEST_ATTEMPTS:
-                        raise errors.DataLoss(f"{what}: stream ended after {offset} of {desc.size} bytes")
-                    continue
-                break
-            if hasher is not None and "sha256:" + hasher.hexdigest() != desc.digest:
-                raise errors.DataLoss(f"{what}: content digest sha256:{hasher.hexdigest()} does not match "
-                                      f"the expected {desc.digest}")
-            await writer.commit(desc, labels)
+            await self._write_stream(writer, desc, opener, labels, what, on_progress)
+        except errors.Internal as err:
+            raise await self._explained(err) from None
         finally:
             await writer.close()
+
+    async def _explained(self, err: errors.Internal) -> errors.CriError:
+        """`err`, or the full disk behind it when grpc.aio kept containerd's status from us."""
+        if not hides_containerd_status(err):
+            return err
+        root = await content_root(self.ctd)
+        if root is None:
+            return err
+        return explain_local_failure(err, root, await asyncio.to_thread(free_bytes, root))
+
+    @staticmethod
+    async def _write_stream(writer: _Writer, desc: Descriptor, opener: BlobOpener, labels: dict[str, str],
+                            what: str, on_progress: Callable[[int], None] | None) -> None:
+        """Stream the blob through `writer` (resuming a cut-off body) and commit it."""
+        offset = await writer.stat(desc)
+        if offset is None:
+            return  # committed meanwhile by someone else
+        hasher: Any = hashlib.sha256() if offset == 0 else None
+        attempt = 0
+        while True:
+            attempt += 1
+            body, start = await opener(offset)
+            if start != offset:
+                # The registry ignored our Range: start over, verifying ourselves.
+                offset, hasher = 0, hashlib.sha256()
+            try:
+                async for chunk in body:
+                    if offset + len(chunk) > desc.size:
+                        raise errors.DataLoss(f"{what}: registry sent more than the {desc.size} "
+                                              "bytes the manifest announces")
+                    await writer.write(offset, chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    offset += len(chunk)
+                    if on_progress is not None:
+                        on_progress(len(chunk))
+            except errors.DataLoss as exc:
+                if "registry sent more" in exc.message or attempt >= INGEST_ATTEMPTS:
+                    raise
+                log.info("%s: %s; resuming at byte %d", what, exc, offset)
+                continue
+            if offset < desc.size:
+                if attempt >= INGEST_ATTEMPTS:
+                    raise errors.DataLoss(f"{what}: stream ended after {offset} of {desc.size} bytes")
+                continue
+            break
+        if hasher is not None and "sha256:" + hasher.hexdigest() != desc.digest:
+            raise errors.DataLoss(f"{what}: content digest sha256:{hasher.hexdigest()} does not match "
+                                  f"the expected {desc.digest}")
+        await writer.commit(desc, labels)
 
 
 async def _read_whole(desc: Descriptor, opener: BlobOpener, what: str,
@@ -323,10 +345,7 @@ class _Writer:
                 raise exc
 
     async def write(self, offset: int, data: bytes) -> None:
-        try:
-            await self._check_reader()
-        except errors.CriError as err:
-            raise await self._explained(err) from None
+        await self._check_reader()
         try:
             for i in range(0, len(data), WRITE_CHUNK):
                 piece = data[i:i + WRITE_CHUNK]
@@ -335,22 +354,10 @@ class _Writer:
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
             # The local error ("Internal error from Core") hides containerd's
             # status; the response side of the stream carries the real one.
-            try:
-                await self._server_error()
-            except errors.CriError as err:
-                raise await self._explained(err) from None
+            await self._server_error()
             if isinstance(exc, grpc.aio.AioRpcError):
-                raise await self._explained(self._map(exc, "write")) from None
+                raise self._map(exc, "write") from None
             raise
-
-    async def _explained(self, err: errors.CriError) -> errors.CriError:
-        """`err`, or the full disk behind it when grpc.aio kept containerd's status from us."""
-        if not isinstance(err, errors.Internal) or LOCAL_STREAM_FAILURE not in err.message:
-            return err
-        root = await content_root(self.ctd)
-        if root is None:
-            return err
-        return explain_local_failure(err, root, await asyncio.to_thread(free_bytes, root))
 
     async def _server_error(self) -> None:
         """Raise containerd's own status for a failed stream, if it has one."""
@@ -377,13 +384,10 @@ class _Writer:
                 return
             # As for a write: a local "Internal error from Core" hides containerd's own status
             # (a disk that filled up during the last writes), which the response side carries.
-            try:
-                await self._server_error()
-            except errors.CriError as server_err:
-                raise await self._explained(server_err) from None
+            await self._server_error()
             if not isinstance(exc, grpc.aio.AioRpcError):
                 raise
-            err = await self._explained(self._map(exc, "commit"))
+            err = self._map(exc, "commit")
             if isinstance(err, errors.FailedPrecondition) and "unexpected" in err.message:
                 raise errors.DataLoss(f"{self.what}: containerd rejected the content: {exc.details()}") from None
             raise err from None

@@ -20,6 +20,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cri_protos.nri.v1alpha1 import api_pb2 as api
 
@@ -273,15 +274,10 @@ class NriHost:
 
     async def stop_container(self, pod: PodOf, container: ContainerOf) -> list[api.ContainerUpdate]:
         async with self._lock:
-            updates: list[api.ContainerUpdate] = []
-            plugins = self._subscribed(api.STOP_CONTAINER)
-            if not plugins:
-                return updates
-            request = api.StopContainerRequest(pod=pod(), container=container())
-            for plugin in plugins:
-                response = await plugin.call("StopContainer", request, api.StopContainerResponse)
-                updates.extend(response.update)
-            return updates
+            responses = await self._relay(api.STOP_CONTAINER, "StopContainer",
+                                          lambda: api.StopContainerRequest(pod=pod(), container=container()),
+                                          api.StopContainerResponse)  # fmt: skip
+            return [update for response in responses for update in response.update]
 
     async def remove_container(self, container_id: str, pod: PodOf, container: ContainerOf) -> None:
         async with self._lock:
@@ -296,13 +292,13 @@ class NriHost:
         self._plugins = [p for p in self._plugins if not p.closed]
         return [p for p in self._plugins if p.subscribed(event)]
 
-    async def _relay(self, event: int, method: str, build: Callable[[], object], response_type: type) -> None:
+    async def _relay(self, event: int, method: str, build: Callable[[], object], response_type: type) -> list[Any]:
+        """Every subscribed plugin's response, in index order; the request is built only if there is one."""
         plugins = self._subscribed(event)
         if not plugins:
-            return
+            return []
         request = build()
-        for plugin in plugins:
-            await plugin.call(method, request, response_type)  # type: ignore[arg-type]
+        return [await plugin.call(method, request, response_type) for plugin in plugins]  # type: ignore[arg-type]
 
 
 def _served_elsewhere(path: str) -> bool:

@@ -80,7 +80,7 @@ class TestServicer(api_pb2_grpc.RuntimeServiceServicer):
         if then == "hold":
             self.started.append("stream")
             try:
-                await asyncio.sleep(60)
+                await asyncio.get_running_loop().create_future()  # until the call is cancelled
             except asyncio.CancelledError:
                 self.cancelled.append("stream")
                 raise

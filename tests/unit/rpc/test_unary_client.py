@@ -211,7 +211,7 @@ async def test_cancelling_a_server_stream_resets_it(server: ServerThread, channe
     assert (await call.__anext__()).containers[0].id == "1"
     await until(lambda: server.servicer.started == ["stream"], "the handler waits after its messages")
     reader = asyncio.ensure_future(call.__anext__())
-    await until(lambda: call._stream is not None and call._stream._reply.arrived is not None,
+    await until(lambda: call._open is not None and call._open[1].arrived is not None,
                 "the reader waits for a message")
     call.cancel()
     with pytest.raises(grpc.aio.AioRpcError) as err:
