@@ -25,7 +25,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from cri_protos.runtime.v1 import api_pb2_grpc
+from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import __version__, composition, errors, logging_setup, reload, sdnotify, stackdump, tracing
 from cri_runtime.config import Config, ConfigError, ServerConfig
 from cri_runtime.metrics.http import MetricsHttpServer
@@ -153,8 +153,8 @@ class CriServer:
             await asyncio.to_thread(userns_support.self_check, self.config.server.state_dir,
                                     self.config.runtime.userns_rootfs)
             server = RpcServer(MAX_MESSAGE_BYTES)
-            api_pb2_grpc.add_RuntimeServiceServicer_to_server(self.parts.runtime_service, server)
-            api_pb2_grpc.add_ImageServiceServicer_to_server(self.parts.image_service, server)
+            server.add_service(api_pb2.DESCRIPTOR.services_by_name["RuntimeService"], self.parts.runtime_service)
+            server.add_service(api_pb2.DESCRIPTOR.services_by_name["ImageService"], self.parts.image_service)
             try:
                 await self.streaming.start()
             except OSError as exc:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import grpc
 import pytest
 
 from cri_runtime import errors
+from cri_runtime.h2.status import StatusCode
 from cri_runtime.services import error_mapping
 
 
 class Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: StatusCode, details: str) -> None:
         super().__init__(details)
         self.code = code
         self.details = details
@@ -22,7 +22,7 @@ class Aborted(Exception):
 class FakeContext:
     """Stands in for grpc.aio.ServicerContext: abort raises like the real one."""
 
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+    async def abort(self, code: StatusCode, details: str) -> None:
         raise Aborted(code, details)
 
 
@@ -51,22 +51,22 @@ class Servicer:
 @pytest.mark.parametrize(
     ("exc", "code"),
     [
-        (errors.NotFound("x"), grpc.StatusCode.NOT_FOUND),
-        (errors.InvalidArgument("x"), grpc.StatusCode.INVALID_ARGUMENT),
-        (errors.FailedPrecondition("x"), grpc.StatusCode.FAILED_PRECONDITION),
-        (errors.AlreadyExists("x"), grpc.StatusCode.ALREADY_EXISTS),
-        (errors.Unavailable("x"), grpc.StatusCode.UNAVAILABLE),
-        (errors.Unauthenticated("x"), grpc.StatusCode.UNAUTHENTICATED),
-        (errors.PermissionDenied("x"), grpc.StatusCode.PERMISSION_DENIED),
-        (errors.DataLoss("x"), grpc.StatusCode.DATA_LOSS),
-        (errors.DeadlineExceeded("x"), grpc.StatusCode.DEADLINE_EXCEEDED),
-        (errors.ResourceExhausted("x"), grpc.StatusCode.RESOURCE_EXHAUSTED),
-        (errors.Unimplemented("x"), grpc.StatusCode.UNIMPLEMENTED),
-        (errors.Aborted("x"), grpc.StatusCode.ABORTED),
-        (errors.Internal("x"), grpc.StatusCode.INTERNAL),
+        (errors.NotFound("x"), StatusCode.NOT_FOUND),
+        (errors.InvalidArgument("x"), StatusCode.INVALID_ARGUMENT),
+        (errors.FailedPrecondition("x"), StatusCode.FAILED_PRECONDITION),
+        (errors.AlreadyExists("x"), StatusCode.ALREADY_EXISTS),
+        (errors.Unavailable("x"), StatusCode.UNAVAILABLE),
+        (errors.Unauthenticated("x"), StatusCode.UNAUTHENTICATED),
+        (errors.PermissionDenied("x"), StatusCode.PERMISSION_DENIED),
+        (errors.DataLoss("x"), StatusCode.DATA_LOSS),
+        (errors.DeadlineExceeded("x"), StatusCode.DEADLINE_EXCEEDED),
+        (errors.ResourceExhausted("x"), StatusCode.RESOURCE_EXHAUSTED),
+        (errors.Unimplemented("x"), StatusCode.UNIMPLEMENTED),
+        (errors.Aborted("x"), StatusCode.ABORTED),
+        (errors.Internal("x"), StatusCode.INTERNAL),
     ],
 )
-async def test_domain_errors_map_to_codes(exc: errors.CriError, code: grpc.StatusCode) -> None:
+async def test_domain_errors_map_to_codes(exc: errors.CriError, code: StatusCode) -> None:
     with pytest.raises(Aborted) as info:
         await Servicer().Raise(exc, FakeContext())
     assert info.value.code == code
@@ -86,13 +86,13 @@ async def test_mixin_subclasses_use_their_code_base() -> None:
     class PluginTimeout(PluginMixin, errors.DeadlineExceeded):
         pass
 
-    assert error_mapping.code_for(PluginTimeout("x")) == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert error_mapping.code_for(PluginTimeout("x")) == StatusCode.DEADLINE_EXCEEDED
 
 
 async def test_unexpected_exception_is_internal_naming_the_rpc() -> None:
     with pytest.raises(Aborted) as info:
         await Servicer().Raise(KeyError("boom"), FakeContext())
-    assert info.value.code == grpc.StatusCode.INTERNAL
+    assert info.value.code == StatusCode.INTERNAL
     assert info.value.details == "Raise: internal error: KeyError: 'boom'"
 
 
@@ -116,12 +116,12 @@ async def test_stream_errors_after_items() -> None:
         async for item in Servicer().Stream(errors.NotFound("gone"), FakeContext()):
             items.append(item)
     assert items == [1]
-    assert info.value.code == grpc.StatusCode.NOT_FOUND
+    assert info.value.code == StatusCode.NOT_FOUND
 
 
 async def test_unimplemented_names_the_rpc() -> None:
     handler = error_mapping.unimplemented("Frobnicate")
     with pytest.raises(Aborted) as info:
         await handler(None, None, FakeContext())
-    assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
+    assert info.value.code == StatusCode.UNIMPLEMENTED
     assert info.value.details.startswith("Frobnicate:")

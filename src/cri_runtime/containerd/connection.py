@@ -1,10 +1,10 @@
-"""One gRPC channel to containerd, with namespace and lease metadata.
+"""One gRPC connection to containerd, with namespace and lease metadata.
 
 Every call goes through `Containerd.call`, which attaches the
 `containerd-namespace` header (and `containerd-lease` when asked) and turns
-gRPC failures into domain errors. gRPC channels reconnect by themselves; the
-backoff is capped low so that after containerd restarts we are back within
-about a second instead of grpc's default two minutes.
+gRPC failures into domain errors. The connection is our own client's
+(`grpc_client.aio`): a call after containerd restarted dials it again at
+once, with no reconnect backoff to wait out.
 """
 
 from __future__ import annotations
@@ -17,25 +17,24 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-import grpc
 from google.protobuf import empty_pb2
 
-from cri_protos.containerd.services.containers.v1 import containers_pb2_grpc
-from cri_protos.containerd.services.content.v1 import content_pb2, content_pb2_grpc
-from cri_protos.containerd.services.diff.v1 import diff_pb2_grpc
-from cri_protos.containerd.services.events.v1 import events_pb2, events_pb2_grpc
-from cri_protos.containerd.services.images.v1 import images_pb2_grpc
-from cri_protos.containerd.services.introspection.v1 import introspection_pb2_grpc
-from cri_protos.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
-from cri_protos.containerd.services.namespaces.v1 import namespace_pb2_grpc
-from cri_protos.containerd.services.snapshots.v1 import snapshots_pb2_grpc
-from cri_protos.containerd.services.tasks.v1 import tasks_pb2_grpc
-from cri_protos.containerd.services.version.v1 import version_pb2_grpc
-from cri_protos.containerd.types import event_pb2
+from cri_protos.containerd.services.containers.v1 import containers_pb2
+from cri_protos.containerd.services.content.v1 import content_pb2
+from cri_protos.containerd.services.diff.v1 import diff_pb2
+from cri_protos.containerd.services.events.v1 import events_pb2
+from cri_protos.containerd.services.images.v1 import images_pb2
+from cri_protos.containerd.services.introspection.v1 import introspection_pb2
+from cri_protos.containerd.services.leases.v1 import leases_pb2
+from cri_protos.containerd.services.namespaces.v1 import namespace_pb2
+from cri_protos.containerd.services.snapshots.v1 import snapshots_pb2
+from cri_protos.containerd.services.tasks.v1 import tasks_pb2
+from cri_protos.containerd.services.version.v1 import version_pb2
 from cri_runtime import errors, tracing
 from cri_runtime.containerd.deadlines import default_timeout
 from cri_runtime.containerd.errors import from_rpc_error
-from cri_runtime.grpc_client.aio import FastChannel
+from cri_runtime.grpc_client.aio import FastChannel, Stub
+from cri_runtime.grpc_client.status import RpcError, StatusCode
 
 log = logging.getLogger(__name__)
 
@@ -48,33 +47,20 @@ LEASE_HEADER = "containerd-lease"
 LEASE_OWNER_LABEL = "io.cri-runtime/owner"
 GC_EXPIRE_LABEL = "containerd.io/gc.expire"
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
 Metadata = tuple[tuple[str, str], ...]
 
 
 SPAN_NAME_ATTR = "cri_span_name"
 
 
-class _NamingChannel:
-    """Passes a channel through to the generated stubs, labelling each unary method with its path.
+def _name_method(method: Any, path: str) -> None:
+    """Label a stub's method with its path (`containerd.services.tasks.v1.Tasks/Create`, as
+    containerd's own client names its spans); tracing reads it, whatever the transport."""
+    setattr(method, SPAN_NAME_ATTR, path)
 
-    The label (`containerd.services.tasks.v1.Tasks/Create`, as containerd's
-    own client names its spans) is read by tracing; it keeps span names
-    independent of the transport's internals.
-    """
 
-    def __init__(self, channel: Any) -> None:
-        self._channel = channel
-
-    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        callable_ = self._channel.unary_unary(method, *args, **kwargs)
-        with contextlib.suppress(AttributeError):
-            setattr(callable_, SPAN_NAME_ATTR, method.lstrip("/"))
-        return callable_
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._channel, name)
+def _stub(channel: FastChannel, module: Any, service: str) -> Stub:
+    return Stub(channel, module.DESCRIPTOR.services_by_name[service], _name_method)
 
 
 def _method_name(rpc: Any, action: str) -> str:
@@ -101,46 +87,28 @@ class Containerd:
         self.namespace = namespace
         self.connect_timeout = connect_timeout
         self._tasks: set[asyncio.Future[None]] = set()
-        target = address if address.startswith("unix:") else f"unix://{address}"
-        self.channel = grpc.aio.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 1000),
-                # Unix socket: the authority header must not be the path.
-                ("grpc.default_authority", "localhost"),
-            ],
-        )
-        # Unary calls and the event subscription take our lean HTTP/2 client; other streams stay on grpc.aio.
-        self.fast = FastChannel(target.removeprefix("unix://").removeprefix("unix:"), self.channel)
-        ch = _NamingChannel(self.fast)
-        self.containers = containers_pb2_grpc.ContainersStub(ch)
-        self.content = content_pb2_grpc.ContentStub(ch)
-        self.diff = diff_pb2_grpc.DiffStub(ch)
-        self.events = events_pb2_grpc.EventsStub(ch)
-        self.images = images_pb2_grpc.ImagesStub(ch)
-        self.introspection = introspection_pb2_grpc.IntrospectionStub(ch)
-        self.leases = leases_pb2_grpc.LeasesStub(ch)
-        self.namespaces = namespace_pb2_grpc.NamespacesStub(ch)
-        self.snapshots = snapshots_pb2_grpc.SnapshotsStub(ch)
-        self.tasks = tasks_pb2_grpc.TasksStub(ch)
-        self.version = version_pb2_grpc.VersionStub(ch)
+        target = address.removeprefix("unix://").removeprefix("unix:")
+        self.fast = FastChannel(target)
+        ch = self.fast
+        self.containers = _stub(ch, containers_pb2, "Containers")
+        self.content = _stub(ch, content_pb2, "Content")
+        self.diff = _stub(ch, diff_pb2, "Diff")
+        self.events = _stub(ch, events_pb2, "Events")
+        self.images = _stub(ch, images_pb2, "Images")
+        self.introspection = _stub(ch, introspection_pb2, "Introspection")
+        self.leases = _stub(ch, leases_pb2, "Leases")
+        self.namespaces = _stub(ch, namespace_pb2, "Namespaces")
+        self.snapshots = _stub(ch, snapshots_pb2, "Snapshots")
+        self.tasks = _stub(ch, tasks_pb2, "Tasks")
+        self.version = _stub(ch, version_pb2, "Version")
         # Content.Write is a stream, but a blob held in memory goes in one COMMIT message with
         # its data: on the wire that is a unary call (containerd answers it twice over), so it
-        # takes the lean client: one round trip, no stream set-up.
+        # is made as one: one round trip, no stream set-up.
         self.content_write_once = self.fast.single_request_stream(
             "/containerd.services.content.v1.Content/Write",
             request_serializer=content_pb2.WriteContentRequest.SerializeToString,
             response_deserializer=content_pb2.WriteContentResponse.FromString)
-        setattr(self.content_write_once, SPAN_NAME_ATTR, "containerd.services.content.v1.Content/Write")
-        # The event subscription is read by the lean client too: one message per state change.
-        self.subscribe_events = self.fast.server_stream(
-            "/containerd.services.events.v1.Events/Subscribe",
-            request_serializer=events_pb2.SubscribeRequest.SerializeToString,
-            response_deserializer=event_pb2.Envelope.FromString)
+        _name_method(self.content_write_once, "containerd.services.content.v1.Content/Write")
 
     def metadata(self, lease: str | None = None) -> Metadata:
         """gRPC metadata for a call in our namespace, optionally under a lease."""
@@ -168,13 +136,13 @@ class Containerd:
         if not tracing.enabled():
             try:
                 return await rpc(request, metadata=self.metadata(lease), timeout=timeout)
-            except grpc.aio.AioRpcError as exc:
+            except RpcError as exc:
                 raise from_rpc_error(exc, action) from None
         with tracing.span(_method_name(rpc, action), **{"rpc.system": "grpc", "containerd.action": action}):
             try:
                 return await rpc(request, metadata=self.metadata(lease) + tracing.outgoing_metadata(),
                                  timeout=timeout)
-            except grpc.aio.AioRpcError as exc:
+            except RpcError as exc:
                 raise from_rpc_error(exc, action) from None
 
     async def wait_ready(self, timeout: float | None = None) -> None:
@@ -184,8 +152,8 @@ class Containerd:
             await self.version.Version(
                 empty_pb2.Empty(), metadata=self.metadata(), timeout=deadline, wait_for_ready=True
             )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        except RpcError as exc:
+            if exc.code() == StatusCode.DEADLINE_EXCEEDED:
                 raise errors.Unavailable(
                     f"containerd at {self.address} did not answer within {deadline:g}s"
                 ) from None
@@ -195,7 +163,7 @@ class Containerd:
         """True when containerd answers a Version call right now (no waiting)."""
         try:
             await self.version.Version(empty_pb2.Empty(), metadata=self.metadata(), timeout=timeout)
-        except grpc.aio.AioRpcError:
+        except RpcError:
             return False
         return True
 

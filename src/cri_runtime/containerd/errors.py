@@ -12,24 +12,23 @@ import os
 import re
 import stat
 
-import grpc
-
 from cri_runtime import errors
+from cri_runtime.grpc_client.status import RpcError, StatusCode
 
-_BY_CODE: dict[grpc.StatusCode, type[errors.CriError]] = {
-    grpc.StatusCode.NOT_FOUND: errors.NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
-    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
-    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
-    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
-    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
-    grpc.StatusCode.UNIMPLEMENTED: errors.Unimplemented,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
-    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
-    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
-    grpc.StatusCode.ABORTED: errors.Aborted,
-    grpc.StatusCode.DATA_LOSS: errors.DataLoss,
-    grpc.StatusCode.CANCELLED: errors.DeadlineExceeded,
+_BY_CODE: dict[StatusCode, type[errors.CriError]] = {
+    StatusCode.NOT_FOUND: errors.NotFound,
+    StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    StatusCode.UNAVAILABLE: errors.Unavailable,
+    StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    StatusCode.UNIMPLEMENTED: errors.Unimplemented,
+    StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
+    StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
+    StatusCode.ABORTED: errors.Aborted,
+    StatusCode.DATA_LOSS: errors.DataLoss,
+    StatusCode.CANCELLED: errors.DeadlineExceeded,
 }
 
 # How containerd passes on runc refusing a container's or exec's configuration (as UNKNOWN):
@@ -41,19 +40,19 @@ RUNC_REFUSALS = ("OCI runtime create failed", "OCI runtime exec failed", "OCI ru
                  "runc did not terminate successfully")
 
 
-def from_rpc_error(exc: grpc.aio.AioRpcError, action: str) -> errors.CriError:
+def from_rpc_error(exc: RpcError, action: str) -> errors.CriError:
     """Map a containerd RPC failure to the domain error of the same meaning."""
     return from_status(exc.code(), exc.details() or "", action)
 
 
-def from_status(code: grpc.StatusCode, details: str, action: str) -> errors.CriError:
+def from_status(code: StatusCode, details: str, action: str) -> errors.CriError:
     """Same as `from_rpc_error`, for a status read off a finished (streaming) call."""
     cls = _BY_CODE.get(code, errors.Internal)
     detail = details or code.name.lower()
-    if code == grpc.StatusCode.UNKNOWN and "context deadline exceeded" in detail:
+    if code == StatusCode.UNKNOWN and "context deadline exceeded" in detail:
         # containerd passes a deadline hit inside the shim through as UNKNOWN.
         cls = errors.DeadlineExceeded
-    elif code == grpc.StatusCode.UNKNOWN and any(r in detail for r in RUNC_REFUSALS):
+    elif code == StatusCode.UNKNOWN and any(r in detail for r in RUNC_REFUSALS):
         cls = errors.FailedPrecondition
         detail += _untraversable_hint(detail)
     if cls is errors.Unavailable:

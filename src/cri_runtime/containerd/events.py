@@ -22,12 +22,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import grpc
 from google.protobuf import any_pb2
 
 from cri_protos.containerd.events import container_pb2, image_pb2, task_pb2
 from cri_protos.containerd.services.events.v1 import events_pb2
 from cri_runtime.containerd.connection import Containerd
+from cri_runtime.grpc_client.status import RpcError
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class EventMonitor:
              if self._on_task_change else []))
         backoff = 0.1
         while True:
-            stream = self._ctd.subscribe_events(request, metadata=self._ctd.metadata())
+            stream = self._ctd.events.Subscribe(request, metadata=self._ctd.metadata())
             probe = uuid.uuid4().hex
             prober = asyncio.create_task(self._publish_probe(probe))
             try:
@@ -175,7 +175,7 @@ class EventMonitor:
                     event = decode(envelope.topic, envelope.event.type_url, envelope.event.value)
                     if event is not None:
                         await self._dispatch(event)
-            except grpc.aio.AioRpcError as exc:
+            except RpcError as exc:
                 log.warning("containerd event stream broke; resubscribing",
                             extra={"fields": {"code": exc.code().name, "details": exc.details()}})
             finally:
@@ -205,7 +205,7 @@ class EventMonitor:
         while not self.subscribed.is_set():
             try:
                 await self._ctd.events.Publish(request, metadata=self._ctd.metadata(), timeout=5)
-            except grpc.aio.AioRpcError as exc:
+            except RpcError as exc:
                 log.debug("probe publish failed: %s", exc.details())
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)

@@ -1,34 +1,36 @@
-"""Unary gRPC calls to a local server (containerd) over our own HTTP/2 connection.
+"""gRPC calls to a local server (containerd) over our own HTTP/2 connection.
 
-grpc.aio's client spends ~80 us more per call than grpcio's blocking one,
-and a pod's life makes dozens of unary calls to containerd. `FastChannel`
-sends unary-unary calls through this lean client and hands streaming calls
-to the grpc.aio channel it wraps, so generated stubs work unchanged and
-failures still surface as `grpc.aio.AioRpcError`. A server-streaming method
-named with `FastChannel.server_stream` (containerd's event subscription, one
-message per container state change) is read here too: grpc.aio spent ~130 us
-of CPU per message on it, handed over from its own thread.
+The server process's whole client: unary calls (a pod's life makes dozens),
+server-streaming ones (containerd's event subscription, content reads,
+snapshot listings) and bidirectional ones (Content.Write). Stubs are built
+from the services' protobuf descriptors (`Stub`), so grpcio is never loaded:
+its C core alone is ~9 MiB of the server's memory, grpc.aio's client spent
+~80 us more per unary call than this one and ~130 us of CPU per streamed
+message, handed over from its own thread. Failures raise `RpcError`
+(`code()`, `details()`), always with the server's own status when it sent
+one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
+import collections.abc
 import struct
 import time
-import urllib.parse
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable
 from typing import Any
 
-import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
 
+from cri_runtime.grpc_client.status import RpcError, StatusCode, from_trailers
 from cri_runtime.h2 import frames, hpack, wire
 
 _WINDOW = 1 << 30  # our receive windows: replenished at half
 _STREAM_WINDOW = frames.MAX_WINDOW
-_MAX_STREAM_MESSAGE = 16 << 20  # a streamed message larger than this is refused
-Metadata = Sequence[tuple[str, str]]
+_MAX_STREAM_MESSAGE = 64 << 20  # a streamed message larger than this is refused (what grpc.aio was allowed)
+Metadata = collections.abc.Sequence[tuple[str, str]]
 
 
 class _Reply:
@@ -182,17 +184,16 @@ class _Connection(asyncio.Protocol):
         elif ftype == frames.RST_STREAM:
             code = struct.unpack(">L", payload)[0]
             reply = self.replies.get(stream)
-            if reply is not None and b"grpc-status" not in reply.headers:
-                reply.headers[b"grpc-status"] = str(_RST_CODES.get(code, grpc.StatusCode.INTERNAL).value[0]).encode()
-                reply.headers[b"grpc-message"] = f"stream reset by the server (HTTP/2 error {code})".encode()
+            if reply is not None:
+                _set_status(reply, _RST_CODES.get(code, StatusCode.INTERNAL),
+                            f"stream reset by the server (HTTP/2 error {code})")
             self._end(stream)
         elif ftype == frames.GOAWAY:
             self.going_away = True
             last = struct.unpack(">L", payload[:4])[0] & 0x7FFFFFFF
             for sid in [s for s in self.replies if s > last]:
                 reply = self.replies[sid]
-                reply.headers.setdefault(b"grpc-status", str(grpc.StatusCode.UNAVAILABLE.value[0]).encode())
-                reply.headers.setdefault(b"grpc-message", b"the server is going away")
+                _set_status(reply, StatusCode.UNAVAILABLE, "the server is going away")
                 self._end(sid)
             if not self.replies:
                 self.abort()
@@ -204,8 +205,7 @@ class _Connection(asyncio.Protocol):
 
     def _refuse(self, stream: int, reply: _Reply) -> None:
         """A stream whose messages cannot be read: reset it and fail its call."""
-        reply.headers[b"grpc-status"] = str(grpc.StatusCode.INTERNAL.value[0]).encode()
-        reply.headers[b"grpc-message"] = b"malformed or oversized streamed message"
+        _set_status(reply, StatusCode.INTERNAL, "malformed or oversized streamed message")
         self._write(frames.rst_stream(stream, frames.CANCEL))
         self._end(stream)
 
@@ -220,11 +220,10 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
-    async def send(self, path: str, payload: bytes, metadata: Metadata, timeout: float | None,
-                   reply: _Reply | None = None) -> _Reply:
+    def open_stream(self, path: str, metadata: Metadata, timeout: float | None, reply: _Reply) -> int:
+        """Start a call: its HEADERS go out now; its messages follow with `send_data`."""
         stream = self.next_stream
         self.next_stream += 2
-        reply = reply if reply is not None else _Reply()
         reply.send_window = self.peer_window
         self.replies[stream] = reply
         fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path.encode()),
@@ -232,8 +231,16 @@ class _Connection(asyncio.Protocol):
         if timeout is not None:
             fields.append((b"grpc-timeout", f"{max(1, int(timeout * 1_000_000))}u".encode()))
         fields += [(k.encode(), v.encode()) for k, v in metadata]
-        message = memoryview(wire.length_prefixed(payload))
-        out = frames.headers_frames(stream, hpack.encode(fields), False, self.peer_max_frame)
+        self._write(frames.headers_frames(stream, hpack.encode(fields), False, self.peer_max_frame))
+        return stream
+
+    async def send_data(self, stream: int, reply: _Reply, data: bytes, end: bool) -> bool:
+        """Send `data` on the stream as the windows allow (and END_STREAM after it, with `end`).
+
+        False when the call ended, or the connection broke, before all of it went out.
+        """
+        message = memoryview(data)
+        out = b""
         pos = 0
         while True:
             allowed = min(reply.send_window, self.send_window, len(message) - pos)
@@ -249,8 +256,17 @@ class _Connection(asyncio.Protocol):
             reply.window_waiter = asyncio.get_running_loop().create_future()
             await reply.window_waiter
             if self.closed or reply.done.done():
-                return reply
-        self._write(out + frames.frame(frames.DATA, frames.FLAG_END_STREAM, stream))
+                return False
+        if end:
+            out += frames.frame(frames.DATA, frames.FLAG_END_STREAM, stream)
+        self._write(out)
+        return True
+
+    async def send(self, path: str, payload: bytes, metadata: Metadata, timeout: float | None) -> _Reply:
+        """A unary call: HEADERS, the one request message, END_STREAM."""
+        reply = _Reply()
+        stream = self.open_stream(path, metadata, timeout, reply)
+        await self.send_data(stream, reply, wire.length_prefixed(payload), True)
         return reply
 
     def cancel(self, reply: _Reply) -> None:
@@ -260,8 +276,15 @@ class _Connection(asyncio.Protocol):
                 self._write(frames.rst_stream(sid, frames.CANCEL))
 
 
-_RST_CODES = {frames.REFUSED_STREAM: grpc.StatusCode.UNAVAILABLE, frames.CANCEL: grpc.StatusCode.CANCELLED,
-              frames.ENHANCE_YOUR_CALM: grpc.StatusCode.RESOURCE_EXHAUSTED}
+_RST_CODES = {frames.REFUSED_STREAM: StatusCode.UNAVAILABLE, frames.CANCEL: StatusCode.CANCELLED,
+              frames.ENHANCE_YOUR_CALM: StatusCode.RESOURCE_EXHAUSTED}
+
+
+def _set_status(reply: _Reply, code: StatusCode, message: str) -> None:
+    """End `reply` with a status decided here, unless the server already gave one."""
+    if b"grpc-status" not in reply.headers:
+        reply.headers[b"grpc-status"] = str(int(code)).encode()
+        reply.headers[b"grpc-message"] = message.encode()
 
 
 class _Expired(Exception):
@@ -280,10 +303,6 @@ def _finish(reply: _Reply) -> None:
         reply.window_waiter.set_result(None)
     if isinstance(reply, _StreamReply):
         reply.wake()
-
-
-def _error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
 
 
 class UnaryClient:
@@ -309,7 +328,7 @@ class UnaryClient:
                 self._conn = conn
             return conn
 
-    async def _connected(self, wait_for_ready: bool, deadline: float | None) -> _Connection:
+    async def connected(self, wait_for_ready: bool, deadline: float | None) -> _Connection:
         """The connection, dialled if need be; UNAVAILABLE when the server is not there (at once,
         or once `deadline` passes when waiting for it to be ready)."""
         while True:
@@ -317,14 +336,14 @@ class UnaryClient:
                 return await self._connection()
             except OSError as exc:
                 if not wait_for_ready or (deadline is not None and time.monotonic() >= deadline):
-                    raise _error(grpc.StatusCode.UNAVAILABLE, f"cannot connect to {self._path}: {exc}") from None
+                    raise RpcError(StatusCode.UNAVAILABLE, f"cannot connect to {self._path}: {exc}") from None
                 await asyncio.sleep(0.05)
 
     async def call(self, path: str, payload: bytes, metadata: Metadata, timeout: float | None,
                    wait_for_ready: bool, *, last_of_many: bool = False) -> bytes:
         """One request message; the one response message (or, with `last_of_many`, the last of several)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        conn = await self._connected(wait_for_ready, deadline)
+        conn = await self.connected(wait_for_ready, deadline)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         reply = await conn.send(path, payload, metadata, remaining)
         # A timer that fails the reply, not asyncio.wait_for: that adds a future and a loop
@@ -334,7 +353,7 @@ class UnaryClient:
             await reply.done
         except _Expired:
             conn.cancel(reply)
-            raise _error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            raise RpcError(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
         except asyncio.CancelledError:
             conn.cancel(reply)
             if reply.done.done() and not reply.done.cancelled():
@@ -345,14 +364,6 @@ class UnaryClient:
                 expiry.cancel()
         return _result(reply, conn.closed, last_of_many)
 
-    async def open_stream(self, path: str, payload: bytes,
-                          metadata: Metadata) -> tuple[_Connection, _StreamReply]:
-        """Send a server-streaming call's one request message; its messages arrive on the reply."""
-        conn = await self._connected(False, None)
-        reply = _StreamReply()
-        await conn.send(path, payload, metadata, None, reply)
-        return conn, reply
-
     async def close(self) -> None:
         if self._conn is not None:
             self._conn.abort()
@@ -361,40 +372,33 @@ class UnaryClient:
 
 def _check_status(reply: _Reply, closed: bool) -> None:
     """Raise the call's error, if it ended with one (or without a status)."""
-    status = reply.headers.get(b"grpc-status")
-    if status is None:
-        if closed:
-            raise _error(grpc.StatusCode.UNAVAILABLE, "connection to the server lost")
-        raise _error(grpc.StatusCode.INTERNAL, "the server ended the call without a status")
-    code = int(status)
-    if code != 0:
-        message = urllib.parse.unquote(reply.headers.get(b"grpc-message", b"").decode("utf-8", "replace"))
-        raise _error(_CODES.get(code, grpc.StatusCode.UNKNOWN), message)
+    if b"grpc-status" not in reply.headers and closed:
+        raise RpcError(StatusCode.UNAVAILABLE, "connection to the server lost")
+    error = from_trailers(reply.headers)
+    if error is not None:
+        raise error
 
 
 def _result(reply: _Reply, closed: bool, last_of_many: bool = False) -> bytes:
     _check_status(reply, closed)
     data = reply.data
     if len(data) < wire.PREFIX_SIZE:
-        raise _error(grpc.StatusCode.INTERNAL, "the server sent no response message")
+        raise RpcError(StatusCode.INTERNAL, "the server sent no response message")
     pos = 0
     while True:
         compressed, length = wire.parse_prefix(data, pos)
         end = pos + wire.PREFIX_SIZE + length
         if compressed or end > len(data) or (end < len(data) and not last_of_many):
-            raise _error(grpc.StatusCode.INTERNAL, "malformed response message")
+            raise RpcError(StatusCode.INTERNAL, "malformed response message")
         if end == len(data):
             return bytes(data[pos + wire.PREFIX_SIZE:end])
         pos = end
         if len(data) - pos < wire.PREFIX_SIZE:
-            raise _error(grpc.StatusCode.INTERNAL, "malformed response message")
-
-
-_CODES = {c.value[0]: c for c in grpc.StatusCode}
+            raise RpcError(StatusCode.INTERNAL, "malformed response message")
 
 
 class _UnaryMethod:
-    """What a generated stub calls for a unary-unary method."""
+    """A unary-unary method: awaited with its request, it answers the response message."""
 
     def __init__(self, client: UnaryClient, path: str, serialize: Callable[[Any], bytes],
                  deserialize: Callable[[bytes], Any], last_of_many: bool = False) -> None:
@@ -410,39 +414,63 @@ class _UnaryMethod:
 
 
 class StreamCall:
-    """An open server-streaming call: iterate its decoded messages, in order; `cancel` ends it.
+    """An open streaming call: `write` requests, `done_writing`, `read` responses in order; `cancel`.
 
-    The request goes out on the first read. Iterating ends when the server ends the
-    call with OK; any other end (a status, the connection lost, a cancel) raises
-    `grpc.aio.AioRpcError` once the messages before it have been read.
+    The call opens (its HEADERS go out) on first use. A server-streaming call,
+    made with its one request, sends it and ends its side on the first read;
+    iterate it for the responses. Responses queue here as they arrive (the
+    server is never held up by an unread one). Reading ends when the server ends
+    the call with OK; any other end (a status, the connection lost, a cancel)
+    raises `RpcError` once the responses before it have been read. A `write`
+    after the call ended raises its status at once.
     """
 
-    def __init__(self, opening: Coroutine[Any, Any, tuple[_Connection, _StreamReply]],
-                 deserialize: Callable[[bytes], Any]) -> None:
-        self._opening: Coroutine[Any, Any, tuple[_Connection, _StreamReply]] | None = opening
-        self._open: tuple[_Connection, _StreamReply] | None = None
+    def __init__(self, client: UnaryClient, path: str, metadata: Metadata, serialize: Callable[[Any], bytes],
+                 deserialize: Callable[[bytes], Any], request: bytes | None = None) -> None:
+        self._client, self._path, self._metadata = client, path, metadata
+        self._serialize, self._deserialize = serialize, deserialize
+        self._request = request
+        self._open: tuple[_Connection, int, _StreamReply] | None = None
         self._cancelled = False
-        self._deserialize = deserialize
 
-    def __aiter__(self) -> StreamCall:
-        return self
-
-    async def __anext__(self) -> Any:
+    async def _opened(self) -> tuple[_Connection, int, _StreamReply]:
         if self._open is None:
-            if self._opening is None:  # cancelled before it was read, or its opening already failed
-                raise _error(grpc.StatusCode.CANCELLED if self._cancelled else grpc.StatusCode.UNAVAILABLE,
-                             "cancelled" if self._cancelled else "the call could not be opened")
-            opening, self._opening = self._opening, None
-            self._open = await opening
-            if self._cancelled:  # cancelled while it was being opened
-                self.cancel()
-        conn, reply = self._open
+            if self._cancelled:
+                raise RpcError(StatusCode.CANCELLED, "cancelled")
+            conn = await self._client.connected(False, None)
+            if self._cancelled:  # cancelled while it was being connected: nothing was sent
+                raise RpcError(StatusCode.CANCELLED, "cancelled")
+            reply = _StreamReply()
+            self._open = conn, conn.open_stream(self._path, self._metadata, None, reply), reply
+            if self._request is not None:
+                request, self._request = self._request, None
+                await self._send(wire.length_prefixed(request), True)
+        return self._open
+
+    async def _send(self, data: bytes, end: bool) -> None:
+        assert self._open is not None
+        conn, stream, reply = self._open
+        if reply.done.done() or not await conn.send_data(stream, reply, data, end):
+            _check_status(reply, conn.closed)
+            raise RpcError(StatusCode.INTERNAL, "the server ended the call before taking the request")
+
+    async def write(self, request: Any) -> None:
+        await self._opened()
+        await self._send(wire.length_prefixed(self._serialize(request)), False)
+
+    async def done_writing(self) -> None:
+        await self._opened()
+        await self._send(b"", True)
+
+    async def read(self) -> Any | None:
+        """The next response; None once the server ended the call with OK."""
+        conn, _, reply = await self._opened()
         while not reply.messages:
             if reply.done.done():
                 _check_status(reply, conn.closed)
                 if reply.data:
-                    raise _error(grpc.StatusCode.INTERNAL, "the stream ended inside a message")
-                raise StopAsyncIteration
+                    raise RpcError(StatusCode.INTERNAL, "the stream ended inside a message")
+                return None
             reply.arrived = asyncio.get_running_loop().create_future()
             try:
                 await reply.arrived
@@ -450,44 +478,50 @@ class StreamCall:
                 reply.arrived = None
         return self._deserialize(reply.messages.popleft())
 
+    def __aiter__(self) -> StreamCall:
+        return self
+
+    async def __anext__(self) -> Any:
+        message = await self.read()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
     def cancel(self) -> None:
         self._cancelled = True
         if self._open is None:
-            if self._opening is not None:
-                self._opening.close()  # never opened: nothing was sent
-                self._opening = None
             return
-        conn, reply = self._open
+        conn, _, reply = self._open
         if not reply.done.done():
             conn.cancel(reply)
-            reply.headers.setdefault(b"grpc-status", str(grpc.StatusCode.CANCELLED.value[0]).encode())
-            reply.headers.setdefault(b"grpc-message", b"cancelled")
+            _set_status(reply, StatusCode.CANCELLED, "cancelled")
             _finish(reply)
 
 
 class _StreamMethod:
-    """What the caller of a `FastChannel.server_stream` method calls: opens the call on first read."""
+    """A streaming method: called (with its one request, when server-streaming), it opens a `StreamCall`."""
 
     def __init__(self, client: UnaryClient, path: str, serialize: Callable[[Any], bytes],
-                 deserialize: Callable[[bytes], Any]) -> None:
+                 deserialize: Callable[[bytes], Any], client_streaming: bool) -> None:
         self._client, self._path = client, path
         self._serialize, self._deserialize = serialize, deserialize
+        self._client_streaming = client_streaming
 
-    def __call__(self, request: Any, *, metadata: Metadata = (), **_: Any) -> StreamCall:
-        opening = self._client.open_stream(self._path, self._serialize(request), metadata)
-        return StreamCall(opening, self._deserialize)
+    def __call__(self, request: Any = None, *, metadata: Metadata = (), **_: Any) -> StreamCall:
+        if self._client_streaming:
+            return StreamCall(self._client, self._path, metadata, self._serialize, self._deserialize)
+        return StreamCall(self._client, self._path, metadata, self._serialize, self._deserialize,
+                          self._serialize(request))
 
 
 class FastChannel:
-    """A channel for generated stubs: unary-unary calls via `UnaryClient`, streams via grpc.aio."""
+    """Every method of a local server's services, on one `UnaryClient` connection."""
 
-    def __init__(self, socket_path: str, streaming: grpc.aio.Channel) -> None:
+    def __init__(self, socket_path: str) -> None:
         self.unary = UnaryClient(socket_path)
-        self._streaming = streaming
 
-    def unary_unary(self, method: str, request_serializer: Callable[[Any], bytes] | None = None,
-                    response_deserializer: Callable[[bytes], Any] | None = None, **_: Any) -> _UnaryMethod:
-        assert request_serializer is not None and response_deserializer is not None
+    def unary_unary(self, method: str, request_serializer: Callable[[Any], bytes],
+                    response_deserializer: Callable[[bytes], Any]) -> _UnaryMethod:
         return _UnaryMethod(self.unary, method, request_serializer, response_deserializer)
 
     def single_request_stream(self, method: str, request_serializer: Callable[[Any], bytes],
@@ -499,21 +533,38 @@ class FastChannel:
         """
         return _UnaryMethod(self.unary, method, request_serializer, response_deserializer, last_of_many=True)
 
-    def server_stream(self, method: str, request_serializer: Callable[[Any], bytes],
-                      response_deserializer: Callable[[bytes], Any]) -> _StreamMethod:
-        """A server-streaming method read by our client (the stubs' `unary_stream` stays on grpc.aio)."""
-        return _StreamMethod(self.unary, method, request_serializer, response_deserializer)
-
-    def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
-        return self._streaming.unary_stream(*args, **kwargs)
-
-    def stream_unary(self, *args: Any, **kwargs: Any) -> Any:
-        return self._streaming.stream_unary(*args, **kwargs)
-
-    def stream_stream(self, *args: Any, **kwargs: Any) -> Any:
-        return self._streaming.stream_stream(*args, **kwargs)
+    def stream(self, method: str, request_serializer: Callable[[Any], bytes],
+               response_deserializer: Callable[[bytes], Any], *, client_streaming: bool) -> _StreamMethod:
+        """A server-streaming method or, with `client_streaming`, a bidirectional one."""
+        return _StreamMethod(self.unary, method, request_serializer, response_deserializer, client_streaming)
 
     async def close(self) -> None:
         await self.unary.close()
-        with contextlib.suppress(Exception):
-            await self._streaming.close()
+
+
+class Stub:
+    """A service's methods as attributes, named as the RPCs are (what grpcio's generated stubs offer).
+
+    Built from the service's descriptor: the message classes and call shapes are
+    those the `.proto` declares. `name_method` may label each method (tracing's span names).
+    """
+
+    def __init__(self, channel: FastChannel, service: ServiceDescriptor,
+                 name_method: Callable[[Any, str], None] | None = None) -> None:
+        for rpc in service.methods:
+            path = f"/{service.full_name}/{rpc.name}"
+            serialize = message_factory.GetMessageClass(rpc.input_type).SerializeToString
+            deserialize = message_factory.GetMessageClass(rpc.output_type).FromString
+            method: Any
+            if rpc.server_streaming or rpc.client_streaming:
+                if not rpc.server_streaming:
+                    continue  # client-streaming alone: no local server we call has one
+                method = channel.stream(path, serialize, deserialize, client_streaming=rpc.client_streaming)
+            else:
+                method = channel.unary_unary(path, serialize, deserialize)
+            if name_method is not None:
+                name_method(method, path.lstrip("/"))
+            setattr(self, rpc.name, method)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"{type(self).__name__} has no method {name}")

@@ -1,52 +1,18 @@
-"""gRPC status codes and the error a failed call raises, without grpcio.
+"""How a client reads a call's status off the wire: trailers, resets, HTTP errors.
 
-`RpcError` answers `code()` and `details()` as grpcio's call errors do, so code written
-against grpcio's errors (crictl's error lines, its tracing) reads ours unchanged.
+The status types themselves live in `h2.status`, shared with the server; `RpcError`
+answers `code()` and `details()` as grpcio's call errors do, so code written against
+grpcio's errors (crictl's error lines, its tracing) reads ours unchanged.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 
 from cri_runtime.h2 import frames
+from cri_runtime.h2.status import RpcError, StatusCode
 
-
-class StatusCode(enum.IntEnum):
-    """The gRPC status codes, named as grpcio names them."""
-
-    OK = 0
-    CANCELLED = 1
-    UNKNOWN = 2
-    INVALID_ARGUMENT = 3
-    DEADLINE_EXCEEDED = 4
-    NOT_FOUND = 5
-    ALREADY_EXISTS = 6
-    PERMISSION_DENIED = 7
-    RESOURCE_EXHAUSTED = 8
-    FAILED_PRECONDITION = 9
-    ABORTED = 10
-    OUT_OF_RANGE = 11
-    UNIMPLEMENTED = 12
-    INTERNAL = 13
-    UNAVAILABLE = 14
-    DATA_LOSS = 15
-    UNAUTHENTICATED = 16
-
-
-class RpcError(Exception):
-    """A call that ended with a non-OK status (from the server, or decided here)."""
-
-    def __init__(self, code: StatusCode, details: str) -> None:
-        super().__init__(f"{code.name}: {details}")
-        self._code = code
-        self._details = details
-
-    def code(self) -> StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
+__all__ = ["RpcError", "StatusCode", "from_reset", "from_trailers"]
 
 
 # HTTP/2 error codes of a RST_STREAM, as grpc-go maps them to a status.

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 from . import hpack
-
-if TYPE_CHECKING:
-    import grpc
+from .status import StatusCode
 
 _LENGTH_PREFIX = struct.Struct(">BL")
 PREFIX_SIZE = _LENGTH_PREFIX.size
@@ -51,12 +48,12 @@ def encode_message(message: str) -> bytes:
     return urllib.parse.quote(message, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~", encoding="utf-8").encode()
 
 
-def status_trailers(code: grpc.StatusCode, message: str, trailers_only: bool) -> bytes:
+def status_trailers(code: StatusCode, message: str, trailers_only: bool) -> bytes:
     """The header block ending a call: status, message; with the response headers if none went out."""
     fields: list[tuple[bytes, bytes]] = []
     if trailers_only:
         fields += [(b":status", b"200"), (b"content-type", b"application/grpc")]
-    fields.append((b"grpc-status", str(code.value[0]).encode()))
+    fields.append((b"grpc-status", str(int(code)).encode()))
     if message:
         fields.append((b"grpc-message", encode_message(message)))
     return hpack.encode(fields)

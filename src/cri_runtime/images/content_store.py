@@ -23,19 +23,17 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import grpc
 from google.protobuf import field_mask_pb2
 
 from cri_protos.containerd.services.content.v1 import content_pb2
-from cri_protos.containerd.services.introspection.v1 import introspection_pb2
 from cri_protos.containerd.services.leases.v1 import leases_pb2
 from cri_runtime import errors
 from cri_runtime.containerd.connection import Containerd
-from cri_runtime.containerd.errors import from_rpc_error, from_status
+from cri_runtime.containerd.errors import from_rpc_error
+from cri_runtime.grpc_client.status import RpcError, StatusCode
 from cri_runtime.images.manifest import Descriptor
 
 log = logging.getLogger(__name__)
@@ -59,54 +57,6 @@ def _disk_error(exc: errors.CriError) -> errors.CriError:
     if "no space left" in exc.message.lower() or "quota" in exc.message.lower():
         return errors.ResourceExhausted(exc.message)
     return exc
-
-
-#: grpc.aio's words when a stream failed on our side of the channel: a message sent after
-#: containerd ended the call can fail the call locally before containerd's status is read.
-LOCAL_STREAM_FAILURE = "Internal error from Core"
-
-
-def hides_containerd_status(err: errors.CriError) -> bool:
-    """The stream failed on grpc.aio's side: containerd's own status is not in `err`."""
-    return isinstance(err, errors.Internal) and LOCAL_STREAM_FAILURE in err.message
-
-
-def explain_local_failure(err: errors.CriError, content_root: str, free_bytes: int | None) -> errors.CriError:
-    """`err` as containerd most likely meant it, when grpc.aio replaced containerd's status with its own.
-
-    A write stream that containerd ended because its disk filled up then reads
-    "Internal error from Core"; with less than a write's worth of space left where
-    containerd keeps content, that is the cause to report (RESOURCE_EXHAUSTED).
-    """
-    if not hides_containerd_status(err) or free_bytes is None:
-        return err
-    if free_bytes >= WRITE_CHUNK:
-        return err
-    return errors.ResourceExhausted(f"{err.message} (no space left on device: containerd's content store "
-                                    f"{content_root} has {free_bytes} bytes free)")
-
-
-async def content_root(ctd: Containerd) -> str | None:
-    """Where containerd keeps content (its content plugin's root), or None if it does not say."""
-    try:
-        resp = await ctd.call(ctd.introspection.Plugins, introspection_pb2.PluginsRequest(
-            filters=['type=="io.containerd.content.v1"']), "introspect content store")
-    except errors.CriError:
-        return None
-    for plugin in resp.plugins:
-        root = plugin.exports.get("root")
-        if root:
-            return str(root)
-    return None
-
-
-def free_bytes(path: str) -> int | None:
-    """Bytes root may still write on `path`'s filesystem (containerd runs as root: reserved blocks count)."""
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return None
-    return st.f_bfree * st.f_frsize
 
 
 class ContentStore:
@@ -133,7 +83,7 @@ class ContentStore:
                 if total > limit:
                     raise errors.Internal(f"content {digest} is larger than {limit} bytes")
                 parts.append(resp.data)
-        except grpc.aio.AioRpcError as exc:
+        except RpcError as exc:
             raise from_rpc_error(exc, f"read content {digest}") from None
         return b"".join(parts)
 
@@ -209,19 +159,8 @@ class ContentStore:
         writer = _Writer(self.ctd, ref, lease, what)
         try:
             await self._write_stream(writer, desc, opener, labels, what, on_progress)
-        except errors.Internal as err:
-            raise await self._explained(err) from None
         finally:
-            await writer.close()
-
-    async def _explained(self, err: errors.Internal) -> errors.CriError:
-        """`err`, or the full disk behind it when grpc.aio kept containerd's status from us."""
-        if not hides_containerd_status(err):
-            return err
-        root = await content_root(self.ctd)
-        if root is None:
-            return err
-        return explain_local_failure(err, root, await asyncio.to_thread(free_bytes, root))
+            writer.close()
 
     @staticmethod
     async def _write_stream(writer: _Writer, desc: Descriptor, opener: BlobOpener, labels: dict[str, str],
@@ -296,20 +235,21 @@ async def _read_whole(desc: Descriptor, opener: BlobOpener, what: str,
 
 
 class _Writer:
-    """One Content.Write stream: requests out, responses drained concurrently."""
+    """One Content.Write stream.
+
+    containerd answers every request; the answers queue on the call unread (it
+    never waits for us to read them) until the commit, whose answer is the last.
+    A stream containerd ended early (a full disk) fails the next write with
+    containerd's own status.
+    """
 
     def __init__(self, ctd: Containerd, ref: str, lease: str, what: str) -> None:
-        self.ctd = ctd
         self.ref = ref
         self.what = what
         self.call = ctd.content.Write(metadata=ctd.metadata(lease))
-        self._pending = 0
-        self._reader: asyncio.Task[Any] | None = None
-        self._last: Any = None
 
-    def _map(self, exc: grpc.aio.AioRpcError, action: str) -> errors.CriError:
-        err = from_rpc_error(exc, f"{self.what}: {action}")
-        return _disk_error(err)
+    def _map(self, exc: RpcError, action: str) -> errors.CriError:
+        return _disk_error(from_rpc_error(exc, f"{self.what}: {action}"))
 
     async def stat(self, desc: Descriptor) -> int | None:
         """Open the ingest; the offset to continue from, or None if already committed."""
@@ -317,90 +257,46 @@ class _Writer:
             await self.call.write(content_pb2.WriteContentRequest(
                 action=content_pb2.STAT, ref=self.ref, total=desc.size, expected=desc.digest))
             resp = await self.call.read()
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+        except RpcError as exc:
+            if exc.code() == StatusCode.ALREADY_EXISTS:
                 return None
             raise self._map(exc, "open ingest") from None
-        if resp is grpc.aio.EOF:
+        if resp is None:
             raise errors.Internal(f"{self.what}: containerd closed the write stream")
         offset = int(resp.offset)
         if offset > desc.size or (resp.total and resp.total != desc.size):
             offset = 0  # a stale ingest of different content: WRITE at 0 truncates it
-        self._reader = asyncio.ensure_future(self._drain())
         return offset
 
-    async def _drain(self) -> None:
-        while True:
-            resp = await self.call.read()
-            if resp is grpc.aio.EOF:
-                return
-            self._last = resp
-
-    async def _check_reader(self) -> None:
-        if self._reader is not None and self._reader.done():
-            exc = self._reader.exception()
-            if isinstance(exc, grpc.aio.AioRpcError):
-                raise self._map(exc, "write")
-            if exc is not None:
-                raise exc
-
     async def write(self, offset: int, data: bytes) -> None:
-        await self._check_reader()
         try:
             for i in range(0, len(data), WRITE_CHUNK):
                 piece = data[i:i + WRITE_CHUNK]
                 await self.call.write(content_pb2.WriteContentRequest(
                     action=content_pb2.WRITE, ref=self.ref, offset=offset + i, data=piece))
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-            # The local error ("Internal error from Core") hides containerd's
-            # status; the response side of the stream carries the real one.
-            await self._server_error()
-            if isinstance(exc, grpc.aio.AioRpcError):
-                raise self._map(exc, "write") from None
-            raise
-
-    async def _server_error(self) -> None:
-        """Raise containerd's own status for a failed stream, if it has one."""
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, grpc.aio.AioRpcError):
-                await asyncio.wait_for(asyncio.shield(self._reader), 2.0)
-            await self._check_reader()
-        code = await self.call.code()
-        if code != grpc.StatusCode.OK:
-            details = await self.call.details()
-            raise _disk_error(from_status(code, details, f"{self.what}: write"))
+        except RpcError as exc:
+            raise self._map(exc, "write") from None
 
     async def commit(self, desc: Descriptor, labels: dict[str, str]) -> None:
+        last = None
         try:
             await self.call.write(content_pb2.WriteContentRequest(
                 action=content_pb2.COMMIT, ref=self.ref, total=desc.size, expected=desc.digest,
                 # The offset matters: containerd truncates the ingest on offset 0.
                 offset=desc.size, labels=labels))
             await self.call.done_writing()
-            assert self._reader is not None
-            await self._reader
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-            if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+            while (resp := await self.call.read()) is not None:
+                last = resp
+        except RpcError as exc:
+            if exc.code() == StatusCode.ALREADY_EXISTS:
                 return
-            # As for a write: a local "Internal error from Core" hides containerd's own status
-            # (a disk that filled up during the last writes), which the response side carries.
-            await self._server_error()
-            if not isinstance(exc, grpc.aio.AioRpcError):
-                raise
             err = self._map(exc, "commit")
             if isinstance(err, errors.FailedPrecondition) and "unexpected" in err.message:
                 raise errors.DataLoss(f"{self.what}: containerd rejected the content: {exc.details()}") from None
             raise err from None
-        if self._last is None or self._last.action != content_pb2.COMMIT:
+        if last is None or last.action != content_pb2.COMMIT:
             raise errors.Internal(f"{self.what}: containerd did not confirm the commit")
 
-    async def close(self) -> None:
-        if self._reader is not None and not self._reader.done():
-            self.call.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reader
-        elif self._reader is not None:
-            with contextlib.suppress(BaseException):
-                self._reader.result()
-        if not self.call.done():
-            self.call.cancel()
+    def close(self) -> None:
+        """End the call if it is still open (a failed or cancelled ingest): containerd drops its side."""
+        self.call.cancel()

@@ -18,8 +18,6 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import grpc
-
 from cri_protos.containerd.services.diff.v1 import diff_pb2
 from cri_protos.containerd.services.introspection.v1 import introspection_pb2
 from cri_protos.containerd.services.leases.v1 import leases_pb2
@@ -28,6 +26,7 @@ from cri_protos.containerd.types import descriptor_pb2
 from cri_runtime import errors
 from cri_runtime.containerd.connection import Containerd
 from cri_runtime.containerd.errors import from_rpc_error
+from cri_runtime.grpc_client.status import RpcError
 from cri_runtime.images.keyed_lock import KeyedLock
 from cri_runtime.images.manifest import Descriptor
 
@@ -135,7 +134,7 @@ class Unpacker:
                     snapshots_pb2.ListSnapshotsRequest(snapshotter=self.snapshotter),
                     metadata=self.ctd.metadata()):
                 keys.extend(info.name for info in resp.info)
-        except grpc.aio.AioRpcError as exc:
+        except RpcError as exc:
             raise from_rpc_error(exc, "list snapshots") from None
         sem = asyncio.Semaphore(USAGE_CONCURRENCY)
 

@@ -25,7 +25,9 @@ from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_protos.containerd.types.task import task_pb2
 from cri_runtime import errors
 from cri_runtime.containerd.connection import Containerd
+from cri_runtime.containerd.errors import from_rpc_error
 from cri_runtime.gotabwriter import TabStyle
+from cri_runtime.grpc_client.status import RpcError
 from cri_runtime.images.content_store import ContentStore
 from cri_runtime.images.platform import Platform, host_platform
 from cri_runtime.nodetools import owners, render
@@ -123,8 +125,8 @@ async def list_snapshots(ctd: Containerd, snapshotter: str) -> list[snapshots_pb
     try:
         async for resp in ctd.snapshots.List(req, metadata=ctd.metadata()):
             found.extend(resp.info)
-    except Exception as exc:  # grpc.aio errors: one message for the operator
-        raise errors.Unavailable(f"list snapshots of {snapshotter}: {exc}") from None
+    except RpcError as exc:
+        raise from_rpc_error(exc, f"list snapshots of {snapshotter}") from None
     return found
 
 
@@ -299,8 +301,8 @@ async def list_content(ctd: Containerd) -> list[content_pb2.Info]:
     try:
         async for resp in ctd.content.List(content_pb2.ListContentRequest(), metadata=ctd.metadata()):
             found.extend(resp.info)
-    except Exception as exc:  # grpc.aio errors: one message for the operator
-        raise errors.Unavailable(f"list content: {exc}") from None
+    except RpcError as exc:
+        raise from_rpc_error(exc, "list content") from None
     return found
 
 

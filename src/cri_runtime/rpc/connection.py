@@ -26,10 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
-
 from cri_runtime import eager
 from cri_runtime.h2 import frames, hpack, wire
+from cri_runtime.h2.status import StatusCode
 
 from .context import AbortError, Serialized, ServicerContext
 from .limits import STREAM_WINDOW, Limits
@@ -523,11 +522,11 @@ class Connection(asyncio.Protocol):
         call.body += data
         self._buffered += len(data)
         if len(call.body) > self._max_message + wire.PREFIX_SIZE:
-            self._end(call, grpc.StatusCode.RESOURCE_EXHAUSTED,
+            self._end(call, StatusCode.RESOURCE_EXHAUSTED,
                       f"request larger than the maximum of {self._max_message} bytes")
             return
         if self._buffered > self._max_buffered:
-            self._end(call, grpc.StatusCode.RESOURCE_EXHAUSTED,
+            self._end(call, StatusCode.RESOURCE_EXHAUSTED,
                       "too much request data buffered on this connection; retry")
             return
         if end_stream:
@@ -645,14 +644,14 @@ class Connection(asyncio.Protocol):
         method = call.method
         if method is None:
             path = call.headers.get(b":path", b"").decode("latin-1")
-            self._end(call, grpc.StatusCode.UNIMPLEMENTED, f"unknown method {path}")
+            self._end(call, StatusCode.UNIMPLEMENTED, f"unknown method {path}")
             return
         timeout = None
         raw_timeout = call.headers.get(b"grpc-timeout")
         if raw_timeout is not None:
             timeout = wire.parse_timeout(raw_timeout)
             if timeout is None:
-                self._end(call, grpc.StatusCode.INVALID_ARGUMENT,
+                self._end(call, StatusCode.INVALID_ARGUMENT,
                           f"malformed grpc-timeout {raw_timeout.decode('latin-1')!r}")
                 return
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -665,10 +664,10 @@ class Connection(asyncio.Protocol):
     def _decode_request(self, call: Call, method: Method) -> Any:
         body = call.body
         if len(body) < wire.PREFIX_SIZE:
-            raise AbortError(grpc.StatusCode.INTERNAL, f"{method.name}: the request carries no message")
+            raise AbortError(StatusCode.INTERNAL, f"{method.name}: the request carries no message")
         compressed, length = wire.parse_prefix(body, 0)
         if len(body) != wire.PREFIX_SIZE + length:
-            raise AbortError(grpc.StatusCode.INTERNAL,
+            raise AbortError(StatusCode.INTERNAL,
                              f"{method.name}: the request must carry exactly one whole message")
         payload = bytes(body[wire.PREFIX_SIZE:])
         if compressed:
@@ -676,12 +675,12 @@ class Connection(asyncio.Protocol):
         try:
             return method.deserialize(payload)
         except Exception as exc:  # protobuf's DecodeError and friends
-            raise AbortError(grpc.StatusCode.INVALID_ARGUMENT,
+            raise AbortError(StatusCode.INVALID_ARGUMENT,
                              f"{method.name}: cannot parse the request as {method.request_type}: {exc}") from None
 
     async def _run(self, call: Call, method: Method) -> None:
         assert call.context is not None
-        code, details = grpc.StatusCode.OK, ""
+        code, details = StatusCode.OK, ""
         try:
             try:
                 request = self._decode_request(call, method)
@@ -694,7 +693,7 @@ class Connection(asyncio.Protocol):
                 response = await method.handler(request, call.context)
                 payload = response.data if isinstance(response, Serialized) else method.serialize(response)
                 if len(payload) > self._max_message:
-                    raise AbortError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    raise AbortError(StatusCode.RESOURCE_EXHAUSTED,
                                      f"{method.name}: response of {len(payload)} bytes exceeds the "
                                      f"maximum of {self._max_message}")
                 if self._write_paused:  # the client is not reading: add nothing to the buffer yet
@@ -713,12 +712,12 @@ class Connection(asyncio.Protocol):
                 call.ended = True
         except asyncio.CancelledError:
             if call.deadline_hit:
-                code, details = grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
+                code, details = StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
             else:
                 call.ended = True  # the client reset the stream or left, or the server is stopping
         except Exception as exc:
             log.exception("%s failed", method.name)
-            code, details = grpc.StatusCode.INTERNAL, f"{method.name}: internal error: {exc!r}"
+            code, details = StatusCode.INTERNAL, f"{method.name}: internal error: {exc!r}"
         if call.timer is not None:
             call.timer.cancel()
         self._end(call, code, details)
@@ -762,7 +761,7 @@ class Connection(asyncio.Protocol):
         if call.ended:
             raise asyncio.CancelledError()
         if len(payload) > self._max_message:
-            raise AbortError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise AbortError(StatusCode.RESOURCE_EXHAUSTED,
                              f"{method.name}: message of {len(payload)} bytes exceeds the maximum")
         await self._drain()
         if not call.headers_sent:
@@ -800,7 +799,7 @@ class Connection(asyncio.Protocol):
             self._window_waiters.discard(call)
             call.window_waiter = None
 
-    def _end(self, call: Call, code: grpc.StatusCode, details: str) -> None:
+    def _end(self, call: Call, code: StatusCode, details: str) -> None:
         if not call.ended and not self._closed:
             block = wire.status_trailers(code, details, trailers_only=not call.headers_sent)
             self._write(frames.headers_frames(call.stream_id, block, True, self._peer_max_frame))
@@ -809,7 +808,7 @@ class Connection(asyncio.Protocol):
                 self._write(frames.rst_stream(call.stream_id, frames.NO_ERROR))
             call.ended = True
             self._sent_since_ping = True
-            if code is grpc.StatusCode.OK and self._reset_budget < self._max_reset_budget:
+            if code is StatusCode.OK and self._reset_budget < self._max_reset_budget:
                 self._reset_budget += 1
         self._forget(call)
 
@@ -888,14 +887,14 @@ def _stall(waiter: asyncio.Future[None]) -> None:
 def _decompress(encoding: bytes, payload: bytes, limit: int) -> bytes:
     wbits = {b"gzip": 31, b"deflate": 15}.get(encoding)
     if wbits is None:
-        raise AbortError(grpc.StatusCode.UNIMPLEMENTED,
+        raise AbortError(StatusCode.UNIMPLEMENTED,
                          f"compressed request with unsupported grpc-encoding {encoding.decode('latin-1')!r}")
     inflater = zlib.decompressobj(wbits)
     try:
         out = inflater.decompress(payload, limit + 1)
     except zlib.error as exc:
-        raise AbortError(grpc.StatusCode.INTERNAL, f"cannot decompress the request: {exc}") from None
+        raise AbortError(StatusCode.INTERNAL, f"cannot decompress the request: {exc}") from None
     if len(out) > limit:
-        raise AbortError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+        raise AbortError(StatusCode.RESOURCE_EXHAUSTED,
                          f"decompressed request larger than the maximum of {limit} bytes")
     return out

@@ -1,8 +1,8 @@
 """The per-call context handed to servicer methods.
 
-It offers the part of `grpc.aio.ServicerContext` our services use (abort,
+It offers the part of grpcio's `ServicerContext` our services use (abort,
 peer, initial metadata, invocation metadata, time remaining), so the
-servicers are written exactly as for grpcio's server.
+servicers read as they would under grpcio's server.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
 
-import grpc
+from cri_runtime.h2.status import StatusCode
 
 
 class AbortError(Exception):
     """Raised by `abort` to end the call with a status; the connection catches it."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: StatusCode, details: str) -> None:
         super().__init__(code, details)
         self.code = code
         self.details = details
@@ -53,10 +53,10 @@ class ServicerContext:
         self._send_headers = send_headers
         self.cancelled_by_peer = False
 
-    async def abort(self, code: grpc.StatusCode, details: str = "",
+    async def abort(self, code: StatusCode, details: str = "",
                     trailing_metadata: Sequence[tuple[str, str]] = ()) -> NoReturn:
-        if code is grpc.StatusCode.OK:
-            code = grpc.StatusCode.UNKNOWN  # as grpcio: abort must carry an error
+        if code is StatusCode.OK:
+            code = StatusCode.UNKNOWN  # as grpcio: abort must carry an error
         raise AbortError(code, details)
 
     def peer(self) -> str:

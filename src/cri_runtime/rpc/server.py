@@ -5,8 +5,8 @@ grpc.aio's server costs ~0.45 ms, more than twice what containerd's whole
 ContainerStatus takes, so cheap RPCs (status, list) could never match a Go
 runtime. CRI needs only unary and server-streaming calls over a local
 socket, which this package serves with a fraction of the per-call work.
-grpcio stays our client library and its generated `add_*_to_server`
-functions register servicers here unchanged.
+A servicer is registered from its service's protobuf descriptor (`add_service`),
+so the server process never loads grpcio (its C core alone is ~9 MiB of memory).
 """
 
 from __future__ import annotations
@@ -16,19 +16,15 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Iterable
 from typing import Any
+
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
 
 from .connection import Connection, Method
 from .limits import Limits
 
 log = logging.getLogger(__name__)
-
-
-def _request_type(handler: Any) -> str:
-    owner = getattr(handler.request_deserializer, "__self__", None)
-    descriptor = getattr(owner, "DESCRIPTOR", None)
-    return str(getattr(descriptor, "full_name", "the request message"))
 
 
 def bind_unix_socket(path: str, mode: int, backlog: int) -> socket.socket:
@@ -71,20 +67,23 @@ class RpcServer:
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
 
-    def add_generic_rpc_handlers(self, handlers: Iterable[Any]) -> None:
-        """Accepted for grpcio compatibility; the registered handlers carry the same methods."""
+    def add_service(self, service: ServiceDescriptor, servicer: Any) -> None:
+        """Serve `servicer`'s methods named in `service`; one it lacks answers UNIMPLEMENTED.
 
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
-        for name, handler in handlers.items():
-            path = f"/{service}/{name}"
-            if handler.request_streaming:
+        Each method is found on the servicer by its RPC name, as grpcio's generated
+        registration finds it, and decoded with the message classes its descriptor names.
+        """
+        for rpc in service.methods:
+            path = f"/{service.full_name}/{rpc.name}"
+            if rpc.client_streaming:
                 raise ValueError(f"{path}: client-streaming calls are not supported")
-            if handler.response_streaming:
-                fn, streaming = handler.unary_stream, True
-            else:
-                fn, streaming = handler.unary_unary, False
-            self._methods[path] = Method(path, fn, handler.request_deserializer,
-                                         handler.response_serializer, streaming, _request_type(handler))
+            handler = getattr(servicer, rpc.name, None)
+            if handler is None:
+                continue
+            request = message_factory.GetMessageClass(rpc.input_type)
+            response = message_factory.GetMessageClass(rpc.output_type)
+            self._methods[path] = Method(path, handler, request.FromString, response.SerializeToString,
+                                         rpc.server_streaming, rpc.input_type.full_name)
 
     @property
     def methods(self) -> frozenset[str]:

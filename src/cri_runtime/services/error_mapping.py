@@ -16,38 +16,37 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-import grpc
-
 from cri_runtime import errors, tracing
+from cri_runtime.h2.status import StatusCode
 from cri_runtime.metrics.server_metrics import SERVER, SERVICE_OF
 from cri_runtime.rpc import ServicerContext
 
 log = logging.getLogger("cri_runtime.rpc")
 
-CODES: dict[type[errors.CriError], grpc.StatusCode] = {
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
-    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    errors.DataLoss: grpc.StatusCode.DATA_LOSS,
-    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
-    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
-    errors.Internal: grpc.StatusCode.INTERNAL,
-    errors.Aborted: grpc.StatusCode.ABORTED,
+CODES: dict[type[errors.CriError], StatusCode] = {
+    errors.NotFound: StatusCode.NOT_FOUND,
+    errors.AlreadyExists: StatusCode.ALREADY_EXISTS,
+    errors.InvalidArgument: StatusCode.INVALID_ARGUMENT,
+    errors.FailedPrecondition: StatusCode.FAILED_PRECONDITION,
+    errors.Unavailable: StatusCode.UNAVAILABLE,
+    errors.Unauthenticated: StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: StatusCode.PERMISSION_DENIED,
+    errors.DataLoss: StatusCode.DATA_LOSS,
+    errors.DeadlineExceeded: StatusCode.DEADLINE_EXCEEDED,
+    errors.ResourceExhausted: StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unimplemented: StatusCode.UNIMPLEMENTED,
+    errors.Internal: StatusCode.INTERNAL,
+    errors.Aborted: StatusCode.ABORTED,
 }
 
 
-def code_for(exc: errors.CriError) -> grpc.StatusCode:
+def code_for(exc: errors.CriError) -> StatusCode:
     """Status code of a domain error (the nearest mapped base class wins)."""
     for cls in type(exc).__mro__:
         code = CODES.get(cls)
         if code is not None:
             return code
-    return grpc.StatusCode.INTERNAL
+    return StatusCode.INTERNAL
 
 
 class Gate(Protocol):
@@ -91,7 +90,7 @@ def unary(fn: Callable[[Any, Any, ServicerContext], Awaitable[Any]]) -> Any:
 
     async def handle(self: Gate, request: Any, context: ServicerContext, span: Any) -> Any:
         started = time.monotonic()
-        code, message = grpc.StatusCode.OK, ""
+        code, message = StatusCode.OK, ""
         try:
             await self.wait_recovered()
             return await fn(self, request, context)
@@ -99,15 +98,15 @@ def unary(fn: Callable[[Any, Any, ServicerContext], Awaitable[Any]]) -> Any:
             code, message = code_for(exc), exc.message
         except asyncio.CancelledError:
             log.debug("%s cancelled by the caller", name)
-            code = grpc.StatusCode.CANCELLED
+            code = StatusCode.CANCELLED
             raise
         except Exception as exc:
             log.exception("%s failed unexpectedly", name)
-            code, message = grpc.StatusCode.INTERNAL, f"{name}: internal error: {_describe(exc)}"
+            code, message = StatusCode.INTERNAL, f"{name}: internal error: {_describe(exc)}"
         finally:
             elapsed = time.monotonic() - started
             log.debug("rpc %s code=%s %.1fms", name, code.name, elapsed * 1000)
-            SERVER.observe_rpc(name, code.name, elapsed, sent=int(code == grpc.StatusCode.OK))
+            SERVER.observe_rpc(name, code.name, elapsed, sent=int(code == StatusCode.OK))
             if span is not None:
                 tracing.set_code(span, code.name, message)
         await context.abort(code, message)
@@ -125,7 +124,7 @@ def server_stream(fn: Callable[[Any, Any, ServicerContext], AsyncIterator[Any]])
         self: Gate, request: Any, context: ServicerContext
     ) -> AsyncIterator[Any]:
         started = time.monotonic()
-        code, message = grpc.StatusCode.OK, ""
+        code, message = StatusCode.OK, ""
         sent = 0
         with tracing.server_span(service, name, _metadata(context), current=False) as span:
             try:
@@ -137,11 +136,11 @@ def server_stream(fn: Callable[[Any, Any, ServicerContext], AsyncIterator[Any]])
             except errors.CriError as exc:
                 code, message = code_for(exc), exc.message
             except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
+                code = StatusCode.CANCELLED
                 raise
             except Exception as exc:
                 log.exception("%s failed unexpectedly", name)
-                code, message = grpc.StatusCode.INTERNAL, f"{name}: internal error: {_describe(exc)}"
+                code, message = StatusCode.INTERNAL, f"{name}: internal error: {_describe(exc)}"
             finally:
                 SERVER.observe_rpc(name, code.name, time.monotonic() - started, stream=True, sent=sent)
                 tracing.set_code(span, code.name, message)
@@ -155,7 +154,7 @@ def unimplemented(name: str, why: str = "not implemented by cri-runtime yet") ->
 
     async def handler(self: Any, request: Any, context: ServicerContext) -> Any:
         SERVER.observe_rpc(name, "UNIMPLEMENTED", 0.0, sent=0)
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {why}")
+        await context.abort(StatusCode.UNIMPLEMENTED, f"{name}: {why}")
 
     handler.__name__ = name
     return handler
@@ -166,7 +165,7 @@ def unimplemented_stream(name: str, why: str = "not implemented by cri-runtime y
 
     async def handler(self: Any, request: Any, context: ServicerContext) -> AsyncIterator[Any]:
         SERVER.observe_rpc(name, "UNIMPLEMENTED", 0.0, stream=True, sent=0)
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {why}")
+        await context.abort(StatusCode.UNIMPLEMENTED, f"{name}: {why}")
         yield  # pragma: no cover  (makes this an async generator)
 
     handler.__name__ = name

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
+from cri_protos.runtime.v1 import api_pb2
 from cri_runtime import errors, protowire
 from cri_runtime.images.auth import ANONYMOUS, Credentials
 from cri_runtime.images.manager import ImageManager
@@ -73,7 +73,7 @@ def _filesystem(usage: Any) -> Any:
         inodes_used=api_pb2.UInt64Value(value=usage.inodes_used))
 
 
-class ImageServicer(api_pb2_grpc.ImageServiceServicer):
+class ImageServicer:
     """runtime.v1.ImageService backed by `ImageManager`."""
 
     def __init__(self, manager: ImageManager, gate: Gate) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
+from cri_protos.runtime.v1 import api_pb2
 from cri_runtime.config import Config
 from cri_runtime.containers.manager import ContainerManager
 from cri_runtime.network.manager import PodNetworkManager
@@ -33,7 +33,7 @@ from cri_runtime.streaming.server import StreamingServer
 
 
 class RuntimeServicer(RuntimeInfoRpcs, SandboxRpcs, ContainerRpcs, StreamingRpcs, ListStreamRpcs, StatsRpcs, EventRpcs,
-                      PodResourcesRpcs, CheckpointRpcs, api_pb2_grpc.RuntimeServiceServicer):
+                      PodResourcesRpcs, CheckpointRpcs):
     """runtime.v1.RuntimeService backed by containerd."""
 
     def __init__(self, config: Config, recovery: Recovery, runtime_probe: Probe, network_probe: Probe,

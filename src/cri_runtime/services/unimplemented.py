@@ -1,9 +1,10 @@
 """Fill every RPC a servicer does not implement with an UNIMPLEMENTED answer.
 
-The generated base servicers answer with a synchronous handler and the
-message "Method not implemented!". We replace them with async handlers whose
-message names the RPC, so kubelet's fallbacks (which key on UNIMPLEMENTED)
-work and operators see what is missing.
+An RPC no servicer method serves would be refused by the transport as an
+unknown method; an explicit handler answers through the error mapping instead,
+with a message naming the RPC, counted in the metrics like any call, so
+kubelet's fallbacks (which key on UNIMPLEMENTED) work and operators see what is
+missing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from cri_runtime.services import error_mapping
 def fill(cls: type, service: ServiceDescriptor) -> type:
     """Give `cls` an UNIMPLEMENTED handler for each RPC of `service` it lacks."""
     for method in service.methods:
-        if _implemented(cls, method.name):
+        if hasattr(cls, method.name):
             continue
         if method.server_streaming:
             handler = error_mapping.unimplemented_stream(method.name)
@@ -25,10 +26,3 @@ def fill(cls: type, service: ServiceDescriptor) -> type:
         setattr(cls, method.name, handler)
     return cls
 
-
-def _implemented(cls: type, name: str) -> bool:
-    """True when a class in the MRO other than the generated base defines it."""
-    for klass in cls.__mro__:
-        if name in vars(klass):
-            return not klass.__module__.endswith("_pb2_grpc")
-    return False

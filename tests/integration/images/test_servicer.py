@@ -33,7 +33,7 @@ async def stub(make_manager: MakeManager, test_images: TestImages) -> AsyncItera
         sock = Path(d) / "cri.sock"
         # The server's own transport: ListImages/ImageStatus answer with pre-encoded bytes.
         server = RpcServer(16 * 1024 * 1024)
-        api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(manager, OpenGate()), server)
+        server.add_service(api_pb2.DESCRIPTOR.services_by_name["ImageService"], ImageServicer(manager, OpenGate()))
         await server.start(str(sock))
         channel = grpc.aio.insecure_channel(f"unix://{sock}")
         try:

@@ -13,7 +13,6 @@ import pytest_asyncio
 from cri_runtime import errors
 from cri_runtime.config import ImageConfig
 from cri_runtime.containerd.connection import Containerd
-from cri_runtime.images.content_store import content_root, free_bytes
 from cri_runtime.images.manager import ImageManager
 from tests.integration.images.conftest import MakeManager, image_names, ingests, our_leases
 from tests.rig.containerd import PrivateContainerd
@@ -75,15 +74,11 @@ async def test_disk_full_is_resource_exhausted(small_containerd: PrivateContaine
     ctd = Containerd(small_containerd.address, "k8s.io")
     mgr = ImageManager(ctd, ImageConfig(registry_config_path=str(small_containerd.hosts_dir)), "overlayfs")
     try:
-        # Where a write stream's failure is checked against the disk when grpc.aio hides
-        # containerd's status (tests/unit/images/test_local_stream_failure.py): the tmpfs.
-        root = await content_root(ctd)
-        assert root == str(small_containerd.root / "io.containerd.content.v1.content")
-        assert 0 < (free_bytes(root) or 0) <= 6 << 20
         before = await image_names(ctd)
         with pytest.raises(errors.ResourceExhausted) as exc:
             await mgr.pull(res.ref)
-        assert res.ref in str(exc.value) and "no space" in str(exc.value).lower()
+        # containerd's own words, read off the write stream it ended.
+        assert res.ref in str(exc.value) and "no space left on device" in str(exc.value)
         assert await image_names(ctd) == before
         assert not await ingests(ctd)
         assert not await our_leases(ctd)

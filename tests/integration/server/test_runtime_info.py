@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import pytest
@@ -16,6 +18,8 @@ import pytest
 from cri_protos.runtime.v1 import api_pb2
 from tests.cri_server import CRI_RUNTIME, CriServer
 from tests.rig.containerd import PrivateContainerd
+from tests.rig.oci import LayerBuilder, busybox_image, push
+from tests.rig.registry import LocalRegistry
 
 CONFLIST = {
     "cniVersion": "1.0.0",
@@ -203,3 +207,20 @@ def test_restart_after_kill_replaces_stale_socket(make_cri_server: Callable[...,
     server.start()
     assert server.runtime().Version(api_pb2.VersionRequest(), timeout=5).runtime_name == "cri-runtime"
     assert oct(os.stat(server.socket).st_mode & 0o777) == oct(0o660)
+
+
+def test_the_serving_process_never_loads_grpcio(cri_server: CriServer, registry: LocalRegistry) -> None:
+    """Serving CRI and calling containerd (unary calls, the event stream, a streamed layer
+    write, content reads) all run on our own transport: grpcio's C core (~9 MiB) stays out."""
+    layer = LayerBuilder().file("/big.bin", os.urandom(2 << 20))  # streamed: above the one-message limit
+    res = push(busybox_image(extra_layers=[layer], compression="none"), registry, "test/no-grpcio",
+               uuid.uuid4().hex[:12])
+    images = cri_server.images()
+    spec = api_pb2.ImageSpec(image=res.ref)
+    assert images.PullImage(api_pb2.PullImageRequest(image=spec), timeout=60).image_ref
+    assert images.ImageStatus(api_pb2.ImageStatusRequest(image=spec, verbose=True), timeout=10).image.id
+    assert cri_server.proc is not None
+    maps = Path(f"/proc/{cri_server.proc.pid}/maps").read_text()
+    loaded = sorted({line.split()[-1] for line in maps.splitlines() if "grpc" in line.split()[-1]})
+    assert loaded == []
+    images.RemoveImage(api_pb2.RemoveImageRequest(image=spec), timeout=30)

@@ -4,37 +4,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
 import pytest
 
 from cri_runtime import errors
 from cri_runtime.containerd.errors import from_status
+from cri_runtime.h2.status import StatusCode
 
 
 @pytest.mark.parametrize(
     ("code", "detail", "expected"),
     [
-        (grpc.StatusCode.UNKNOWN, "failed to create shim task: OCI runtime create failed: runc create failed: "
+        (StatusCode.UNKNOWN, "failed to create shim task: OCI runtime create failed: runc create failed: "
          "unable to start container process: exec: \"/nope\": stat /nope: no such file or directory: unknown",
          errors.FailedPrecondition),
-        (grpc.StatusCode.UNKNOWN, "runc did not terminate successfully: exit status 1: unable to set memory limit "
+        (StatusCode.UNKNOWN, "runc did not terminate successfully: exit status 1: unable to set memory limit "
          "to 4096 (current usage: 249856, peak usage: 2519040)", errors.FailedPrecondition),
-        (grpc.StatusCode.UNKNOWN, "OCI runtime exec failed: exec failed: unable to start container process: "
+        (StatusCode.UNKNOWN, "OCI runtime exec failed: exec failed: unable to start container process: "
          "exec: \"x\": executable file not found in $PATH: unknown", errors.FailedPrecondition),
-        (grpc.StatusCode.UNKNOWN, "context deadline exceeded", errors.DeadlineExceeded),
-        (grpc.StatusCode.UNKNOWN, "ttrpc: closed: unknown", errors.Internal),
-        (grpc.StatusCode.NOT_FOUND, "task x not found", errors.NotFound),
-        (grpc.StatusCode.DEADLINE_EXCEEDED, "", errors.DeadlineExceeded),
+        (StatusCode.UNKNOWN, "context deadline exceeded", errors.DeadlineExceeded),
+        (StatusCode.UNKNOWN, "ttrpc: closed: unknown", errors.Internal),
+        (StatusCode.NOT_FOUND, "task x not found", errors.NotFound),
+        (StatusCode.DEADLINE_EXCEEDED, "", errors.DeadlineExceeded),
     ],
 )
-def test_from_status(code: grpc.StatusCode, detail: str, expected: type[errors.CriError]) -> None:
+def test_from_status(code: StatusCode, detail: str, expected: type[errors.CriError]) -> None:
     err = from_status(code, detail, "create task of container c1")
     assert type(err) is expected
     assert err.message.startswith("create task of container c1: ")
 
 
 def test_a_rootfs_mount_denied_under_an_untraversable_dir_names_that_dir(tmp_path: Path) -> None:
-    import grpc
 
     from cri_runtime.containerd.errors import from_status
 
@@ -45,10 +44,10 @@ def test_a_rootfs_mount_denied_under_an_untraversable_dir_names_that_dir(tmp_pat
         detail = (f"failed to create shim task: OCI runtime create failed: runc create failed: unable to start "
                   f"container process: error during container init: error preparing rootfs: mount "
                   f"{closed}/task/pod1/rootfs:{closed}/task/pod1/rootfs, flags: 0x5000: permission denied: unknown")
-        err = from_status(grpc.StatusCode.UNKNOWN, detail, "create pause task")
+        err = from_status(StatusCode.UNKNOWN, detail, "create pause task")
         assert isinstance(err, errors.FailedPrecondition)
         assert f"({closed} is mode 0600: a user-namespace pod's root cannot pass through it" in err.message
         closed.chmod(0o711)
-        assert f"({closed} is mode" not in from_status(grpc.StatusCode.UNKNOWN, detail, "x").message
+        assert f"({closed} is mode" not in from_status(StatusCode.UNKNOWN, detail, "x").message
     finally:
         closed.chmod(0o700)

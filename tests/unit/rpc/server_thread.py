@@ -19,11 +19,12 @@ import grpc
 
 from cri_protos.runtime.v1 import api_pb2, api_pb2_grpc
 from cri_runtime.h2 import frames, hpack
+from cri_runtime.h2.status import StatusCode
 from cri_runtime.rpc import RpcServer, Serialized
 from cri_runtime.rpc.limits import Limits
 
 
-class TestServicer(api_pb2_grpc.RuntimeServiceServicer):
+class TestServicer:
     """Behaviour chosen by the request, so one servicer covers every case.
 
     Version(version=...): "echo:<text>", "abort:<code>:<message>", "raise",
@@ -43,7 +44,7 @@ class TestServicer(api_pb2_grpc.RuntimeServiceServicer):
             return api_pb2.VersionResponse(version=arg)
         if verb == "abort":
             code, _, message = arg.partition(":")
-            await context.abort(grpc.StatusCode[code], message)
+            await context.abort(StatusCode[code], message)
         if verb == "raise":
             raise RuntimeError("boom")
         if verb == "sleep":
@@ -76,7 +77,7 @@ class TestServicer(api_pb2_grpc.RuntimeServiceServicer):
         then = request.filter.pod_sandbox_id
         if then.startswith("abort:"):
             code, _, message = then.removeprefix("abort:").partition(":")
-            await context.abort(grpc.StatusCode[code], message)
+            await context.abort(StatusCode[code], message)
         if then == "hold":
             self.started.append("stream")
             try:
@@ -91,7 +92,7 @@ class ServerThread:
         self.path = str(path)
         self.servicer = TestServicer()
         self.server = RpcServer(max_message, limits)
-        api_pb2_grpc.add_RuntimeServiceServicer_to_server(self.servicer, self.server)
+        self.server.add_service(api_pb2.DESCRIPTOR.services_by_name["RuntimeService"], self.servicer)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
