@@ -145,6 +145,18 @@ class Containerd:
             except RpcError as exc:
                 raise from_rpc_error(exc, action) from None
 
+    async def stream(self, rpc: Callable[..., Any], request: Any, action: str) -> AsyncIterator[Any]:
+        """The messages of a server-streaming RPC, in order; failures surface as `cri_runtime.errors`
+        classes, and a reader that stops early ends the call."""
+        call = rpc(request, metadata=self.metadata())
+        try:
+            async for message in call:
+                yield message
+        except RpcError as exc:
+            raise from_rpc_error(exc, action) from None
+        finally:
+            call.cancel()
+
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Block until containerd answers, or raise Unavailable after `timeout`."""
         deadline = timeout if timeout is not None else self.connect_timeout

@@ -38,10 +38,7 @@ DEFAULT_TASK_CALL_TIMEOUT = 30.0
 
 def method_path(rpc: Any) -> str:
     """The gRPC method path of a stub method ("" when it does not say)."""
-    path = getattr(rpc, "_path", None)
-    if path is None:
-        path = getattr(rpc, "_method", b"")
-    return path.decode() if isinstance(path, bytes) else str(path)
+    return str(getattr(rpc, "_path", ""))
 
 
 def default_timeout(rpc: Any) -> float | None:

@@ -220,8 +220,8 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
-    def open_stream(self, path: str, metadata: Metadata, timeout: float | None, reply: _Reply) -> int:
-        """Start a call: its HEADERS go out now; its messages follow with `send_data`."""
+    def _start(self, path: str, metadata: Metadata, timeout: float | None, reply: _Reply) -> tuple[int, bytes]:
+        """A new stream for a call, and the HEADERS frames that open it (not yet sent)."""
         stream = self.next_stream
         self.next_stream += 2
         reply.send_window = self.peer_window
@@ -231,16 +231,21 @@ class _Connection(asyncio.Protocol):
         if timeout is not None:
             fields.append((b"grpc-timeout", f"{max(1, int(timeout * 1_000_000))}u".encode()))
         fields += [(k.encode(), v.encode()) for k, v in metadata]
-        self._write(frames.headers_frames(stream, hpack.encode(fields), False, self.peer_max_frame))
+        return stream, frames.headers_frames(stream, hpack.encode(fields), False, self.peer_max_frame)
+
+    def open_stream(self, path: str, metadata: Metadata, reply: _Reply) -> int:
+        """Start a streaming call: its HEADERS go out now; its messages follow with `send_data`."""
+        stream, headers = self._start(path, metadata, None, reply)
+        self._write(headers)
         return stream
 
-    async def send_data(self, stream: int, reply: _Reply, data: bytes, end: bool) -> bool:
-        """Send `data` on the stream as the windows allow (and END_STREAM after it, with `end`).
+    async def send_data(self, stream: int, reply: _Reply, data: bytes, end: bool, out: bytes = b"") -> bool:
+        """Send `data` on the stream as the windows allow (and END_STREAM after it, with `end`),
+        after `out` (frames to go first, in the same write).
 
         False when the call ended, or the connection broke, before all of it went out.
         """
         message = memoryview(data)
-        out = b""
         pos = 0
         while True:
             allowed = min(reply.send_window, self.send_window, len(message) - pos)
@@ -263,10 +268,10 @@ class _Connection(asyncio.Protocol):
         return True
 
     async def send(self, path: str, payload: bytes, metadata: Metadata, timeout: float | None) -> _Reply:
-        """A unary call: HEADERS, the one request message, END_STREAM."""
+        """A unary call: HEADERS, the one request message and END_STREAM, in one write when the windows allow."""
         reply = _Reply()
-        stream = self.open_stream(path, metadata, timeout, reply)
-        await self.send_data(stream, reply, wire.length_prefixed(payload), True)
+        stream, headers = self._start(path, metadata, timeout, reply)
+        await self.send_data(stream, reply, wire.length_prefixed(payload), True, headers)
         return reply
 
     def cancel(self, reply: _Reply) -> None:
@@ -441,7 +446,7 @@ class StreamCall:
             if self._cancelled:  # cancelled while it was being connected: nothing was sent
                 raise RpcError(StatusCode.CANCELLED, "cancelled")
             reply = _StreamReply()
-            self._open = conn, conn.open_stream(self._path, self._metadata, None, reply), reply
+            self._open = conn, conn.open_stream(self._path, self._metadata, reply), reply
             if self._request is not None:
                 request, self._request = self._request, None
                 await self._send(wire.length_prefixed(request), True)

@@ -76,15 +76,12 @@ class ContentStore:
         """A whole (small) blob: manifests, indexes, configs."""
         parts: list[bytes] = []
         total = 0
-        try:
-            async for resp in self.ctd.content.Read(content_pb2.ReadContentRequest(digest=digest),
-                                                    metadata=self.ctd.metadata()):
-                total += len(resp.data)
-                if total > limit:
-                    raise errors.Internal(f"content {digest} is larger than {limit} bytes")
-                parts.append(resp.data)
-        except RpcError as exc:
-            raise from_rpc_error(exc, f"read content {digest}") from None
+        async for resp in self.ctd.stream(self.ctd.content.Read, content_pb2.ReadContentRequest(digest=digest),
+                                          f"read content {digest}"):
+            total += len(resp.data)
+            if total > limit:
+                raise errors.Internal(f"content {digest} is larger than {limit} bytes")
+            parts.append(resp.data)
         return b"".join(parts)
 
     async def set_labels(self, digest: str, labels: dict[str, str]) -> None:

@@ -25,8 +25,6 @@ from cri_protos.containerd.services.snapshots.v1 import snapshots_pb2
 from cri_protos.containerd.types import descriptor_pb2
 from cri_runtime import errors
 from cri_runtime.containerd.connection import Containerd
-from cri_runtime.containerd.errors import from_rpc_error
-from cri_runtime.grpc_client.status import RpcError
 from cri_runtime.images.keyed_lock import KeyedLock
 from cri_runtime.images.manifest import Descriptor
 
@@ -129,13 +127,10 @@ class Unpacker:
         """Bytes and inodes used by all snapshots of our snapshotter."""
         mountpoint = await self.snapshotter_root()
         keys: list[str] = []
-        try:
-            async for resp in self.ctd.snapshots.List(
-                    snapshots_pb2.ListSnapshotsRequest(snapshotter=self.snapshotter),
-                    metadata=self.ctd.metadata()):
-                keys.extend(info.name for info in resp.info)
-        except RpcError as exc:
-            raise from_rpc_error(exc, "list snapshots") from None
+        async for resp in self.ctd.stream(self.ctd.snapshots.List,
+                                          snapshots_pb2.ListSnapshotsRequest(snapshotter=self.snapshotter),
+                                          "list snapshots"):
+            keys.extend(info.name for info in resp.info)
         sem = asyncio.Semaphore(USAGE_CONCURRENCY)
 
         async def one(key: str) -> tuple[int, int]:

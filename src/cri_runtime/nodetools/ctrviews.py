@@ -25,9 +25,7 @@ from cri_protos.containerd.services.tasks.v1 import tasks_pb2
 from cri_protos.containerd.types.task import task_pb2
 from cri_runtime import errors
 from cri_runtime.containerd.connection import Containerd
-from cri_runtime.containerd.errors import from_rpc_error
 from cri_runtime.gotabwriter import TabStyle
-from cri_runtime.grpc_client.status import RpcError
 from cri_runtime.images.content_store import ContentStore
 from cri_runtime.images.platform import Platform, host_platform
 from cri_runtime.nodetools import owners, render
@@ -122,11 +120,8 @@ async def tasks(ctd: Containerd, cri: bool) -> View:
 async def list_snapshots(ctd: Containerd, snapshotter: str) -> list[snapshots_pb2.Info]:
     req = snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter)
     found: list[snapshots_pb2.Info] = []
-    try:
-        async for resp in ctd.snapshots.List(req, metadata=ctd.metadata()):
-            found.extend(resp.info)
-    except RpcError as exc:
-        raise from_rpc_error(exc, f"list snapshots of {snapshotter}") from None
+    async for resp in ctd.stream(ctd.snapshots.List, req, f"list snapshots of {snapshotter}"):
+        found.extend(resp.info)
     return found
 
 
@@ -298,11 +293,8 @@ async def images(ctd: Containerd, cri: bool) -> View:
 
 async def list_content(ctd: Containerd) -> list[content_pb2.Info]:
     found: list[content_pb2.Info] = []
-    try:
-        async for resp in ctd.content.List(content_pb2.ListContentRequest(), metadata=ctd.metadata()):
-            found.extend(resp.info)
-    except RpcError as exc:
-        raise from_rpc_error(exc, "list content") from None
+    async for resp in ctd.stream(ctd.content.List, content_pb2.ListContentRequest(), "list content"):
+        found.extend(resp.info)
     return found
 
 

@@ -117,9 +117,8 @@ class OrphanCollector:
         req = snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter,
                                                  filters=[f'labels."{objects.SNAPSHOT_OWNER_LABEL}"'])
         known = self._known()
-        stream = self.ctd.snapshots.List(req, metadata=self.ctd.metadata())
         leftovers: list[str] = []
-        async for resp in stream:
+        async for resp in self.ctd.stream(self.ctd.snapshots.List, req, "list our snapshots"):
             leftovers.extend(info.name for info in resp.info
                              if info.name not in known and image_volumes.owner_of(info.name) not in known)
         for key in leftovers:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cri_runtime.containerd import shims
+from cri_runtime.containerd.connection import Containerd
 from cri_runtime.containerd.deadlines import DEFAULT_TASK_CALL_TIMEOUT, default_timeout
 
 ADDR = "/run/test/containerd.sock"
@@ -74,17 +75,14 @@ def test_descendants_parents_first(table: list[shims.Proc]) -> None:
     [("Kill", 10.0), ("Wait", None), ("Create", 60.0), ("Metrics", 10.0), ("Pause", DEFAULT_TASK_CALL_TIMEOUT)],
 )
 def test_task_calls_have_deadlines(method: str, expected: float | None) -> None:
-    class Stub:
-        _path = f"/containerd.services.tasks.v1.Tasks/{method}"
-
-    assert default_timeout(Stub()) == expected
+    ctd = Containerd("/nonexistent/containerd.sock", "k8s.io")  # no call is made
+    assert default_timeout(getattr(ctd.tasks, method)) == expected
 
 
 def test_other_services_keep_no_default_deadline() -> None:
-    class Stub:
-        _path = "/containerd.services.content.v1.Content/Read"
-
-    assert default_timeout(Stub()) is None
+    ctd = Containerd("/nonexistent/containerd.sock", "k8s.io")
+    assert default_timeout(ctd.content.Read) is None
+    assert default_timeout(ctd.containers.Get) is None
 
 
 def test_kill_stale_execs_picks_only_old_execs_of_ours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
