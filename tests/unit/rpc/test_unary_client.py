@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ async def test_large_requests_and_responses(server: ServerThread, size: int) -> 
         await channel.close()
 
 
-async def test_deadline_is_sent_and_enforced(server: ServerThread) -> None:
+async def test_deadline_is_sent_and_enforced(server: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
     channel, stub = stub_for(server.path)
     try:
         remaining = float((await stub.Version(api_pb2.VersionRequest(version="remaining"), timeout=5)).version)
@@ -65,12 +66,22 @@ async def test_deadline_is_sent_and_enforced(server: ServerThread) -> None:
         await until(lambda: server.servicer.cancelled == ["sleep:5"], "the expired call's stream is reset")
         assert (await stub.Version(api_pb2.VersionRequest(version="echo:after"))).version == "after"
         # Calls answered within their deadline leave no timer behind to fail them later.
+        loop = asyncio.get_running_loop()
+        timers: list[asyncio.TimerHandle] = []
+        call_later = loop.call_later
+
+        def recorded(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+            handle = call_later(delay, callback, *args)
+            if callback is aio._expire:
+                timers.append(handle)
+            return handle
+
+        monkeypatch.setattr(loop, "call_later", recorded)
         answers = await asyncio.gather(*(stub.Version(api_pb2.VersionRequest(version=f"echo:{i}"), timeout=0.2)
                                          for i in range(20)))
-        loop = asyncio.get_running_loop()
-        armed = [h for h in loop._scheduled  # type: ignore[attr-defined]
-                 if getattr(h, "_callback", None) is aio._expire and not h.cancelled()]
-        assert armed == []  # their expiry timers were disarmed with the answers
+        assert len(timers) == 20
+        assert all(t.cancelled() for t in timers)  # their expiry timers were disarmed with the answers
+        monkeypatch.undo()
         assert [a.version for a in answers] == [str(i) for i in range(20)]
         assert (await stub.Version(api_pb2.VersionRequest(version="echo:later"))).version == "later"
     finally:
