@@ -9,21 +9,17 @@ import pytest
 
 from cri_runtime import errors
 from cri_runtime.h2.status import StatusCode
+from cri_runtime.rpc.context import AbortError, ServicerContext
 from cri_runtime.services import error_mapping
 
 
-class Aborted(Exception):
-    def __init__(self, code: StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
+def call_context() -> ServicerContext:
+    """The context our transport hands a handler, for a call with no deadline."""
 
+    async def send_headers(metadata: Any) -> None:
+        return None
 
-class FakeContext:
-    """Stands in for grpc.aio.ServicerContext: abort raises like the real one."""
-
-    async def abort(self, code: StatusCode, details: str) -> None:
-        raise Aborted(code, details)
+    return ServicerContext("unix:test", {}, None, send_headers)
 
 
 class Servicer:
@@ -67,8 +63,8 @@ class Servicer:
     ],
 )
 async def test_domain_errors_map_to_codes(exc: errors.CriError, code: StatusCode) -> None:
-    with pytest.raises(Aborted) as info:
-        await Servicer().Raise(exc, FakeContext())
+    with pytest.raises(AbortError) as info:
+        await Servicer().Raise(exc, call_context())
     assert info.value.code == code
     assert info.value.details == "x"
 
@@ -90,20 +86,20 @@ async def test_mixin_subclasses_use_their_code_base() -> None:
 
 
 async def test_unexpected_exception_is_internal_naming_the_rpc() -> None:
-    with pytest.raises(Aborted) as info:
-        await Servicer().Raise(KeyError("boom"), FakeContext())
+    with pytest.raises(AbortError) as info:
+        await Servicer().Raise(KeyError("boom"), call_context())
     assert info.value.code == StatusCode.INTERNAL
     assert info.value.details == "Raise: internal error: KeyError: 'boom'"
 
 
 async def test_success_passes_through() -> None:
-    assert await Servicer().Echo("hello", FakeContext()) == "hello"
+    assert await Servicer().Echo("hello", call_context()) == "hello"
 
 
 async def test_calls_wait_for_recovery() -> None:
     servicer = Servicer()
     servicer.recovered.clear()
-    call = asyncio.ensure_future(servicer.Echo("x", FakeContext()))
+    call = asyncio.ensure_future(servicer.Echo("x", call_context()))
     await asyncio.sleep(0.01)
     assert not call.done()
     servicer.recovered.set()
@@ -112,8 +108,8 @@ async def test_calls_wait_for_recovery() -> None:
 
 async def test_stream_errors_after_items() -> None:
     items = []
-    with pytest.raises(Aborted) as info:
-        async for item in Servicer().Stream(errors.NotFound("gone"), FakeContext()):
+    with pytest.raises(AbortError) as info:
+        async for item in Servicer().Stream(errors.NotFound("gone"), call_context()):
             items.append(item)
     assert items == [1]
     assert info.value.code == StatusCode.NOT_FOUND
@@ -121,7 +117,7 @@ async def test_stream_errors_after_items() -> None:
 
 async def test_unimplemented_names_the_rpc() -> None:
     handler = error_mapping.unimplemented("Frobnicate")
-    with pytest.raises(Aborted) as info:
-        await handler(None, None, FakeContext())
+    with pytest.raises(AbortError) as info:
+        await handler(None, None, call_context())
     assert info.value.code == StatusCode.UNIMPLEMENTED
     assert info.value.details.startswith("Frobnicate:")
