@@ -20,8 +20,11 @@ Everything it starts is stopped and removed at the end.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -51,11 +54,16 @@ class Endpoint:
         self.img = api_pb2_grpc.ImageServiceStub(self.channel)
 
 
+# The pods' log directories: made by the runtimes, removed with them at exit (kubelet's job on a node).
+LOG_ROOT = tempfile.mkdtemp(prefix="crirt-bench-logs-")
+atexit.register(shutil.rmtree, LOG_ROOT, True)
+
+
 def pod_config(tag: str) -> api_pb2.PodSandboxConfig:
     name = f"bench-{tag}-{uuid.uuid4().hex[:8]}"
     return api_pb2.PodSandboxConfig(
         metadata=api_pb2.PodSandboxMetadata(name=name, namespace="bench", uid=uuid.uuid4().hex),
-        hostname=name, log_directory=f"/tmp/crirt-bench/{name}")
+        hostname=name, log_directory=f"{LOG_ROOT}/{name}")
 
 
 def container_config(image: str, name: str = "c") -> api_pb2.ContainerConfig:

@@ -60,14 +60,21 @@ async def fake() -> AsyncIterator[Fake]:
             assert streaming.backend.live == 0  # type: ignore[attr-defined]
 
 
+_CONFIG: list[str] = []  # the empty crictl config of this module's tests (made by `crictl_config`)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def crictl_config(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An empty config file of our own: without one, both clients warn on stderr that
+    /etc/crictl.yaml is missing, so the output would depend on the machine."""
+    config = tmp_path_factory.mktemp("crictl-streaming") / "crictl.yaml"
+    config.touch()
+    _CONFIG[:] = [str(config)]
+    return str(config)
+
+
 def _env() -> dict[str, str]:
-    # An empty config file of our own: without one, both clients warn on stderr that
-    # /etc/crictl.yaml is missing, so the output would depend on the machine.
-    config = os.path.join(tempfile.gettempdir(), f"crictl-streaming-test-{os.getpid()}.yaml")
-    if not os.path.exists(config):
-        with open(config, "w"):
-            pass
-    return {**os.environ, "PYTHONPATH": SRC, "CRI_CONFIG_FILE": config}
+    return {**os.environ, "PYTHONPATH": SRC, "CRI_CONFIG_FILE": _CONFIG[0]}
 
 
 async def run(client: list[str], endpoint: str, *args: str, stdin: bytes | None = None,
