@@ -310,7 +310,7 @@ def _finish(reply: _Reply) -> None:
         reply.wake()
 
 
-class UnaryClient:
+class Client:
     """One HTTP/2 connection to a unix socket, re-dialled when it breaks."""
 
     def __init__(self, socket_path: str) -> None:
@@ -405,7 +405,7 @@ def _result(reply: _Reply, closed: bool, last_of_many: bool = False) -> bytes:
 class _UnaryMethod:
     """A unary-unary method: awaited with its request, it answers the response message."""
 
-    def __init__(self, client: UnaryClient, path: str, serialize: Callable[[Any], bytes],
+    def __init__(self, client: Client, path: str, serialize: Callable[[Any], bytes],
                  deserialize: Callable[[bytes], Any], last_of_many: bool = False) -> None:
         self._client, self._path = client, path
         self._serialize, self._deserialize = serialize, deserialize
@@ -430,7 +430,7 @@ class StreamCall:
     after the call ended raises its status at once.
     """
 
-    def __init__(self, client: UnaryClient, path: str, metadata: Metadata, serialize: Callable[[Any], bytes],
+    def __init__(self, client: Client, path: str, metadata: Metadata, serialize: Callable[[Any], bytes],
                  deserialize: Callable[[bytes], Any], request: bytes | None = None) -> None:
         self._client, self._path, self._metadata = client, path, metadata
         self._serialize, self._deserialize = serialize, deserialize
@@ -506,7 +506,7 @@ class StreamCall:
 class _StreamMethod:
     """A streaming method: called (with its one request, when server-streaming), it opens a `StreamCall`."""
 
-    def __init__(self, client: UnaryClient, path: str, serialize: Callable[[Any], bytes],
+    def __init__(self, client: Client, path: str, serialize: Callable[[Any], bytes],
                  deserialize: Callable[[bytes], Any], client_streaming: bool) -> None:
         self._client, self._path = client, path
         self._serialize, self._deserialize = serialize, deserialize
@@ -520,10 +520,19 @@ class _StreamMethod:
 
 
 class FastChannel:
-    """Every method of a local server's services, on one `UnaryClient` connection."""
+    """Every method of a local server's services, on two connections: one for unary calls,
+    one for streams and bulk data (a blob written in one message).
+
+    Calls on one HTTP/2 connection share its flow-control window. A layer being
+    written fills that window as fast as the server takes it in, at the pace of
+    the server's disk, and a unary call queued behind it would wait as long:
+    image pulls would slow every other call to containerd down. On their own
+    connection they slow down only each other.
+    """
 
     def __init__(self, socket_path: str) -> None:
-        self.unary = UnaryClient(socket_path)
+        self.unary = Client(socket_path)
+        self.streams = Client(socket_path)
 
     def unary_unary(self, method: str, request_serializer: Callable[[Any], bytes],
                     response_deserializer: Callable[[bytes], Any]) -> _UnaryMethod:
@@ -536,15 +545,16 @@ class FastChannel:
         On the wire such a call is a unary one, except that the server may answer
         with several messages (containerd's Content.Write repeats its last one).
         """
-        return _UnaryMethod(self.unary, method, request_serializer, response_deserializer, last_of_many=True)
+        return _UnaryMethod(self.streams, method, request_serializer, response_deserializer, last_of_many=True)
 
     def stream(self, method: str, request_serializer: Callable[[Any], bytes],
                response_deserializer: Callable[[bytes], Any], *, client_streaming: bool) -> _StreamMethod:
         """A server-streaming method or, with `client_streaming`, a bidirectional one."""
-        return _StreamMethod(self.unary, method, request_serializer, response_deserializer, client_streaming)
+        return _StreamMethod(self.streams, method, request_serializer, response_deserializer, client_streaming)
 
     async def close(self) -> None:
         await self.unary.close()
+        await self.streams.close()
 
 
 class Stub:

@@ -229,7 +229,7 @@ async def test_cancelling_a_server_stream_resets_it(server: ServerThread, channe
         await reader
     assert err.value.code() == StatusCode.CANCELLED
     await until(lambda: server.servicer.cancelled == ["stream"], "the server's handler is cancelled")
-    assert channel.unary._conn is not None and not channel.unary._conn.replies
+    assert channel.streams._conn is not None and not channel.streams._conn.replies
     # A call cancelled before it was read never opens a stream.
     unread = _stream_method(channel)(_stream_request(1))
     unread.cancel()
@@ -286,3 +286,20 @@ async def test_a_write_after_the_server_ended_the_call_raises_its_status(channel
         await call.write(_stream_request(1))
     assert err.value.code() == StatusCode.RESOURCE_EXHAUSTED
     assert err.value.details() == "no space left on device"
+
+
+async def test_streams_and_bulk_writes_keep_off_the_unary_connection(channel: FastChannel) -> None:
+    """A stream (a layer being written) fills its connection's window at the server's pace;
+    unary calls go on a connection of their own, so they never queue behind it."""
+    stub = Stub(channel, RUNTIME)
+    call = stub.StreamContainers(_stream_request(1, "hold"))
+    assert (await call.__anext__()).containers[0].id == "0"
+    assert (await stub.Version(api_pb2.VersionRequest(version="echo:beside"))).version == "beside"
+    once = channel.single_request_stream("/runtime.v1.RuntimeService/StreamContainers",
+                                         api_pb2.StreamContainersRequest.SerializeToString,
+                                         api_pb2.StreamContainersResponse.FromString)
+    assert [c.id for c in (await once(_stream_request(2))).containers] == ["1"]
+    unary, streams = channel.unary._conn, channel.streams._conn
+    assert unary is not None and streams is not None and unary is not streams
+    assert len(streams.replies) == 1 and not unary.replies  # the held stream, on its own connection
+    call.cancel()
