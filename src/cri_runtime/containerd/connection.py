@@ -88,8 +88,7 @@ class Containerd:
         self.connect_timeout = connect_timeout
         self._tasks: set[asyncio.Future[None]] = set()
         target = address.removeprefix("unix://").removeprefix("unix:")
-        self.fast = FastChannel(target)
-        ch = self.fast
+        self.fast = ch = FastChannel(target)
         self.containers = _stub(ch, containers_pb2, "Containers")
         self.content = _stub(ch, content_pb2, "Content")
         self.diff = _stub(ch, diff_pb2, "Diff")

@@ -46,7 +46,7 @@ def from_rpc_error(exc: RpcError, action: str) -> errors.CriError:
 
 
 def from_status(code: StatusCode, details: str, action: str) -> errors.CriError:
-    """Same as `from_rpc_error`, for a status read off a finished (streaming) call."""
+    """The domain error for a containerd status code and its details (`from_rpc_error`'s mapping)."""
     cls = _BY_CODE.get(code, errors.Internal)
     detail = details or code.name.lower()
     if code == StatusCode.UNKNOWN and "context deadline exceeded" in detail:

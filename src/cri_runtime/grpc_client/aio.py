@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import collections.abc
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
-from cri_runtime.grpc_client.status import RpcError, StatusCode, from_trailers
+from cri_runtime.grpc_client.status import RpcError, StatusCode, from_reset, from_trailers
 from cri_runtime.h2 import frames, hpack, wire
 
 _WINDOW = 1 << 30  # our receive windows: replenished at half
 _STREAM_WINDOW = frames.MAX_WINDOW
 _MAX_STREAM_MESSAGE = 64 << 20  # a streamed message larger than this is refused (what grpc.aio was allowed)
-Metadata = collections.abc.Sequence[tuple[str, str]]
+Metadata = Sequence[tuple[str, str]]
 
 
 class _Reply:
@@ -42,6 +41,7 @@ class _Reply:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.send_window = 0
         self.window_waiter: asyncio.Future[None] | None = None
+        self.error: RpcError | None = None  # how the call ended when it was decided here, not by the server
 
 
 class _StreamReply(_Reply):
@@ -185,15 +185,14 @@ class _Connection(asyncio.Protocol):
             code = struct.unpack(">L", payload)[0]
             reply = self.replies.get(stream)
             if reply is not None:
-                _set_status(reply, _RST_CODES.get(code, StatusCode.INTERNAL),
-                            f"stream reset by the server (HTTP/2 error {code})")
+                _set_status(reply, from_reset(code))
             self._end(stream)
         elif ftype == frames.GOAWAY:
             self.going_away = True
             last = struct.unpack(">L", payload[:4])[0] & 0x7FFFFFFF
             for sid in [s for s in self.replies if s > last]:
                 reply = self.replies[sid]
-                _set_status(reply, StatusCode.UNAVAILABLE, "the server is going away")
+                _set_status(reply, RpcError(StatusCode.UNAVAILABLE, "the server is going away"))
                 self._end(sid)
             if not self.replies:
                 self.abort()
@@ -205,7 +204,7 @@ class _Connection(asyncio.Protocol):
 
     def _refuse(self, stream: int, reply: _Reply) -> None:
         """A stream whose messages cannot be read: reset it and fail its call."""
-        _set_status(reply, StatusCode.INTERNAL, "malformed or oversized streamed message")
+        _set_status(reply, RpcError(StatusCode.INTERNAL, "malformed or oversized streamed message"))
         self._write(frames.rst_stream(stream, frames.CANCEL))
         self._end(stream)
 
@@ -281,15 +280,10 @@ class _Connection(asyncio.Protocol):
                 self._write(frames.rst_stream(sid, frames.CANCEL))
 
 
-_RST_CODES = {frames.REFUSED_STREAM: StatusCode.UNAVAILABLE, frames.CANCEL: StatusCode.CANCELLED,
-              frames.ENHANCE_YOUR_CALM: StatusCode.RESOURCE_EXHAUSTED}
-
-
-def _set_status(reply: _Reply, code: StatusCode, message: str) -> None:
-    """End `reply` with a status decided here, unless the server already gave one."""
-    if b"grpc-status" not in reply.headers:
-        reply.headers[b"grpc-status"] = str(int(code)).encode()
-        reply.headers[b"grpc-message"] = message.encode()
+def _set_status(reply: _Reply, error: RpcError) -> None:
+    """End `reply` with a status decided here, unless the server (or an earlier decision) gave one."""
+    if b"grpc-status" not in reply.headers and reply.error is None:
+        reply.error = error
 
 
 class _Expired(Exception):
@@ -377,8 +371,11 @@ class Client:
 
 def _check_status(reply: _Reply, closed: bool) -> None:
     """Raise the call's error, if it ended with one (or without a status)."""
-    if b"grpc-status" not in reply.headers and closed:
-        raise RpcError(StatusCode.UNAVAILABLE, "connection to the server lost")
+    if b"grpc-status" not in reply.headers:
+        if reply.error is not None:
+            raise reply.error
+        if closed:
+            raise RpcError(StatusCode.UNAVAILABLE, "connection to the server lost")
     error = from_trailers(reply.headers)
     if error is not None:
         raise error
@@ -499,7 +496,7 @@ class StreamCall:
         conn, _, reply = self._open
         if not reply.done.done():
             conn.cancel(reply)
-            _set_status(reply, StatusCode.CANCELLED, "cancelled")
+            _set_status(reply, RpcError(StatusCode.CANCELLED, "cancelled"))
             _finish(reply)
 
 
@@ -513,10 +510,8 @@ class _StreamMethod:
         self._client_streaming = client_streaming
 
     def __call__(self, request: Any = None, *, metadata: Metadata = (), **_: Any) -> StreamCall:
-        if self._client_streaming:
-            return StreamCall(self._client, self._path, metadata, self._serialize, self._deserialize)
-        return StreamCall(self._client, self._path, metadata, self._serialize, self._deserialize,
-                          self._serialize(request))
+        first = None if self._client_streaming else self._serialize(request)
+        return StreamCall(self._client, self._path, metadata, self._serialize, self._deserialize, first)
 
 
 class FastChannel:

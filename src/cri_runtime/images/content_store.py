@@ -155,50 +155,44 @@ class ContentStore:
             return
         writer = _Writer(self.ctd, ref, lease, what)
         try:
-            await self._write_stream(writer, desc, opener, labels, what, on_progress)
+            offset = await writer.stat(desc)
+            if offset is None:
+                return  # committed meanwhile by someone else
+            hasher: Any = hashlib.sha256() if offset == 0 else None
+            attempt = 0
+            while True:
+                attempt += 1
+                body, start = await opener(offset)
+                if start != offset:
+                    # The registry ignored our Range: start over, verifying ourselves.
+                    offset, hasher = 0, hashlib.sha256()
+                try:
+                    async for chunk in body:
+                        if offset + len(chunk) > desc.size:
+                            raise errors.DataLoss(f"{what}: registry sent more than the {desc.size} "
+                                                  "bytes the manifest announces")
+                        await writer.write(offset, chunk)
+                        if hasher is not None:
+                            hasher.update(chunk)
+                        offset += len(chunk)
+                        if on_progress is not None:
+                            on_progress(len(chunk))
+                except errors.DataLoss as exc:
+                    if "registry sent more" in exc.message or attempt >= INGEST_ATTEMPTS:
+                        raise
+                    log.info("%s: %s; resuming at byte %d", what, exc, offset)
+                    continue
+                if offset < desc.size:
+                    if attempt >= INGEST_ATTEMPTS:
+                        raise errors.DataLoss(f"{what}: stream ended after {offset} of {desc.size} bytes")
+                    continue
+                break
+            if hasher is not None and "sha256:" + hasher.hexdigest() != desc.digest:
+                raise errors.DataLoss(f"{what}: content digest sha256:{hasher.hexdigest()} does not match "
+                                      f"the expected {desc.digest}")
+            await writer.commit(desc, labels)
         finally:
             writer.close()
-
-    @staticmethod
-    async def _write_stream(writer: _Writer, desc: Descriptor, opener: BlobOpener, labels: dict[str, str],
-                            what: str, on_progress: Callable[[int], None] | None) -> None:
-        """Stream the blob through `writer` (resuming a cut-off body) and commit it."""
-        offset = await writer.stat(desc)
-        if offset is None:
-            return  # committed meanwhile by someone else
-        hasher: Any = hashlib.sha256() if offset == 0 else None
-        attempt = 0
-        while True:
-            attempt += 1
-            body, start = await opener(offset)
-            if start != offset:
-                # The registry ignored our Range: start over, verifying ourselves.
-                offset, hasher = 0, hashlib.sha256()
-            try:
-                async for chunk in body:
-                    if offset + len(chunk) > desc.size:
-                        raise errors.DataLoss(f"{what}: registry sent more than the {desc.size} "
-                                              "bytes the manifest announces")
-                    await writer.write(offset, chunk)
-                    if hasher is not None:
-                        hasher.update(chunk)
-                    offset += len(chunk)
-                    if on_progress is not None:
-                        on_progress(len(chunk))
-            except errors.DataLoss as exc:
-                if "registry sent more" in exc.message or attempt >= INGEST_ATTEMPTS:
-                    raise
-                log.info("%s: %s; resuming at byte %d", what, exc, offset)
-                continue
-            if offset < desc.size:
-                if attempt >= INGEST_ATTEMPTS:
-                    raise errors.DataLoss(f"{what}: stream ended after {offset} of {desc.size} bytes")
-                continue
-            break
-        if hasher is not None and "sha256:" + hasher.hexdigest() != desc.digest:
-            raise errors.DataLoss(f"{what}: content digest sha256:{hasher.hexdigest()} does not match "
-                                  f"the expected {desc.digest}")
-        await writer.commit(desc, labels)
 
 
 async def _read_whole(desc: Descriptor, opener: BlobOpener, what: str,

@@ -135,8 +135,8 @@ class NriHooks:
         if self.host is None:
             return resources
         try:
-            result = await self.host.update_container(self._pod(sandbox, container)(), convert.container(container),
-                                                      convert.resources(resources))  # fmt: skip
+            result = await self.host.update_container(self._pod_message(sandbox, container),
+                                                      convert.container(container), convert.resources(resources))
         except PluginError as exc:
             raise _refused(exc) from None
         await self._apply_others(result.updates)
@@ -170,11 +170,15 @@ class NriHooks:
 
     @staticmethod
     def _pod(sandbox: Sandbox | None, container: Container) -> PodOf:
-        """The container's pod, built when a plugin wants it; only its ID once the pod record is
-        gone (a removal racing the pod's)."""
+        """The container's pod, built when a plugin wants it (see `_pod_message`)."""
+        return lambda: NriHooks._pod_message(sandbox, container)
+
+    @staticmethod
+    def _pod_message(sandbox: Sandbox | None, container: Container) -> api.PodSandbox:
+        """The container's pod; only its ID once the pod record is gone (a removal racing the pod's)."""
         if sandbox is None:
-            return lambda: api.PodSandbox(id=container.metadata.sandbox_id)
-        return lambda: convert.pod(sandbox)
+            return api.PodSandbox(id=container.metadata.sandbox_id)
+        return convert.pod(sandbox)
 
     async def _notify(self, event: str, call: Awaitable[None]) -> None:
         try:
