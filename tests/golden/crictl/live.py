@@ -54,20 +54,25 @@ class Scrubber:
     """Replaces this run's values (IDs, paths, addresses) and the times and ages in crictl's output.
 
     `values` maps a value of this run to its placeholder; longer values are replaced first so
-    a full ID is not half-replaced by its 13-character truncation.
+    a full ID is not half-replaced by its 13-character truncation. A value of digits only
+    (a PID, a size) is replaced only as a whole number, unless it was added as `embedded`
+    (the session token inside names, which is all digits in some sessions).
     """
 
     values: dict[str, str] = field(default_factory=dict)
+    embedded: set[str] = field(default_factory=set)
 
-    def add(self, value: str, placeholder: str, *, truncated: bool = False) -> None:
+    def add(self, value: str, placeholder: str, *, truncated: bool = False, embedded: bool = False) -> None:
         if value:
             self.values[value] = placeholder
             if truncated:
                 self.values[value[:13]] = placeholder[:-1] + "-13>"
+            if embedded:
+                self.embedded.add(value)
 
     def __call__(self, text: str) -> str:
         for value in sorted(self.values, key=len, reverse=True):
-            if value.isdigit():  # a PID: not the same digits inside a longer number
+            if value.isdigit() and value not in self.embedded:  # a PID: not the same digits inside a longer number
                 text = re.sub(rf"\b{value}\b", self.values[value], text)
             else:
                 text = text.replace(value, self.values[value])

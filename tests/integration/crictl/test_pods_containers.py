@@ -117,7 +117,7 @@ def upstream(live_cri: LiveCri, workload: Workload) -> Upstream:
     scrub.add(str(live_cri.log_dir), "<LOGS>")
     scrub.add(str(live_cri.config_dir), "<CONFIGS>")
     scrub.add(live_cri.cgroup_parent, "<CGROUP_PARENT>")
-    scrub.add(paths.session_token(), "<SESSION>")
+    scrub.add(paths.session_token(), "<SESSION>", embedded=True)  # in names: crb<SESSION>6, /crirt-<SESSION>-…
     template = ["-o", "go-template", "--template", "{{.info.pid}}"]
     scrub.add(live_cri.ours("inspectp", *template, workload.pod).stdout.strip(), "<POD_PID>")
     for ctr, name in ((workload.ctr, "<CTR_PID>"), (workload.ticker, "<TICKER_PID>")):
