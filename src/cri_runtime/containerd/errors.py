@@ -42,13 +42,9 @@ RUNC_REFUSALS = ("OCI runtime create failed", "OCI runtime exec failed", "OCI ru
 
 def from_rpc_error(exc: RpcError, action: str) -> errors.CriError:
     """Map a containerd RPC failure to the domain error of the same meaning."""
-    return from_status(exc.code(), exc.details() or "", action)
-
-
-def from_status(code: StatusCode, details: str, action: str) -> errors.CriError:
-    """The domain error for a containerd status code and its details (`from_rpc_error`'s mapping)."""
+    code = exc.code()
     cls = _BY_CODE.get(code, errors.Internal)
-    detail = details or code.name.lower()
+    detail = exc.details() or code.name.lower()
     if code == StatusCode.UNKNOWN and "context deadline exceeded" in detail:
         # containerd passes a deadline hit inside the shim through as UNKNOWN.
         cls = errors.DeadlineExceeded

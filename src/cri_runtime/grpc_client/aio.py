@@ -577,4 +577,6 @@ class Stub:
             setattr(self, rpc.name, method)
 
     def __getattr__(self, name: str) -> Any:
+        """Reached only for a name the service lacks; declared so type checkers accept the
+        methods set above from the descriptor."""
         raise AttributeError(f"{type(self).__name__} has no method {name}")

@@ -25,4 +25,3 @@ def fill(cls: type, service: ServiceDescriptor) -> type:
             handler = error_mapping.unimplemented(method.name)
         setattr(cls, method.name, handler)
     return cls
-

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from cri_runtime import errors
-from cri_runtime.containerd.errors import from_status
-from cri_runtime.h2.status import StatusCode
+from cri_runtime.containerd.errors import from_rpc_error
+from cri_runtime.h2.status import RpcError, StatusCode
 
 
 @pytest.mark.parametrize(
@@ -27,16 +27,13 @@ from cri_runtime.h2.status import StatusCode
         (StatusCode.DEADLINE_EXCEEDED, "", errors.DeadlineExceeded),
     ],
 )
-def test_from_status(code: StatusCode, detail: str, expected: type[errors.CriError]) -> None:
-    err = from_status(code, detail, "create task of container c1")
+def test_from_rpc_error(code: StatusCode, detail: str, expected: type[errors.CriError]) -> None:
+    err = from_rpc_error(RpcError(code, detail), "create task of container c1")
     assert type(err) is expected
     assert err.message.startswith("create task of container c1: ")
 
 
 def test_a_rootfs_mount_denied_under_an_untraversable_dir_names_that_dir(tmp_path: Path) -> None:
-
-    from cri_runtime.containerd.errors import from_status
-
     closed = tmp_path / "state"
     (closed / "task" / "pod1" / "rootfs").mkdir(parents=True)
     closed.chmod(0o600)
@@ -44,10 +41,10 @@ def test_a_rootfs_mount_denied_under_an_untraversable_dir_names_that_dir(tmp_pat
         detail = (f"failed to create shim task: OCI runtime create failed: runc create failed: unable to start "
                   f"container process: error during container init: error preparing rootfs: mount "
                   f"{closed}/task/pod1/rootfs:{closed}/task/pod1/rootfs, flags: 0x5000: permission denied: unknown")
-        err = from_status(StatusCode.UNKNOWN, detail, "create pause task")
+        err = from_rpc_error(RpcError(StatusCode.UNKNOWN, detail), "create pause task")
         assert isinstance(err, errors.FailedPrecondition)
         assert f"({closed} is mode 0600: a user-namespace pod's root cannot pass through it" in err.message
         closed.chmod(0o711)
-        assert f"({closed} is mode" not in from_status(StatusCode.UNKNOWN, detail, "x").message
+        assert f"({closed} is mode" not in from_rpc_error(RpcError(StatusCode.UNKNOWN, detail), "x").message
     finally:
         closed.chmod(0o700)
